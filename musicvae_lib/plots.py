@@ -1,0 +1,214 @@
+"""Figures: piano rolls of token windows (alone or input above reconstruction) and the dataset chapter's counts.
+
+Functions draw on an ``ax`` they are given or return a new Figure; none calls ``plt.show()``, so a
+notebook decides what to display and ``save_figure`` writes the same bytes for the same figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pretty_midi
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FixedLocator, MultipleLocator
+
+from musicvae_lib import features, representation
+
+STEP_AXIS_LABEL = "step (16th notes)"
+PITCH_AXIS_LABEL = "MIDI pitch"
+MIN_PITCH_SPAN = 12  # semitones shown at least: an octave always holds a C to label, and rolls keep a similar scale
+EMPTY_PITCH_RANGE = (60, 72)  # C4..C5, the axis a melody without notes gets
+PNG_DPI = 150
+NOTE_COLOR = "#3a6ea5"
+NOTE_EDGE_COLOR = "#1b3552"
+BLACK_KEY_SHADE = 0.93  # grey level of black-key rows, light enough to keep notes in front
+BLACK_KEY_PITCH_CLASSES = (1, 3, 6, 8, 10)  # C#, D#, F#, G#, A#
+
+
+def pitch_range(melodies: Sequence[np.ndarray]) -> tuple[int, int]:
+    """Lowest and highest MIDI pitch to show for ``melodies`` (token arrays [n_steps]), both included.
+
+    The notes' range, widened evenly to at least ``MIN_PITCH_SPAN`` semitones; ``EMPTY_PITCH_RANGE``
+    if no melody has a note. Pass one range to several rolls to compare them on the same scale.
+    """
+    pitches = [note.pitch_midi for tokens in melodies for note in representation.tokens_to_notes(representation.melody_tokens(tokens))]
+    if not pitches:
+        return EMPTY_PITCH_RANGE
+    low, high = min(pitches), max(pitches)
+    missing = MIN_PITCH_SPAN - (high - low)
+    if missing > 0:
+        low -= missing // 2
+        high += missing - missing // 2
+    return low, high
+
+
+def piano_roll(
+    tokens: np.ndarray,
+    ax: Axes | None = None,
+    title: str | None = None,
+    pitch_range_midi: tuple[int, int] | None = None,
+) -> Axes:
+    """Draw a melody (tokens uint8 [n_steps]) as a piano roll: one rectangle per note.
+
+    A note from step ``s`` to ``e`` at pitch ``p`` is the rectangle ``x = s..e, y = p-0.5..p+0.5``,
+    so ``ax.patches`` holds exactly the notes. Beat lines every 4 steps, bar lines every 16; the
+    pitch axis labels every C with name and number. ``pitch_range_midi`` (lowest, highest) fixes the
+    pitch axis, default ``pitch_range([tokens])``. Draws on ``ax``, or on a new figure if None.
+    """
+    tokens = representation.melody_tokens(tokens)
+    n_steps = len(tokens)
+    low, high = pitch_range([tokens]) if pitch_range_midi is None else pitch_range_midi
+    if low > high:
+        raise ValueError(f"`pitch_range_midi` must be (lowest, highest), got {pitch_range_midi}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 2.6), layout="constrained")
+
+    # Black-key rows shaded as on a keyboard, so a reader can count semitones between notes.
+    row_shades = [BLACK_KEY_SHADE if pitch % 12 in BLACK_KEY_PITCH_CLASSES else 1.0 for pitch in range(low, high + 1)]
+    ax.imshow(
+        np.array(row_shades)[:, None],  # (n_pitches, 1): one grey value per pitch row
+        cmap="gray",
+        vmin=0.0,
+        vmax=1.0,
+        aspect="auto",
+        origin="lower",
+        extent=(0, n_steps, low - 0.5, high + 0.5),
+        interpolation="nearest",
+        zorder=0,
+    )
+    for step in range(0, n_steps + 1, representation.STEPS_PER_QUARTER):
+        is_bar = step % representation.STEPS_PER_BAR == 0
+        ax.axvline(step, color="0.35" if is_bar else "0.85", linewidth=1.2 if is_bar else 0.6, zorder=1)
+    notes = representation.tokens_to_notes(tokens)
+    for note in notes:
+        ax.add_patch(
+            Rectangle(
+                (note.start_step, note.pitch_midi - 0.5),
+                note.end_step - note.start_step,
+                1.0,
+                facecolor=NOTE_COLOR,
+                edgecolor=NOTE_EDGE_COLOR,
+                linewidth=0.8,
+                zorder=2,
+            )
+        )
+    if not notes:
+        ax.text(0.5, 0.5, "no notes (rest only)", transform=ax.transAxes, ha="center", va="center", color="0.3",
+                bbox={"facecolor": "white", "edgecolor": "0.7", "boxstyle": "round"})
+
+    ax.set_xlim(0, n_steps)
+    ax.xaxis.set_major_locator(MultipleLocator(representation.STEPS_PER_QUARTER))
+    ax.set_ylim(low - 0.5, high + 0.5)
+    labelled = [pitch for pitch in range(low, high + 1) if pitch % 12 == 0]
+    ax.yaxis.set_major_locator(FixedLocator(labelled))
+    ax.set_yticklabels([f"{pitch_name(pitch)} ({pitch})" for pitch in labelled])
+    ax.yaxis.set_minor_locator(MultipleLocator(1))
+    ax.set_xlabel(STEP_AXIS_LABEL)
+    ax.set_ylabel(PITCH_AXIS_LABEL)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def piano_roll_pair(
+    original: np.ndarray,
+    reconstruction: np.ndarray,
+    titles: tuple[str, str] = ("input", "reconstruction"),
+) -> Figure:
+    """Two piano rolls stacked, input above output, on the same pitch and step axes.
+
+    Both melodies are token arrays [n_steps] of the same length; ValueError otherwise.
+    """
+    original, reconstruction = representation.melody_tokens(original), representation.melody_tokens(reconstruction)
+    if len(original) != len(reconstruction):
+        raise ValueError(
+            f"`original` and `reconstruction` must have the same number of steps, got {len(original)} and {len(reconstruction)}"
+        )
+    shared_range = pitch_range([original, reconstruction])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 4.8), sharex=True, layout="constrained")
+    piano_roll(original, ax=top, title=titles[0], pitch_range_midi=shared_range)
+    piano_roll(reconstruction, ax=bottom, title=titles[1], pitch_range_midi=shared_range)
+    top.set_xlabel("")
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as PNG (150 dpi) to ``path``, creating parent folders; returns the path.
+
+    The PNG carries no software version or date, so the same figure gives the same bytes and
+    re-running a notebook leaves unchanged figures unchanged in results/.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"`path` must end in .png, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    return path
+
+
+# --- dataset figures ---------------------------------------------------------------------------
+
+LEVEL_COLORS = dict(zip(features.METRICAL_LEVELS, sns.color_palette("crest", len(features.METRICAL_LEVELS))))
+COUNT_COLOR = "#3a6ea5"
+BEAT_SYLLABLES = ("", "e", "&", "a")  # how musicians count 16ths: 1 e & a 2 e & a ...
+
+
+def pitch_name(pitch_midi: int) -> str:
+    """Scientific pitch name of a MIDI pitch, e.g. 60 -> C4."""
+    return pretty_midi.note_number_to_name(pitch_midi)
+
+
+def count_bars(
+    counts: Mapping[int, float], ax: Axes, title: str, xlabel: str, ylabel: str, label_pitches: bool = False
+) -> Axes:
+    """Bar chart of counts over integer keys; with ``label_pitches`` the x ticks name every C."""
+    keys = sorted(counts)
+    ax.bar(keys, [counts[k] for k in keys], width=0.85, color=COUNT_COLOR)
+    if label_pitches and keys:
+        c_pitches = [p for p in range(keys[0], keys[-1] + 1) if p % 12 == 0]
+        ax.set_xticks(c_pitches, [f"{pitch_name(p)}\n({p})" for p in c_pitches])
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return ax
+
+
+def histogram(values: Sequence[float], ax: Axes, title: str, xlabel: str, ylabel: str) -> Axes:
+    """Histogram of whole-number values, one bin per value."""
+    values = np.asarray(values)
+    bins = np.arange(values.min(), values.max() + 2) - 0.5 if len(values) else 10
+    ax.hist(values, bins=bins, color=COUNT_COLOR)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return ax
+
+
+def onset_positions(onset_counts: np.ndarray, ax: Axes, title: str) -> Axes:
+    """Onsets per 16th position of the bar [16], coloured by metrical level, ticks counted 1 e & a."""
+    positions = np.arange(len(onset_counts))
+    levels = [features.metrical_level(p) for p in positions]
+    ax.bar(positions, onset_counts, color=[LEVEL_COLORS[level] for level in levels], width=0.85)
+    ax.set_xticks(positions, [f"{p // 4 + 1}{BEAT_SYLLABLES[p % 4]}" for p in positions])
+    handles = [Rectangle((0, 0), 1, 1, color=LEVEL_COLORS[level]) for level in features.METRICAL_LEVELS]
+    ax.legend(handles, features.METRICAL_LEVELS, title="metrical level", fontsize="small", ncols=5, loc="upper right")
+    ax.set(title=title, xlabel="position in the bar (16th notes, counted 1 e & a)", ylabel="onsets")
+    return ax
+
+
+def class_usage(class_counts: np.ndarray, ax: Axes, title: str) -> Axes:
+    """How often each of the 90 token classes occurs, log scale; never-used classes marked below the axis."""
+    classes = np.arange(len(class_counts))
+    ax.bar(classes, np.maximum(class_counts, 0), color=COUNT_COLOR, width=0.85)
+    unused = classes[np.asarray(class_counts) == 0]
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.3)
+    ax.plot(unused, np.full(len(unused), 0.5), "x", color="0.5", label="never used")
+    c_tokens = [representation.pitch_to_token(p) for p in range(representation.MIN_PITCH, representation.MAX_PITCH + 1) if p % 12 == 0]
+    ax.set_xticks([0, 1] + c_tokens, ["no\nevent", "note\noff"] + [pitch_name(representation.token_to_pitch(t)) for t in c_tokens])
+    ax.set(title=title, xlabel="token class", ylabel="steps (log scale)")
+    if len(unused):
+        ax.legend(fontsize="small")
+    return ax

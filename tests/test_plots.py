@@ -1,0 +1,129 @@
+"""Tests of musicvae_lib.plots: real matplotlib figures on the Agg backend."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from musicvae_lib import plots
+from musicvae_lib.representation import Note, notes_to_tokens
+
+
+def melody(*notes: tuple[int, int, int], n_steps: int = 32) -> np.ndarray:
+    """Tokens [n_steps] of (start_step, end_step, pitch_midi) notes."""
+    return notes_to_tokens([Note(*note) for note in notes], n_steps)
+
+
+NOTES = [(0, 4, 60), (4, 6, 62), (8, 16, 64), (16, 30, 79)]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_piano_roll_draws_one_rectangle_per_note_at_its_steps_and_pitch():
+    ax = plots.piano_roll(melody(*NOTES), title="Sequence Nr. 1")
+
+    rectangles = [(patch.get_x(), patch.get_y(), patch.get_width(), patch.get_height()) for patch in ax.patches]
+    assert rectangles == [(start, pitch - 0.5, end - start, 1.0) for start, end, pitch in NOTES]
+    assert ax.get_title() == "Sequence Nr. 1"
+    assert ax.get_xlabel() == "step (16th notes)"
+    assert ax.get_ylabel() == "MIDI pitch"
+    assert ax.get_xlim() == (0.0, 32.0)
+    assert ax.get_ylim() == (59.5, 79.5)
+
+
+def test_piano_roll_marks_beats_and_bars_and_names_every_c():
+    ax = plots.piano_roll(melody(*NOTES))
+    ax.figure.canvas.draw()
+
+    assert [tick for tick in ax.get_xticks() if 0 <= tick <= 32] == [0, 4, 8, 12, 16, 20, 24, 28, 32]
+    vertical_lines = {line.get_xdata()[0]: line.get_linewidth() for line in ax.get_lines()}
+    assert sorted(vertical_lines) == [0, 4, 8, 12, 16, 20, 24, 28, 32]
+    assert [step for step, width in vertical_lines.items() if width > 1] == [0, 16, 32]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["C4 (60)", "C5 (72)"]
+
+
+def test_piano_roll_draws_on_the_axes_it_is_given():
+    fig, (left, right) = plt.subplots(1, 2)
+
+    assert plots.piano_roll(melody((0, 8, 67)), ax=right) is right
+    assert len(right.patches) == 1
+    assert len(left.patches) == 0
+
+
+def test_piano_roll_of_a_rest_melody_is_empty_but_labelled():
+    ax = plots.piano_roll(np.zeros(32, dtype=np.uint8))
+
+    assert len(ax.patches) == 0
+    assert ax.get_xlabel() == "step (16th notes)"
+    assert ax.get_ylabel() == "MIDI pitch"
+    assert ax.get_ylim() == (59.5, 72.5)
+    assert [text.get_text() for text in ax.texts] == ["no notes (rest only)"]
+
+
+def test_piano_roll_rejects_a_batch():
+    with pytest.raises(ValueError, match="one melody"):
+        plots.piano_roll(np.zeros((2, 32), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("notes", "expected"),
+    [
+        ([(0, 4, 67)], (61, 73)),  # one note: an octave centred on it
+        ([(0, 4, 60), (4, 8, 65)], (57, 69)),  # 5 semitones widened by 3 below and 4 above
+        ([(0, 4, 48), (4, 8, 84)], (48, 84)),  # wider than an octave: the notes' own range
+        ([], plots.EMPTY_PITCH_RANGE),
+    ],
+)
+def test_pitch_range(notes, expected):
+    assert plots.pitch_range([melody(*notes)]) == expected
+
+
+def test_pitch_range_spans_all_melodies_given():
+    assert plots.pitch_range([melody((0, 4, 50)), melody((0, 4, 70))]) == (50, 70)
+
+
+def test_piano_roll_pair_stacks_input_over_output_on_one_pitch_scale():
+    original = melody((0, 16, 60))
+    reconstruction = melody((0, 16, 76))
+
+    fig = plots.piano_roll_pair(original, reconstruction, titles=("in", "out"))
+
+    top, bottom = fig.axes
+    assert (top.get_title(), bottom.get_title()) == ("in", "out")
+    assert top.get_ylim() == bottom.get_ylim() == (59.5, 76.5)
+    assert [patch.get_y() for patch in top.patches] == [59.5]
+    assert [patch.get_y() for patch in bottom.patches] == [75.5]
+    assert bottom.get_xlabel() == "step (16th notes)"
+
+
+def test_piano_roll_pair_rejects_windows_of_different_lengths():
+    with pytest.raises(ValueError, match="same number of steps"):
+        plots.piano_roll_pair(np.zeros(32, dtype=np.uint8), np.zeros(16, dtype=np.uint8))
+
+
+def test_save_figure_writes_the_same_png_bytes_twice(tmp_path):
+    fig = plots.piano_roll_pair(melody(*NOTES), melody((0, 8, 62)))
+
+    first = plots.save_figure(fig, tmp_path / "a" / "b" / "roll.png")
+    second = plots.save_figure(fig, tmp_path / "again.png")
+
+    assert first == tmp_path / "a" / "b" / "roll.png"
+    assert first.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert first.read_bytes() == second.read_bytes()
+    assert b"Matplotlib" not in first.read_bytes()
+
+
+def test_save_figure_refuses_a_path_that_is_not_png(tmp_path):
+    fig = plots.piano_roll(melody(*NOTES)).figure
+
+    with pytest.raises(ValueError, match=r"\.png"):
+        plots.save_figure(fig, tmp_path / "roll.pdf")

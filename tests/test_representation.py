@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from musicvae_lib.representation import (
+    MAX_PITCH,
+    MIN_PITCH,
+    N_CLASSES,
+    NOTE_OFF,
+    WINDOW_STEPS,
+    Note,
+    canonical_tokens,
+    midi_to_tokens,
+    monophonic,
+    notes_to_tokens,
+    pitch_to_token,
+    stream_to_tokens,
+    token_to_pitch,
+    tokens_to_midi,
+    tokens_to_notes,
+    tokens_to_stream,
+)
+
+C4, E4, G4 = 60, 64, 67
+
+
+def test_class_layout_matches_magenta():
+    assert N_CLASSES == 90
+    assert pitch_to_token(MIN_PITCH) == 2 and pitch_to_token(MAX_PITCH) == 89
+    assert token_to_pitch(pitch_to_token(C4)) == C4
+
+
+@pytest.mark.parametrize("pitch", [20, 109])
+def test_out_of_range_pitch_is_an_error(pitch):
+    with pytest.raises(ValueError, match="21..108"):
+        pitch_to_token(pitch)
+
+
+def test_note_off_and_no_event_are_not_pitches():
+    for token in (0, NOTE_OFF, N_CLASSES):
+        with pytest.raises(ValueError):
+            token_to_pitch(token)
+
+
+def test_encoding_of_a_hand_built_melody():
+    # C4 quarter, rest eighth, E4 eighth running into G4 held past the window end
+    notes = [Note(0, 4, C4), Note(6, 8, E4), Note(8, 40, G4)]
+    tokens = notes_to_tokens(notes, WINDOW_STEPS)
+    expected = np.zeros(WINDOW_STEPS, np.uint8)
+    expected[0], expected[4], expected[6], expected[8] = pitch_to_token(C4), NOTE_OFF, pitch_to_token(E4), pitch_to_token(G4)
+    np.testing.assert_array_equal(tokens, expected)
+    assert tokens_to_notes(tokens) == [Note(0, 4, C4), Note(6, 8, E4), Note(8, 32, G4)]
+
+
+def test_monophonic_keeps_highest_of_simultaneous_notes_and_cuts_overlaps():
+    chord_then_overlap = [Note(0, 8, C4), Note(0, 8, G4), Note(0, 8, E4), Note(4, 12, C4)]
+    assert monophonic(chord_then_overlap) == [Note(0, 4, G4), Note(4, 12, C4)]
+
+
+def test_note_begun_before_the_window_leaves_its_note_off():
+    tokens = notes_to_tokens([Note(-4, 2, C4)], 8)
+    np.testing.assert_array_equal(tokens, [0, 0, NOTE_OFF, 0, 0, 0, 0, 0])
+
+
+def test_stray_note_off_is_canonicalised_away():
+    tokens = np.array([NOTE_OFF, 0, pitch_to_token(C4), NOTE_OFF, NOTE_OFF, 0, 0, 0], np.uint8)
+    np.testing.assert_array_equal(canonical_tokens(tokens), [0, 0, pitch_to_token(C4), NOTE_OFF, 0, 0, 0, 0])
+
+
+def test_tokens_outside_the_classes_are_rejected():
+    with pytest.raises(ValueError, match="0..89"):
+        tokens_to_notes(np.array([0, 95, 0]))
+
+
+@st.composite
+def monophonic_notes(draw, n_steps=WINDOW_STEPS):
+    """Non-overlapping notes within the window, pitches in range."""
+    boundaries = sorted(draw(st.sets(st.integers(0, n_steps), min_size=0, max_size=16)))
+    notes = []
+    for start, end in zip(boundaries, boundaries[1:]):
+        if draw(st.booleans()):
+            notes.append(Note(start, end, draw(st.integers(MIN_PITCH, MAX_PITCH))))
+    return notes
+
+
+@settings(max_examples=200, deadline=None)
+@given(monophonic_notes())
+def test_notes_tokens_notes_round_trip(notes):
+    assert tokens_to_notes(notes_to_tokens(notes, WINDOW_STEPS)) == notes
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, N_CLASSES - 1), min_size=WINDOW_STEPS, max_size=WINDOW_STEPS))
+def test_canonical_tokens_round_trip_and_are_idempotent(token_list):
+    canonical = canonical_tokens(np.array(token_list, np.uint8))
+    np.testing.assert_array_equal(notes_to_tokens(tokens_to_notes(canonical), WINDOW_STEPS), canonical)
+    np.testing.assert_array_equal(canonical_tokens(canonical), canonical)
+
+
+@settings(max_examples=60, deadline=None)
+@given(monophonic_notes())
+def test_midi_round_trip(notes):
+    tokens = notes_to_tokens(notes, WINDOW_STEPS)
+    np.testing.assert_array_equal(midi_to_tokens(tokens_to_midi(tokens), WINDOW_STEPS), tokens)
+
+
+@settings(max_examples=40, deadline=None)
+@given(monophonic_notes())
+def test_music21_round_trip(notes):
+    tokens = notes_to_tokens(notes, WINDOW_STEPS)
+    np.testing.assert_array_equal(stream_to_tokens(tokens_to_stream(tokens), WINDOW_STEPS), tokens)
+
+
+def test_midi_file_has_tempo_program_and_one_track(tmp_path):
+    tokens = notes_to_tokens([Note(0, 16, C4), Note(16, 32, G4)], WINDOW_STEPS)
+    path = tmp_path / "melody.mid"
+    tokens_to_midi(tokens, tempo_qpm=120, program=73).write(str(path))
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI(str(path))
+    assert len(midi.instruments) == 1 and midi.instruments[0].program == 73
+    assert midi.get_tempo_changes()[1][0] == pytest.approx(120)
+    assert [round(n.end, 3) for n in midi.instruments[0].notes] == [2.0, 4.0]  # 16 steps = 2 s at 120 qpm
+
+
+def test_stream_with_off_grid_note_is_an_error():
+    from music21 import note, stream
+
+    part = stream.Part([note.Note("C4", quarterLength=1 / 3)])
+    with pytest.raises(ValueError, match="16th grid"):
+        stream_to_tokens(part, WINDOW_STEPS)
