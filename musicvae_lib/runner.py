@@ -1,0 +1,493 @@
+"""Run the study's notebooks in number order with papermill, and record where every result came from.
+
+``python -m musicvae_lib.run --profile quick`` executes ``notebooks/NN_name.ipynb`` in number order
+into the run folder ``results/quick/``. Each executed copy is saved there as ``NN_name.ipynb``, and
+``manifest.json`` records, after each notebook, the parameters it was passed, when it ran, the git
+commit, the dataset hash and every file it wrote (size and sha256).
+
+A profile is a TOML file ``profiles/<name>.toml`` (next to ``notebooks/``)::
+
+    [all]             # passed to every notebook whose parameters cell declares the key
+    seed = 0
+    ["01_dataset"]    # passed to 01_dataset only; a key it does not declare is an error
+    max_tunes = 300
+
+Every notebook is also passed ``run_dir``, the absolute path of the run folder.
+
+A notebook whose manifest status is "ok" is not run again without ``--force``. Running one marks
+the later notebooks' entries "stale", since they were computed from its previous outputs; a
+notebook interrupted mid-run stays "running". Neither counts as finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+from papermill.exceptions import PapermillExecutionError
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = REPO_DIR / "notebooks"
+KERNEL_NAME = "python3"
+MANIFEST_NAME = "manifest.json"
+RUN_DIR_PARAMETER = "run_dir"
+ALL_TABLE = "all"
+NOTEBOOK_FILE = re.compile(r"\d\d_\w+\.ipynb")
+DATASET_SUMMARY = Path("dataset") / "summary.json"  # written by 01_dataset; its hash ties results to data
+# Distributions whose versions can change a number or a figure of the study (names as pip knows them).
+PACKAGES = (
+    "torch", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "seaborn", "music21",
+    "pretty_midi", "mido", "verovio", "tqdm", "papermill", "nbformat", "ipykernel", "musicvae-notebooks",
+)
+
+
+class MissingInputError(FileNotFoundError):
+    """A notebook's inputs are not in its run folder: the notebook producing them has not run there."""
+
+
+class ConfigError(ValueError):
+    """The profile, the command-line options and the notebooks' parameters cells do not fit together."""
+
+
+class RunOrderError(RuntimeError):
+    """A selected notebook needs an earlier one that has not finished in this run folder."""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """A numbered notebook of the study and the parameters its cell tagged ``parameters`` declares."""
+
+    number: str  # "01": what --only selects
+    stem: str  # "01_dataset": its profile table and the name of its executed copy
+    path: Path
+    parameters: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A parsed profile file; ``text`` is kept verbatim for the manifest."""
+
+    name: str
+    path: Path
+    text: str
+    common: dict[str, Any]  # the [all] table
+    tables: dict[str, dict[str, Any]]  # notebook stem -> that notebook's parameters
+
+
+def declared_parameters(path: Path) -> frozenset[str]:
+    """Names assigned in the notebook's cell tagged ``parameters``; empty without such a cell.
+
+    Read with ast rather than papermill.inspect_notebook: its line parser drops every line holding a
+    second "=", such as ``max_tunes = 0  # 0 = all``, and the runner would then refuse the key.
+    """
+    notebook = nbformat.read(path, as_version=4)
+    cells = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    if not cells:
+        return frozenset()
+    try:
+        statements = ast.parse(cells[0].source).body
+    except SyntaxError as error:
+        raise ConfigError(
+            f"{path}: its cell tagged 'parameters' is not valid Python ({error.msg}, line {error.lineno})"
+        ) from error
+    names = set()
+    for statement in statements:
+        if isinstance(statement, ast.Assign):
+            names.update(target.id for target in statement.targets if isinstance(target, ast.Name))
+        elif isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            names.add(statement.target.id)
+    return frozenset(names)
+
+
+def find_notebooks(notebooks_dir: Path) -> list[Notebook]:
+    """The notebooks ``NN_name.ipynb`` in ``notebooks_dir``, in number order."""
+    paths = sorted(path for path in notebooks_dir.glob("*.ipynb") if NOTEBOOK_FILE.fullmatch(path.name))
+    if not paths:
+        raise ConfigError(f"no notebooks named NN_name.ipynb in {notebooks_dir}")
+    notebooks = [Notebook(path.name[:2], path.stem, path, declared_parameters(path)) for path in paths]
+    for first, second in zip(notebooks, notebooks[1:]):
+        if first.number == second.number:
+            raise ConfigError(
+                f"{first.path} and {second.path} share the number {first.number}, so the run order "
+                "and --only are ambiguous; renumber one of them"
+            )
+    return notebooks
+
+
+def load_profile(path: Path, notebooks: list[Notebook]) -> Profile:
+    """Read a profile and check that every key reaches a notebook.
+
+    A misspelt key would otherwise leave the notebook on its default without a word, and the run
+    would silently not be the one the profile describes.
+    """
+    if not path.is_file():
+        known = sorted(other.stem for other in path.parent.glob("*.toml"))
+        raise ConfigError(f"no profile file {path}; profiles in {path.parent}: {', '.join(known) or 'none'}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"profile {path} is not valid TOML: {error}") from error
+    declared = {notebook.stem: notebook.parameters for notebook in notebooks}
+    for table, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"profile {path}: top-level key {table!r} must sit in the [{ALL_TABLE}] table or in a "
+                f'notebook\'s table such as ["{notebooks[0].stem}"]'
+            )
+        if table != ALL_TABLE and table not in declared:
+            raise ConfigError(
+                f'profile {path}: table ["{table}"] names no notebook; notebooks: {", ".join(declared)}'
+            )
+        if RUN_DIR_PARAMETER in values:
+            raise ConfigError(
+                f"profile {path}: [{table}] sets {RUN_DIR_PARAMETER!r}, which the runner sets to the run "
+                "folder; remove it"
+            )
+        for key in values:
+            if table == ALL_TABLE and not any(key in parameters for parameters in declared.values()):
+                raise ConfigError(f"profile {path}: [{ALL_TABLE}] sets {key!r}, which no notebook declares")
+            if table != ALL_TABLE and key not in declared[table]:
+                raise ConfigError(
+                    f'profile {path}: ["{table}"] sets {key!r}, which notebook {table}.ipynb does not '
+                    f"declare; it declares: {', '.join(sorted(declared[table]))}"
+                )
+    tables = {table: values for table, values in data.items() if table != ALL_TABLE}
+    return Profile(path.stem, path, text, data.get(ALL_TABLE, {}), tables)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``-p name=value``; the value is read as a TOML literal, else JSON, else kept as a string.
+
+    So ``max_tunes=300`` passes an int, ``collections=["a","b"]`` a list, ``x=null`` None and
+    ``source=/data/midi`` the string.
+    """
+    name, equals, raw = (part.strip() for part in text.partition("="))
+    if not equals or not name.isidentifier():
+        raise ConfigError(f"-p expects name=value with a Python identifier as name, got {text!r}")
+    if name == RUN_DIR_PARAMETER:
+        raise ConfigError(f"-p {text!r}: {RUN_DIR_PARAMETER} is the run folder; choose it with --results and --profile")
+    try:
+        return name, tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return name, json.loads(raw)
+    except json.JSONDecodeError:
+        return name, raw
+
+
+def notebook_parameters(
+    notebook: Notebook, profile: Profile, overrides: dict[str, Any], run_dir: Path
+) -> dict[str, Any]:
+    """What ``notebook`` is passed: the [all] keys it declares, its own table, the overrides it declares, run_dir."""
+    if RUN_DIR_PARAMETER not in notebook.parameters:
+        raise ConfigError(
+            f"{notebook.path} does not declare {RUN_DIR_PARAMETER!r} in its cell tagged 'parameters'; "
+            "every notebook must, to read and write its run folder"
+        )
+    parameters = {key: value for key, value in profile.common.items() if key in notebook.parameters}
+    parameters |= profile.tables.get(notebook.stem, {})
+    parameters |= {key: value for key, value in overrides.items() if key in notebook.parameters}
+    parameters[RUN_DIR_PARAMETER] = str(run_dir)
+    return parameters
+
+
+def select(notebooks: list[Notebook], only: list[str]) -> list[Notebook]:
+    """The notebooks ``--only`` names ("3", "03", or comma lists of them); all when it names none."""
+    numbers = {part.strip() for value in only for part in value.split(",") if part.strip()}
+    if not numbers:
+        return notebooks
+    if not all(number.isdigit() and len(number) <= 2 for number in numbers):
+        raise ConfigError(f"--only takes notebook numbers such as 03, got {', '.join(sorted(numbers))}")
+    wanted = {f"{int(number):02d}" for number in numbers}
+    unknown = wanted - {notebook.number for notebook in notebooks}
+    if unknown:
+        raise ConfigError(
+            f"--only {', '.join(sorted(unknown))}: no such notebook; notebooks: "
+            f"{', '.join(notebook.stem for notebook in notebooks)}"
+        )
+    return [notebook for notebook in notebooks if notebook.number in wanted]
+
+
+def runner_command(
+    profile: str, numbers: list[str], notebooks_dir: Path = NOTEBOOKS_DIR, results_dir: Path | None = None
+) -> str:
+    """The shell command that runs notebooks ``numbers``, with options only where they differ from the defaults."""
+    words = ["python", "-m", "musicvae_lib.run", "--profile", profile, "--only", ",".join(numbers)]
+    if notebooks_dir.resolve() != NOTEBOOKS_DIR:
+        words += ["--notebooks", str(notebooks_dir)]
+    if results_dir is not None and results_dir.resolve() != (notebooks_dir.parent / "results").resolve():
+        words += ["--results", str(results_dir)]
+    return shlex.join(words)
+
+
+def check_order(
+    notebooks: list[Notebook], selected: list[Notebook], entries: dict[str, dict], profile: str,
+    notebooks_dir: Path, results_dir: Path,
+) -> None:
+    """Refuse, before anything runs, a selection that skips earlier notebooks not finished in the run folder.
+
+    Selected notebooks need no earlier status: they run in number order and a failure stops the run.
+    """
+    unfinished = [
+        notebook for notebook in notebooks
+        if notebook.number < selected[-1].number and notebook not in selected
+        and entries.get(notebook.stem, {}).get("status") != "ok"
+    ]
+    if unfinished:
+        states = ", ".join(
+            f"{notebook.stem} ({entries.get(notebook.stem, {}).get('status', 'never run')})" for notebook in unfinished
+        )
+        command = runner_command(profile, [notebook.number for notebook in unfinished], notebooks_dir, results_dir)
+        raise RunOrderError(
+            f"{', '.join(notebook.stem for notebook in selected)}: every earlier notebook must have finished ok "
+            f"in {results_dir / profile}, and these have not: {states}.\n"
+            f"Run {unfinished[0].path} first:\n  {command}"
+        )
+
+
+def git_state(directory: Path, ignored: Path) -> dict[str, Any]:
+    """Commit of the checkout holding ``directory`` and whether its files differ from it; None outside git.
+
+    Changes under ``ignored`` (the results folder, which the run itself fills) do not make it dirty.
+    """
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True)
+
+    top = git("rev-parse", "--show-toplevel")
+    if top.returncode != 0:
+        return {"git_commit": None, "git_dirty": None}
+    top_dir = Path(top.stdout.strip())
+    ignored = ignored.resolve()
+    exclude = [f":(top,exclude){ignored.relative_to(top_dir).as_posix()}"] if ignored.is_relative_to(top_dir) else []
+    status = git("status", "--porcelain", "--untracked-files=all", "--", *exclude)
+    head = git("rev-parse", "--verify", "--quiet", "HEAD")  # fails in a repository with no commit yet
+    return {"git_commit": head.stdout.strip() or None, "git_dirty": bool(status.stdout.strip())}
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed version of each of ``PACKAGES``; None where one is not installed."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def file_states(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """Modification time (ns) and size of every file under ``run_dir``, by path relative to it."""
+    states = {}
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            states[path.relative_to(run_dir).as_posix()] = (stat.st_mtime_ns, stat.st_size)
+    return states
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks since checkpoints and caches can be large."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dataset_hash(run_dir: Path) -> str | None:
+    """The ``dataset_hash`` of ``dataset/summary.json`` in the run folder; None before 01_dataset wrote it."""
+    path = run_dir / DATASET_SUMMARY
+    return json.loads(path.read_text(encoding="utf-8")).get("dataset_hash") if path.is_file() else None
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The run folder's manifest, or an empty one for a new run folder."""
+    path = run_dir / MANIFEST_NAME
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"notebooks": {}}
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest through a temporary file so an interrupted run never leaves half a manifest."""
+    temporary = run_dir / f".{MANIFEST_NAME}.tmp"
+    temporary.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, run_dir / MANIFEST_NAME)
+
+
+def describe_failure(error: Exception) -> str:
+    """One line for the manifest and stderr; the full traceback stays in the executed copy."""
+    if isinstance(error, PapermillExecutionError):
+        return f"{error.ename}: {error.evalue} (cell In [{error.exec_count}])"
+    return f"{type(error).__name__}: {error}"
+
+
+def execute(
+    notebook: Notebook, parameters: dict[str, Any], run_dir: Path, manifest: dict[str, Any], git: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one notebook into ``run_dir`` and return its manifest entry (also stored in ``manifest``).
+
+    Before it runs, its entry says "running" and later notebooks' "ok" entries become "stale", both
+    written to disk, so an interrupted or forced re-run never leaves outdated results marked finished.
+    """
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    executed = run_dir / notebook.path.name
+    entries = manifest["notebooks"]
+    for stem, entry in entries.items():
+        if stem[:2] > notebook.number and entry["status"] == "ok":
+            entry |= {"status": "stale", "stale_because": f"{notebook.stem} ran again at {started}"}
+    entries[notebook.stem] = {"status": "running", "started": started, "parameters": parameters}
+    write_manifest(run_dir, manifest)
+    before = file_states(run_dir)
+    clock = time.perf_counter()
+    error = None
+    try:
+        papermill.execute_notebook(
+            notebook.path, executed, parameters=parameters, kernel_name=KERNEL_NAME, cwd=notebook.path.parent
+        )
+    except Exception as failure:  # any failure, in a cell or of the kernel, is recorded and stops the run
+        error = describe_failure(failure)
+    duration_s = time.perf_counter() - clock
+    after = file_states(run_dir)
+    written = sorted(path for path, state in after.items() if before.get(path) != state and path != executed.name)
+    entries[notebook.stem] = {
+        "notebook": notebook.path.relative_to(notebook.path.parent.parent).as_posix(),
+        "executed": executed.name,
+        "parameters": parameters,
+        "seed": parameters.get("seed"),
+        "started": started,
+        "duration_s": round(duration_s, 3),
+        "status": "failed" if error else "ok",
+        "error": error,
+        **git,
+        "dataset_hash": dataset_hash(run_dir),
+        "files": [
+            {"path": path, "size_bytes": after[path][1], "sha256": sha256(run_dir / path)} for path in written
+        ],
+    }
+    write_manifest(run_dir, manifest)
+    return entries[notebook.stem]
+
+
+def run(
+    profile_name: str,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    results_dir: Path | None = None,
+    only: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+) -> bool:
+    """Run the selected notebooks of a profile in number order into ``results_dir/<profile>``.
+
+    Returns False when a notebook failed (the run stops there); raises ConfigError or RunOrderError,
+    before anything runs, when the profile, the options or the run folder's state do not allow the run.
+    """
+    notebooks_dir = notebooks_dir.resolve()
+    results_dir = (results_dir or notebooks_dir.parent / "results").resolve()
+    notebooks = find_notebooks(notebooks_dir)
+    selected = select(notebooks, only or [])
+    profile = load_profile(notebooks_dir.parent / "profiles" / f"{profile_name}.toml", notebooks)
+    overrides = overrides or {}
+    for name in overrides:
+        if not any(name in notebook.parameters for notebook in selected):
+            raise ConfigError(
+                f"-p {name}=...: no selected notebook declares {name!r} "
+                f"(selected: {', '.join(notebook.stem for notebook in selected)})"
+            )
+    run_dir = results_dir / profile.name
+    parameters = {notebook.stem: notebook_parameters(notebook, profile, overrides, run_dir) for notebook in selected}
+    entries = read_manifest(run_dir)["notebooks"]
+    check_order(notebooks, selected, entries, profile.name, notebooks_dir, results_dir)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for notebook in selected:
+        entry = entries.get(notebook.stem, {})
+        if entry.get("status") == "ok" and not force:
+            print(f"skip {notebook.stem}: finished ok at {entry['started']} ({run_dir / MANIFEST_NAME}); "
+                  "pass --force to run it again", flush=True)
+            continue
+        print(f"run {notebook.stem} -> {run_dir / notebook.path.name}", flush=True)  # before papermill's stderr bar
+        git = git_state(notebooks_dir, results_dir)
+        manifest = {
+            "profile": profile.name,
+            "profile_file": str(profile.path),
+            "profile_toml": profile.text,
+            "run_dir": str(run_dir),
+            **git,
+            "python": sys.version,
+            "platform": platform.platform(),
+            "packages": package_versions(),
+            "notebooks": entries,
+        }
+        entry = execute(notebook, parameters[notebook.stem], run_dir, manifest, git)
+        if entry["status"] == "failed":
+            print(
+                f"{notebook.stem} failed: {entry['error']}\n"
+                f"executed copy with the error: {run_dir / entry['executed']}\n"
+                "stopped: later notebooks depend on it",
+                file=sys.stderr,
+            )
+            return False
+    return True
+
+
+def require_outputs(run_dir: str | Path, paths: list[str], produced_by: str) -> None:
+    """Stop a notebook run out of order (by hand, in JupyterLab) with a message naming the notebook to run first.
+
+    ``paths`` are relative to ``run_dir``; ``produced_by`` names the notebook that writes them, as
+    "01_dataset", "01_dataset.ipynb" or "notebooks/01_dataset.ipynb".
+    """
+    stem = Path(produced_by).stem
+    if not NOTEBOOK_FILE.fullmatch(f"{stem}.ipynb"):
+        raise ValueError(f"`produced_by` must name a notebook such as '01_dataset', got {produced_by!r}")
+    run_dir = Path(run_dir).resolve()
+    missing = [path for path in paths if not (run_dir / path).exists()]
+    if missing:
+        raise MissingInputError(
+            f"missing in the run folder {run_dir}: {', '.join(missing)}.\n"
+            f"They are written by notebooks/{stem}.ipynb; run it first:\n"
+            f"  {runner_command(run_dir.name, [stem[:2]], results_dir=run_dir.parent)}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m musicvae_lib.run``; exit status 0 ok, 1 a notebook failed, 2 refused."""
+    parser = argparse.ArgumentParser(
+        prog="python -m musicvae_lib.run", description="Run the study's notebooks in number order with papermill."
+    )
+    parser.add_argument("--profile", required=True, help="profiles/<PROFILE>.toml; results go to <results>/<PROFILE>/")
+    parser.add_argument("--only", action="append", default=[], metavar="NN",
+                        help="run only these notebooks (repeatable, or a comma list: --only 03,04)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a parameter in every selected notebook that declares it; VALUE is read "
+                             "as TOML or JSON, else taken as a string")
+    parser.add_argument("--force", action="store_true", help="run again notebooks that already finished ok")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results folder (default: results/ next to the notebooks folder)")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR,
+                        help=f"notebooks folder (default: {NOTEBOOKS_DIR})")
+    args = parser.parse_args(argv)
+    try:
+        overrides = dict(parse_override(text) for text in args.param)
+        finished = run(args.profile, args.notebooks, args.results, args.only, overrides, args.force)
+    except (ConfigError, RunOrderError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0 if finished else 1

@@ -1,0 +1,272 @@
+"""The runner, on tiny notebooks executed for real by papermill with the python3 kernel."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from musicvae_lib.runner import (
+    REPO_DIR,
+    ConfigError,
+    MissingInputError,
+    git_state,
+    main,
+    parse_override,
+    require_outputs,
+    run,
+)
+
+# 01 writes a file and the dataset summary; 02 reads 01's file, so it only succeeds after 01.
+# Their parameters cells hold a line with a second "=" (papermill.inspect_notebook drops it) and an annotation.
+MAKE = ('run_dir = ""\nseed = 0\nlabel = "a"  # a = the default label', """
+import json, pathlib
+out = pathlib.Path(run_dir)
+(out / "dataset").mkdir(exist_ok=True)
+(out / "dataset" / "summary.json").write_text(json.dumps({"dataset_hash": f"hash-{label}"}))
+(out / "made.txt").write_text(f"{label} {seed}")
+""")
+USE = ('run_dir = ""\nlabel = "b"\nscale: float = 1', """
+import pathlib
+from musicvae_lib.runner import require_outputs
+require_outputs(run_dir, ["made.txt"], produced_by="01_make")
+made = (pathlib.Path(run_dir) / "made.txt").read_text()
+(pathlib.Path(run_dir) / "used.txt").write_text(f"{made} {label} x{scale}")
+""")
+FAIL = ('run_dir = ""', 'raise ValueError("boom")')
+AFTER = ('run_dir = ""', 'open(run_dir + "/after.txt", "w").close()')
+PROFILE = '[all]\nseed = 7\n\n["01_make"]\nlabel = "x"\n'
+
+
+def write_notebook(path: Path, notebook: tuple[str, str]) -> None:
+    """A notebook of a parameters-tagged cell and one body cell, for the python3 kernel."""
+    parameters, body = notebook
+    node = nbformat.v4.new_notebook(metadata={
+        "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
+        "language_info": {"name": "python"},
+    })
+    node.cells = [
+        nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    nbformat.write(node, path)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository layout with notebooks 01_make and 02_use and a profile ``quick``."""
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))  # outside the project, which may be a git checkout
+    root = (tmp_path / "project").resolve()
+    (root / "notebooks").mkdir(parents=True)
+    (root / "profiles").mkdir()
+    write_notebook(root / "notebooks" / "01_make.ipynb", MAKE)
+    write_notebook(root / "notebooks" / "02_use.ipynb", USE)
+    (root / "profiles" / "quick.toml").write_text(PROFILE)
+    return root
+
+
+def run_cli(project: Path, *args: str) -> int:
+    return main(["--profile", "quick", "--notebooks", str(project / "notebooks"), *args])
+
+
+def manifest(project: Path) -> dict:
+    return json.loads((project / "results" / "quick" / "manifest.json").read_text())
+
+
+def test_runs_notebooks_in_order_and_records_them_in_the_manifest(project: Path) -> None:
+    assert run_cli(project) == 0
+    run_dir = project / "results" / "quick"
+    assert (run_dir / "used.txt").read_text() == "x 7 b x1"
+    recorded = manifest(project)
+    assert list(recorded["notebooks"]) == ["01_make", "02_use"]
+    make, use = recorded["notebooks"]["01_make"], recorded["notebooks"]["02_use"]
+    assert make["parameters"] == {"seed": 7, "label": "x", "run_dir": str(run_dir)}
+    assert use["parameters"] == {"run_dir": str(run_dir)}  # [all] seed only where declared
+    assert (make["seed"], use["seed"]) == (7, None)
+    assert (make["status"], make["error"], use["status"]) == ("ok", None, "ok")
+    assert (make["dataset_hash"], use["dataset_hash"]) == ("hash-x", "hash-x")
+    assert make["notebook"] == "notebooks/01_make.ipynb" and make["executed"] == "01_make.ipynb"
+    assert [file["path"] for file in make["files"]] == ["dataset/summary.json", "made.txt"]
+    assert [file["path"] for file in use["files"]] == ["used.txt"]
+    for file in make["files"] + use["files"]:
+        content = (run_dir / file["path"]).read_bytes()
+        assert (file["size_bytes"], file["sha256"]) == (len(content), hashlib.sha256(content).hexdigest())
+    started = [dt.datetime.fromisoformat(entry["started"]) for entry in (make, use)]
+    assert started[0] <= started[1] and started[0].utcoffset() == dt.timedelta(0)
+    assert use["duration_s"] > 0
+    executed = nbformat.read(run_dir / "01_make.ipynb", as_version=4)
+    injected = [cell for cell in executed.cells if "injected-parameters" in cell.metadata.get("tags", [])]
+    assert 'label = "x"' in injected[0].source
+    assert (recorded["profile"], recorded["profile_toml"]) == ("quick", PROFILE)
+    assert recorded["packages"]["papermill"] == papermill.__version__
+    assert recorded["python"] == sys.version
+    assert (recorded["git_commit"], recorded["git_dirty"]) == (None, None)  # tmp_path is no git checkout
+
+
+def test_finished_notebooks_run_again_only_with_force(project: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli(project) == 0
+    first = manifest(project)["notebooks"]
+    assert run_cli(project, "--only", "2", "-p", "scale=3") == 0
+    assert "skip 02_use: finished ok" in capsys.readouterr().out
+    assert manifest(project)["notebooks"] == first
+    assert (project / "results" / "quick" / "used.txt").read_text() == "x 7 b x1"
+
+    assert run_cli(project, "--only", "02", "--force", "-p", "scale=3") == 0
+    again = manifest(project)["notebooks"]
+    assert again["01_make"] == first["01_make"]
+    assert again["02_use"]["parameters"]["scale"] == 3
+    assert (project / "results" / "quick" / "used.txt").read_text() == "x 7 b x3"
+
+
+def test_running_a_notebook_again_makes_later_ones_stale_until_they_rerun(
+    project: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert run_cli(project) == 0
+    assert run_cli(project, "--only", "01", "--force", "-p", "label=z") == 0
+    use = manifest(project)["notebooks"]["02_use"]
+    assert use["status"] == "stale" and use["stale_because"].startswith("01_make ran again")
+    capsys.readouterr()
+    assert run_cli(project) == 0
+    assert "skip 01_make" in capsys.readouterr().out
+    assert manifest(project)["notebooks"]["02_use"]["status"] == "ok"
+    assert (project / "results" / "quick" / "used.txt").read_text() == "z 7 b x1"
+
+
+def test_only_refuses_before_running_anything_when_an_earlier_notebook_has_not_finished(
+    project: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert run_cli(project, "--only", "02") == 2
+    error = capsys.readouterr().err
+    assert "01_make (never run)" in error
+    assert f"Run {project / 'notebooks' / '01_make.ipynb'} first" in error
+    assert f"python -m musicvae_lib.run --profile quick --only 01 --notebooks {project / 'notebooks'}" in error
+    assert not (project / "results").exists()
+
+
+def test_a_failed_notebook_is_kept_reported_and_stops_the_run(project: Path, capsys: pytest.CaptureFixture) -> None:
+    write_notebook(project / "notebooks" / "03_fail.ipynb", FAIL)
+    write_notebook(project / "notebooks" / "04_after.ipynb", AFTER)
+    run_dir = project / "results" / "quick"
+    assert run_cli(project) == 1
+    error = capsys.readouterr().err
+    assert "03_fail failed: ValueError: boom" in error
+    assert f"executed copy with the error: {run_dir / '03_fail.ipynb'}" in error
+    executed = nbformat.read(run_dir / "03_fail.ipynb", as_version=4)
+    assert any(output.get("ename") == "ValueError" for cell in executed.cells for output in cell.get("outputs", []))
+    recorded = manifest(project)["notebooks"]
+    assert recorded["03_fail"]["status"] == "failed"
+    assert recorded["03_fail"]["error"].startswith("ValueError: boom")
+    assert "04_after" not in recorded
+    assert not (run_dir / "04_after.ipynb").exists() and not (run_dir / "after.txt").exists()
+
+    assert run_cli(project, "--only", "04") == 2
+    assert "03_fail (failed)" in capsys.readouterr().err
+
+
+def test_overrides_reach_every_selected_notebook_that_declares_them(project: Path) -> None:
+    assert run_cli(project, "-p", "label=y", "-p", "scale=2.5") == 0
+    recorded = manifest(project)["notebooks"]
+    assert recorded["01_make"]["parameters"]["label"] == "y"
+    assert {key: recorded["02_use"]["parameters"][key] for key in ("label", "scale")} == {"label": "y", "scale": 2.5}
+    assert (project / "results" / "quick" / "used.txt").read_text() == "y 7 y x2.5"
+
+
+def test_an_override_no_selected_notebook_declares_is_refused(project: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli(project, "--only", "01", "-p", "scale=2") == 2
+    assert "no selected notebook declares 'scale'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("max_tunes=300", ("max_tunes", 300)),
+    ('collections=["essenFolksong", "miscFolk"]', ("collections", ["essenFolksong", "miscFolk"])),
+    ("split_fractions=[0.8,0.1,0.1]", ("split_fractions", [0.8, 0.1, 0.1])),
+    ("flag=true", ("flag", True)),
+    ("limit=null", ("limit", None)),
+    ('table={"a": 1}', ("table", {"a": 1})),
+    ("source = 'folk'", ("source", "folk")),
+    ("source=folk", ("source", "folk")),
+    ("source=/data/midi", ("source", "/data/midi")),
+])
+def test_parse_override_reads_toml_then_json_then_a_string(text: str, expected: tuple) -> None:
+    assert parse_override(text) == expected
+
+
+@pytest.mark.parametrize("text", ["max_tunes", "=3", "max-tunes=3", "run_dir=/tmp/x"])
+def test_parse_override_refuses_malformed_input(text: str) -> None:
+    with pytest.raises(ConfigError, match="-p"):
+        parse_override(text)
+
+
+@pytest.mark.parametrize("profile, fragments", [
+    (PROFILE + "typo = 1\n", ["01_make", "'typo'", "it declares: label, run_dir, seed"]),
+    (PROFILE + '["01_mak"]\nlabel = "y"\n', ['["01_mak"] names no notebook']),
+    ('[all]\nsed = 7\n', ["[all] sets 'sed', which no notebook declares"]),
+    ('[all]\nrun_dir = "/tmp"\n', ["sets 'run_dir'"]),
+    ("seed = 7\n", ["top-level key 'seed'"]),
+    ("[all\n", ["not valid TOML"]),
+])
+def test_a_profile_key_no_notebook_takes_is_an_error(project: Path, profile: str, fragments: list[str]) -> None:
+    path = project / "profiles" / "quick.toml"
+    path.write_text(profile)
+    with pytest.raises(ConfigError) as raised:
+        run("quick", project / "notebooks")
+    for fragment in [f"profile {path}", *fragments]:
+        assert fragment in str(raised.value)
+    assert not (project / "results").exists()
+
+
+def test_an_unknown_profile_or_notebook_number_is_refused(project: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--profile", "full", "--notebooks", str(project / "notebooks")]) == 2
+    assert f"no profile file {project / 'profiles' / 'full.toml'}; profiles in" in capsys.readouterr().err
+    assert run_cli(project, "--only", "01,07") == 2
+    assert "--only 07: no such notebook; notebooks: 01_make, 02_use" in capsys.readouterr().err
+
+
+def test_git_commit_is_recorded_and_the_results_folder_does_not_make_the_tree_dirty(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(variable, "test@example.org")
+    for command in (["init", "-q"], ["add", "-A"], ["-c", "commit.gpgsign=false", "commit", "-qm", "notebooks"]):
+        subprocess.run(["git", *command], cwd=project, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, check=True, capture_output=True, text=True)
+    assert run_cli(project) == 0
+    recorded = manifest(project)
+    assert (recorded["git_commit"], recorded["git_dirty"]) == (head.stdout.strip(), False)
+    assert recorded["notebooks"]["02_use"]["git_dirty"] is False  # results/quick/ was full by then
+    (project / "notes.txt").write_text("uncommitted")
+    assert git_state(project / "notebooks", project / "results") == {
+        "git_commit": head.stdout.strip(), "git_dirty": True,
+    }
+
+
+def test_require_outputs_names_the_missing_files_and_the_command_to_make_them(tmp_path: Path) -> None:
+    run_dir = tmp_path / "results" / "quick"
+    run_dir.mkdir(parents=True)
+    (run_dir / "present.txt").touch()
+    require_outputs(run_dir, ["present.txt"], "01_dataset")
+    with pytest.raises(MissingInputError) as raised:
+        require_outputs(run_dir, ["present.txt", "dataset/windows.npz"], "notebooks/01_dataset.ipynb")
+    assert isinstance(raised.value, FileNotFoundError)
+    message = str(raised.value)
+    assert f"missing in the run folder {run_dir}: dataset/windows.npz." in message
+    assert "written by notebooks/01_dataset.ipynb" in message
+    assert f"python -m musicvae_lib.run --profile quick --only 01 --results {tmp_path / 'results'}" in message
+
+
+def test_require_outputs_omits_default_folders_from_the_command() -> None:
+    with pytest.raises(MissingInputError) as raised:
+        require_outputs(REPO_DIR / "results" / "quick", ["no-such-file.npz"], "01_dataset")
+    assert str(raised.value).endswith("\n  python -m musicvae_lib.run --profile quick --only 01")
+
+
+def test_require_outputs_refuses_a_producer_that_is_no_notebook(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="`produced_by` must name a notebook"):
+        require_outputs(tmp_path, [], "dataset")
