@@ -156,6 +156,7 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 LEVEL_COLORS = dict(zip(features.METRICAL_LEVELS, sns.color_palette("crest", len(features.METRICAL_LEVELS))))
 COUNT_COLOR = "#3a6ea5"
+SPECIAL_TOKEN_COLORS = {representation.NO_EVENT: "0.6", representation.NOTE_OFF: "#d08c3a"}
 BEAT_SYLLABLES = ("", "e", "&", "a")  # how musicians count 16ths: 1 e & a 2 e & a ...
 
 
@@ -193,22 +194,27 @@ def onset_positions(onset_counts: np.ndarray, ax: Axes, title: str) -> Axes:
     ax.bar(positions, onset_counts, color=[LEVEL_COLORS[level] for level in levels], width=0.85)
     ax.set_xticks(positions, [f"{p // 4 + 1}{BEAT_SYLLABLES[p % 4]}" for p in positions])
     handles = [Rectangle((0, 0), 1, 1, color=LEVEL_COLORS[level]) for level in features.METRICAL_LEVELS]
+    ax.set_ylim(top=max(onset_counts.max(), 1) * 1.35)  # room for the legend above the bars
     ax.legend(handles, features.METRICAL_LEVELS, title="metrical level", fontsize="small", ncols=5, loc="upper right")
     ax.set(title=title, xlabel="position in the bar (16th notes, counted 1 e & a)", ylabel="onsets")
     return ax
 
 
 def class_usage(class_counts: np.ndarray, ax: Axes, title: str) -> Axes:
-    """How often each of the 90 token classes occurs, log scale; never-used classes marked below the axis."""
-    classes = np.arange(len(class_counts))
-    ax.bar(classes, np.maximum(class_counts, 0), color=COUNT_COLOR, width=0.85)
-    unused = classes[np.asarray(class_counts) == 0]
+    """How often each of the 90 token classes occurs, log scale; never-used classes marked below the bars."""
+    counts = np.asarray(class_counts)
+    classes = np.arange(len(counts))
+    colors = [SPECIAL_TOKEN_COLORS.get(c, COUNT_COLOR) for c in classes]
+    ax.bar(classes, counts, color=colors, width=0.85)
     ax.set_yscale("log")
     ax.set_ylim(bottom=0.3)
-    ax.plot(unused, np.full(len(unused), 0.5), "x", color="0.5", label="never used")
-    c_tokens = [representation.pitch_to_token(p) for p in range(representation.MIN_PITCH, representation.MAX_PITCH + 1) if p % 12 == 0]
-    ax.set_xticks([0, 1] + c_tokens, ["no\nevent", "note\noff"] + [pitch_name(representation.token_to_pitch(t)) for t in c_tokens])
-    ax.set(title=title, xlabel="token class", ylabel="steps (log scale)")
-    if len(unused):
-        ax.legend(fontsize="small")
+    unused = classes[counts == 0]
+    ax.plot(unused, np.full(len(unused), 0.5), "x", color="0.5")
+    labels = {"no-event (0)": SPECIAL_TOKEN_COLORS[0], "note-off (1)": SPECIAL_TOKEN_COLORS[1], "note-on (2-89)": COUNT_COLOR}
+    handles = [Rectangle((0, 0), 1, 1, color=color) for color in labels.values()]
+    handles.append(plt.Line2D([], [], marker="x", color="0.5", linestyle=""))
+    ax.legend(handles, [*labels, "never used"], fontsize="small", ncols=4, loc="upper right")
+    c_pitches = [p for p in range(representation.MIN_PITCH, representation.MAX_PITCH + 1) if p % 12 == 0]
+    ax.set_xticks([representation.pitch_to_token(p) for p in c_pitches], [pitch_name(p) for p in c_pitches])
+    ax.set(title=title, xlabel="token class (note-on tokens labelled by pitch)", ylabel="steps (log scale)")
     return ax

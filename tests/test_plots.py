@@ -127,3 +127,42 @@ def test_save_figure_refuses_a_path_that_is_not_png(tmp_path):
 
     with pytest.raises(ValueError, match=r"\.png"):
         plots.save_figure(fig, tmp_path / "roll.pdf")
+
+
+# --- dataset figures ---------------------------------------------------------------------------
+
+
+def test_count_bars_draws_one_bar_per_key_and_names_the_cs():
+    fig, ax = plt.subplots()
+    plots.count_bars({59: 3, 60: 5, 72: 1}, ax, "pitches", "MIDI pitch", "notes", label_pitches=True)
+    assert [round(bar.get_height()) for bar in ax.patches] == [3, 5, 1]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["C4\n(60)", "C5\n(72)"]
+    plt.close(fig)
+
+
+def test_onset_positions_colours_bars_by_metrical_level():
+    fig, ax = plt.subplots()
+    plots.onset_positions(np.arange(16), ax, "onsets")
+    bars = ax.patches[:16]
+    assert [round(bar.get_height()) for bar in bars] == list(range(16))
+    assert bars[4].get_facecolor() == bars[12].get_facecolor() != bars[0].get_facecolor()
+    assert [t.get_text() for t in ax.get_xticklabels()][:5] == ["1", "1e", "1&", "1a", "2"]
+    plt.close(fig)
+
+
+def test_class_usage_marks_the_unused_classes():
+    counts = np.zeros(90, int)
+    counts[[0, 1, 41, 43]] = [500, 20, 7, 3]
+    fig, ax = plt.subplots()
+    plots.class_usage(counts, ax, "classes")
+    (markers,) = [line for line in ax.lines if line.get_marker() == "x"]
+    assert len(markers.get_xdata()) == 86
+    assert "C4" in [t.get_text() for t in ax.get_xticklabels()]
+    plt.close(fig)
+
+
+def test_histogram_has_one_bin_per_whole_number():
+    fig, ax = plt.subplots()
+    plots.histogram([1, 2, 2, 5], ax, "windows per tune", "windows", "tunes")
+    assert [round(bar.get_height()) for bar in ax.patches] == [1, 2, 0, 0, 1]
+    plt.close(fig)

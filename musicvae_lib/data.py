@@ -1,0 +1,738 @@
+"""Melody windows from real music: music21's folk corpus or a folder of MIDI files.
+
+Two sources give the same thing, a ``WindowSet`` of token windows ([n, bars*16] uint8, see
+``representation``) with the tune (or file) each came from and a report of what was skipped:
+
+- ``folk_corpus_windows``: the folk collections shipped inside music21 (nothing is downloaded).
+  Tunes in 4/4 and 2/2; the first part; ties merged; chord symbols and grace notes dropped; the
+  top note of a chord kept. A window is ``bars`` consecutive COMPLETE bars of one meter (pickups
+  and short bars never start or join a window), hop one bar, with at least one onset.
+  Triplets and other notes off the 16th grid are not rounded, as Magenta's quantizer would do:
+  rounding turns a triplet into a dotted rhythm the tune never had, so a window holding such a
+  note is dropped and counted.
+- ``midi_folder_windows``: any folder of MIDI files, with Magenta's cat-mel_2bar semantics
+  (see ``midi_melodies``).
+
+Both parse in parallel processes with a progress bar and are cached on disk, keyed by a hash of
+the source files' bytes and the parameters. ``split_by_tune`` then makes train/valid/test splits
+by tune, never by window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable, Sequence, TypeVar
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm  # text bars: their last state is kept in executed notebooks, unlike widgets
+
+from musicvae_lib import midi_melodies
+from musicvae_lib.representation import (
+    MAX_PITCH,
+    MIN_PITCH,
+    STEPS_PER_BAR,
+    STEPS_PER_QUARTER,
+    TOKEN_DTYPE,
+    FIRST_PITCH_TOKEN,
+    Note,
+    notes_to_tokens,
+)
+
+FOLK_COLLECTIONS = ("essenFolksong", "oneills1850", "ryansMammoth", "airdsAirs", "miscFolk")
+LICENCE_NOTES = {
+    "essenFolksong": "Essen Folksong Collection (EsAC, H. Schaffrath; ABC by S. Schlien): permission "
+    "for NON-COMMERCIAL distribution and use only (music21 corpus/essenFolksong/license.txt).",
+    "oneills1850": "O'Neill's Music of Ireland (1903), public-domain tunes; ABC by Norbert Paap, "
+    "distributed with music21 by the encoder's permission (music21 corpus/license.txt).",
+    "ryansMammoth": "Ryan's Mammoth Collection (1883), public-domain tunes; ABC by volunteers named in "
+    "each file, distributed with music21 by permission (music21 corpus/license.txt).",
+    "airdsAirs": "Aird's Selection of Scotch, English, Irish and Foreign Airs (1782-1803), public-domain "
+    "tunes; ABC distributed with music21 by permission (music21 corpus/license.txt).",
+    "miscFolk": "American fife tunes and Northumbrian Minstrelsy (1882), public-domain tunes; ABC by "
+    "J. Campin and others, distributed with music21 by permission (music21 corpus/license.txt).",
+}
+MIDI_LICENCE_NOTE = "user-supplied MIDI files: the licence of each file is the user's to check"
+ACCEPTED_METERS = ("4/4", "2/2")  # both 16 steps a bar on the 16th grid
+CACHE_FORMAT = 2  # bump when the windows a given input yields change
+
+SKIP_METER = "meter not 4/4 or 2/2"
+SKIP_PARSE = "music21 could not parse the tune"
+SKIP_NO_BARS = "no run of complete 4/4 or 2/2 bars long enough for a window"
+SKIP_NO_WINDOW_LEFT = "every window dropped (see window drops)"
+SKIP_NOT_DRAWN = "not drawn: max_tunes limits the tunes (or files) used"
+DROP_OFF_GRID = "a note off the 16th grid (triplets)"
+DROP_PITCH_RANGE = "a pitch outside 21..108"
+DROP_NO_ONSET = "no onset"
+
+
+@dataclass
+class SkipReport:
+    """Inputs (tunes or files) skipped, counted by reason, with a few example names per reason."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    max_examples: int = 3
+
+    def add(self, reason: str, example: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        kept = self.examples.setdefault(reason, [])
+        if len(kept) < self.max_examples:
+            kept.append(example)
+
+    def table(self) -> pd.DataFrame:
+        """One row per reason: count and examples, most frequent first."""
+        rows = [
+            {"reason": reason, "count": count, "examples": "; ".join(self.examples.get(reason, []))}
+            for reason, count in sorted(self.counts.items(), key=lambda item: -item[1])
+        ]
+        return pd.DataFrame(rows, columns=["reason", "count", "examples"])
+
+
+@dataclass(frozen=True)
+class WindowSet:
+    """All windows of a source, before splitting.
+
+    windows: uint8 [n_windows, bars*16]; tune_ids: int32 [n_windows], a row of ``tunes``;
+    bar_index: int32 [n_windows], the window's first bar within its tune (0 = first bar of the tune).
+    tunes: one row per tune (or file) that gave at least one window.
+    """
+
+    windows: np.ndarray
+    tune_ids: np.ndarray
+    bar_index: np.ndarray
+    tunes: pd.DataFrame
+    skips: SkipReport
+    window_drops: dict[str, int]
+    source: str
+    parameters: dict
+    source_hash: str
+
+
+# --------------------------------------------------------------------------------------------
+# The folk corpus: ABC files, one or many tunes each
+
+
+@dataclass(frozen=True)
+class AbcTune:
+    """One tune's ABC text and where it came from."""
+
+    collection: str
+    path: str  # relative to music21's corpus folder
+    number: str  # the X: field
+    title: str
+    meters: tuple[str, ...]  # every M: field, header and inline, normalised ("C" -> "4/4")
+    text: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.path} X:{self.number} ({self.title})"
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What one tune (or MIDI file) gave: windows or a skip reason, and per-window drop counts."""
+
+    windows: np.ndarray  # uint8 [n, steps]
+    bar_index: np.ndarray  # int32 [n]
+    skip_reason: str | None
+    window_drops: dict[str, int]
+    meter: str = ""
+
+
+def corpus_root() -> Path:
+    """music21's installed corpus folder."""
+    import music21.corpus
+
+    return Path(music21.corpus.__file__).parent
+
+
+def collection_files(collection: str) -> list[Path]:
+    """The ABC files of one folk collection, sorted; ValueError naming the valid ones if unknown."""
+    if collection not in FOLK_COLLECTIONS:
+        raise ValueError(f"unknown collection {collection!r}; choose from {list(FOLK_COLLECTIONS)}")
+    folder = corpus_root() / collection
+    files = sorted(folder.glob("*.abc"))
+    if not files:
+        raise FileNotFoundError(f"no .abc files in {folder}: is music21's corpus installed?")
+    return files
+
+
+def normalise_meter(value: str) -> str:
+    """An ABC meter field as a ratio: ``C`` is 4/4 and ``C|`` is 2/2; spaces dropped."""
+    value = value.strip().replace(" ", "")
+    return {"C": "4/4", "C|": "2/2"}.get(value, value)
+
+
+_METER_FIELD = re.compile(r"^M:(.*)$|\[M:([^\]]*)\]", re.MULTILINE)
+
+
+def split_abc_tunes(text: str, collection: str, path: str) -> list[AbcTune]:
+    """Cut an ABC file into tunes at each ``X:`` line; text before the first tune is a comment block."""
+    tunes = []
+    for chunk in re.split(r"(?m)^(?=X:)", text):
+        if not chunk.startswith("X:"):
+            continue
+        number = chunk[2:chunk.find("\n")].strip() if "\n" in chunk else chunk[2:].strip()
+        title_match = re.search(r"(?m)^T:(.*)$", chunk)
+        meters = tuple(normalise_meter(a or b) for a, b in _METER_FIELD.findall(chunk))
+        title = title_match.group(1).strip() if title_match else ""
+        tunes.append(AbcTune(collection, path, number, title, meters, chunk))
+    return tunes
+
+
+def read_folk_tunes(collections: Sequence[str]) -> list[AbcTune]:
+    """Every tune of the given collections, in file order."""
+    root = corpus_root()
+    tunes = []
+    for collection in collections:
+        for file in collection_files(collection):
+            text = file.read_bytes().decode("utf-8", errors="replace")
+            tunes.extend(split_abc_tunes(text, collection, str(file.relative_to(root))))
+    return tunes
+
+
+def has_accepted_meter(tune: AbcTune) -> bool:
+    """Whether any section of the tune is in 4/4 or 2/2: the others cannot give a window, so need no parse."""
+    return any(meter in ACCEPTED_METERS for meter in tune.meters)
+
+
+def tune_windows(tune: AbcTune, bars: int) -> TuneResult:
+    """Parse one ABC tune with music21 and cut its windows; never raises for a bad tune."""
+    from music21 import converter
+
+    try:
+        score = converter.parseData(tune.text, format="abc")
+    except Exception:  # music21 raises many exception types on malformed ABC
+        return TuneResult(empty_windows(bars), np.zeros(0, np.int32), SKIP_PARSE, {})
+    return score_windows(score, bars)
+
+
+def empty_windows(bars: int) -> np.ndarray:
+    return np.zeros((0, bars * STEPS_PER_BAR), dtype=TOKEN_DTYPE)
+
+
+def score_windows(score, bars: int) -> TuneResult:
+    """Windows of ``bars`` consecutive complete bars of one accepted meter from a music21 score.
+
+    The first part is used. Returns every window with an onset whose notes lie on the 16th grid
+    and in 21..108; the others are counted in ``window_drops`` by reason.
+    """
+    from music21 import stream
+
+    part = score.parts[0] if score.parts else score
+    bar_spans = complete_bar_spans(part.getElementsByClass(stream.Measure))  # before ties are merged across bars
+    if not any(len(run) >= bars for run in bar_spans):
+        return TuneResult(empty_windows(bars), np.zeros(0, np.int32), SKIP_NO_BARS, {})
+    notes, off_grid_steps, out_of_range_steps = part_notes(part.stripTies())
+    last_bar_end = max(start + STEPS_PER_BAR for run in bar_spans for _, start, _ in run)
+    total_steps = max([last_bar_end] + [note.end_step for note in notes])
+    tokens = notes_to_tokens(notes, total_steps)
+    drops: Counter[str] = Counter()
+    windows, starts = [], []
+    for run in bar_spans:
+        for first in range(len(run) - bars + 1):
+            bar_number, start, _ = run[first]
+            end = start + bars * STEPS_PER_BAR
+            reason = window_drop_reason(tokens[start:end], start, end, off_grid_steps, out_of_range_steps)
+            if reason:
+                drops[reason] += 1
+                continue
+            windows.append(tokens[start:end])
+            starts.append(bar_number)
+    if not windows:
+        return TuneResult(empty_windows(bars), np.zeros(0, np.int32), SKIP_NO_WINDOW_LEFT, dict(drops))
+    meters = sorted({m for run in bar_spans for _, _, m in run})
+    return TuneResult(np.stack(windows), np.asarray(starts, np.int32), None, dict(drops), "+".join(meters))
+
+
+def complete_bar_spans(measures) -> list[list[tuple[int, int, str]]]:
+    """Runs of consecutive complete 16-step bars of one meter: [(bar index, first step, meter), ...].
+
+    A bar is complete when its content fills its time signature's bar; a pickup, a short final bar
+    or an over-full bar breaks the run, and so does a change of meter.
+    """
+    runs: list[list[tuple[int, int, str]]] = []
+    current: list[tuple[int, int, str]] = []
+    time_signature = None
+    for index, measure in enumerate(measures):
+        time_signature = measure.timeSignature or time_signature
+        meter = time_signature.ratioString if time_signature is not None else "4/4"
+        start = Fraction(measure.offset) * STEPS_PER_QUARTER
+        complete = (
+            meter in ACCEPTED_METERS
+            and Fraction(measure.duration.quarterLength) * STEPS_PER_QUARTER == STEPS_PER_BAR
+            and start.denominator == 1
+        )
+        follows = bool(current) and current[-1][2] == meter and current[-1][1] + STEPS_PER_BAR == start
+        if complete and follows:
+            current.append((index, int(start), meter))
+            continue
+        if current:
+            runs.append(current)
+        current = [(index, int(start), meter)] if complete else []
+    if current:
+        runs.append(current)
+    return runs
+
+
+def part_notes(part) -> tuple[list[Note], set[int], set[int]]:
+    """The part's notes on the step grid, and the steps where a note is off the grid or out of range.
+
+    Chord symbols and grace notes are dropped; a chord gives its top note. A note whose onset or
+    end falls between grid steps marks the step it falls in; it is kept rounded so the rest of the
+    tune's tokens stay right, and windows over a marked step are dropped.
+    """
+    from music21 import harmony
+
+    notes: list[Note] = []
+    off_grid: set[int] = set()
+    out_of_range: set[int] = set()
+    for element in part.flatten().notes:
+        if isinstance(element, harmony.Harmony) or element.duration.isGrace or element.quarterLength == 0:
+            continue
+        start = Fraction(element.offset) * STEPS_PER_QUARTER
+        end = start + Fraction(element.quarterLength) * STEPS_PER_QUARTER
+        for position in (start, end):
+            if position.denominator != 1:
+                off_grid.add(int(position))
+        pitch = max(p.midi for p in element.pitches)
+        first, last = round(start), max(round(end), round(start) + 1)
+        if not MIN_PITCH <= pitch <= MAX_PITCH:
+            out_of_range.update(range(first, last))
+            continue
+        notes.append(Note(first, last, pitch))
+    return notes, off_grid, out_of_range
+
+
+def window_drop_reason(
+    window: np.ndarray, start: int, end: int, off_grid_steps: set[int], out_of_range_steps: set[int]
+) -> str | None:
+    """Why a window cannot be used, or None."""
+    if any(start <= step < end for step in off_grid_steps):
+        return DROP_OFF_GRID
+    if any(start <= step < end for step in out_of_range_steps):
+        return DROP_PITCH_RANGE
+    if not (window >= FIRST_PITCH_TOKEN).any():
+        return DROP_NO_ONSET
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Parallel parsing, caching, and the two public sources
+
+Task = TypeVar("Task")
+
+
+def parallel_map(
+    function: Callable[[Task], TuneResult], tasks: Sequence[Task], processes: int, description: str
+) -> list[TuneResult]:
+    """``function`` over ``tasks`` in worker processes (spawned: safe beside torch's threads), in order."""
+    if processes <= 1 or len(tasks) < 2:
+        return [function(task) for task in tqdm(tasks, desc=description, unit="tune")]
+    context = multiprocessing.get_context("spawn")
+    chunk = max(1, min(16, len(tasks) // (processes * 8)))
+    with context.Pool(processes) as pool:
+        return list(tqdm(pool.imap(function, tasks, chunksize=chunk), total=len(tasks), desc=description, unit="tune"))
+
+
+def default_cache_dir() -> Path:
+    """``$MUSICVAE_CACHE`` or ``~/.cache/musicvae-notebooks``: parsed windows, shared by all runs."""
+    return Path(os.environ.get("MUSICVAE_CACHE", Path.home() / ".cache" / "musicvae-notebooks"))
+
+
+def files_hash(files: Iterable[Path], root: Path) -> str:
+    """sha256 over the relative paths and bytes of ``files``: the identity of a source's content."""
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def cache_key(source_hash: str, parameters: dict) -> str:
+    payload = json.dumps({"format": CACHE_FORMAT, "source": source_hash, "parameters": parameters}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def save_window_set(window_set: WindowSet, path: Path) -> None:
+    """Write a WindowSet as one .npz (no pickle), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "tunes": window_set.tunes.to_dict(orient="list"),
+        "skips": {"counts": window_set.skips.counts, "examples": window_set.skips.examples},
+        "window_drops": window_set.window_drops,
+        "source": window_set.source,
+        "parameters": window_set.parameters,
+        "source_hash": window_set.source_hash,
+    }
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez(
+        temporary,
+        windows=window_set.windows,
+        tune_ids=window_set.tune_ids,
+        bar_index=window_set.bar_index,
+        meta=np.array(json.dumps(meta)),
+    )
+    os.replace(temporary, path)
+
+
+def load_window_set(path: Path) -> WindowSet:
+    """Read a WindowSet written by ``save_window_set``."""
+    with np.load(path, allow_pickle=False) as archive:
+        meta = json.loads(str(archive["meta"]))
+        return WindowSet(
+            windows=archive["windows"],
+            tune_ids=archive["tune_ids"],
+            bar_index=archive["bar_index"],
+            tunes=pd.DataFrame(meta["tunes"]),
+            skips=SkipReport(meta["skips"]["counts"], meta["skips"]["examples"]),
+            window_drops=meta["window_drops"],
+            source=meta["source"],
+            parameters=meta["parameters"],
+            source_hash=meta["source_hash"],
+        )
+
+
+def cached(
+    build: Callable[[], WindowSet], source_hash: str, parameters: dict, cache_dir: Path | None
+) -> WindowSet:
+    """Load the WindowSet for (source, parameters) from the cache, or build and store it."""
+    path = (cache_dir or default_cache_dir()) / f"windows-{cache_key(source_hash, parameters)}.npz"
+    if path.exists():
+        return load_window_set(path)
+    window_set = build()
+    save_window_set(window_set, path)
+    return window_set
+
+
+def collect(
+    results: Sequence[TuneResult], rows: Sequence[dict], names: Sequence[str], skips: SkipReport, **info
+) -> WindowSet:
+    """Gather per-tune results into one WindowSet; tunes without windows go to the skip report."""
+    windows, tune_ids, bar_index, kept_rows = [], [], [], []
+    drops: Counter[str] = Counter()
+    for result, row, name in zip(results, rows, names):
+        drops.update(result.window_drops)
+        if result.skip_reason:
+            skips.add(result.skip_reason, name)
+            continue
+        windows.append(result.windows)
+        tune_ids.append(np.full(len(result.windows), len(kept_rows), np.int32))
+        bar_index.append(result.bar_index)
+        kept_rows.append({**row, "meter": result.meter, "n_windows": len(result.windows)})
+    steps = info["parameters"]["bars"] * STEPS_PER_BAR
+    return WindowSet(
+        windows=np.concatenate(windows) if windows else np.zeros((0, steps), TOKEN_DTYPE),
+        tune_ids=np.concatenate(tune_ids) if tune_ids else np.zeros(0, np.int32),
+        bar_index=np.concatenate(bar_index) if bar_index else np.zeros(0, np.int32),
+        tunes=pd.DataFrame(kept_rows),
+        skips=skips,
+        window_drops=dict(drops),
+        **info,
+    )
+
+
+def draw(items: list[Task], limit: int, seed: int, names: Callable[[Task], str], skips: SkipReport) -> list[Task]:
+    """All items, or ``limit`` of them drawn with ``seed`` in their original order; the rest counted as not drawn."""
+    if limit <= 0 or limit >= len(items):
+        return items
+    chosen = set(np.random.default_rng(seed).choice(len(items), size=limit, replace=False).tolist())
+    for index, item in enumerate(items):
+        if index not in chosen:
+            skips.add(SKIP_NOT_DRAWN, names(item))
+    return [item for index, item in enumerate(items) if index in chosen]
+
+
+def folk_corpus_windows(
+    collections: Sequence[str] = FOLK_COLLECTIONS,
+    bars: int = 2,
+    max_tunes: int = 0,
+    seed: int = 0,
+    processes: int | None = None,
+    cache_dir: Path | None = None,
+) -> WindowSet:
+    """Windows of ``bars`` bars from music21's folk collections (see the module docstring).
+
+    ``max_tunes`` > 0 parses only that many of the 4/4-2/2 tunes, drawn with ``seed``, for quick runs.
+    Cached: a second call with the same corpus files and parameters loads in about a second.
+    """
+    if bars < 1:
+        raise ValueError(f"`bars` must be >= 1, got {bars}")
+    collections = list(collections)
+    files = [file for collection in collections for file in collection_files(collection)]
+    source_hash = files_hash(files, corpus_root())
+    parameters = {"collections": collections, "bars": bars, "max_tunes": max_tunes, "seed": seed if max_tunes else None}
+
+    def build() -> WindowSet:
+        skips = SkipReport()
+        eligible = []
+        for tune in read_folk_tunes(collections):
+            if has_accepted_meter(tune):
+                eligible.append(tune)
+            else:
+                skips.add(SKIP_METER, tune.name)
+        chosen = draw(eligible, max_tunes, seed, lambda tune: tune.name, skips)
+        results = parallel_map(
+            _TuneWindows(bars), chosen, processes or os.cpu_count() or 1, "parsing folk tunes"
+        )
+        rows = [
+            {"collection": t.collection, "path": t.path, "number": t.number, "title": t.title} for t in chosen
+        ]
+        return collect(
+            results, rows, [t.name for t in chosen], skips,
+            source="folk", parameters=parameters, source_hash=source_hash,
+        )
+
+    return cached(build, source_hash, parameters, cache_dir)
+
+
+@dataclass(frozen=True)
+class _TuneWindows:
+    """Picklable ``tune -> TuneResult`` for the worker pool."""
+
+    bars: int
+
+    def __call__(self, tune: AbcTune) -> TuneResult:
+        return tune_windows(tune, self.bars)
+
+
+@dataclass(frozen=True)
+class _MidiWindows:
+    """Picklable ``path -> TuneResult`` for the worker pool."""
+
+    bars: int
+
+    def __call__(self, path: Path) -> TuneResult:
+        found = midi_melodies.melody_windows_from_midi(path, bars_per_window=self.bars)
+        return TuneResult(found.windows, np.full(len(found.windows), -1, np.int32), found.skip_reason, {})
+
+
+def midi_files(folder: Path) -> list[Path]:
+    """Every .mid/.midi file below ``folder``, sorted; errors name the folder when there is none."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"MIDI folder {folder} does not exist (or is not a folder)")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".mid", ".midi"))
+    if not files:
+        raise FileNotFoundError(f"MIDI folder {folder} holds no .mid or .midi file (searched recursively)")
+    return files
+
+
+def midi_folder_windows(
+    folder: str | os.PathLike,
+    bars: int = 2,
+    max_files: int = 0,
+    seed: int = 0,
+    processes: int | None = None,
+    cache_dir: Path | None = None,
+) -> WindowSet:
+    """Windows from every MIDI file below ``folder``, with Magenta's cat-mel_2bar semantics.
+
+    Windows are unique within a file; each file is one "tune" for splitting. ``max_files`` > 0
+    uses that many files drawn with ``seed``.
+    """
+    if bars < 1:
+        raise ValueError(f"`bars` must be >= 1, got {bars}")
+    root = Path(folder).expanduser().resolve()
+    skips = SkipReport()
+    files = draw(midi_files(root), max_files, seed, lambda file: str(file.relative_to(root)), skips)
+    source_hash = files_hash(files, root)
+    parameters = {"folder": str(root), "bars": bars, "max_files": max_files, "seed": seed if max_files else None}
+
+    def build() -> WindowSet:
+        results = parallel_map(_MidiWindows(bars), files, processes or os.cpu_count() or 1, "reading MIDI files")
+        names = [str(f.relative_to(root)) for f in files]
+        rows = [{"collection": str(Path(name).parent), "path": name, "number": "", "title": Path(name).stem} for name in names]
+        return collect(results, rows, names, skips, source="midi", parameters=parameters, source_hash=source_hash)
+
+    return cached(build, source_hash, parameters, cache_dir)
+
+
+def licence_notes(window_set: WindowSet) -> dict[str, str]:
+    """The licence note of each collection present (Essen: non-commercial use only)."""
+    if window_set.source == "midi":
+        return {"MIDI folder": MIDI_LICENCE_NOTE}
+    return {c: LICENCE_NOTES[c] for c in window_set.parameters["collections"]}
+
+
+# --------------------------------------------------------------------------------------------
+# Splits and the dataset folder of a run
+
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """The windows of one split, unique within it. windows: uint8 [n, steps]; tune_ids: int32 [n]."""
+
+    name: str
+    windows: np.ndarray
+    tune_ids: np.ndarray
+    n_tunes: int
+    n_duplicates_removed: int
+
+
+def assign_tunes(n_tunes: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """Split index (0 train, 1 valid, 2 test) of each tune: a seeded shuffle cut at the fractions."""
+    if len(fractions) != len(SPLIT_NAMES) or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"`split_fractions` must be three non-negative numbers summing to 1, got {list(fractions)}")
+    order = np.random.default_rng(seed).permutation(n_tunes)
+    bounds = np.round(np.cumsum(fractions)[:-1] * n_tunes).astype(int)
+    assignment = np.empty(n_tunes, dtype=np.int8)
+    for index, part in enumerate(np.split(order, bounds)):
+        assignment[part] = index
+    return assignment
+
+
+def unique_rows(windows: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct window, in their original order."""
+    if len(windows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, first = np.unique(windows, axis=0, return_index=True)
+    return np.sort(first)
+
+
+def split_by_tune(window_set: WindowSet, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict[str, Split]:
+    """Train/valid/test splits by tune (or file), never by window; duplicates removed within each split."""
+    assignment = assign_tunes(len(window_set.tunes), fractions, seed)
+    splits = {}
+    for index, name in enumerate(SPLIT_NAMES):
+        in_split = assignment[window_set.tune_ids] == index
+        windows, tune_ids = window_set.windows[in_split], window_set.tune_ids[in_split]
+        keep = unique_rows(windows)
+        splits[name] = Split(name, windows[keep], tune_ids[keep], int((assignment == index).sum()), len(windows) - len(keep))
+    return splits
+
+
+def shared_windows(splits: dict[str, Split]) -> dict[str, int]:
+    """How many windows of valid and test also occur in train (identical tokens): leakage to report."""
+    train = {row.tobytes() for row in splits["train"].windows}
+    return {name: sum(row.tobytes() in train for row in splits[name].windows) for name in ("valid", "test")}
+
+
+def dataset_hash(splits: dict[str, Split]) -> str:
+    """sha256 of the split arrays: the identity of exactly what the model sees."""
+    digest = hashlib.sha256()
+    for name in SPLIT_NAMES:
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(splits[name].windows).tobytes())
+    return digest.hexdigest()
+
+
+def dataset_summary(window_set: WindowSet, splits: dict[str, Split], fractions: Sequence[float], seed: int) -> dict:
+    """Counts, skips by reason, leakage, licence notes and hashes, as written to summary.json."""
+    per_collection = window_set.tunes.groupby("collection")["n_windows"].agg(["count", "sum"]) if len(window_set.tunes) else None
+    return {
+        "source": window_set.source,
+        "parameters": {**window_set.parameters, "split_fractions": list(fractions), "split_seed": seed},
+        "source_hash": window_set.source_hash,
+        "dataset_hash": dataset_hash(splits),
+        "steps_per_window": int(window_set.windows.shape[1]),
+        "n_tunes": len(window_set.tunes),
+        "n_windows": len(window_set.windows),
+        "n_unique_windows": len(unique_rows(window_set.windows)),
+        "splits": {
+            name: {"tunes": split.n_tunes, "windows": len(split.windows), "duplicates_removed": split.n_duplicates_removed}
+            for name, split in splits.items()
+        },
+        "shared_with_train": shared_windows(splits),
+        "per_collection": {
+            str(name): {"tunes": int(row["count"]), "windows": int(row["sum"])}
+            for name, row in (per_collection.iterrows() if per_collection is not None else [])
+        },
+        "skips": {"counts": window_set.skips.counts, "examples": window_set.skips.examples},
+        "n_skipped": sum(window_set.skips.counts.values()),
+        "window_drops": window_set.window_drops,
+        "licence_notes": licence_notes(window_set),
+    }
+
+
+def write_dataset(run_dir: str | os.PathLike, window_set: WindowSet, splits: dict[str, Split], summary: dict) -> Path:
+    """Write ``<run_dir>/dataset/``: {split}.npy windows, {split}_tunes.npy, tunes.csv and summary.json."""
+    folder = Path(run_dir) / "dataset"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, split in splits.items():
+        np.save(folder / f"{name}.npy", split.windows)
+        np.save(folder / f"{name}_tunes.npy", split.tune_ids)
+    window_set.tunes.to_csv(folder / "tunes.csv", index_label="tune_id")
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return folder
+
+
+def load_split(run_dir: str | os.PathLike, name: str) -> np.ndarray:
+    """The windows of one split written by notebook 01: uint8 [n, steps]."""
+    if name not in SPLIT_NAMES:
+        raise ValueError(f"`name` must be one of {SPLIT_NAMES}, got {name!r}")
+    return np.load(Path(run_dir) / "dataset" / f"{name}.npy", allow_pickle=False)
+
+
+def load_summary(run_dir: str | os.PathLike) -> dict:
+    """The dataset summary written by notebook 01."""
+    return json.loads((Path(run_dir) / "dataset" / "summary.json").read_text())
+
+
+def source_windows(
+    source: str,
+    collections: Sequence[str] = FOLK_COLLECTIONS,
+    bars: int = 2,
+    max_tunes: int = 0,
+    seed: int = 0,
+    processes: int | None = None,
+    cache_dir: Path | None = None,
+) -> WindowSet:
+    """The windows of ``source``: ``"folk"`` for music21's folk corpus, or the path of a MIDI folder."""
+    if source == "folk":
+        return folk_corpus_windows(collections, bars, max_tunes, seed, processes, cache_dir)
+    return midi_folder_windows(source, bars, max_tunes, seed, processes, cache_dir)
+
+
+def windows_per_collection(window_set: WindowSet) -> pd.DataFrame:
+    """Tunes and windows per collection and meter, with a total row."""
+    table = (
+        window_set.tunes.groupby(["collection", "meter"])["n_windows"]
+        .agg(tunes="count", windows="sum")
+        .reset_index()
+    )
+    total = pd.DataFrame([{"collection": "all", "meter": "", "tunes": table["tunes"].sum(), "windows": table["windows"].sum()}])
+    return pd.concat([table, total], ignore_index=True)
+
+
+def split_table(summary: dict) -> pd.DataFrame:
+    """Tunes, unique windows, duplicates removed and windows also in train, per split."""
+    rows = [
+        {
+            "split": name,
+            "tunes": counts["tunes"],
+            "windows": counts["windows"],
+            "duplicates removed": counts["duplicates_removed"],
+            "also in train": summary["shared_with_train"].get(name, 0),
+        }
+        for name, counts in summary["splits"].items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def licence_table(summary: dict) -> pd.DataFrame:
+    """The licence note of each collection used, as a table for the dataset chapter."""
+    return pd.DataFrame(sorted(summary["licence_notes"].items()), columns=["collection", "licence note"])
+
+
+def window_drop_table(window_set: WindowSet) -> pd.DataFrame:
+    """Windows dropped inside usable tunes, by reason."""
+    rows = sorted(window_set.window_drops.items(), key=lambda item: -item[1])
+    return pd.DataFrame(rows, columns=["window dropped for", "count"])
+
+
+def sample_windows(windows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of ``n`` windows drawn without replacement with ``seed``, sorted (all if fewer)."""
+    n = min(n, len(windows))
+    return np.sort(np.random.default_rng(seed).choice(len(windows), size=n, replace=False))
