@@ -191,3 +191,31 @@ def test_missing_or_empty_midi_folder_names_the_path(tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("not midi")
     with pytest.raises(FileNotFoundError, match="empty.*no .mid"):
         data.midi_folder_windows(tmp_path / "empty", cache_dir=tmp_path)
+
+
+def test_midi_folder_counts_bad_files_by_reason_with_their_paths(tmp_path):
+    import pretty_midi
+
+    folder = tmp_path / "midi"
+    (folder / "nested").mkdir(parents=True)
+    song = pretty_midi.PrettyMIDI(initial_tempo=120)
+    melody = pretty_midi.Instrument(program=0)
+    melody.notes = [pretty_midi.Note(90, 60 + step % 12, step * 0.25, step * 0.25 + 0.25) for step in range(64)]
+    song.instruments.append(melody)
+    song.write(str(folder / "nested" / "good.MID"))
+    drums = pretty_midi.PrettyMIDI(initial_tempo=120)
+    kit = pretty_midi.Instrument(program=0, is_drum=True)
+    kit.notes = [pretty_midi.Note(100, 36, step * 0.5, step * 0.5 + 0.1) for step in range(16)]
+    drums.instruments.append(kit)
+    drums.write(str(folder / "drums.mid"))
+    (folder / "empty.mid").write_bytes(b"")
+    (folder / "readme.midi").write_text("this is not a MIDI file")
+    (folder / "truncated.mid").write_bytes((folder / "nested" / "good.MID").read_bytes()[:40])
+
+    window_set = data.midi_folder_windows(folder, processes=2, cache_dir=tmp_path / "cache")
+    assert window_set.tunes["path"].tolist() == ["nested/good.MID"]
+    assert len(window_set.windows) == 3  # 4 bars, hop one bar; unique within the file
+    assert window_set.skips.counts == {
+        "drums only": 1, "empty file": 1, "not a readable MIDI file": 2,
+    }
+    assert sorted(window_set.skips.examples["not a readable MIDI file"]) == ["readme.midi", "truncated.mid"]
