@@ -1,0 +1,91 @@
+"""The VAE objective: reconstruction + beta * KL term, in nats per sequence.
+
+Two forms of the KL term:
+
+- the thesis' (Lerch 2023): ``beta * max(KL, lambda)``, beta = 1, lambda = 33.3 nats (48 bits);
+  below lambda the KL term is constant, so its gradient is zero: the encoder may use lambda nats
+  for free.
+- Magenta's (base_model.py): ``beta_t * max(KL - free_nats, 0)`` with beta annealed as
+  ``beta_t = (1 - beta_rate ** step) * max_beta``. Magenta's docs call free_bits "per dimension",
+  but the code subtracts them from the TOTAL KL, as here.
+
+The two give the same gradients for equal beta and lambda = free_nats; their values differ by
+beta * lambda once KL exceeds lambda.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+NATS_PER_BIT = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """How the KL term is weighted. Defaults: the thesis' beta = 1, lambda = 33.3 nats."""
+
+    form: str = "thesis"  # "thesis": beta * max(KL, lambda); "magenta": beta_t * max(KL - lambda, 0)
+    beta: float = 1.0  # the thesis' beta; Magenta's max_beta
+    free_nats: float = 33.3  # lambda, nats off the TOTAL KL (33.3 nats = 48 bits), not per dimension
+    beta_rate: float = 0.0  # Magenta's annealing: beta_t = (1 - beta_rate**step) * beta; 0 = no annealing
+
+    def __post_init__(self) -> None:
+        if self.form not in ("thesis", "magenta"):
+            raise ValueError(f"`form` must be 'thesis' or 'magenta', got {self.form!r}")
+        if self.beta < 0 or self.free_nats < 0 or not 0 <= self.beta_rate < 1:
+            raise ValueError(
+                f"need beta >= 0, free_nats >= 0 and 0 <= beta_rate < 1, got {self.beta}, {self.free_nats}, {self.beta_rate}"
+            )
+
+    def beta_at(self, step: int) -> float:
+        """beta at training step ``step`` (Magenta's annealing when beta_rate > 0)."""
+        return (1.0 - self.beta_rate**step) * self.beta if self.beta_rate > 0 else self.beta
+
+
+@dataclass(frozen=True)
+class LossParts:
+    """Batch means, all in nats per sequence except ``kl_bits``."""
+
+    loss: Tensor  # what is minimised
+    r_loss: Tensor  # reconstruction: cross-entropy summed over steps
+    kl: Tensor  # KL(q(z|x) || N(0, I)) summed over dimensions
+    kl_term: Tensor  # the KL term before beta
+    beta: float
+
+    @property
+    def kl_bits(self) -> Tensor:
+        return self.kl / NATS_PER_BIT
+
+
+def reconstruction_nats(logits: Tensor, tokens: Tensor) -> Tensor:
+    """Cross-entropy of the true tokens summed over steps: [B]. logits [B, T, C], tokens [B, T]."""
+    per_step = F.cross_entropy(logits.float().transpose(1, 2), tokens.long(), reduction="none")  # (B, T)
+    return per_step.sum(1)
+
+
+def kl_nats(mu: Tensor, sigma: Tensor) -> Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) summed over latent dimensions: [B]."""
+    return kl_per_dimension(mu, sigma).sum(1)
+
+
+def kl_per_dimension(mu: Tensor, sigma: Tensor) -> Tensor:
+    """KL of each latent dimension, nats: [B, z] = 0.5 * (mu^2 + sigma^2 - 1) - log sigma."""
+    mu, sigma = mu.float(), sigma.float()
+    return 0.5 * (mu.square() + sigma.square() - 1.0) - torch.log(sigma.clamp_min(1e-8))
+
+
+def vae_loss(logits: Tensor, tokens: Tensor, mu: Tensor, sigma: Tensor, config: LossConfig, step: int = 0) -> LossParts:
+    """The objective of ``config`` for one batch: the KL term is clamped per sequence (as Magenta), then averaged."""
+    r_loss = reconstruction_nats(logits, tokens)
+    kl = kl_nats(mu, sigma)
+    if config.form == "thesis":
+        kl_term = torch.clamp(kl, min=config.free_nats)
+    else:
+        kl_term = torch.clamp(kl - config.free_nats, min=0.0)
+    beta = config.beta_at(step)
+    return LossParts((r_loss + beta * kl_term).mean(), r_loss.mean(), kl.mean(), kl_term.mean(), beta)

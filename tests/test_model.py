@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from musicvae_lib.model import PRESETS, ModelConfig, MusicVAE, initial_state, preset, shifted_inputs
+
+TINY = preset("tiny")
+TINY_HIER = preset("tiny", steps=64, conductor_size=24, conductor_layers=1)
+
+
+def tokens(batch: int, steps: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 90, (batch, steps), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("config", [TINY, TINY_HIER], ids=["flat", "hierarchical"])
+def test_shapes_of_every_path(config):
+    torch.manual_seed(0)
+    model = MusicVAE(config)
+    x = tokens(3, config.steps)
+    logits, mu, sigma = model(x)
+    assert logits.shape == (3, config.steps, 90) and mu.shape == sigma.shape == (3, config.z_size)
+    assert (sigma > 0).all()
+    decoded, decoded_logits = model.decode(mu, temperature=1.0)
+    assert decoded.shape == (3, config.steps) and decoded_logits.shape == (3, config.steps, 90)
+    assert model.sample(4).shape == (4, config.steps) and model.reconstruct(x).shape == x.shape
+
+
+@pytest.mark.parametrize("config", [TINY, TINY_HIER], ids=["flat", "hierarchical"])
+def test_fused_teacher_forcing_equals_the_step_loop_fed_the_truth(config):
+    torch.manual_seed(1)
+    model = MusicVAE(config).eval()
+    x = tokens(2, config.steps, seed=1)
+    z = torch.randn(2, config.z_size)
+    fused = model.decode_teacher_forced(z, x)
+    _, stepped = model.decode(z, targets=x, teacher_probability=1.0)
+    torch.testing.assert_close(fused, stepped, rtol=1e-5, atol=1e-5)
+
+
+def test_flat_decoder_is_causal():
+    torch.manual_seed(2)
+    model = MusicVAE(TINY).eval()
+    x = tokens(1, 32, seed=2)
+    changed = x.clone()
+    changed[0, 20:] = (changed[0, 20:] + 1) % 90
+    z = torch.randn(1, TINY.z_size)
+    before, after = model.decode_teacher_forced(z, x), model.decode_teacher_forced(z, changed)
+    torch.testing.assert_close(before[:, :21], after[:, :21])  # step 20's logits see tokens < 20 only
+    assert not torch.allclose(before[:, 21:], after[:, 21:])
+
+
+def test_hierarchical_bars_depend_on_z_not_on_the_other_bars_tokens():
+    torch.manual_seed(3)
+    model = MusicVAE(TINY_HIER).eval()
+    x = tokens(1, 64, seed=3)
+    changed = x.clone()
+    changed[0, :16] = (changed[0, :16] + 7) % 90  # rewrite bar 1
+    z = torch.randn(1, TINY_HIER.z_size)
+    before, after = model.decode_teacher_forced(z, x), model.decode_teacher_forced(z, changed)
+    torch.testing.assert_close(before[:, 16:], after[:, 16:])  # bars 2-4 untouched
+    assert not torch.allclose(before[:, 1:16], after[:, 1:16])
+    other_z = model.decode_teacher_forced(torch.randn(1, TINY_HIER.z_size), x)
+    assert not torch.allclose(before[:, 16:], other_z[:, 16:])
+
+
+def test_sampling_is_reproducible_with_a_generator_and_greedy_is_deterministic():
+    torch.manual_seed(4)
+    model = MusicVAE(TINY).eval()
+    first = model.sample(5, 1.0, generator=torch.Generator().manual_seed(9))
+    again = model.sample(5, 1.0, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(first, again)
+    z = torch.randn(2, TINY.z_size)
+    assert torch.equal(model.decode(z, 0.0)[0], model.decode(z, 0.0)[0])
+
+
+def test_shifted_inputs_start_with_zeros_and_lag_by_one():
+    x = torch.tensor([[5, 7, 9]])
+    inputs = shifted_inputs(x, 90)
+    assert inputs[0, 0].sum() == 0 and inputs[0, 1, 5] == 1 and inputs[0, 2, 7] == 1
+
+
+def test_initial_state_has_one_h_and_c_per_layer_from_z():
+    dense = torch.nn.Linear(4, 2 * 3 * 5)
+    h, c = initial_state(dense, torch.randn(2, 4), layers=3, size=5)
+    assert h.shape == c.shape == (3, 2, 5)
+    assert h.abs().max() <= 1 and not torch.equal(h, c)
+
+
+def test_presets_match_magenta_sizes_and_errors_are_clear():
+    small, big, hier = PRESETS["cat-mel_2bar_small"], PRESETS["cat-mel_2bar_big"], PRESETS["hierdec-mel_16bar"]
+    assert (small.z_size, small.encoder_size, small.decoder_size, small.decoder_layers) == (256, 512, 256, 2)
+    assert (big.z_size, big.encoder_size, big.decoder_size, big.decoder_layers) == (512, 2048, 2048, 3)
+    assert hier.hierarchical and hier.bars == 16 and hier.steps == 256
+    assert preset("study", z_size=512).z_size == 512
+    with pytest.raises(ValueError, match="unknown model preset"):
+        preset("huge")
+    with pytest.raises(ValueError, match="16-step bars"):
+        ModelConfig(steps=40, conductor_size=8)
