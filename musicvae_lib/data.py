@@ -557,6 +557,21 @@ def midi_folder_windows(
     return cached(build, source_hash, parameters, cache_dir)
 
 
+def source_windows(
+    source: str,
+    collections: Sequence[str] = FOLK_COLLECTIONS,
+    bars: int = 2,
+    max_tunes: int = 0,
+    seed: int = 0,
+    processes: int | None = None,
+    cache_dir: Path | None = None,
+) -> WindowSet:
+    """The windows of ``source``: ``"folk"`` for music21's folk corpus, or the path of a MIDI folder."""
+    if source == "folk":
+        return folk_corpus_windows(collections, bars, max_tunes, seed, processes, cache_dir)
+    return midi_folder_windows(source, bars, max_tunes, seed, processes, cache_dir)
+
+
 def licence_notes(window_set: WindowSet) -> dict[str, str]:
     """The licence note of each collection present (Essen: non-commercial use only)."""
     if window_set.source == "midi":
@@ -678,21 +693,6 @@ def load_split(run_dir: str | os.PathLike, name: str) -> np.ndarray:
 def load_summary(run_dir: str | os.PathLike) -> dict:
     """The dataset summary written by notebook 01."""
     return json.loads((Path(run_dir) / "dataset" / "summary.json").read_text())
-
-
-def source_windows(
-    source: str,
-    collections: Sequence[str] = FOLK_COLLECTIONS,
-    bars: int = 2,
-    max_tunes: int = 0,
-    seed: int = 0,
-    processes: int | None = None,
-    cache_dir: Path | None = None,
-) -> WindowSet:
-    """The windows of ``source``: ``"folk"`` for music21's folk corpus, or the path of a MIDI folder."""
-    if source == "folk":
-        return folk_corpus_windows(collections, bars, max_tunes, seed, processes, cache_dir)
-    return midi_folder_windows(source, bars, max_tunes, seed, processes, cache_dir)
 
 
 def windows_per_collection(window_set: WindowSet) -> pd.DataFrame:
