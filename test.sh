@@ -8,4 +8,7 @@ trap 'rm -rf "$scratch"' EXIT
 export IPYTHONDIR="$scratch/ipython" TQDM_DISABLE=1
 export MUSICVAE_CACHE="$scratch/cache"  # a cold parse, as a new user's first run
 .venv/bin/python -m pytest tests "$@"
-.venv/bin/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks "$@"
+# nbval runs each notebook with its default (small) parameters; copies in the scratch folder write
+# their run folder (../results/interactive) there, so a test run never touches the user's results.
+cp -r notebooks "$scratch/notebooks"
+.venv/bin/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider --rootdir "$scratch" "$scratch/notebooks"

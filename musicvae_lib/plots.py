@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pretty_midi
 import seaborn as sns
 from matplotlib.axes import Axes
@@ -19,6 +20,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, MultipleLocator
 
 from musicvae_lib import features, representation
+from musicvae_lib.loss import NATS_PER_BIT
 
 STEP_AXIS_LABEL = "step (16th notes)"
 PITCH_AXIS_LABEL = "MIDI pitch"
@@ -218,3 +220,50 @@ def class_usage(class_counts: np.ndarray, ax: Axes, title: str) -> Axes:
     ax.set_xticks([representation.pitch_to_token(p) for p in c_pitches], [pitch_name(p) for p in c_pitches])
     ax.set(title=title, xlabel="token class (note-on tokens labelled by pitch)", ylabel="steps (log scale)")
     return ax
+
+
+# --- training figures --------------------------------------------------------------------------
+
+SPLIT_COLORS = {"train": "#3a6ea5", "valid": "#d08c3a"}
+
+
+def training_curves(epochs: pd.DataFrame, free_nats: float | None = None) -> Figure:
+    """Per-epoch curves from train.py's epochs.csv: reconstruction, KL (bits), total, accuracy, beta, learning rate."""
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6), layout="constrained", sharex=True)
+    panels = [
+        ("losses/r_loss", "reconstruction", "nats per sequence"),
+        ("losses/kl_bits", "KL divergence", "bits per sequence"),
+        ("loss", "total loss", "nats per sequence"),
+        ("metrics/accuracy", "teacher-forced accuracy", "share of steps"),
+    ]
+    for ax, (column, title, unit) in zip(axes.flat, panels):
+        for split, color in SPLIT_COLORS.items():
+            ax.plot(epochs["epoch"], epochs[f"{split}/{column}"], marker="o", markersize=3, color=color, label=split)
+        ax.set(title=title, ylabel=unit)
+        ax.legend(fontsize="small")
+    if free_nats:
+        axes[0, 1].axhline(free_nats / NATS_PER_BIT, color="0.5", linestyle="--", label=f"lambda = {free_nats:g} nats")
+        axes[0, 1].legend(fontsize="small")
+    axes[1, 1].plot(epochs["epoch"], epochs["train/losses/kl_beta"], marker="o", markersize=3, color="0.3")
+    axes[1, 1].set(title="beta (KL weight)", ylabel="beta")
+    axes[1, 2].plot(epochs["epoch"], epochs["learning_rate"], marker="o", markersize=3, color="0.3")
+    axes[1, 2].set(title="learning rate", ylabel="learning rate (log scale)", yscale="log")
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    return fig
+
+
+def step_losses(steps: pd.DataFrame, spikes: pd.DataFrame, grad_clip: float | None = None) -> Figure:
+    """Loss and gradient norm per optimiser step from steps.csv, with the loss spikes marked."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5), layout="constrained", sharex=True)
+    top.plot(steps["step"], steps["loss"], linewidth=0.6, color=SPLIT_COLORS["train"])
+    top.scatter(spikes["step"], spikes["loss"], color="#c0392b", s=18, zorder=3, label=f"spikes ({len(spikes)})")
+    top.set(title="training loss per step", ylabel="nats per sequence (log scale)", yscale="log")
+    top.legend(fontsize="small")
+    bottom.plot(steps["step"], steps["global_norm"], linewidth=0.6, color="0.3")
+    bottom.scatter(spikes["step"], spikes["global_norm"], color="#c0392b", s=18, zorder=3)
+    if grad_clip:
+        bottom.axhline(grad_clip, color="#c0392b", linestyle="--", linewidth=1, label=f"clipping at {grad_clip:g}")
+        bottom.legend(fontsize="small")
+    bottom.set(title="gradient norm before clipping", xlabel="optimiser step", ylabel="global norm (log scale)", yscale="log")
+    return fig
