@@ -62,6 +62,7 @@ LICENCE_NOTES = {
 }
 MIDI_LICENCE_NOTE = "user-supplied MIDI files: the licence of each file is the user's to check"
 ACCEPTED_METERS = ("4/4", "2/2")  # both 16 steps a bar on the 16th grid
+PROGRESS_SECONDS = 5.0  # between progress-bar updates: each one is kept in an executed notebook
 CACHE_FORMAT = 2  # bump when the windows a given input yields change
 
 SKIP_METER = "meter not 4/4 or 2/2"
@@ -337,11 +338,11 @@ def parallel_map(
 ) -> list[TuneResult]:
     """``function`` over ``tasks`` in worker processes (spawned: safe beside torch's threads), in order."""
     if processes <= 1 or len(tasks) < 2:
-        return [function(task) for task in tqdm(tasks, desc=description, unit="tune")]
+        return [function(task) for task in tqdm(tasks, desc=description, unit="tune", mininterval=PROGRESS_SECONDS)]
     context = multiprocessing.get_context("spawn")
     chunk = max(1, min(16, len(tasks) // (processes * 8)))
     with context.Pool(processes) as pool:
-        return list(tqdm(pool.imap(function, tasks, chunksize=chunk), total=len(tasks), desc=description, unit="tune"))
+        return list(tqdm(pool.imap(function, tasks, chunksize=chunk), total=len(tasks), desc=description, unit="tune", mininterval=PROGRESS_SECONDS))
 
 
 def default_cache_dir() -> Path:

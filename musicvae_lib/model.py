@@ -196,11 +196,23 @@ class MusicVAE(nn.Module):
         """mu, sigma [B, z_size] of q(z|x)."""
         return self.encoder(tokens)
 
-    def forward(self, tokens: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Teacher-forced pass: (logits [B, T, C], mu, sigma [B, z_size]) with z drawn from q(z|x)."""
+    def forward(
+        self, tokens: Tensor, generator: torch.Generator | None = None, teacher_probability: float = 1.0
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Training pass: (logits [B, T, C], mu, sigma [B, z_size]) with z drawn from q(z|x).
+
+        ``teacher_probability`` 1: teacher forcing, one fused LSTM call. Below 1: scheduled sampling,
+        each decoder input the true token with that probability, else a T = 1 sample of the model's
+        own (Magenta's ScheduledOutputTrainingHelper).
+        """
         mu, sigma = self.encode(tokens)
-        noise = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-        return self.decode_teacher_forced(mu + sigma * noise, tokens), mu, sigma
+        # float32 noise: the same draws with or without bf16 autocast, and not rounded to 8 bits
+        noise = torch.randn(mu.shape, device=mu.device, dtype=torch.float32, generator=generator)
+        z = mu + sigma * noise
+        if teacher_probability >= 1.0:
+            return self.decode_teacher_forced(z, tokens), mu, sigma
+        _, logits = self.decode(z, 1.0, tokens, teacher_probability, generator)
+        return logits, mu, sigma
 
     def decode_teacher_forced(self, z: Tensor, tokens: Tensor) -> Tensor:
         """Logits [B, T, C] of p(x|z) given the true previous tokens."""

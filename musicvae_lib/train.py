@@ -1,0 +1,959 @@
+"""Training: Adam with the thesis' schedule, Magenta's log names, checkpoints that resume bit for bit.
+
+One call, ``train(model_config, loss_config, train_config, train_windows, valid_windows, out_dir)``,
+trains a MusicVAE and writes into ``out_dir``:
+
+- ``steps.csv``: one row per optimiser step (loss, ``losses/r_loss``, ``losses/kl_bits``,
+  ``global_norm`` before clipping, ``learning_rate``), so that a notebook can mark the sudden jumps
+  the thesis saw in its loss curve;
+- ``epochs.csv``: one row per epoch, training means and validation values side by side;
+- ``checkpoint.pt``: everything needed to go on (weights, optimiser, schedule, random generators,
+  the epoch's batch order and the position in it, log sizes), written every
+  ``checkpoint_every_steps`` steps and after each epoch, atomically;
+- ``model.pt``: the best-validation weights with their configs (``load_model`` reads it);
+- ``done.json``: why and where the run stopped. Its presence marks the folder as finished.
+
+A run killed at any moment and started again with the same arguments resumes from its last
+checkpoint and, on CPU, ends with the same weights and logs as a run never interrupted: every
+random draw comes from generators whose states the checkpoint holds.
+
+Under ``torchrun`` (RANK and WORLD_SIZE set) the model is wrapped in DistributedDataParallel, each
+process takes its share of every batch, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from musicvae_lib.loss import NATS_PER_BIT, LossConfig, LossParts, vae_loss
+from musicvae_lib.model import MusicVAE, ModelConfig
+from musicvae_lib.representation import FIRST_PITCH_TOKEN, N_CLASSES, check_tokens
+
+CHECKPOINT_FORMAT = "musicvae-notebooks checkpoint 1"
+MODEL_FORMAT = "musicvae-notebooks model 1"
+CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_FILE = "model.pt"
+DONE_FILE = "done.json"
+STEPS_LOG = "steps.csv"
+EPOCHS_LOG = "epochs.csv"
+
+# Magenta's summary names (base_model.py, music_vae_train.py) wherever Magenta logs the quantity.
+STEP_COLUMNS = (
+    "step",
+    "epoch",
+    "loss",
+    "losses/r_loss",
+    "losses/kl_bits",
+    "losses/kl_beta",
+    "metrics/accuracy",
+    "global_norm",  # before clipping, as Magenta's
+    "learning_rate",
+    "teacher_probability",  # scheduled sampling: chance that a decoder input is the true token
+)
+EPOCH_COLUMNS = (
+    "epoch",
+    "step",
+    "train/loss",
+    "train/losses/r_loss",
+    "train/losses/kl_bits",
+    "train/losses/kl_beta",
+    "train/metrics/accuracy",
+    "valid/loss",
+    "valid/losses/r_loss",
+    "valid/losses/kl_bits",
+    "valid/losses/kl_beta",
+    "valid/metrics/accuracy",
+    "learning_rate",  # of the epoch's last step; a plateau cut shows in the next row
+    "global_norm/mean",
+    "global_norm/max",
+    "seconds",  # wall time of the epoch, validation included
+    "sequences_per_second",  # training throughput, validation excluded
+)
+TIMING_COLUMNS = ("seconds", "sequences_per_second")
+
+# train_config fields a resumed run may change: none alters the trajectory up to where the run stands.
+RESUMABLE_FIELDS = frozenset({"max_epochs", "max_minutes", "checkpoint_every_steps"})
+
+PROGRESS_SECONDS = 10.0  # between progress-bar updates: each one is kept in an executed notebook
+
+# Independent random streams drawn from the one seed (numpy SeedSequence entropy [seed, stream, rank]).
+DATA_STREAM, NOISE_STREAM, VALID_STREAM = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a MusicVAE is trained. Defaults: the thesis' (Adam 1e-3, batch 64, L2 1e-6, plateau, early stop)."""
+
+    learning_rate: float = 1e-3  # thesis and Magenta
+    batch_size: int = 64  # thesis; global over DDP processes; an epoch's last incomplete batch is dropped
+    weight_decay: float = 1e-6  # thesis' L2 penalty, added to the gradient by Adam (not AdamW's decoupled decay)
+    lr_schedule: str = "plateau"  # "plateau": the thesis' ReduceLROnPlateau; "exponential": Magenta's decay
+    plateau_factor: float = 0.5  # thesis: halve the learning rate ...
+    plateau_patience: int = 2  # ... after MORE than 2 epochs without a lower validation loss (torch's rule; Keras cuts after 2)
+    min_learning_rate: float = 1e-5  # floor of both schedules; 1e-3 reaches it after 7 halvings
+    decay_rate: float = 0.9999  # Magenta: lr_t = (lr - min_lr) * decay_rate**step + min_lr
+    early_stopping_patience: int = 5  # thesis: stop after 5 epochs without a lower validation loss
+    grad_clip: float = 1.0  # global-norm clipping, Magenta's grad_clip
+    max_epochs: int = 100  # a ceiling; early stopping usually ends the run first
+    max_minutes: float = 0.0  # training time summed over resumed sessions; 0 = no budget
+    transpose_semitones: int = 0  # augmentation: shift each window by up to +-N semitones; 0 = off
+    sampling_rate: float = 0.0  # scheduled sampling, Magenta's inverse-sigmoid rate k; 0 = teacher forcing
+    bf16: str | bool = "auto"  # autocast to bfloat16; "auto": where the device has native bf16 kernels
+    valid_batch_size: int = 512  # validation has no gradients: larger batches only save time
+    checkpoint_every_steps: int = 200  # besides the checkpoint after every epoch
+    seed: int = 0  # weights, batch order, augmentation and latent noise all derive from it
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("plateau", "exponential"):
+            raise ValueError(f"`lr_schedule` must be 'plateau' or 'exponential', got {self.lr_schedule!r}")
+        if self.bf16 not in ("auto", True, False):
+            raise ValueError(f"`bf16` must be 'auto', True or False, got {self.bf16!r}")
+        for name in ("batch_size", "valid_batch_size", "max_epochs", "checkpoint_every_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        for name in (
+            "learning_rate",
+            "weight_decay",
+            "min_learning_rate",
+            "max_minutes",
+            "sampling_rate",
+            "plateau_patience",
+            "early_stopping_patience",
+            "transpose_semitones",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.plateau_factor < 1 or not 0 < self.decay_rate <= 1 or self.grad_clip <= 0:
+            raise ValueError(
+                "need 0 < plateau_factor < 1, 0 < decay_rate <= 1 and grad_clip > 0, got "
+                f"{self.plateau_factor}, {self.decay_rate}, {self.grad_clip}"
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    """What ``train`` returns; ``done.json`` holds the same numbers."""
+
+    model: MusicVAE = field(repr=False)  # best-validation weights, eval mode, on the training device
+    out_dir: Path
+    stopped: str  # "early_stopping", "max_epochs" or "max_minutes"
+    epochs: int  # epochs run; one cut short by max_minutes counts
+    steps: int
+    best_epoch: int
+    best_valid_loss: float
+    bf16: bool
+    resumed: bool  # whether this call went on from a checkpoint
+
+
+class CheckpointError(Exception):
+    """A checkpoint or model file that cannot be used: unreadable, not ours, or of another run."""
+
+
+class RunFinishedError(FileExistsError):
+    """``train`` was called on a folder whose run has finished (it holds ``done.json``)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules and augmentation
+
+
+def teacher_forcing_probability(step: int, sampling_rate: float) -> float:
+    """Chance that a decoder input is the true previous token at ``step``: k / (k + exp(step / k)).
+
+    Magenta's inverse-sigmoid schedule (lstm_models.py, sampling_probability = 1 minus this),
+    after Bengio et al. 2015; k = ``sampling_rate``. 1.0 (pure teacher forcing) when k is 0.
+    """
+    if sampling_rate == 0:
+        return 1.0
+    exponent = step / sampling_rate
+    if exponent > 700:  # exp would overflow a float; the probability is 0 to double precision
+        return 0.0
+    return sampling_rate / (sampling_rate + math.exp(exponent))
+
+
+def exponential_learning_rate(config: TrainConfig, step: int) -> float:
+    """Magenta's per-step decay (base_model.py): (lr - min_lr) * decay_rate**step + min_lr."""
+    return (config.learning_rate - config.min_learning_rate) * config.decay_rate**step + config.min_learning_rate
+
+
+def transpose_windows(windows: np.ndarray, max_semitones: int, rng: np.random.Generator) -> np.ndarray:
+    """Each window [n, steps] shifted by its own random whole number of semitones in -N..N.
+
+    A window's shift is drawn uniformly from the shifts that keep all its pitch tokens in
+    2..89 (MIDI 21..108), so no note is lost; 0 (NO_EVENT) and 1 (NOTE_OFF) stay as they are.
+    One draw per window, even for windows without a note, so the generator advances the same way
+    whatever the data.
+    """
+    tokens = np.asarray(windows)
+    is_pitch = tokens >= FIRST_PITCH_TOKEN
+    lowest = np.where(is_pitch, tokens, N_CLASSES).min(axis=1).astype(np.int64)  # (n,) N_CLASSES if no note
+    highest = np.where(is_pitch, tokens, 0).max(axis=1).astype(np.int64)  # (n,) 0 if no note
+    low = np.maximum(-max_semitones, FIRST_PITCH_TOKEN - lowest)
+    high = np.minimum(max_semitones, N_CLASSES - 1 - highest)
+    shifts = rng.integers(low, high, endpoint=True)  # (n,)
+    shifted = tokens.astype(np.int64) + is_pitch * shifts[:, None]
+    return shifted.astype(tokens.dtype)
+
+
+def plateau_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """The thesis' schedule: multiply the rate by ``plateau_factor`` after more than ``plateau_patience`` epochs
+    without a lower validation loss, never below ``min_learning_rate``.
+
+    threshold 0: an epoch improves when its validation loss is lower at all, the rule early stopping uses too.
+    """
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer,
+        factor=config.plateau_factor,
+        patience=config.plateau_patience,
+        threshold=0.0,
+        min_lr=config.min_learning_rate,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices, precision, processes
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or CUDA (this process' LOCAL_RANK GPU under torchrun) when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` has native bfloat16 kernels: a bf16 GPU (Ampere on), or a CPU oneDNN runs bf16 on (AVX512)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def resolve_bf16(setting: str | bool, device: torch.device) -> bool:
+    """The ``bf16`` setting as a bool: "auto" is on where ``bf16_supported(device)``."""
+    if setting == "auto":
+        return bf16_supported(device)
+    if setting is True and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"`bf16=True` but {torch.cuda.get_device_name(device)} has no bfloat16 support; use bf16='auto'")
+    return bool(setting)
+
+
+def stream_seed(seed: int, stream: int, rank: int = 0) -> int:
+    """A 63-bit seed for one random stream of one process, derived from the run's ``seed``."""
+    return int(np.random.SeedSequence([seed, stream, rank]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def join_process_group(device: torch.device) -> tuple[int, int, bool]:
+    """(rank, world_size, joined_here): joins torchrun's group (gloo on CPU, nccl on CUDA) if not joined yet."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # nccl binds each process to its own GPU
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return dist.get_rank(), dist.get_world_size(), True
+    return 0, 1, False
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a reader sees the old file or the new one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def atomic_write_json(obj: Any, path: Path) -> None:
+    """JSON to a temporary file beside ``path``, then rename."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(obj, indent=2) + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete temporaries of ``atomic_save`` left by a process killed while writing."""
+    for name in (CHECKPOINT_FILE, MODEL_FILE, DONE_FILE):
+        for stale in out_dir.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def load_file(path: Path, expected_format: str) -> dict[str, Any]:
+    """A checkpoint or model file read with ``weights_only=True``; CheckpointError naming ``path`` if unusable."""
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for damaged files
+        raise CheckpointError(
+            f"{path} cannot be read ({type(error).__name__}: {error}); it is damaged or not a torch file: "
+            "delete it to start this run over"
+        ) from error
+    found = content.get("format") if isinstance(content, dict) else type(content).__name__
+    if found != expected_format:
+        raise CheckpointError(f"{path} is not a {expected_format!r} file (found {found!r})")
+    return content
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None) -> MusicVAE:
+    """The MusicVAE in ``model.pt`` (written by ``train``), in eval mode on ``device`` (default: as ``resolve_device``)."""
+    content = load_file(Path(path), MODEL_FORMAT)
+    model = MusicVAE(ModelConfig(**content["model_config"]))
+    model.load_state_dict(content["state_dict"])
+    return model.to(resolve_device(device)).eval()
+
+
+def data_fingerprint(train_windows: np.ndarray, valid_windows: np.ndarray) -> str:
+    """sha256 over both sets' shapes and bytes: a checkpoint only resumes on the data it was trained on."""
+    digest = hashlib.sha256()
+    for windows in (train_windows, valid_windows):
+        digest.update(repr(windows.shape).encode())
+        digest.update(windows.tobytes())
+    return digest.hexdigest()
+
+
+def checked_windows(windows: np.ndarray, name: str, steps: int) -> np.ndarray:
+    """``windows`` as contiguous uint8 [n, steps] after checking classes and shape."""
+    array = check_tokens(windows)
+    if array.ndim != 2 or array.shape[1] != steps or array.shape[0] == 0:
+        raise ValueError(f"`{name}` must have shape [n >= 1, {steps}] (the model's steps), got {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+class CsvLog:
+    """A CSV file written a row at a time; on resume cut back to the size the checkpoint recorded."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...], resume_size: int | None):
+        self.path, self.columns = path, columns
+        if resume_size is None:
+            with open(path, "w", newline="") as file:
+                csv.writer(file).writerow(columns)
+        else:
+            self._truncate(resume_size)
+        self.file: TextIO = open(path, "a", newline="")
+        self.writer = csv.writer(self.file)
+
+    def _truncate(self, size: int) -> None:
+        actual = self.path.stat().st_size if self.path.exists() else -1
+        if actual < size:
+            raise CheckpointError(
+                f"{self.path} holds {max(actual, 0)} bytes but the checkpoint recorded {size}: the log was "
+                "changed or deleted after the checkpoint; restore it or start the run over in a new folder"
+            )
+        with open(self.path, "r+b") as file:
+            file.truncate(size)
+        with open(self.path, newline="") as file:
+            header = tuple(next(csv.reader(file), ()))
+        if header != self.columns:
+            raise CheckpointError(f"{self.path} has columns {header}, expected {self.columns}")
+
+    def write(self, row: dict[str, float | int]) -> None:
+        """Append ``row`` and flush, so a notebook can follow a run as it trains."""
+        self.writer.writerow([row[column] for column in self.columns])
+        self.file.flush()
+
+    def flush(self) -> int:
+        """Flush to the OS (enough to survive a killed process) and return the file size in bytes."""
+        self.file.flush()
+        return os.fstat(self.file.fileno()).st_size
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The training pass and where a run stands
+
+
+@dataclass
+class Progress:
+    """Where a run stands, besides weights, optimiser and generators; saved in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps taken
+    position: int = 0  # batches done in the current epoch
+    order: Tensor | None = None  # the current epoch's permutation of the training windows [n_train]
+    best_valid_loss: float = math.inf
+    best_epoch: int = 0
+    epochs_without_improvement: int = 0
+    elapsed_seconds: float = 0.0  # training time summed over sessions: what max_minutes limits
+    epoch_seconds: float = 0.0
+    sessions: int = 0  # processes that worked on this run
+    sums: dict[str, float] = field(default_factory=dict)  # the current epoch's running sums for epochs.csv
+
+
+def batch_sums(parts: LossParts, logits: Tensor, tokens: Tensor) -> Tensor:
+    """float64 [6]: sequences, and sums over them of loss, r_loss, KL nats, correct tokens, tokens.
+
+    logits [B, T, C], tokens [B, T]; accuracy is Magenta's: argmax against the true token at every step.
+    """
+    n = tokens.shape[0]
+    correct = (logits.argmax(-1) == tokens).sum()
+    values = [n, parts.loss.detach() * n, parts.r_loss.detach() * n, parts.kl.detach() * n, correct, tokens.numel()]
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=tokens.device) for v in values])
+
+
+def per_sequence_means(sums: list[float], beta: float) -> dict[str, float]:
+    """Per-sequence means of ``batch_sums`` under Magenta's names."""
+    sequences, loss, r_loss, kl, correct, tokens = sums
+    return {
+        "loss": loss / sequences,
+        "losses/r_loss": r_loss / sequences,
+        "losses/kl_bits": kl / sequences / NATS_PER_BIT,
+        "losses/kl_beta": beta,
+        "metrics/accuracy": correct / tokens,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+
+
+class Trainer:
+    """One training run in one folder; ``train`` is the entry point."""
+
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        loss_config: LossConfig,
+        config: TrainConfig,
+        train_windows: np.ndarray,
+        valid_windows: np.ndarray,
+        out_dir: Path,
+        device: torch.device,
+        rank: int,
+        world_size: int,
+    ):
+        self.model_config, self.loss_config, self.config = model_config, loss_config, config
+        self.out_dir, self.device, self.rank, self.world_size = out_dir, device, rank, world_size
+        self.train_windows = checked_windows(train_windows, "train_windows", model_config.steps)
+        self.valid_windows = checked_windows(valid_windows, "valid_windows", model_config.steps)
+        if config.batch_size % world_size:
+            raise ValueError(f"`batch_size` ({config.batch_size}) must be a multiple of the {world_size} processes")
+        if len(self.train_windows) < config.batch_size:
+            raise ValueError(
+                f"{len(self.train_windows)} training windows make no full batch of `batch_size` {config.batch_size}"
+            )
+        if len(self.valid_windows) < world_size:
+            raise ValueError(f"{len(self.valid_windows)} validation windows cannot be shared by {world_size} processes")
+        self.batches_per_epoch = len(self.train_windows) // config.batch_size
+        self.bf16 = resolve_bf16(config.bf16, device)
+        self.fingerprint = data_fingerprint(self.train_windows, self.valid_windows)
+
+        with torch.random.fork_rng(devices=[]):  # initial weights from the seed, the caller's generator untouched
+            torch.manual_seed(config.seed)
+            self.vae = MusicVAE(model_config)
+        self.vae.to(device)
+        training_pass: nn.Module = self.vae
+        if world_size > 1:
+            device_ids = [device.index] if device.type == "cuda" else None
+            training_pass = nn.parallel.DistributedDataParallel(training_pass, device_ids=device_ids)
+        self.training_pass = training_pass
+        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.scheduler = plateau_schedule(self.optimizer, config) if config.lr_schedule == "plateau" else None
+        self.data_rng = np.random.default_rng(stream_seed(config.seed, DATA_STREAM))  # same on every process
+        self.noise = torch.Generator(device).manual_seed(stream_seed(config.seed, NOISE_STREAM, rank))
+        self.progress = Progress()
+        self.best_state: dict[str, Tensor] | None = None
+        self.checkpoint_path = out_dir / CHECKPOINT_FILE
+        self.resumed = self.checkpoint_path.exists()
+        self.last_tick = time.monotonic()
+        log_sizes = self.resume() if self.resumed else {STEPS_LOG: None, EPOCHS_LOG: None}
+        self.progress.sessions += 1
+        self.steps_log = self.epochs_log = None
+        if rank == 0:
+            self.steps_log = CsvLog(out_dir / STEPS_LOG, STEP_COLUMNS, log_sizes[STEPS_LOG])
+            self.epochs_log = CsvLog(out_dir / EPOCHS_LOG, EPOCH_COLUMNS, log_sizes[EPOCHS_LOG])
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        """What must match between a checkpoint and this call for a resume to be the same run."""
+        return {
+            "model_config": asdict(self.model_config),
+            "loss_config": asdict(self.loss_config),
+            "train_config": asdict(self.config),
+            "bf16": self.bf16,
+            "device_type": self.device.type,
+            "world_size": self.world_size,
+            "data_sha256": self.fingerprint,
+        }
+
+    def check_same_run(self, checkpoint: dict[str, Any]) -> None:
+        """CheckpointError listing every setting where ``checkpoint`` differs from this call."""
+        clashes = []
+        for key, here in self.identity().items():
+            there = checkpoint.get(key)
+            if isinstance(here, dict) and isinstance(there, dict):
+                for name in sorted(here.keys() | there.keys()):
+                    if key == "train_config" and name in RESUMABLE_FIELDS:
+                        continue
+                    if here.get(name) != there.get(name):
+                        clashes.append(f"{key}.{name} is {there.get(name)!r} there, {here.get(name)!r} here")
+            elif here != there:
+                clashes.append(f"{key} is {there!r} there, {here!r} here")
+        if clashes:
+            raise CheckpointError(
+                f"{self.checkpoint_path} belongs to another run: " + "; ".join(clashes)
+                + ". Train into a new folder, or call train with the checkpoint's settings to resume"
+            )
+
+    def resume(self) -> dict[str, int]:
+        """Restore everything from the checkpoint; returns the log sizes it recorded."""
+        checkpoint = load_file(self.checkpoint_path, CHECKPOINT_FORMAT)
+        self.check_same_run(checkpoint)
+        try:
+            self.vae.load_state_dict(checkpoint["model"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(checkpoint["scheduler"])
+            self.progress = Progress(**checkpoint["progress"])
+            self.best_state = checkpoint["best_model"]
+            rng = checkpoint["rng"]
+            self.data_rng.bit_generator.state = rng["data"]
+            self.noise.set_state(rng["noise"][self.rank])
+            torch.set_rng_state(rng["torch"])
+            if self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"][self.rank], self.device)
+            np.random.set_state(("MT19937", rng["numpy"]["keys"].numpy().astype(np.uint32), *rng["numpy"]["rest"]))
+            random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+            log_sizes = dict(checkpoint["log_bytes"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"{self.checkpoint_path} is incomplete or inconsistent ({type(error).__name__}: {error})") from error
+        if self.rank == 0:
+            print(
+                f"Resuming {self.out_dir} from {self.checkpoint_path}: epoch {self.progress.epoch + 1}, "
+                f"batch {self.progress.position} of {self.batches_per_epoch}, step {self.progress.step}"
+            )
+        return log_sizes
+
+    def gathered(self, local: Tensor) -> list[Tensor]:
+        """``local`` of every process, by rank (a list of one without DDP)."""
+        if self.world_size == 1:
+            return [local]
+        states: list[Any] = [None] * self.world_size
+        dist.all_gather_object(states, local)
+        return states
+
+    def save_checkpoint(self) -> None:
+        """Write checkpoint.pt atomically (rank 0), after flushing the logs whose sizes it records."""
+        self.tick()
+        noise_states = self.gathered(self.noise.get_state())
+        cuda_states = self.gathered(torch.cuda.get_rng_state(self.device)) if self.device.type == "cuda" else None
+        if self.rank != 0:
+            return
+        # the global generators too, though training draws only from its own: code that adds implicit
+        # randomness (dropout, say) then still resumes exactly
+        numpy_state = np.random.get_state()
+        python_state = random.getstate()
+        checkpoint = {
+            "format": CHECKPOINT_FORMAT,
+            **self.identity(),
+            "model": self.vae.state_dict(),
+            "best_model": self.best_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "progress": vars(self.progress),
+            "rng": {
+                "data": self.data_rng.bit_generator.state,
+                "noise": noise_states,
+                "torch": torch.get_rng_state(),
+                "cuda": cuda_states,
+                "numpy": {"keys": torch.from_numpy(numpy_state[1].astype(np.int64)), "rest": numpy_state[2:]},
+                "python": (python_state[0], list(python_state[1]), python_state[2]),
+            },
+            "log_bytes": {STEPS_LOG: self.steps_log.flush(), EPOCHS_LOG: self.epochs_log.flush()},
+        }
+        atomic_save(checkpoint, self.checkpoint_path)
+
+    # --- time ----------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Add the time since the last tick to the run's and the epoch's clocks."""
+        now = time.monotonic()
+        self.progress.elapsed_seconds += now - self.last_tick
+        self.progress.epoch_seconds += now - self.last_tick
+        self.last_tick = now
+
+    def time_is_up(self) -> bool:
+        """Whether the max_minutes budget is spent; under DDP all processes agree (any one's clock suffices)."""
+        if self.config.max_minutes == 0:
+            return False
+        self.tick()
+        up = self.progress.elapsed_seconds >= 60.0 * self.config.max_minutes
+        if self.world_size > 1:
+            flag = torch.tensor([float(up)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            up = bool(flag.item())
+        return up
+
+    # --- training ------------------------------------------------------------------------------
+
+    def stop_reason(self) -> str | None:
+        """Why the run should stop now, or None to train another epoch."""
+        if self.progress.epochs_without_improvement >= self.config.early_stopping_patience:
+            return "early_stopping"
+        if self.progress.epoch >= self.config.max_epochs:
+            return "max_epochs"
+        if self.time_is_up():
+            return "max_minutes"
+        return None
+
+    def reduced(self, sums: Tensor) -> list[float]:
+        """``sums`` added over processes, as Python floats."""
+        if self.world_size > 1:
+            dist.all_reduce(sums)
+        return sums.tolist()
+
+    def train_step(self, batch: np.ndarray) -> dict[str, float]:
+        """One optimiser step on this process' share of ``batch`` (uint8 [batch_size, steps]); the step's row."""
+        step = self.progress.step
+        tokens = torch.from_numpy(batch[self.rank :: self.world_size]).to(self.device).long()  # (B / world, T)
+        if self.config.lr_schedule == "exponential":
+            for group in self.optimizer.param_groups:
+                group["lr"] = exponential_learning_rate(self.config, step)
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        teacher_probability = teacher_forcing_probability(step, self.config.sampling_rate)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits, mu, sigma = self.training_pass(tokens, self.noise, teacher_probability)
+        parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        parts.loss.backward()
+        global_norm = nn.utils.clip_grad_norm_(self.vae.parameters(), self.config.grad_clip).item()
+        self.optimizer.step()
+        row_means = per_sequence_means(self.reduced(batch_sums(parts, logits, tokens)), parts.beta)
+        if not math.isfinite(row_means["loss"]):
+            raise FloatingPointError(
+                f"loss is {row_means['loss']} at step {step + 1} (epoch {self.progress.epoch + 1}) of {self.out_dir}; "
+                f"{self.checkpoint_path} precedes it: lower `learning_rate` or set bf16=False"
+            )
+        return {
+            "step": step + 1,
+            "epoch": self.progress.epoch + 1,
+            **row_means,
+            "global_norm": global_norm,
+            "learning_rate": learning_rate,
+            "teacher_probability": teacher_probability,
+        }
+
+    def accumulate(self, row: dict[str, float], sequences: int, seconds: float) -> None:
+        """Add a step's row to the epoch's running sums."""
+        sums = self.progress.sums
+        for name, value in (
+            ("sequences", sequences),
+            ("loss", row["loss"] * sequences),
+            ("r_loss", row["losses/r_loss"] * sequences),
+            ("kl_bits", row["losses/kl_bits"] * sequences),
+            ("beta", row["losses/kl_beta"]),
+            ("accuracy", row["metrics/accuracy"]),
+            ("global_norm", row["global_norm"]),
+            ("steps", 1),
+            ("train_seconds", seconds),
+        ):
+            sums[name] = sums.get(name, 0.0) + value
+        sums["global_norm_max"] = max(sums.get("global_norm_max", 0.0), row["global_norm"])
+        sums["learning_rate"] = row["learning_rate"]
+
+    def run_epoch(self) -> None:
+        """Train on the rest of the current epoch's batches (all of them unless resuming or out of time), then end it."""
+        progress, size = self.progress, self.config.batch_size
+        if progress.order is None:
+            progress.order = torch.from_numpy(self.data_rng.permutation(len(self.train_windows)))
+        bar = tqdm(
+            total=self.batches_per_epoch,
+            initial=progress.position,
+            desc=f"epoch {progress.epoch + 1}",
+            unit="batch",
+            mininterval=PROGRESS_SECONDS,
+            **({"disable": True} if self.rank else {}),  # rank 0's bar only; an explicit False would override TQDM_DISABLE
+        )
+        while progress.position < self.batches_per_epoch:
+            started = time.monotonic()
+            indices = progress.order[progress.position * size : (progress.position + 1) * size].numpy()
+            batch = self.train_windows[indices]  # (B, T)
+            if self.config.transpose_semitones:
+                batch = transpose_windows(batch, self.config.transpose_semitones, self.data_rng)
+            row = self.train_step(batch)
+            progress.step += 1
+            progress.position += 1
+            self.accumulate(row, size, time.monotonic() - started)
+            if self.rank == 0:
+                self.steps_log.write(row)
+            bar.update()
+            bar.set_postfix(loss=f"{row['loss']:.2f}", r_loss=f"{row['losses/r_loss']:.2f}")
+            mid_epoch = progress.position < self.batches_per_epoch
+            if mid_epoch and progress.step % self.config.checkpoint_every_steps == 0:
+                self.save_checkpoint()
+            if mid_epoch and self.time_is_up():
+                break
+        bar.close()
+        self.end_epoch()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Teacher-forced validation means; the same latent noise every epoch, so epochs compare fairly."""
+        self.vae.eval()
+        generator = torch.Generator(self.device).manual_seed(stream_seed(self.config.seed, VALID_STREAM, self.rank))
+        windows = self.valid_windows[self.rank :: self.world_size]
+        sums = torch.zeros(6, dtype=torch.float64, device=self.device)
+        for start in range(0, len(windows), self.config.valid_batch_size):
+            tokens = torch.from_numpy(windows[start : start + self.config.valid_batch_size]).to(self.device).long()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                logits, mu, sigma = self.vae(tokens, generator)
+            parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, self.progress.step)
+            sums += batch_sums(parts, logits, tokens)
+        self.vae.train()
+        return per_sequence_means(self.reduced(sums), self.loss_config.beta_at(self.progress.step))
+
+    def end_epoch(self) -> None:
+        """Validate, update best weights, schedule and early-stopping count, log the epoch, checkpoint."""
+        progress, sums = self.progress, self.progress.sums
+        valid = self.evaluate()
+        if valid["loss"] < progress.best_valid_loss:
+            progress.best_valid_loss, progress.best_epoch = valid["loss"], progress.epoch + 1
+            progress.epochs_without_improvement = 0
+            self.best_state = {name: tensor.detach().clone() for name, tensor in self.vae.state_dict().items()}
+        else:
+            progress.epochs_without_improvement += 1
+        if self.scheduler is not None:
+            self.scheduler.step(valid["loss"])
+        self.tick()
+        steps, sequences = sums["steps"], sums["sequences"]
+        row = {
+            "epoch": progress.epoch + 1,
+            "step": progress.step,
+            "train/loss": sums["loss"] / sequences,
+            "train/losses/r_loss": sums["r_loss"] / sequences,
+            "train/losses/kl_bits": sums["kl_bits"] / sequences,
+            "train/losses/kl_beta": sums["beta"] / steps,
+            "train/metrics/accuracy": sums["accuracy"] / steps,
+            **{f"valid/{name}": value for name, value in valid.items()},
+            "learning_rate": sums["learning_rate"],
+            "global_norm/mean": sums["global_norm"] / steps,
+            "global_norm/max": sums["global_norm_max"],
+            "seconds": progress.epoch_seconds,
+            "sequences_per_second": sequences / sums["train_seconds"],
+        }
+        if self.rank == 0:
+            self.epochs_log.write(row)
+        progress.epoch += 1
+        progress.position, progress.order, progress.epoch_seconds, progress.sums = 0, None, 0.0, {}
+        self.save_checkpoint()
+
+    def finish(self, stopped: str) -> TrainResult:
+        """Write model.pt (best weights) and then done.json; return the best model."""
+        progress = self.progress
+        if self.rank == 0:
+            atomic_save(
+                {
+                    "format": MODEL_FORMAT,
+                    "model_config": asdict(self.model_config),
+                    "loss_config": asdict(self.loss_config),
+                    "train_config": asdict(self.config),
+                    "state_dict": self.best_state,
+                    "epoch": progress.best_epoch,
+                    "valid_loss": progress.best_valid_loss,
+                },
+                self.out_dir / MODEL_FILE,
+            )
+            summary = {
+                "stopped": stopped,
+                "epochs": progress.epoch,
+                "steps": progress.step,
+                "best_epoch": progress.best_epoch,
+                "best_valid_loss": progress.best_valid_loss,
+                "training_seconds": progress.elapsed_seconds,
+                "sessions": progress.sessions,
+                "bf16": self.bf16,
+                "device": str(self.device),
+                "world_size": self.world_size,
+                "identity": self.identity(),  # lets train_or_load tell this run from another
+            }
+            atomic_write_json(summary, self.out_dir / DONE_FILE)
+            print(
+                f"Stopped by {stopped} after {progress.epoch} epochs ({progress.step} steps); best epoch "
+                f"{progress.best_epoch}, validation loss {progress.best_valid_loss:.3f}: {self.out_dir / MODEL_FILE}"
+            )
+        self.vae.load_state_dict(self.best_state)
+        return TrainResult(
+            self.vae.eval(),
+            self.out_dir,
+            stopped,
+            progress.epoch,
+            progress.step,
+            progress.best_epoch,
+            progress.best_valid_loss,
+            self.bf16,
+            self.resumed,
+        )
+
+    def run(self) -> TrainResult:
+        """Train epochs until a stop reason holds, then finish."""
+        try:
+            while (stopped := self.stop_reason()) is None:
+                self.run_epoch()
+        finally:
+            for log in (self.steps_log, self.epochs_log):
+                if log is not None:
+                    log.close()
+        return self.finish(stopped)
+
+
+def train(
+    model_config: ModelConfig,
+    loss_config: LossConfig,
+    train_config: TrainConfig,
+    train_windows: np.ndarray,
+    valid_windows: np.ndarray,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+) -> TrainResult:
+    """Train a MusicVAE on ``train_windows`` (uint8 [n, steps]), validating on ``valid_windows`` after each epoch.
+
+    Writes steps.csv, epochs.csv, checkpoint.pt, model.pt and done.json into ``out_dir`` (see the
+    module docstring). Goes on from ``out_dir/checkpoint.pt`` if there is one, after checking it
+    belongs to the same configs and data (CheckpointError otherwise). RunFinishedError if
+    ``out_dir`` holds a finished run. ``device``: default CUDA if available, else CPU.
+    """
+    out_dir = Path(out_dir)
+    done = out_dir / DONE_FILE
+    if done.exists():
+        raise RunFinishedError(
+            f"{done} exists: the run in {out_dir} has finished. Train into a new folder, or delete {out_dir} to train again"
+        )
+    resolved = resolve_device(device)
+    rank, world_size, joined_here = join_process_group(resolved)
+    try:
+        if rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(out_dir)
+        if world_size > 1:
+            dist.barrier()
+        trainer = Trainer(
+            model_config, loss_config, train_config, train_windows, valid_windows, out_dir, resolved, rank, world_size
+        )
+        return trainer.run()
+    finally:
+        if joined_here:
+            dist.destroy_process_group()
+
+
+def train_or_load(
+    model_config: ModelConfig,
+    loss_config: LossConfig,
+    train_config: TrainConfig,
+    train_windows: np.ndarray,
+    valid_windows: np.ndarray,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+) -> TrainResult:
+    """``train``, or, when ``out_dir`` holds a finished run of exactly these settings and data, that run.
+
+    Re-running a notebook then re-uses its model instead of failing or training again; a finished
+    run of other settings raises RunFinishedError naming what differs (it is never overwritten).
+    """
+    out_dir = Path(out_dir)
+    done = out_dir / DONE_FILE
+    if not done.exists():
+        return train(model_config, loss_config, train_config, train_windows, valid_windows, out_dir, device)
+    summary = json.loads(done.read_text())
+    stored = summary.get("identity", {})
+    wanted = {
+        "model_config": asdict(model_config),
+        "loss_config": asdict(loss_config),
+        "train_config": asdict(train_config),
+        "data_sha256": data_fingerprint(train_windows, valid_windows),
+    }
+    clashes = [
+        f"{key}.{name}: {stored.get(key, {}).get(name)!r} there, {value!r} here"
+        for key in ("model_config", "loss_config", "train_config")
+        for name, value in wanted[key].items()
+        if name not in RESUMABLE_FIELDS and stored.get(key, {}).get(name) != value
+    ]
+    if stored.get("data_sha256") != wanted["data_sha256"]:
+        clashes.append("the training or validation windows differ")
+    if clashes:
+        raise RunFinishedError(
+            f"{done}: a finished run with other settings is in {out_dir} ({'; '.join(clashes)}). "
+            "Use another run folder, or delete this one to train again"
+        )
+    print(f"{out_dir} holds a finished run of these settings: loading its model instead of training again")
+    return TrainResult(
+        load_model(out_dir / MODEL_FILE, device),
+        out_dir,
+        summary["stopped"],
+        summary["epochs"],
+        summary["steps"],
+        summary["best_epoch"],
+        summary["best_valid_loss"],
+        summary["bf16"],
+        resumed=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the logs: the loss spikes the thesis saw
+
+SPIKE_WINDOW = 101  # steps in the running median a step is compared with
+SPIKE_MADS = 6.0  # a spike lies this many robust deviations above the running median ...
+SPIKE_RATIO = 1.2  # ... and at least 20 % above it
+
+
+def loss_spikes(steps: pd.DataFrame) -> pd.DataFrame:
+    """Rows of steps.csv whose loss jumps above the running median of the steps around it.
+
+    Running median over ``SPIKE_WINDOW`` centred steps, spread = 1.4826 * running median absolute
+    deviation (a robust standard deviation); a spike exceeds median + ``SPIKE_MADS`` * spread and
+    ``SPIKE_RATIO`` * median. Adds ``running_median``, ``ratio`` and ``next_ratio`` (the following
+    step's loss over the median: how fast the loss comes back).
+    """
+    loss = steps["loss"]
+    median = loss.rolling(SPIKE_WINDOW, center=True, min_periods=10).median()
+    spread = 1.4826 * (loss - median).abs().rolling(SPIKE_WINDOW, center=True, min_periods=10).median()
+    is_spike = (loss > median + SPIKE_MADS * spread) & (loss > SPIKE_RATIO * median)
+    spikes = steps.assign(running_median=median, ratio=loss / median, next_ratio=loss.shift(-1) / median)
+    return spikes[is_spike.fillna(False)].reset_index(drop=True)
+
+
+def describe_spikes(steps: pd.DataFrame, spikes: pd.DataFrame, grad_clip: float) -> str:
+    """Sentences on what the logs say about the spikes: how many, gradient norms, learning rate, recovery."""
+    if spikes.empty:
+        return f"No loss spikes in {len(steps):,} steps (none above {SPIKE_RATIO:g}x the running median)."
+    clipped_at_spikes = (spikes["global_norm"] > grad_clip).mean()
+    clipped_overall = (steps["global_norm"] > grad_clip).mean()
+    norm_ratio = spikes["global_norm"].median() / steps["global_norm"].median()
+    return (
+        f"{len(spikes)} spikes in {len(steps):,} steps; the median spike is {spikes['ratio'].median():.2f}x the running "
+        f"median loss and the next step is back at {spikes['next_ratio'].median():.2f}x, so a spike is one bad batch, "
+        f"not a divergence. The gradient norm at a spike is {norm_ratio:.1f}x the typical one and exceeds the clipping "
+        f"threshold of {grad_clip:g} in {clipped_at_spikes:.0%} of spikes (against {clipped_overall:.0%} of all steps): "
+        f"clipping caps the update, so the jump does not carry over. Spikes fall at learning rates "
+        f"{spikes['learning_rate'].min():.2g}..{spikes['learning_rate'].max():.2g} (the run used "
+        f"{steps['learning_rate'].min():.2g}..{steps['learning_rate'].max():.2g})."
+    )

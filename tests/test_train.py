@@ -1,0 +1,365 @@
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from musicvae_lib import train as training
+from musicvae_lib.loss import LossConfig
+from musicvae_lib.model import preset
+from musicvae_lib.representation import NOTE_OFF, pitch_to_token
+from musicvae_lib.train import CheckpointError, RunFinishedError, TrainConfig
+
+TINY = preset("tiny")
+WORKER = Path(__file__).with_name("train_worker.py")
+REPOSITORY = WORKER.parent.parent
+TWO_OCTAVE_MAJOR = np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16, 17, 19, 21, 23, 24, 26])  # semitones above the start
+
+
+def scale_windows(n: int, seed: int) -> np.ndarray:
+    """Ascending major scales, one eighth note (2 steps) per note, from random starts MIDI 48..71; NOTE_OFF at the end."""
+    starts = np.random.default_rng(seed).integers(48, 72, n)
+    windows = np.zeros((n, 32), np.uint8)
+    windows[:, 0:32:2] = starts[:, None] + TWO_OCTAVE_MAJOR - 21 + 2  # pitch tokens: MIDI - 21 + 2
+    windows[:, 31] = NOTE_OFF
+    return windows
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and the machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(out_dir: Path, train_windows: np.ndarray, valid_windows: np.ndarray, **changes) -> training.TrainResult:
+    # bf16 off unless a test says otherwise: the same numbers on CPUs with and without bf16 kernels
+    config = TrainConfig(**{"batch_size": 16, "checkpoint_every_steps": 3, "bf16": False, **changes})
+    return training.train(TINY, LossConfig(), config, train_windows, valid_windows, out_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, training.TrainResult]:
+    out_dir = tmp_path_factory.mktemp("finished") / "run"
+    return out_dir, run(out_dir, scale_windows(64, 0), scale_windows(32, 1), max_epochs=2)
+
+
+def state_dicts_equal(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+# --- learning ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_loss_goes_down_on_scales(tmp_path, bf16):
+    result = run(tmp_path / "run", scale_windows(256, 0), scale_windows(64, 1), max_epochs=5, learning_rate=3e-3, bf16=bf16)
+    steps, epochs = pd.read_csv(tmp_path / "run" / "steps.csv"), pd.read_csv(tmp_path / "run" / "epochs.csv")
+    assert result.bf16 is bf16 and json.loads((tmp_path / "run" / "done.json").read_text())["bf16"] is bf16
+    assert steps["losses/r_loss"].iloc[0] == pytest.approx(32 * math.log(90), rel=0.05)  # untrained: about uniform
+    assert epochs["valid/losses/r_loss"].iloc[-1] < 0.6 * steps["losses/r_loss"].iloc[0]
+    assert epochs["valid/metrics/accuracy"].iloc[-1] > steps["metrics/accuracy"].iloc[0] + 0.3
+    assert epochs["valid/loss"].is_monotonic_decreasing
+    assert (epochs["valid/loss"] - epochs["valid/losses/r_loss"]).round(3).eq(33.3).all()  # thesis: KL under lambda
+    assert result.best_epoch == 5 and result.stopped == "max_epochs"
+
+
+def test_logs_have_magenta_names_and_a_row_per_step_and_epoch(finished):
+    out_dir, result = finished
+    steps, epochs = pd.read_csv(out_dir / "steps.csv"), pd.read_csv(out_dir / "epochs.csv")
+    assert tuple(steps.columns) == training.STEP_COLUMNS and tuple(epochs.columns) == training.EPOCH_COLUMNS
+    assert {"losses/r_loss", "losses/kl_bits", "losses/kl_beta", "metrics/accuracy"} <= set(steps.columns)
+    assert steps["step"].tolist() == list(range(1, 9)) and steps["epoch"].tolist() == [1] * 4 + [2] * 4
+    assert epochs["epoch"].tolist() == [1, 2] and epochs["step"].tolist() == [4, 8]
+    first = steps[steps["epoch"] == 1]
+    assert epochs["train/loss"].iloc[0] == pytest.approx(first["loss"].mean())
+    assert epochs["global_norm/max"].iloc[0] == first["global_norm"].max()
+    assert (result.steps, result.epochs) == (8, 2)
+
+
+def test_exponential_schedule_sets_magentas_rate_each_step(tmp_path):
+    run(tmp_path / "run", scale_windows(64, 0), scale_windows(16, 1), max_epochs=1, lr_schedule="exponential", decay_rate=0.9)
+    rates = pd.read_csv(tmp_path / "run" / "steps.csv")["learning_rate"].tolist()
+    assert rates == pytest.approx([(1e-3 - 1e-5) * 0.9**step + 1e-5 for step in range(4)], rel=1e-12)
+
+
+def test_early_stopping_and_plateau_act_when_validation_cannot_improve(tmp_path):
+    # Training on low notes only makes the high validation notes ever less likely.
+    rng = np.random.default_rng(0)
+    low, high = rng.integers(2, 20, (64, 32)).astype(np.uint8), rng.integers(70, 90, (32, 32)).astype(np.uint8)
+    result = run(tmp_path / "run", low, high, max_epochs=20, learning_rate=3e-3)
+    epochs = pd.read_csv(tmp_path / "run" / "epochs.csv")
+    assert epochs["valid/loss"].is_monotonic_increasing
+    assert (result.stopped, result.epochs, result.best_epoch) == ("early_stopping", 6, 1)
+    # more than 2 bad epochs (2, 3, 4) halve the rate; early stopping after 5 bad epochs (2..6)
+    assert epochs["learning_rate"].tolist() == [3e-3] * 4 + [1.5e-3] * 2
+    saved = load(tmp_path / "run" / "model.pt")
+    assert saved["epoch"] == 1 and saved["valid_loss"] == epochs["valid/loss"].iloc[0]
+
+
+def test_plateau_never_goes_below_min_learning_rate(tmp_path):
+    rng = np.random.default_rng(0)
+    low, high = rng.integers(2, 20, (32, 32)).astype(np.uint8), rng.integers(70, 90, (16, 32)).astype(np.uint8)
+    run(tmp_path / "run", low, high, max_epochs=6, plateau_patience=0, early_stopping_patience=100, min_learning_rate=4e-4)
+    rates = pd.read_csv(tmp_path / "run" / "epochs.csv")["learning_rate"].tolist()
+    assert rates == [1e-3, 1e-3, 5e-4, 4e-4, 4e-4, 4e-4]
+
+
+def test_max_minutes_stops_at_a_step_boundary_and_says_so(tmp_path):
+    result = run(tmp_path / "run", scale_windows(256, 0), scale_windows(16, 1), max_epochs=1000, max_minutes=0.002)
+    done = json.loads((tmp_path / "run" / "done.json").read_text())
+    steps, epochs = pd.read_csv(tmp_path / "run" / "steps.csv"), pd.read_csv(tmp_path / "run" / "epochs.csv")
+    assert result.stopped == done["stopped"] == "max_minutes"
+    assert done["training_seconds"] >= 0.12 and done["steps"] < 1000 * 16
+    assert steps["step"].iloc[-1] == epochs["step"].iloc[-1] == done["steps"] == result.steps
+    assert len(epochs) == result.epochs  # a cut-short epoch is validated and logged too
+
+
+# --- schedules, augmentation, precision --------------------------------------------------------------
+
+
+def test_teacher_forcing_probability_follows_magentas_inverse_sigmoid():
+    assert training.teacher_forcing_probability(0, 0.0) == 1.0
+    assert training.teacher_forcing_probability(10**9, 0.0) == 1.0
+    assert training.teacher_forcing_probability(0, 1000.0) == pytest.approx(1000 / 1001)
+    assert training.teacher_forcing_probability(round(1000 * math.log(1000)), 1000.0) == pytest.approx(0.5, abs=1e-3)
+    assert training.teacher_forcing_probability(20_000, 1000.0) == pytest.approx(1000 / (1000 + math.exp(20)))
+    assert training.teacher_forcing_probability(10**7, 10.0) == 0.0  # no overflow
+
+
+def test_transpose_windows_keeps_pitches_on_the_piano_and_leaves_rests_alone():
+    rng = np.random.default_rng(0)
+    windows = np.zeros((300, 32), np.uint8)
+    windows[:, 0:32:4] = rng.integers(2, 90, (300, 8))
+    windows[:, 2:32:4] = NOTE_OFF
+    windows[0, 0:32:4] = pitch_to_token(108)  # top key: may only go down
+    windows[1, 0:32:4] = pitch_to_token(21)  # bottom key: may only go up
+    windows[2] = 0  # no note at all
+    shifted = training.transpose_windows(windows, 3, rng)
+    is_pitch = windows >= 2
+    assert shifted.dtype == np.uint8 and shifted.shape == windows.shape
+    np.testing.assert_array_equal(shifted[~is_pitch], windows[~is_pitch])
+    assert shifted[is_pitch].min() >= 2 and shifted[is_pitch].max() <= 89
+    shifts = shifted.astype(int) - windows.astype(int)
+    per_window = shifts[:, 0]
+    np.testing.assert_array_equal(shifts, is_pitch * per_window[:, None])  # one shift per window
+    assert set(per_window[3:].tolist()) == set(range(-3, 4))
+    assert per_window[0] <= 0 and per_window[1] >= 0
+
+
+def test_transposition_only_touches_the_training_batches(tmp_path):
+    plain = run(tmp_path / "plain", scale_windows(64, 0), scale_windows(16, 1), max_epochs=1)
+    moved = run(tmp_path / "moved", scale_windows(64, 0), scale_windows(16, 1), max_epochs=1, transpose_semitones=5)
+    assert not state_dicts_equal(plain.model.state_dict(), moved.model.state_dict())
+
+
+def test_bf16_auto_resolves_to_a_bool():
+    cpu = torch.device("cpu")
+    assert training.resolve_bf16("auto", cpu) is training.bf16_supported(cpu)
+    assert isinstance(training.resolve_bf16("auto", cpu), bool)
+    assert training.resolve_bf16(False, cpu) is False
+    with pytest.raises(ValueError, match="`bf16` must be 'auto', True or False, got 'yes'"):
+        TrainConfig(bf16="yes")
+
+
+# --- files: finished runs, bad checkpoints, atomic writes ------------------------------------------
+
+
+def test_finished_run_is_refused(finished):
+    out_dir, _ = finished
+    before = (out_dir / "model.pt").read_bytes()
+    with pytest.raises(RunFinishedError, match=str(out_dir / "done.json")):
+        run(out_dir, scale_windows(64, 0), scale_windows(32, 1), max_epochs=2)
+    assert (out_dir / "model.pt").read_bytes() == before
+
+
+def test_a_run_leaves_only_its_files(finished):
+    out_dir, _ = finished
+    assert sorted(path.name for path in out_dir.iterdir()) == sorted(
+        ["checkpoint.pt", "model.pt", "done.json", "steps.csv", "epochs.csv"]
+    )
+
+
+def test_load_model_rebuilds_the_best_weights(finished):
+    out_dir, result = finished
+    model = training.load_model(out_dir / "model.pt", "cpu")
+    assert model.config == TINY and not model.training
+    assert state_dicts_equal(model.state_dict(), load(out_dir / "checkpoint.pt")["best_model"])
+    assert state_dicts_equal(model.state_dict(), result.model.state_dict())
+
+
+def copy_run(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    (target / "done.json").unlink()
+    return target / "checkpoint.pt"
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated", "model file"])
+def test_damaged_checkpoint_is_named_in_the_error(finished, tmp_path, damage):
+    out_dir, _ = finished
+    checkpoint = copy_run(out_dir, tmp_path / "copy")
+    if damage == "random bytes":
+        checkpoint.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif damage == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:20000])
+    else:
+        shutil.copy(out_dir / "model.pt", checkpoint)
+    with pytest.raises(CheckpointError, match=str(checkpoint)):
+        run(tmp_path / "copy", scale_windows(64, 0), scale_windows(32, 1), max_epochs=2)
+
+
+def test_checkpoint_of_another_config_or_data_is_refused(finished, tmp_path):
+    out_dir, _ = finished
+    checkpoint = copy_run(out_dir, tmp_path / "copy")
+    config = TrainConfig(batch_size=16, checkpoint_every_steps=3, max_epochs=2)
+    with pytest.raises(CheckpointError, match=rf"{checkpoint}.*model_config.z_size is 16 there, 8 here"):
+        training.train(replace(TINY, z_size=8), LossConfig(), config, scale_windows(64, 0), scale_windows(32, 1), tmp_path / "copy")
+    with pytest.raises(CheckpointError, match=rf"{checkpoint}.*data_sha256"):
+        training.train(TINY, LossConfig(), config, scale_windows(64, 5), scale_windows(32, 1), tmp_path / "copy")
+    with pytest.raises(CheckpointError, match=r"train_config.learning_rate is 0.001 there, 0.002 here"):
+        training.train(TINY, LossConfig(), replace(config, learning_rate=2e-3), scale_windows(64, 0), scale_windows(32, 1), tmp_path / "copy")
+
+
+def test_load_model_names_a_damaged_file(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match=str(path)):
+        training.load_model(path)
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    training.atomic_save({"value": torch.ones(3)}, path)
+    with pytest.raises(Exception):
+        training.atomic_save({"value": lambda: None}, path)  # a lambda cannot be pickled
+    assert torch.equal(load(path)["value"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_bad_windows_and_configs_are_refused_with_the_values(tmp_path):
+    with pytest.raises(ValueError, match=r"`train_windows` must have shape \[n >= 1, 32\].*\(10, 16\)"):
+        run(tmp_path / "run", np.zeros((10, 16), np.uint8), scale_windows(8, 1))
+    with pytest.raises(ValueError, match="8 training windows make no full batch of `batch_size` 16"):
+        run(tmp_path / "run", scale_windows(8, 0), scale_windows(8, 1))
+    with pytest.raises(ValueError, match="`lr_schedule` must be 'plateau' or 'exponential', got 'cosine'"):
+        TrainConfig(lr_schedule="cosine")
+
+
+# --- processes: kill and resume, DDP ---------------------------------------------------------------
+
+
+def worker(data: Path, out_dir: Path, config: dict, *extra: str) -> list[str]:
+    return [sys.executable, str(WORKER), str(data), str(out_dir), json.dumps(config), *extra]
+
+
+def data_rows(path: Path) -> int:
+    return max(path.read_text().count("\n") - 1, 0) if path.exists() else 0
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_weights_and_logs(tmp_path):
+    data = tmp_path / "data.npz"
+    np.savez(data, train=scale_windows(192, 0), valid=scale_windows(48, 1))
+    # 12 steps an epoch; checkpoints at steps 5, 10, 12 (epoch end), 15, 20, 24, ...; augmentation and
+    # scheduled sampling draw from the generators the checkpoint must restore
+    config = {"batch_size": 16, "max_epochs": 3, "checkpoint_every_steps": 5, "transpose_semitones": 3,
+              "sampling_rate": 20.0, "seed": 3}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True, "cwd": REPOSITORY}
+    reference = subprocess.Popen(worker(data, tmp_path / "reference", config), **quiet)
+    interrupted = tmp_path / "interrupted"
+    victim = subprocess.Popen(worker(data, interrupted, config), **quiet)
+    while data_rows(interrupted / "steps.csv") < 17 and victim.poll() is None:
+        time.sleep(0.002)
+    victim.kill()
+    victim.communicate()
+    assert victim.returncode == -9 and not (interrupted / "done.json").exists()
+    progress = load(interrupted / "checkpoint.pt")["progress"]
+    assert progress["epoch"] == 1 and progress["position"] > 0  # mid-epoch 2, after epoch 1's row
+    assert data_rows(interrupted / "steps.csv") > progress["step"]  # rows the resume must cut
+
+    resumed = subprocess.run(worker(data, interrupted, config), capture_output=True, text=True, cwd=REPOSITORY, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming {interrupted}" in resumed.stdout
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+
+    for name in ("model.pt", "checkpoint.pt"):
+        ours, theirs = load(interrupted / name), load(tmp_path / "reference" / name)
+        key = "state_dict" if name == "model.pt" else "model"
+        assert state_dicts_equal(ours[key], theirs[key]), name
+    assert (interrupted / "steps.csv").read_text() == (tmp_path / "reference" / "steps.csv").read_text()
+    ours, theirs = (pd.read_csv(path / "epochs.csv").drop(columns=list(training.TIMING_COLUMNS))
+                    for path in (interrupted, tmp_path / "reference"))
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+    assert len(ours) == 3
+    assert json.loads((interrupted / "done.json").read_text())["sessions"] == 2
+
+
+def test_two_ddp_processes_keep_equal_weights(tmp_path):
+    data = tmp_path / "data.npz"
+    np.savez(data, train=scale_windows(64, 0), valid=scale_windows(16, 1))
+    config = {"batch_size": 16, "max_epochs": 2, "checkpoint_every_steps": 3}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               *worker(data, tmp_path / "run", config, str(tmp_path))[1:]]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    finished = subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY, env=environment, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    first, second = load(tmp_path / "rank0.pt"), load(tmp_path / "rank1.pt")
+    assert state_dicts_equal(first, second)
+    assert state_dicts_equal(first, load(tmp_path / "run" / "model.pt")["state_dict"])
+    steps = pd.read_csv(tmp_path / "run" / "steps.csv")
+    assert steps["step"].tolist() == list(range(1, 9))  # 64 windows / 16 a (global) batch, 2 epochs, one writer
+    assert steps["loss"].iloc[-1] < steps["loss"].iloc[0]
+    assert json.loads((tmp_path / "run" / "done.json").read_text())["world_size"] == 2
+
+
+# --- re-running a notebook, and reading the logs ------------------------------------------------
+
+
+def test_train_or_load_returns_the_finished_run_of_the_same_settings(finished):
+    out_dir, result = finished
+    config = TrainConfig(batch_size=16, checkpoint_every_steps=3, bf16=False, max_epochs=2)
+    steps_before = (out_dir / training.STEPS_LOG).read_bytes()
+    again = training.train_or_load(TINY, LossConfig(), config, scale_windows(64, 0), scale_windows(32, 1), out_dir, "cpu")
+    assert state_dicts_equal(again.model.state_dict(), result.model.state_dict())
+    assert (again.epochs, again.best_epoch, again.stopped) == (result.epochs, result.best_epoch, result.stopped)
+    assert (out_dir / training.STEPS_LOG).read_bytes() == steps_before  # nothing trained or rewritten
+
+
+def test_train_or_load_refuses_a_finished_run_of_other_settings(finished):
+    out_dir, _ = finished
+    config = TrainConfig(batch_size=16, checkpoint_every_steps=3, bf16=False, max_epochs=2, learning_rate=0.01)
+    with pytest.raises(RunFinishedError, match="learning_rate: 0.001 there, 0.01 here"):
+        training.train_or_load(TINY, LossConfig(), config, scale_windows(64, 0), scale_windows(32, 1), out_dir, "cpu")
+    with pytest.raises(RunFinishedError, match="windows differ"):
+        config = replace(config, learning_rate=0.001)
+        training.train_or_load(TINY, LossConfig(), config, scale_windows(64, 5), scale_windows(32, 1), out_dir, "cpu")
+
+
+def test_loss_spikes_finds_the_jumps_and_nothing_else():
+    rng = np.random.default_rng(0)
+    loss = 100 * np.exp(-np.arange(600) / 300) + 20 + rng.normal(0, 0.5, 600)
+    loss[[150, 420]] *= 1.8
+    steps = pd.DataFrame({
+        "step": np.arange(1, 601), "loss": loss, "global_norm": np.where(np.isin(np.arange(600), [150, 420]), 5.0, 0.4),
+        "learning_rate": 1e-3,
+    })
+    spikes = training.loss_spikes(steps)
+    assert spikes["step"].tolist() == [151, 421]
+    assert spikes["ratio"].min() > 1.7 and spikes["next_ratio"].max() < 1.1
+    text = training.describe_spikes(steps, spikes, grad_clip=1.0)
+    assert text.startswith("2 spikes in 600 steps") and "100% of spikes (against 0% of all steps)" in text
+    assert training.describe_spikes(steps.iloc[:100], spikes.iloc[:0], 1.0).startswith("No loss spikes in 100 steps")
