@@ -1,0 +1,208 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from musicvae_lib import evaluate
+from musicvae_lib.loss import NATS_PER_BIT, LossConfig, kl_nats, vae_loss
+from musicvae_lib.model import MusicVAE, preset
+from musicvae_lib.representation import Note, notes_to_tokens
+
+C4, D4, E4, F4, G4 = 60, 62, 64, 65, 67
+
+
+def test_token_accuracy_counts_equal_steps_over_the_whole_set():
+    predicted = np.array([[0, 1, 2, 3], [0, 0, 0, 0]])
+    target = np.array([[0, 1, 2, 2], [0, 0, 1, 1]])
+    assert evaluate.token_accuracy(predicted, target) == 5 / 8
+
+
+def test_token_accuracy_is_nan_without_steps_and_refuses_mismatched_shapes():
+    assert math.isnan(evaluate.token_accuracy(np.zeros((0, 32), int), np.zeros((0, 32), int)))
+    with pytest.raises(ValueError, match="same shape"):
+        evaluate.token_accuracy(np.zeros((2, 32), int), np.zeros((2, 16), int))
+
+
+def test_per_class_accuracy_is_the_recall_of_each_class():
+    target = np.array([0, 0, 0, 1, 2, 2])
+    predicted = np.array([0, 0, 1, 1, 2, 0])
+    per_class = evaluate.per_class_accuracy(predicted, target)
+    assert per_class.shape == (90,)
+    assert per_class[:3] == pytest.approx([2 / 3, 1.0, 1 / 2])
+    assert np.isnan(per_class[3:]).all()  # classes absent from the targets
+    assert evaluate.mean_per_class_accuracy(per_class) == pytest.approx((2 / 3 + 1 + 1 / 2) / 3)
+    # Magenta (tf.metrics.mean_per_class_accuracy) averages over all 90 classes, absent ones as 0
+    assert evaluate.magenta_mean_per_class_accuracy(per_class) == pytest.approx((2 / 3 + 1 + 1 / 2) / 90)
+
+
+def test_mean_per_class_accuracy_is_nan_without_targets():
+    per_class = evaluate.per_class_accuracy(np.zeros(0, int), np.zeros(0, int))
+    assert np.isnan(per_class).all()
+    assert math.isnan(evaluate.mean_per_class_accuracy(per_class))
+    assert math.isnan(evaluate.magenta_mean_per_class_accuracy(per_class))
+
+
+@pytest.fixture
+def reference_and_estimate():
+    reference = notes_to_tokens([Note(0, 4, C4), Note(4, 8, D4), Note(8, 16, E4), Note(16, 32, F4)], 32)
+    estimate = notes_to_tokens(
+        [
+            Note(0, 2, C4),  # same onset and pitch, shorter: a match (offsets are ignored)
+            Note(4, 8, D4 + 1),  # same onset, wrong pitch
+            Note(9, 16, E4),  # one step late: no match on the grid
+            Note(16, 20, F4),  # a match
+            Note(20, 24, G4),  # an extra note
+        ],
+        32,
+    )
+    return reference, estimate
+
+
+def test_onset_f1_of_one_window(reference_and_estimate):
+    scores = evaluate.onset_f1(*reference_and_estimate)
+    assert (scores.n_reference, scores.n_estimate, scores.n_matched) == (4, 5, 2)
+    assert scores.precision == 2 / 5 and scores.recall == 2 / 4
+    assert scores.f1 == pytest.approx(2 * 0.4 * 0.5 / (0.4 + 0.5))
+
+
+def test_onset_f1_pools_counts_and_matches_only_within_a_window(reference_and_estimate):
+    reference, estimate = reference_and_estimate
+    silent = np.zeros(32, np.uint8)
+    stray = notes_to_tokens([Note(0, 4, C4)], 32)  # would match window 0's first note, but sits in window 1
+    scores = evaluate.onset_f1(np.stack([reference, silent]), np.stack([estimate, stray]))
+    assert (scores.n_reference, scores.n_estimate, scores.n_matched) == (4, 6, 2)
+    assert scores.precision == 2 / 6 and scores.recall == 2 / 4 and scores.f1 == pytest.approx(4 / 10)
+
+
+def test_onset_f1_empty_sides_follow_the_nan_rule(reference_and_estimate):
+    reference, _ = reference_and_estimate
+    silent = np.zeros(32, np.uint8)
+    nothing = evaluate.onset_f1(silent, silent)
+    assert math.isnan(nothing.precision) and math.isnan(nothing.recall) and math.isnan(nothing.f1)
+    missed = evaluate.onset_f1(reference, silent)
+    assert math.isnan(missed.precision) and missed.recall == 0.0 and missed.f1 == 0.0
+    invented = evaluate.onset_f1(silent, reference)
+    assert invented.precision == 0.0 and math.isnan(invented.recall) and invented.f1 == 0.0
+
+
+def melody_windows(n: int, seed: int) -> np.ndarray:
+    """n windows of four quarter-to-half-bar notes with random pitches: uint8 [n, 32]."""
+    rng = np.random.default_rng(seed)
+    windows = []
+    for _ in range(n):
+        onsets = np.sort(rng.choice(np.arange(0, 32, 4), size=4, replace=False))
+        ends = np.append(onsets[1:], 32)
+        windows.append(notes_to_tokens([Note(int(s), int(e), int(rng.integers(55, 80))) for s, e in zip(onsets, ends)], 32))
+    return np.stack(windows)
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    torch.manual_seed(0)
+    return MusicVAE(preset("tiny"))
+
+
+def test_evaluate_an_untrained_model(untrained):
+    windows = melody_windows(11, seed=1)
+    result = evaluate.evaluate(untrained, windows, batch_size=4, seed=3)  # batches of 4, 4 and 3
+    assert (result.n_windows, result.steps) == (11, 32)
+    assert result.per_class_accuracy.shape == (90,)
+    assert result.kl_per_dimension_bits.shape == (16,)
+    assert result.greedy_windows.shape == (11, 32) and result.greedy_windows.dtype == np.uint8
+    table = result.table()
+    shares = table[table.unit.isin(["share of steps", "share of notes", "mean recall"])].value
+    assert len(shares) == 14 and shares.between(0, 1).all()
+    assert set(table.evaluation_id) == {"A1", "A2", "A3", "A4", "B3"}
+    assert untrained.training  # the model's mode is restored
+
+    # teacher-forced accuracy equals one unbatched decoder call with z = mu
+    tokens = torch.from_numpy(windows.astype(np.int64))
+    with torch.no_grad():
+        untrained.eval()
+        mu, sigma = untrained.encode(tokens)
+        predicted = untrained.decode_teacher_forced(mu, tokens).argmax(-1)
+        greedy = untrained.decode(mu)[0]
+        untrained.train()
+    assert result.teacher_forced_accuracy == pytest.approx((predicted == tokens).float().mean().item())
+    assert np.array_equal(result.greedy_windows, greedy.numpy())
+    assert result.greedy_accuracy == evaluate.token_accuracy(result.greedy_windows, windows)
+    assert result.onset == evaluate.onset_f1(windows, result.greedy_windows)
+
+    # the KL per dimension, in bits, adds up to the total KL of loss.kl_nats
+    assert result.kl_per_dimension_bits.sum() * NATS_PER_BIT == pytest.approx(kl_nats(mu, sigma).mean().item(), rel=1e-5)
+
+
+def test_evaluate_a_hierarchical_model():
+    torch.manual_seed(0)
+    model = MusicVAE(preset("tiny", conductor_size=16))
+    windows = melody_windows(5, seed=5)
+    result = evaluate.evaluate(model, windows, batch_size=2)
+    tokens = torch.from_numpy(windows.astype(np.int64))
+    with torch.no_grad():
+        model.eval()
+        predicted = model.decode_teacher_forced(model.encode(tokens)[0], tokens).argmax(-1)
+    assert result.teacher_forced_accuracy == pytest.approx((predicted == tokens).float().mean().item())
+    assert result.greedy_windows.shape == (5, 32)
+
+
+def test_evaluate_is_deterministic_for_a_seed(untrained):
+    windows = melody_windows(6, seed=2)
+    first = evaluate.evaluate(untrained, windows, batch_size=4, seed=7)
+    again = evaluate.evaluate(untrained, windows, batch_size=4, seed=7)
+    other = evaluate.evaluate(untrained, windows, batch_size=4, seed=8)
+    assert first.table().equals(again.table())
+    assert first.reconstruction_nats != other.reconstruction_nats  # z ~ q(z|x) drew other noise
+    assert first.teacher_forced_accuracy == other.teacher_forced_accuracy  # z = mu needs no noise
+
+
+def test_evaluate_one_window_has_no_shuffled_z(untrained):
+    result = evaluate.evaluate(untrained, melody_windows(1, seed=3))
+    assert math.isnan(result.teacher_forced_accuracy_shuffled_z) and math.isnan(result.greedy_accuracy_shuffled_z)
+    assert 0 <= result.greedy_accuracy_prior_z <= 1
+
+
+def test_evaluate_refuses_bad_input(untrained):
+    with pytest.raises(ValueError, match=r"\[n_windows, 32\]"):
+        evaluate.evaluate(untrained, np.zeros((3, 16), np.uint8))
+    with pytest.raises(ValueError, match="empty"):
+        evaluate.evaluate(untrained, np.zeros((0, 32), np.uint8))
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate.evaluate(untrained, np.zeros((3, 32), np.uint8), batch_size=0)
+    with pytest.raises(ValueError, match="model.to"):
+        evaluate.evaluate(untrained, np.zeros((3, 32), np.uint8), device="meta")
+
+
+def test_a_model_that_memorised_four_windows_relies_on_z():
+    # four melodies on the same rhythm: only z tells which pitches come
+    windows = np.stack(
+        [notes_to_tokens([Note(s, s + 8, pitch + k) for s, pitch in zip((0, 8, 16, 24), (C4, E4, G4, C4 + 12))], 32)
+         for k in (0, 2, 5, 7)]
+    )
+    torch.manual_seed(3)
+    model = MusicVAE(preset("tiny"))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tokens = torch.from_numpy(windows.astype(np.int64))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3000):  # until memorised: under 1 nat per window (about 700 steps)
+        logits, mu, sigma = model(tokens, generator=generator)
+        parts = vae_loss(logits, tokens, mu, sigma, LossConfig())
+        if parts.r_loss.item() < 1.0:
+            break
+        optimiser.zero_grad()
+        parts.loss.backward()
+        optimiser.step()
+    result = evaluate.evaluate(model, windows)
+    assert result.teacher_forced_accuracy > 0.95 and result.greedy_accuracy > 0.95
+    assert result.onset.f1 > 0.8
+    # with another window's z the decoder plays that window's pitches, wrong at the onsets
+    assert result.teacher_forced_accuracy_shuffled_z < result.teacher_forced_accuracy - 0.05
+    assert result.greedy_accuracy_shuffled_z < result.greedy_accuracy - 0.05
+
+
+def test_paper_comparison_sets_ours_beside_table_1(untrained):
+    result = evaluate.evaluate(untrained, melody_windows(3, seed=4))
+    table = evaluate.paper_comparison(result)
+    assert table.metric.tolist() == ["teacher-forced accuracy", "sampling accuracy"]
+    assert table.paper.tolist() == [0.986, 0.951]
+    assert table.ours.tolist() == [result.posterior_teacher_forced_accuracy, result.posterior_sampling_accuracy]
