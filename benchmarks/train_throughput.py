@@ -28,7 +28,8 @@ start, after resetting the peak through /proc/self/clear_refs and returning free
 peak, so a variant that needs less than an earlier one shows 0. tracemalloc is no use here: it
 sees Python's allocations, not torch's tensors.
 
-The default run takes about 1.5 minutes on 2 cores.
+The default run takes about 45 s on 2 idle cores, several times that when other processes share
+them: the script reports the load average and the share of CPU time others took while it timed.
 """
 
 from __future__ import annotations
