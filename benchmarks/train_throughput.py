@@ -50,37 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from musicvae_lib.loss import LossConfig, vae_loss
-from musicvae_lib.model import PRESETS, ModelConfig, MusicVAE, initial_state, preset, shifted_inputs
-
-
-class BareEncoder(nn.Module):
-    """Bidirectional nn.LSTM over the one-hot, linear to mu and softplus(sigma): tokens [B, T] -> [B, z] x 2."""
-
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.n_classes = config.n_classes
-        self.lstm = nn.LSTM(config.n_classes, config.encoder_size, config.encoder_layers, batch_first=True, bidirectional=True)
-        self.to_mu = nn.Linear(2 * config.encoder_size, config.z_size)
-        self.to_sigma = nn.Linear(2 * config.encoder_size, config.z_size)
-
-    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        _, (h, _) = self.lstm(F.one_hot(tokens, self.n_classes).float())
-        final = torch.cat([h[-2], h[-1]], dim=-1)  # (B, 2H)
-        return self.to_mu(final), F.softplus(self.to_sigma(final))
-
-
-def decoder_inputs(tokens: Tensor, z: Tensor, n_classes: int) -> Tensor:
-    """Previous token's one-hot next to z at every step: [B, T, C + z]."""
-    return torch.cat([shifted_inputs(tokens, n_classes), z[:, None].expand(-1, tokens.shape[1], -1)], dim=-1)
-
-
-def bare_loss(logits: Tensor, tokens: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
-    """Cross-entropy summed over steps + KL(q || N(0, I)) summed over dimensions, averaged over the batch."""
-    batch = tokens.shape[0]
-    r_loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten(), reduction="sum") / batch
-    mu, sigma = mu.float(), sigma.float()
-    kl = (0.5 * (mu.square() + sigma.square() - 1.0) - sigma.log()).sum() / batch
-    return r_loss + kl
+from musicvae_lib.model import PRESETS, Encoder, ModelConfig, MusicVAE, initial_state, preset, shifted_inputs
 
 
 class BareFusedVAE(nn.Module):
@@ -89,7 +59,7 @@ class BareFusedVAE(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_classes = config.n_classes
-        self.encoder = BareEncoder(config)
+        self.encoder = Encoder(config)
         self.lstm = nn.LSTM(config.n_classes + config.z_size, config.decoder_size, config.decoder_layers, batch_first=True)
         self.to_logits = nn.Linear(config.decoder_size, config.n_classes)
 
@@ -106,7 +76,7 @@ class StepLoopVAE(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_classes, self.layers, self.size = config.n_classes, config.decoder_layers, config.decoder_size
-        self.encoder = BareEncoder(config)
+        self.encoder = Encoder(config)
         self.to_state = nn.Linear(config.z_size, 2 * self.layers * self.size)
         self.lstm = nn.LSTM(config.n_classes + config.z_size, self.size, self.layers, batch_first=True)
         self.to_logits = nn.Linear(self.size, config.n_classes)

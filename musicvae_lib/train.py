@@ -920,40 +920,45 @@ def train_or_load(
 # ---------------------------------------------------------------------------------------------
 # Reading the logs: the loss spikes the thesis saw
 
-SPIKE_WINDOW = 101  # steps in the running median a step is compared with
-SPIKE_MADS = 6.0  # a spike lies this many robust deviations above the running median ...
-SPIKE_RATIO = 1.2  # ... and at least 20 % above it
+SPIKE_WINDOW = 100  # previous steps whose median a step is compared with
+SPIKE_RATIO = 1.2  # a spike lies at least 20 % above that median
+RECOVERED_RATIO = 1.2  # a next step below this many times the median: the loss came straight back
 
 
 def loss_spikes(steps: pd.DataFrame) -> pd.DataFrame:
-    """Rows of steps.csv whose loss jumps above the running median of the steps around it.
+    """Rows of steps.csv whose loss lies ``SPIKE_RATIO`` times above the median of the steps just before it.
 
-    Running median over ``SPIKE_WINDOW`` centred steps, spread = 1.4826 * running median absolute
-    deviation (a robust standard deviation); a spike exceeds median + ``SPIKE_MADS`` * spread and
-    ``SPIKE_RATIO`` * median. Adds ``running_median``, ``ratio`` and ``next_ratio`` (the following
-    step's loss over the median: how fast the loss comes back).
+    The median of the ``SPIKE_WINDOW`` previous steps (at least half of them) follows the falling
+    trend from behind, so a falling loss never counts as a spike, the fast fall at the start
+    included. Adds ``running_median``, ``ratio`` and ``next_ratio`` (the following step's loss
+    over the same median: how fast the loss comes back).
     """
     loss = steps["loss"]
-    median = loss.rolling(SPIKE_WINDOW, center=True, min_periods=10).median()
-    spread = 1.4826 * (loss - median).abs().rolling(SPIKE_WINDOW, center=True, min_periods=10).median()
-    is_spike = (loss > median + SPIKE_MADS * spread) & (loss > SPIKE_RATIO * median)
+    median = loss.shift(1).rolling(SPIKE_WINDOW, min_periods=SPIKE_WINDOW // 2).median()
     spikes = steps.assign(running_median=median, ratio=loss / median, next_ratio=loss.shift(-1) / median)
-    return spikes[is_spike.fillna(False)].reset_index(drop=True)
+    return spikes[(loss > SPIKE_RATIO * median).fillna(False)].reset_index(drop=True)
 
 
 def describe_spikes(steps: pd.DataFrame, spikes: pd.DataFrame, grad_clip: float) -> str:
-    """Sentences on what the logs say about the spikes: how many, gradient norms, learning rate, recovery."""
-    if spikes.empty:
-        return f"No loss spikes in {len(steps):,} steps (none above {SPIKE_RATIO:g}x the running median)."
-    clipped_at_spikes = (spikes["global_norm"] > grad_clip).mean()
+    """Sentences on what the logs say about the spikes: how many, recovery, gradient norms, learning rate."""
     clipped_overall = (steps["global_norm"] > grad_clip).mean()
-    norm_ratio = spikes["global_norm"].median() / steps["global_norm"].median()
+    clipping = (
+        f"The gradient norm exceeds the clipping threshold of {grad_clip:g} on {clipped_overall:.0%} of all steps "
+        f"(median norm {steps['global_norm'].median():.1f}), so clipping caps every update's size rather than "
+        "reacting to spikes. "
+        if clipped_overall > 0.9
+        else f"The gradient norm exceeds the clipping threshold of {grad_clip:g} on {clipped_overall:.0%} of steps. "
+    )
+    if spikes.empty:
+        return f"No loss spikes in {len(steps):,} steps (none {SPIKE_RATIO:g}x above the recent median). " + clipping
+    recovery = spikes["next_ratio"].median()
     return (
-        f"{len(spikes)} spikes in {len(steps):,} steps; the median spike is {spikes['ratio'].median():.2f}x the running "
-        f"median loss and the next step is back at {spikes['next_ratio'].median():.2f}x, so a spike is one bad batch, "
-        f"not a divergence. The gradient norm at a spike is {norm_ratio:.1f}x the typical one and exceeds the clipping "
-        f"threshold of {grad_clip:g} in {clipped_at_spikes:.0%} of spikes (against {clipped_overall:.0%} of all steps): "
-        f"clipping caps the update, so the jump does not carry over. Spikes fall at learning rates "
-        f"{spikes['learning_rate'].min():.2g}..{spikes['learning_rate'].max():.2g} (the run used "
-        f"{steps['learning_rate'].min():.2g}..{steps['learning_rate'].max():.2g})."
+        f"{len(spikes)} spikes in {len(steps):,} steps; the median spike is {spikes['ratio'].median():.2f}x the "
+        f"median loss of the {SPIKE_WINDOW} steps before it, and the next step is at {recovery:.2f}x: "
+        + ("the loss comes straight back, so a spike is one hard batch, not a divergence. "
+           if recovery < RECOVERED_RATIO else "the loss stays up for more than one step. ")
+        + f"At spikes the gradient norm is {spikes['global_norm'].median() / steps['global_norm'].median():.1f}x the "
+        f"typical one. " + clipping
+        + f"Spikes fall at learning rates {spikes['learning_rate'].min():.2g}..{spikes['learning_rate'].max():.2g} "
+        f"(the run used {steps['learning_rate'].min():.2g}..{steps['learning_rate'].max():.2g})."
     )
