@@ -53,6 +53,20 @@ from musicvae_lib.loss import LossConfig, vae_loss
 from musicvae_lib.model import PRESETS, Encoder, ModelConfig, MusicVAE, initial_state, preset, shifted_inputs
 
 
+def decoder_inputs(tokens: Tensor, z: Tensor, n_classes: int) -> Tensor:
+    """Previous token's one-hot next to z at every step: [B, T, C + z]."""
+    return torch.cat([shifted_inputs(tokens, n_classes), z[:, None].expand(-1, tokens.shape[1], -1)], dim=-1)
+
+
+def bare_loss(logits: Tensor, tokens: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
+    """Cross-entropy summed over steps + KL(q || N(0, I)) summed over dimensions, averaged over the batch."""
+    batch = tokens.shape[0]
+    r_loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten(), reduction="sum") / batch
+    mu, sigma = mu.float(), sigma.float()
+    kl = (0.5 * (mu.square() + sigma.square() - 1.0) - sigma.log()).sum() / batch
+    return r_loss + kl
+
+
 class BareFusedVAE(nn.Module):
     """(a): encoder and one fused decoder call, nothing else; tokens [B, T] -> loss."""
 

@@ -32,7 +32,6 @@ import pretty_midi
 import verovio
 from IPython.display import HTML, Audio
 from matplotlib.figure import Figure
-from music21 import stream
 from music21.musicxml.m21ToXml import ScoreExporter
 
 from musicvae_lib import plots, representation

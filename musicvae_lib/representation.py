@@ -17,7 +17,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import pretty_midi
-from music21 import metadata, meter, note, stream
+from music21 import metadata, meter, stream
+from music21 import note as music21_note  # "note" names the loop variable of this module's Note lists
 
 NO_EVENT = 0
 NOTE_OFF = 1
@@ -171,12 +172,12 @@ def tokens_to_stream(tokens: np.ndarray, title: str | None = None) -> stream.Sco
     cursor = 0
     for melody_note in tokens_to_notes(tokens):
         if melody_note.start_step > cursor:
-            part.append(note.Rest(quarterLength=(melody_note.start_step - cursor) / STEPS_PER_QUARTER))
+            part.append(music21_note.Rest(quarterLength=(melody_note.start_step - cursor) / STEPS_PER_QUARTER))
         length = (melody_note.end_step - melody_note.start_step) / STEPS_PER_QUARTER
-        part.append(note.Note(melody_note.pitch_midi, quarterLength=length))
+        part.append(music21_note.Note(melody_note.pitch_midi, quarterLength=length))
         cursor = melody_note.end_step
     if cursor < len(tokens):
-        part.append(note.Rest(quarterLength=(len(tokens) - cursor) / STEPS_PER_QUARTER))
+        part.append(music21_note.Rest(quarterLength=(len(tokens) - cursor) / STEPS_PER_QUARTER))
     score = stream.Score([part])
     if title:
         score.insert(0, metadata.Metadata(title=title))
