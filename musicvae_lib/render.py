@@ -1,4 +1,4 @@
-"""Notation, audio and MIDI files of a melody, so that a reader sees and hears what the model made.
+"""Notation and audio of a melody, so that a reader sees and hears what the model made.
 
 Notation: tokens -> music21 Score (``representation.tokens_to_stream``) -> MusicXML -> SVG engraved
 by verovio, offline and in a few milliseconds (music21's ``show()`` would need MuseScore).
@@ -313,20 +313,3 @@ def melody_gallery(
 
 
 # --- files ------------------------------------------------------------------------------------
-
-
-def write_midi(tokens: np.ndarray, path: str | Path, program: int = 0, tempo_qpm: float = 120) -> Path:
-    """Write the melody (tokens [n_steps]) as a one-track standard MIDI file a DAW opens; returns the path.
-
-    4/4 at ``tempo_qpm`` with General MIDI ``program``, as ``representation.tokens_to_midi``; parent
-    folders are created.
-    """
-    tokens = representation.melody_tokens(tokens)
-    if tempo_qpm <= 0:
-        raise ValueError(f"`tempo_qpm` must be positive, got {tempo_qpm}")
-    if not 0 <= program <= 127:
-        raise ValueError(f"`program` must be a General MIDI program 0..127, got {program}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    representation.tokens_to_midi(tokens, tempo_qpm=tempo_qpm, program=program).write(str(path))
-    return path

@@ -13,6 +13,7 @@ still sounding at the end of a window ends there.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -215,3 +216,20 @@ def stream_to_tokens(score: stream.Stream, n_steps: int) -> np.ndarray:
         pitches = [p.midi for p in element.pitches]
         notes.append(Note(int(start), int(end), max(pitches)))
     return notes_to_tokens(notes, n_steps)
+
+
+def write_midi(tokens: np.ndarray, path: str | Path, program: int = 0, tempo_qpm: float = 120) -> Path:
+    """Write the melody (tokens [n_steps]) as a one-track standard MIDI file a DAW opens; returns the path.
+
+    4/4 at ``tempo_qpm`` with General MIDI ``program``, as ``tokens_to_midi``; parent
+    folders are created.
+    """
+    tokens = melody_tokens(tokens)
+    if tempo_qpm <= 0:
+        raise ValueError(f"`tempo_qpm` must be positive, got {tempo_qpm}")
+    if not 0 <= program <= 127:
+        raise ValueError(f"`program` must be a General MIDI program 0..127, got {program}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokens_to_midi(tokens, tempo_qpm=tempo_qpm, program=program).write(str(path))
+    return path

@@ -12,11 +12,10 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
-import pretty_midi
 import pytest
 
 from musicvae_lib import render
-from musicvae_lib.representation import NOTE_OFF, Note, canonical_tokens, midi_to_tokens, notes_to_tokens
+from musicvae_lib.representation import Note, notes_to_tokens
 
 SAMPLE_RATE = 22050
 WINDOW_SAMPLES = round((32 * 0.125 + render.RELEASE_TAIL_S) * SAMPLE_RATE)  # 32 steps of 1/8 s at 120 qpm
@@ -226,31 +225,3 @@ def test_melody_gallery_has_one_card_per_window(scale_melody, rest_melody):
 def test_melody_gallery_rejects_titles_that_do_not_match_windows(scale_melody):
     with pytest.raises(ValueError, match="same length"):
         render.melody_gallery([scale_melody, scale_melody], ["only one"])
-
-
-# --- files ---
-
-
-def test_write_midi_round_trips_through_pretty_midi(tmp_path):
-    tokens = melody((0, 4, 60), (4, 6, 62), (6, 8, 62), (12, 20, 64), (28, 32, 79))
-    tokens[24] = NOTE_OFF  # a NOTE_OFF with no sounding note: the same music as NO_EVENT
-    path = render.write_midi(tokens, tmp_path / "nested" / "melody.mid", program=40, tempo_qpm=100)
-
-    midi = pretty_midi.PrettyMIDI(str(path))
-    assert path.exists()
-    assert [instrument.program for instrument in midi.instruments] == [40]
-    assert midi.get_tempo_changes()[1].tolist() == pytest.approx([100.0])
-    notes = midi.instruments[0].notes
-    assert [note.pitch for note in notes] == [60, 62, 62, 64, 79]
-    # 0.15 s per step at 100 qpm
-    assert [time for note in notes for time in (note.start, note.end)] == pytest.approx(
-        [0.0, 0.6, 0.6, 0.9, 0.9, 1.2, 1.8, 3.0, 4.2, 4.8], abs=1e-3
-    )
-    assert np.array_equal(midi_to_tokens(midi, 32, tempo_qpm=100), canonical_tokens(tokens))
-
-
-def test_write_midi_of_a_rest_melody_has_a_track_without_notes(tmp_path, rest_melody):
-    midi = pretty_midi.PrettyMIDI(str(render.write_midi(rest_melody, tmp_path / "rest.mid")))
-
-    assert sum(len(instrument.notes) for instrument in midi.instruments) == 0
-

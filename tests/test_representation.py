@@ -1,4 +1,5 @@
 import numpy as np
+import pretty_midi
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from musicvae_lib.representation import (
     tokens_to_midi,
     tokens_to_notes,
     tokens_to_stream,
+    write_midi,
 )
 
 C4, E4, G4 = 60, 64, 67
@@ -130,3 +132,31 @@ def test_stream_with_off_grid_note_is_an_error():
     part = stream.Part([note.Note("C4", quarterLength=1 / 3)])
     with pytest.raises(ValueError, match="16th grid"):
         stream_to_tokens(part, WINDOW_STEPS)
+
+
+# --- MIDI files ---
+
+
+def test_write_midi_round_trips_through_pretty_midi(tmp_path):
+    tokens = notes_to_tokens([Note(*note) for note in ((0, 4, 60), (4, 6, 62), (6, 8, 62), (12, 20, 64), (28, 32, 79))], 32)
+    tokens[24] = NOTE_OFF  # a NOTE_OFF with no sounding note: the same music as NO_EVENT
+    path = write_midi(tokens, tmp_path / "nested" / "melody.mid", program=40, tempo_qpm=100)
+
+    midi = pretty_midi.PrettyMIDI(str(path))
+    assert path.exists()
+    assert [instrument.program for instrument in midi.instruments] == [40]
+    assert midi.get_tempo_changes()[1].tolist() == pytest.approx([100.0])
+    notes = midi.instruments[0].notes
+    assert [note.pitch for note in notes] == [60, 62, 62, 64, 79]
+    # 0.15 s per step at 100 qpm
+    assert [time for note in notes for time in (note.start, note.end)] == pytest.approx(
+        [0.0, 0.6, 0.6, 0.9, 0.9, 1.2, 1.8, 3.0, 4.2, 4.8], abs=1e-3
+    )
+    assert np.array_equal(midi_to_tokens(midi, 32, tempo_qpm=100), canonical_tokens(tokens))
+
+
+def test_write_midi_of_a_rest_melody_has_a_track_without_notes(tmp_path):
+    midi = pretty_midi.PrettyMIDI(str(write_midi(np.zeros(32, dtype=np.uint8), tmp_path / "rest.mid")))
+
+    assert sum(len(instrument.notes) for instrument in midi.instruments) == 0
+

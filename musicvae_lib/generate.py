@@ -1,0 +1,109 @@
+"""Melodies from the prior of a trained MusicVAE, and the MIDI files a DAW opens.
+
+Sampling is batched and seeded: the same model, seed, temperature and batch size give the same
+melodies on the same device. Temperature 0 decodes greedily (argmax at every step); above 0 each
+step is drawn from the softmax of logits / temperature (Magenta's ``sample`` with ``temperature``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musicvae_lib.model import MusicVAE
+from musicvae_lib.representation import NO_EVENT, NOTE_OFF, STEPS_PER_BAR, TOKEN_DTYPE, write_midi
+
+DEFAULT_TEMPERATURES = (0.5, 1.0, 1.5)
+GENERATED_FILE = "generated.npz"  # the sets of notebook 04, keyed by set_name(temperature)
+
+
+def set_name(temperature: float) -> str:
+    """Name of the set sampled at ``temperature``: "T=0.5", or "greedy" for temperature 0."""
+    return "greedy" if temperature == 0 else f"T={temperature:g}"
+
+
+def sample_melodies(
+    model: MusicVAE, n: int, temperature: float, seed: int, batch_size: int = 1000
+) -> np.ndarray:
+    """``n`` melodies decoded from z ~ N(0, I): uint8 [n, steps].
+
+    One generator seeded with ``seed`` draws every batch's z and sampling noise in turn, so the
+    result depends on ``batch_size`` only through the order of draws (keep it fixed to reproduce).
+    """
+    if n < 0:
+        raise ValueError(f"`n` must be >= 0, got {n}")
+    if temperature < 0:
+        raise ValueError(f"`temperature` must be >= 0 (0 = greedy), got {temperature}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    model.eval()
+    batches = [
+        model.sample(min(batch_size, n - start), temperature, generator, device).cpu().numpy()
+        for start in range(0, n, batch_size)
+    ]
+    if not batches:
+        return np.zeros((0, model.config.steps), dtype=TOKEN_DTYPE)
+    return np.concatenate(batches).astype(TOKEN_DTYPE)
+
+
+def sample_sets(
+    model: MusicVAE, n: int, temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """``n`` melodies at each temperature, keyed by ``set_name``; each set its own seed (seed + index)."""
+    return {set_name(t): sample_melodies(model, n, t, seed + index) for index, t in enumerate(temperatures)}
+
+
+def save_sets(sets: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Write the sets to one .npz file (keys as given) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **sets)
+    return path
+
+
+def load_sets(path: str | Path) -> dict[str, np.ndarray]:
+    """The sets written by ``save_sets``, in their saved order."""
+    with np.load(Path(path), allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def melody_file_name(prefix: str, index: int) -> str:
+    """``prefix_0007.mid``: 1-based, zero-padded, so files sort in the order of their set."""
+    return f"{prefix}_{index + 1:04d}.mid"
+
+
+def write_melodies(
+    windows: np.ndarray, folder: str | Path, prefix: str, program: int = 0, tempo_qpm: float = 120
+) -> list[Path]:
+    """One MIDI file per melody (``melody_file_name``), one track, General MIDI ``program``, 4/4."""
+    folder = Path(folder)
+    return [
+        write_midi(window, folder / melody_file_name(prefix, index), program, tempo_qpm)
+        for index, window in enumerate(np.asarray(windows))
+    ]
+
+
+def in_a_row(windows: np.ndarray, rest_bars: int = 1) -> np.ndarray:
+    """The melodies one after another with ``rest_bars`` of silence between: tokens [n * (steps + rest)].
+
+    Each rest begins with NOTE_OFF so the last note of a melody ends with its window.
+    """
+    windows = np.asarray(windows)
+    if windows.ndim != 2:
+        raise ValueError(f"`windows` must have shape [n, steps], got {windows.shape}")
+    rest = np.full((len(windows), rest_bars * STEPS_PER_BAR), NO_EVENT, dtype=TOKEN_DTYPE)
+    if rest_bars:
+        rest[:, 0] = NOTE_OFF
+    return np.concatenate([windows.astype(TOKEN_DTYPE), rest], axis=1).ravel()
+
+
+def write_medley(
+    windows: np.ndarray, path: str | Path, program: int = 0, tempo_qpm: float = 120, rest_bars: int = 1
+) -> Path:
+    """One MIDI file holding every melody of a set in a row (``in_a_row``)."""
+    return write_midi(in_a_row(windows, rest_bars), path, program, tempo_qpm)
+

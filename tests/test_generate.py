@@ -1,0 +1,80 @@
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+
+from musicvae_lib import generate
+from musicvae_lib.model import MusicVAE, preset
+from musicvae_lib.representation import NO_EVENT, NOTE_OFF, Note, canonical_tokens, midi_to_tokens, notes_to_tokens
+
+
+@pytest.fixture(scope="module")
+def model() -> MusicVAE:
+    torch.manual_seed(0)
+    return MusicVAE(preset("tiny")).eval()
+
+
+def test_same_seed_same_melodies_other_seed_other_melodies(model):
+    first = generate.sample_melodies(model, 12, 1.0, seed=3, batch_size=5)
+    again = generate.sample_melodies(model, 12, 1.0, seed=3, batch_size=5)
+    other = generate.sample_melodies(model, 12, 1.0, seed=4, batch_size=5)
+    assert first.shape == (12, 32) and first.dtype == np.uint8
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.max() < 90
+
+
+def test_greedy_decoding_is_the_argmax_of_the_model(model):
+    greedy = generate.sample_melodies(model, 4, 0.0, seed=1)
+    z = torch.randn(4, model.config.z_size, generator=torch.Generator().manual_seed(1))
+    expected, logits = model.decode(z, 0.0)
+    assert np.array_equal(greedy, expected.numpy())
+    assert torch.equal(logits.argmax(-1), expected)
+
+
+def test_sets_are_named_by_temperature_and_seeded_apart(model):
+    sets = generate.sample_sets(model, 6, (0.0, 0.5, 1.5), seed=0)
+    assert list(sets) == ["greedy", "T=0.5", "T=1.5"]
+    assert not np.array_equal(sets["T=0.5"], sets["T=1.5"])
+
+
+def test_bad_arguments_are_named(model):
+    with pytest.raises(ValueError, match="temperature"):
+        generate.sample_melodies(model, 2, -1.0, seed=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        generate.sample_melodies(model, 2, 1.0, seed=0, batch_size=0)
+    assert generate.sample_melodies(model, 0, 1.0, seed=0).shape == (0, 32)
+
+
+def test_sets_round_trip_through_their_file(model, tmp_path):
+    sets = generate.sample_sets(model, 5, (0.5, 1.0), seed=2)
+    loaded = generate.load_sets(generate.save_sets(sets, tmp_path / "nested" / generate.GENERATED_FILE))
+    assert list(loaded) == list(sets)
+    assert all(np.array_equal(loaded[name], sets[name]) for name in sets)
+
+
+def test_one_midi_file_per_melody_with_sorted_names(tmp_path):
+    windows = np.stack([notes_to_tokens([Note(0, 8, 60 + k)], 32) for k in range(3)])
+    paths = generate.write_melodies(windows, tmp_path, "T=1", program=73)
+    assert [path.name for path in paths] == ["T=1_0001.mid", "T=1_0002.mid", "T=1_0003.mid"]
+    for path, window in zip(paths, windows):
+        midi = pretty_midi.PrettyMIDI(str(path))
+        assert midi.instruments[0].program == 73
+        assert np.array_equal(midi_to_tokens(midi, 32), canonical_tokens(window))
+
+
+def test_in_a_row_puts_a_bar_of_rest_between_melodies():
+    windows = np.stack([notes_to_tokens([Note(0, 32, 60)], 32), notes_to_tokens([Note(4, 8, 62)], 32)])
+    row = generate.in_a_row(windows)
+    assert row.shape == (96,)
+    assert row[32] == NOTE_OFF and (row[33:48] == NO_EVENT).all()
+    assert np.array_equal(row[48:80], windows[1])
+
+
+def test_medley_holds_every_note_of_the_set_in_order(tmp_path):
+    windows = np.stack([notes_to_tokens([Note(0, 32, 60)], 32), notes_to_tokens([Note(4, 8, 62)], 32)])
+    midi = pretty_midi.PrettyMIDI(str(generate.write_medley(windows, tmp_path / "all.mid")))
+    notes = midi.instruments[0].notes
+    assert [note.pitch for note in notes] == [60, 62]
+    # 1/8 s per step at 120 qpm: the first note ends with its window, the second starts 48 + 4 steps in
+    assert [notes[0].end, notes[1].start] == pytest.approx([4.0, 6.5])
