@@ -1,0 +1,75 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicvae_lib import runner, search, train, train_study
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def write_dataset(run_dir: Path, seed: int = 0) -> None:
+    """The files notebook 03 reads from notebook 01: random 2-bar windows are enough to train on."""
+    rng = np.random.default_rng(seed)
+    folder = run_dir / "dataset"
+    folder.mkdir(parents=True)
+    for name, n in (("train", 64), ("valid", 16), ("test", 16)):
+        np.save(folder / f"{name}.npy", rng.integers(0, 90, (n, 32), dtype=np.uint8))
+    (folder / "summary.json").write_text(json.dumps({"steps_per_window": 32}))
+
+
+def test_notebook_defaults_are_the_literals_of_notebook_03():
+    defaults = train_study.notebook_defaults(REPOSITORY / "notebooks" / "03_training.ipynb")
+    assert set(train_study.TRAIN_FIELDS) <= set(defaults)
+    assert defaults["beta"] == 1.0 and defaults["free_nats"] == 33.3 and defaults["batch_size"] == 64
+
+
+def test_profile_parameters_put_the_profile_over_the_notebook_defaults(tmp_path):
+    parameters = train_study.profile_parameters("quick", ["max_minutes=3.5"], REPOSITORY / "notebooks", tmp_path)
+    assert parameters["model_preset"] == "tiny" and parameters["max_epochs"] == 2  # profiles/quick.toml
+    assert parameters["max_minutes"] == 3.5  # -p
+    assert parameters["learning_rate"] == 0.001  # the notebook's default
+    assert parameters["run_dir"] == str(tmp_path / "quick")
+    with pytest.raises(runner.ConfigError, match="not parameters of 03_training"):
+        train_study.profile_parameters("quick", ["max_tunes=5"], REPOSITORY / "notebooks", tmp_path)
+
+
+def test_study_configs_take_the_grid_search_choice(tmp_path):
+    write_dataset(tmp_path)
+    _, loss_config, train_config, choice = train_study.study_configs(tmp_path, "tiny", 1.0, 33.3, "thesis", batch_size=32)
+    assert choice is None and (loss_config.beta, loss_config.free_nats) == (1.0, 33.3) and train_config.batch_size == 32
+    search.write_choice(tmp_path, beta=0.5, free_nats=16.0)
+    model_config, loss_config, _, choice = train_study.study_configs(tmp_path, "tiny", 1.0, 33.3, "thesis")
+    assert choice["beta"] == 0.5 and (loss_config.beta, loss_config.free_nats) == (0.5, 16.0)
+    assert model_config.steps == 32
+    with pytest.raises(ValueError, match="eval_windows"):
+        train_study.study_configs(tmp_path, "tiny", 1.0, 33.3, "thesis", eval_windows=5)
+
+
+def test_torchrun_trains_what_notebook_03_then_finds_finished(tmp_path):
+    write_dataset(tmp_path / "quick")
+    overrides = ["-p", "max_epochs=1", "-p", "batch_size=16", "-p", "bf16=false"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "musicvae_lib.train_study", "--profile", "quick", "--results", str(tmp_path), *overrides]
+    finished = subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert finished.stdout.count("stopped by max_epochs after 1 epochs, 4 steps") == 1  # rank 0 alone reports
+    run = tmp_path / "quick" / "training"
+    assert json.loads((run / train.DONE_FILE).read_text())["world_size"] == 2
+    steps_before = (run / train.STEPS_LOG).read_bytes()
+
+    parameters = train_study.profile_parameters("quick", overrides[1::2], REPOSITORY / "notebooks", tmp_path)
+    again = train_study.train_from_parameters(parameters, device="cpu")  # what notebook 03 does next
+    assert (again.steps, again.resumed) == (4, False)
+    assert (run / train.STEPS_LOG).read_bytes() == steps_before
+
+
+def test_training_before_notebook_01_names_it(tmp_path):
+    parameters = train_study.profile_parameters("quick", [], REPOSITORY / "notebooks", tmp_path)
+    with pytest.raises(runner.MissingInputError, match="01_dataset"):
+        train_study.train_from_parameters(parameters, device="cpu")
