@@ -65,6 +65,8 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     # the study's default for a 2-core CPU: cat-mel_2bar_small's shape (see benchmarks/train_throughput.py)
     "study": ModelConfig(),
+    # the hierarchical profile's 16-bar model for a 2-core CPU: the study's sizes with a 256-unit conductor
+    "study-hier16": ModelConfig(steps=256, encoder_size=256, conductor_size=256),
     # tiny sizes for tests and CI-sized runs
     "tiny": ModelConfig(z_size=16, encoder_size=32, decoder_size=32, decoder_layers=1),
 }

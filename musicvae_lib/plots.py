@@ -267,3 +267,67 @@ def step_losses(steps: pd.DataFrame, spikes: pd.DataFrame, grad_clip: float | No
         bottom.legend(fontsize="small")
     bottom.set(title="gradient norm before clipping", xlabel="optimiser step", ylabel="global norm (log scale)", yscale="log")
     return fig
+
+
+# --- comparing sets of melodies (generated, test, training) ------------------------------------
+
+REAL_SET_COLORS = {"train": "#3a6ea5", "test": "#6aa84f"}  # the real sets keep their colours in every figure
+GENERATED_PALETTE = "flare"
+
+
+def set_colors(set_names: Sequence[str]) -> dict[str, tuple | str]:
+    """A colour per set: training and test fixed, generated sets shaded by their order (e.g. temperature)."""
+    generated = [name for name in set_names if name not in REAL_SET_COLORS]
+    shades = dict(zip(generated, sns.color_palette(GENERATED_PALETTE, max(len(generated), 1))))
+    return {name: REAL_SET_COLORS.get(name, shades.get(name)) for name in set_names}
+
+
+def set_bars(table: pd.DataFrame, ax: Axes, title: str, xlabel: str, ylabel: str) -> Axes:
+    """Grouped bars: one group per row of ``table`` (a category), one bar per column (a set)."""
+    colors = set_colors(list(table.columns))
+    width = 0.8 / max(len(table.columns), 1)
+    positions = np.arange(len(table))
+    for k, name in enumerate(table.columns):
+        ax.bar(positions + (k - (len(table.columns) - 1) / 2) * width, table[name], width, color=colors[name], label=name)
+    ax.set_xticks(positions, [str(label) for label in table.index])
+    ax.legend(fontsize="small", title="set")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return ax
+
+
+def set_distributions(values: Mapping[str, np.ndarray], ax: Axes, title: str, ylabel: str) -> Axes:
+    """One box per set (NaN dropped; the count kept is in the tick label), means marked as diamonds."""
+    names = list(values)
+    kept = [np.asarray(values[name], dtype=float)[~np.isnan(np.asarray(values[name], dtype=float))] for name in names]
+    colors = set_colors(names)
+    boxes = ax.boxplot(kept, patch_artist=True, showmeans=True, widths=0.6,
+                       meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "0.2"})
+    for patch, name in zip(boxes["boxes"], names):
+        patch.set_facecolor(colors[name])
+    ax.set_xticks(np.arange(1, len(names) + 1), [f"{name}\n(n = {len(v):,})" for name, v in zip(names, kept)])
+    ax.set(title=title, xlabel="set", ylabel=ylabel)
+    return ax
+
+
+def distance_densities(grid: np.ndarray, densities: Mapping[str, np.ndarray], ax: Axes, title: str, xlabel: str) -> Axes:
+    """Densities of distances (intra-set, inter-set, ...) drawn on their ONE common grid, as mgeval's figures."""
+    for label, density in densities.items():
+        ax.plot(grid, density, label=label)
+    ax.legend(fontsize="small")
+    ax.set(title=title, xlabel=xlabel, ylabel="density")
+    return ax
+
+
+def transition_heatmaps(matrices: Mapping[str, np.ndarray], title: str) -> Figure:
+    """12x12 pitch-class transition matrices side by side (row: from, column: to), rows normalised to shares."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.6), layout="constrained", squeeze=False)
+    names = [pretty_midi.note_number_to_name(60 + pc)[:-1] for pc in range(12)]
+    for ax, (name, matrix) in zip(axes[0], matrices.items()):
+        matrix = np.asarray(matrix, dtype=float)
+        rows = matrix.sum(axis=1, keepdims=True)
+        shares = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+        sns.heatmap(shares, ax=ax, vmin=0, vmax=1, cmap="mako_r", square=True, cbar=ax is axes[0, -1],
+                    xticklabels=names, yticklabels=names, cbar_kws={"label": "share of the row"})
+        ax.set(title=name, xlabel="to pitch class", ylabel="from pitch class")
+    fig.suptitle(title)
+    return fig

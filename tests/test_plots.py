@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 
 from musicvae_lib import plots
@@ -166,3 +167,37 @@ def test_histogram_has_one_bin_per_whole_number():
     plots.histogram([1, 2, 2, 5], ax, "windows per tune", "windows", "tunes")
     assert [round(bar.get_height()) for bar in ax.patches] == [1, 2, 0, 0, 1]
     plt.close(fig)
+
+
+# --- comparing sets ---
+
+
+def test_set_colors_keep_the_real_sets_and_shade_the_generated_ones():
+    colors = plots.set_colors(["train", "test", "T=0.5", "T=1"])
+    assert colors["train"] == plots.REAL_SET_COLORS["train"] and colors["test"] == plots.REAL_SET_COLORS["test"]
+    assert colors["T=0.5"] != colors["T=1"]
+
+
+def test_set_bars_draws_one_bar_per_category_and_set_at_its_height():
+    table = pd.DataFrame({"train": [0.5, 0.3, 0.2], "T=1": [0.4, 0.4, 0.2]}, index=["bar", "beat", "eighth"])
+    _, ax = plt.subplots()
+    plots.set_bars(table, ax, "onsets", "level", "share")
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == [0.5, 0.3, 0.2, 0.4, 0.4, 0.2]
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["bar", "beat", "eighth"]
+
+
+def test_set_distributions_drop_nan_and_say_how_many_are_left():
+    _, ax = plt.subplots()
+    plots.set_distributions({"train": np.array([1.0, 2.0, np.nan]), "T=1": np.array([3.0, 4.0, 5.0])}, ax, "range", "semitones")
+    labels = [tick.get_text() for tick in ax.get_xticklabels()]
+    assert labels == ["train\n(n = 2)", "T=1\n(n = 3)"]
+
+
+def test_transition_heatmaps_normalise_rows_and_leave_empty_rows_at_zero():
+    matrix = np.zeros((12, 12))
+    matrix[0, 7], matrix[0, 0] = 3, 1  # from C: three times to G, once to C
+    fig = plots.transition_heatmaps({"train": matrix}, "transitions")
+    shares = fig.axes[0].collections[0].get_array().reshape(12, 12)
+    assert shares[0, 7] == pytest.approx(0.75) and shares[0, 0] == pytest.approx(0.25)
+    assert shares[1].sum() == 0
