@@ -24,6 +24,16 @@ def set_name(temperature: float) -> str:
     return "greedy" if temperature == 0 else f"T={temperature:g}"
 
 
+def sequence_title(name: str, index: int) -> str:
+    """How the chapters name a melody of a set, after the thesis' "Sequence Nr. k": 1-based, set first."""
+    return f"{name}, Sequence Nr. {index + 1}"
+
+
+def file_stem(name: str) -> str:
+    """A set's name made safe for file names: "T=0.5" -> "T0.5"."""
+    return name.replace("=", "")
+
+
 def sample_melodies(
     model: MusicVAE, n: int, temperature: float, seed: int, batch_size: int = 1000
 ) -> np.ndarray:
@@ -55,6 +65,15 @@ def sample_sets(
 ) -> dict[str, np.ndarray]:
     """``n`` melodies at each temperature, keyed by ``set_name``; each set its own seed (seed + index)."""
     return {set_name(t): sample_melodies(model, n, t, seed + index) for index, t in enumerate(temperatures)}
+
+
+@torch.no_grad()
+def reconstruct_melodies(model: MusicVAE, windows: np.ndarray) -> np.ndarray:
+    """Each window encoded to z = mu(x) and decoded greedily: uint8 [n, steps]."""
+    device = next(model.parameters()).device
+    model.eval()
+    tokens = torch.as_tensor(np.asarray(windows), dtype=torch.long, device=device)
+    return model.reconstruct(tokens).cpu().numpy().astype(TOKEN_DTYPE)
 
 
 def save_sets(sets: dict[str, np.ndarray], path: str | Path) -> Path:

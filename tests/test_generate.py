@@ -78,3 +78,14 @@ def test_medley_holds_every_note_of_the_set_in_order(tmp_path):
     assert [note.pitch for note in notes] == [60, 62]
     # 1/8 s per step at 120 qpm: the first note ends with its window, the second starts 48 + 4 steps in
     assert [notes[0].end, notes[1].start] == pytest.approx([4.0, 6.5])
+
+
+def test_names_of_sequences_and_files():
+    assert generate.sequence_title("T=1", 0) == "T=1, Sequence Nr. 1"
+    assert generate.file_stem("T=0.5") == "T0.5" and generate.file_stem("greedy") == "greedy"
+
+
+def test_reconstruction_decodes_mu_greedily(model):
+    windows = generate.sample_melodies(model, 3, 1.0, seed=5)
+    mu, _ = model.encode(torch.as_tensor(windows, dtype=torch.long))
+    assert np.array_equal(generate.reconstruct_melodies(model, windows), model.decode(mu, 0.0)[0].numpy())
