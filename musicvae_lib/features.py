@@ -10,7 +10,7 @@ with fewer than 2); ``feature_table`` gathers them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -632,3 +632,39 @@ def feature_table(windows: np.ndarray) -> pd.DataFrame:
 def attributes(windows: np.ndarray) -> pd.DataFrame:
     """The MusicVAE paper's five attributes (``ATTRIBUTES``) per window, from ``feature_table`` (EVALUATION.md B5)."""
     return feature_table(windows)[list(ATTRIBUTES)]
+
+
+# --------------------------------------------------------------------------------------------
+# Histograms of several sets side by side (notebooks 05 and 06)
+
+RHYTHM_FEATURES = (
+    "note_density", "silence_share", "mean_note_length", "mean_ioi", "syncopation_8th", "syncopation_16th",
+    "groove_similarity",
+)
+MELODY_FEATURES = (
+    "pitch_range", "n_pitches_used", "n_pitch_classes_used", "pitch_entropy", "pitch_class_entropy",
+    "scale_consistency", "non_diatonic_notes", "mean_abs_interval",
+)
+
+
+def onset_position_shares(windows: np.ndarray) -> np.ndarray:
+    """Share of the set's onsets at each 16th position of the bar: float [16]; NaN if the set has no onset."""
+    counts = onset_position_counts(windows).astype(float)
+    return counts / counts.sum() if counts.sum() else np.full(len(counts), np.nan)
+
+
+def length_shares(counts: np.ndarray, longest: int = 16) -> pd.Series:
+    """Shares of a length histogram (index = length in steps, as ``note_length_counts``), lengths above ``longest`` pooled.
+
+    Index 1..longest and f">{longest}"; NaN everywhere if the histogram is empty.
+    """
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum()
+    binned = [*counts[1 : longest + 1], counts[longest + 1 :].sum()]
+    labels = [str(length) for length in range(1, longest + 1)] + [f">{longest}"]
+    return pd.Series(np.asarray(binned) / total if total else np.full(len(binned), np.nan), index=labels)
+
+
+def shares_by_set(sets: dict[str, np.ndarray], shares_of: Callable[[np.ndarray], Mapping | pd.Series]) -> pd.DataFrame:
+    """One column per set of ``shares_of(windows)`` (a dict or Series of category -> share)."""
+    return pd.DataFrame({name: pd.Series(shares_of(windows)) for name, windows in sets.items()})

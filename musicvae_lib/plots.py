@@ -189,12 +189,17 @@ def histogram(values: Sequence[float], ax: Axes, title: str, xlabel: str, ylabel
     return ax
 
 
+def beat_count_labels(n_positions: int = representation.STEPS_PER_BAR) -> list[str]:
+    """How musicians count the 16th positions of a bar: 1, 1e, 1&, 1a, 2, ..."""
+    return [f"{p // 4 + 1}{BEAT_SYLLABLES[p % 4]}" for p in range(n_positions)]
+
+
 def onset_positions(onset_counts: np.ndarray, ax: Axes, title: str) -> Axes:
     """Onsets per 16th position of the bar [16], coloured by metrical level, ticks counted 1 e & a."""
     positions = np.arange(len(onset_counts))
     levels = [features.metrical_level(p) for p in positions]
     ax.bar(positions, onset_counts, color=[LEVEL_COLORS[level] for level in levels], width=0.85)
-    ax.set_xticks(positions, [f"{p // 4 + 1}{BEAT_SYLLABLES[p % 4]}" for p in positions])
+    ax.set_xticks(positions, beat_count_labels(len(positions)))
     handles = [Rectangle((0, 0), 1, 1, color=LEVEL_COLORS[level]) for level in features.METRICAL_LEVELS]
     ax.set_ylim(top=max(onset_counts.max(), 1) * 1.35)  # room for the legend above the bars
     ax.legend(handles, features.METRICAL_LEVELS, title="metrical level", fontsize="small", ncols=5, loc="upper right")
@@ -331,3 +336,26 @@ def transition_heatmaps(matrices: Mapping[str, np.ndarray], title: str) -> Figur
         ax.set(title=name, xlabel="to pitch class", ylabel="from pitch class")
     fig.suptitle(title)
     return fig
+
+
+def overlap_intervals(comparison: pd.DataFrame, ax: Axes, title: str) -> Axes:
+    """Overlap with the reference set per feature (rows) and set (colours), 95% bootstrap intervals as bars.
+
+    ``comparison`` is ``compare.compare_sets``'s table; the reference's rows (NaN overlap) are left out.
+    """
+    rows = comparison.dropna(subset=["overlap"])
+    names = list(dict.fromkeys(rows["set"]))
+    feature_names = list(dict.fromkeys(rows["feature"]))
+    colors = set_colors(names)
+    offsets = np.linspace(-0.3, 0.3, len(names)) if len(names) > 1 else np.zeros(1)
+    for offset, name in zip(offsets, names):
+        mine = rows[rows["set"] == name].set_index("feature").loc[feature_names]
+        y = np.arange(len(feature_names)) + offset
+        ax.errorbar(mine["overlap"], y, xerr=[mine["overlap"] - mine["overlap_low"], mine["overlap_high"] - mine["overlap"]],
+                    fmt="o", color=colors[name], label=name, capsize=2)
+    ax.set_yticks(np.arange(len(feature_names)), feature_names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.02)
+    ax.legend(fontsize="small", title="set vs reference")
+    ax.set(title=title, xlabel="overlap of intra-reference and inter-set distance densities (1 = alike)", ylabel="feature")
+    return ax

@@ -302,3 +302,24 @@ def test_key_clarity_is_the_best_krumhansl_correlation(folk_windows):
     tonic_pc = [pitch.Pitch(name.split()[0]).pitchClass for name in keys["key"]]
     best_pc = [int(np.argmax([np.corrcoef(h, p)[0, 1] for p in profiles])) % 12 for h in histograms]
     assert tonic_pc == best_pc
+
+
+def test_length_shares_pool_the_long_lengths_and_sum_to_one():
+    counts = np.zeros(33, int)
+    counts[[1, 4, 20, 32]] = [2, 1, 1, 0]
+    shares = features.length_shares(counts, longest=16)
+    assert shares["1"] == 0.5 and shares["4"] == 0.25 and shares[">16"] == 0.25
+    assert shares.sum() == pytest.approx(1.0) and len(shares) == 17
+    assert features.length_shares(np.zeros(33, int)).isna().all()
+
+
+def test_shares_by_set_keeps_one_column_per_set():
+    table = features.shares_by_set({"a": np.array([1, 2]), "b": np.array([3])}, lambda w: {"x": len(w), "y": 0})
+    assert list(table.columns) == ["a", "b"] and table.loc["x"].tolist() == [2, 1]
+
+
+def test_onset_position_shares_sum_to_one_or_are_nan():
+    window = notes_to_tokens([Note(0, 4, 60), Note(4, 8, 62), Note(16, 18, 64), Note(19, 20, 65)], 32)
+    shares = features.onset_position_shares(window[None])
+    assert shares[0] == 0.5 and shares[4] == 0.25 and shares[3] == 0.25
+    assert np.isnan(features.onset_position_shares(np.zeros((1, 32), int))).all()

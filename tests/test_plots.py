@@ -201,3 +201,21 @@ def test_transition_heatmaps_normalise_rows_and_leave_empty_rows_at_zero():
     shares = fig.axes[0].collections[0].get_array().reshape(12, 12)
     assert shares[0, 7] == pytest.approx(0.75) and shares[0, 0] == pytest.approx(0.25)
     assert shares[1].sum() == 0
+
+
+def test_beat_count_labels_count_sixteenths_as_musicians_do():
+    assert plots.beat_count_labels()[:5] == ["1", "1e", "1&", "1a", "2"] and len(plots.beat_count_labels()) == 16
+
+
+def test_overlap_intervals_leave_out_the_reference_and_draw_each_set():
+    table = pd.DataFrame({
+        "set": ["train", "test", "T=1", "train", "test", "T=1"],
+        "feature": ["a", "a", "a", "b", "b", "b"],
+        "overlap": [np.nan, 0.9, 0.5, np.nan, 0.8, 0.4],
+        "overlap_low": [np.nan, 0.85, 0.45, np.nan, 0.7, 0.3],
+        "overlap_high": [np.nan, 0.95, 0.55, np.nan, 0.9, 0.5],
+    })
+    _, ax = plt.subplots()
+    plots.overlap_intervals(table, ax, "overlap")
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["test", "T=1"]
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["a", "b"]
