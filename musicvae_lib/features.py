@@ -411,6 +411,19 @@ def mean_abs_interval(windows: np.ndarray) -> np.ndarray:
     return _per_window_mean(pairs.window, np.abs(pairs.interval_semitones), len(as_windows(windows)))
 
 
+def largest_interval(windows: np.ndarray) -> np.ndarray:
+    """Largest absolute interval in semitones between consecutive notes of each window: float [n]; NaN if < 2 notes.
+
+    The thesis' "largest pitch jump"; EVALUATION.md C6.
+    """
+    array = as_windows(windows)
+    pairs = note_pairs(array)
+    largest = np.full(len(array), -1.0)
+    np.maximum.at(largest, pairs.window, np.abs(pairs.interval_semitones).astype(float))
+    largest[largest < 0] = np.nan
+    return largest
+
+
 def interval_shares(windows: np.ndarray) -> dict[str, float]:
     """Share of the set's consecutive-note intervals in each of ``INTERVAL_CATEGORIES``; NaN if there is none.
 

@@ -159,6 +159,7 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 LEVEL_COLORS = dict(zip(features.METRICAL_LEVELS, sns.color_palette("crest", len(features.METRICAL_LEVELS))))
 COUNT_COLOR = "#3a6ea5"
 SPECIAL_TOKEN_COLORS = {representation.NO_EVENT: "0.6", representation.NOTE_OFF: "#d08c3a"}
+PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BEAT_SYLLABLES = ("", "e", "&", "a")  # how musicians count 16ths: 1 e & a 2 e & a ...
 
 
@@ -326,7 +327,7 @@ def distance_densities(grid: np.ndarray, densities: Mapping[str, np.ndarray], ax
 def transition_heatmaps(matrices: Mapping[str, np.ndarray], title: str) -> Figure:
     """12x12 pitch-class transition matrices side by side (row: from, column: to), rows normalised to shares."""
     fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.6), layout="constrained", squeeze=False)
-    names = [pretty_midi.note_number_to_name(60 + pc)[:-1] for pc in range(12)]
+    names = list(PITCH_CLASS_NAMES)
     for ax, (name, matrix) in zip(axes[0], matrices.items()):
         matrix = np.asarray(matrix, dtype=float)
         rows = matrix.sum(axis=1, keepdims=True)

@@ -323,3 +323,12 @@ def test_onset_position_shares_sum_to_one_or_are_nan():
     shares = features.onset_position_shares(window[None])
     assert shares[0] == 0.5 and shares[4] == 0.25 and shares[3] == 0.25
     assert np.isnan(features.onset_position_shares(np.zeros((1, 32), int))).all()
+
+
+def test_largest_interval_is_the_biggest_jump_either_way_or_nan():
+    windows = np.stack([
+        notes_to_tokens([Note(0, 4, 60), Note(4, 8, 72), Note(8, 12, 65)], 32),  # +12, -7
+        notes_to_tokens([Note(0, 4, 60)], 32),
+    ])
+    largest = features.largest_interval(windows)
+    assert largest[0] == 12 and np.isnan(largest[1])
