@@ -1,0 +1,161 @@
+"""The key results of a run folder as Markdown, read from its manifest and result tables, never typed by hand.
+
+    python -m musicvae_lib.report results/default                 # print the Markdown
+    python -m musicvae_lib.report results/default --readme README.md   # replace the README's block
+
+The README holds the block between ``BLOCK_START`` and ``BLOCK_END``; a test checks that it equals
+what the committed reference run gives, so the README cannot drift from results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from musicvae_lib.loss import NATS_PER_BIT
+
+BLOCK_START = "<!-- key-results:start (written by python -m musicvae_lib.report) -->"
+BLOCK_END = "<!-- key-results:end -->"
+MANIFEST = "manifest.json"
+RECONSTRUCTION_ROWS = {  # 03_reconstruction.csv metric -> how the README names it
+    "teacher-forced accuracy (z = mu)": "teacher-forced accuracy, z = mu (A1)",
+    "greedy accuracy (z = mu)": "greedy free-running accuracy, z = mu (A2; target >= 0.93)",
+    "sampling accuracy (z ~ q, T = 1, Magenta's eval)": "Magenta's sampling accuracy (paper 0.951; target >= 0.90)",
+}
+SET_ORDER = ("train", "test")  # real sets first, then the generated ones as the tables list them
+
+
+def read_csv(run_dir: Path, name: str) -> pd.DataFrame | None:
+    """``tables/<name>`` of the run, or None when the chapter writing it has not run."""
+    path = run_dir / "tables" / name
+    return pd.read_csv(path) if path.exists() else None
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def study_rows(run_dir: Path) -> list[tuple[str, str]]:
+    """(measure, value) rows for the whole run: data, choice of beta and lambda, training, reconstruction, latent space."""
+    rows: list[tuple[str, str]] = []
+    summary = read_json(run_dir / "dataset" / "summary.json")
+    if summary:
+        rows.append(("melody windows (2 bars, distinct)", f"{summary['n_unique_windows']:,} from {summary['n_tunes']:,} tunes"))
+    choice = read_json(run_dir / "grid_search" / "choice.json")
+    if choice:
+        rows.append(("beta, lambda chosen by the grid search",
+                     f"{choice['beta']:g}, {choice['free_nats']:g} nats ({choice['free_nats'] / NATS_PER_BIT:.1f} bits)"))
+    done = read_json(run_dir / "training" / "done.json")
+    if done:
+        rows.append(("training", f"{done['training_seconds'] / 60:.1f} min, {done['epochs']} epochs, {done['steps']:,} steps "
+                                 f"on {done['device']}, stopped by {done['stopped'].replace('_', ' ')}"))
+    reconstruction = read_csv(run_dir, "03_reconstruction.csv")
+    if reconstruction is not None:
+        values = reconstruction.drop_duplicates("metric").set_index("metric")["value"]
+        rows += [(label, f"{values[metric]:.3f}") for metric, label in RECONSTRUCTION_ROWS.items() if metric in values]
+    latent = read_csv(run_dir, "07_latent_summary.csv")
+    if latent is not None:
+        rows += [(row.measure, row.value) for row in latent.itertuples()]
+    return rows
+
+
+def ordered_sets(columns: list[str]) -> list[str]:
+    return [name for name in SET_ORDER if name in columns] + [name for name in columns if name not in SET_ORDER]
+
+
+def set_rows(run_dir: Path) -> pd.DataFrame | None:
+    """Generated sets beside test and training: onsets on odd 16ths, mean |interval|, diatonicity, copies."""
+    rows: dict[str, dict[str, str]] = {}
+    levels = read_csv(run_dir, "05_onset_levels.csv")
+    if levels is not None:
+        rows["onsets on odd 16ths"] = {k: f"{v:.1%}" for k, v in levels.set_index("level").loc["sixteenth"].items()}
+    comparison = read_csv(run_dir, "06_set_comparison.csv")
+    if comparison is not None:
+        interval = comparison[comparison["feature"] == "mean_abs_interval"].set_index("set")["mean"]
+        rows["mean absolute interval (semitones)"] = {k: f"{v:.2f}" for k, v in interval.items()}
+    diatonic = read_csv(run_dir, "06_diatonicity.csv")
+    if diatonic is not None:
+        fully = diatonic.set_index("measure").loc["fully diatonic melodies"]
+        rows["fully diatonic melodies"] = {k: f"{v:.0%}" for k, v in fully.items()}
+    originality = read_csv(run_dir, "06_originality.csv")
+    if originality is not None:
+        copies = originality.set_index("set")["copy_rate"]
+        rows["copies of a training window (up to transposition)"] = {k: f"{v:.1%}" for k, v in copies.items()}
+    if not rows:
+        return None
+    table = pd.DataFrame(rows).T.fillna("")
+    return table[ordered_sets(list(table.columns))]
+
+
+def timing_rows(run_dir: Path) -> pd.DataFrame:
+    """Minutes per notebook from the manifest, with the commit each ran at."""
+    manifest = read_json(run_dir / MANIFEST) or {"notebooks": {}}
+    return pd.DataFrame([
+        {"notebook": name, "minutes": f"{entry['duration_s'] / 60:.1f}" if entry.get("duration_s") else "",
+         "status": entry["status"], "commit": (entry.get("git_commit") or "")[:7] + ("+dirty" if entry.get("git_dirty") else "")}
+        for name, entry in manifest["notebooks"].items()
+    ], columns=["notebook", "minutes", "status", "commit"])
+
+
+def markdown_table(table: pd.DataFrame, index_label: str | None = None) -> str:
+    """A GitHub Markdown table (pandas' to_markdown needs tabulate, which the study does not install)."""
+    frame = table.reset_index().rename(columns={"index": index_label}) if index_label else table
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def key_results(run_dir: str | Path) -> str:
+    """The Markdown block: the run's key figures, the sets side by side, and minutes per notebook."""
+    run_dir = Path(run_dir)
+    manifest = read_json(run_dir / MANIFEST)
+    if manifest is None:
+        raise FileNotFoundError(f"{run_dir / MANIFEST} not found: run the study with python -m musicvae_lib.run first")
+    timings = timing_rows(run_dir)
+    minutes = sum(float(m) for m in timings["minutes"] if m)
+    parts = [
+        f"Run `{run_dir.name}` (profile `{manifest['profile']}`), {minutes:.0f} minutes in all on {manifest['platform']}:",
+        "",
+        markdown_table(pd.DataFrame(study_rows(run_dir), columns=["measure", "value"])),
+    ]
+    sets = set_rows(run_dir)
+    if sets is not None:
+        parts += ["", "Generated sets beside the held-out test and the training melodies:", "", markdown_table(sets, "measure")]
+    parts += ["", markdown_table(timings)]
+    return "\n".join(parts)
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with what lies between BLOCK_START and BLOCK_END replaced by ``block``."""
+    start, end = text.find(BLOCK_START), text.find(BLOCK_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the text lacks the markers {BLOCK_START!r} ... {BLOCK_END!r}")
+    return text[: start + len(BLOCK_START)] + "\n" + block + "\n" + text[end:]
+
+
+def readme_block(text: str) -> str:
+    """What the README holds between the markers, without the surrounding newlines."""
+    start, end = text.find(BLOCK_START), text.find(BLOCK_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the text lacks the markers {BLOCK_START!r} ... {BLOCK_END!r}")
+    return text[start + len(BLOCK_START) : end].strip("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m musicvae_lib.report", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--readme", type=Path, help="replace this file's key-results block instead of printing")
+    args = parser.parse_args(argv)
+    block = key_results(args.run_dir)
+    if args.readme:
+        args.readme.write_text(replace_block(args.readme.read_text(), block))
+    else:
+        print(block)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

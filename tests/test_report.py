@@ -1,0 +1,62 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from musicvae_lib import report
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A run folder with a manifest and the tables the report reads, values written out."""
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "summary.json").write_text(json.dumps({"n_unique_windows": 1234, "n_tunes": 56}))
+    (tmp_path / "grid_search").mkdir()
+    (tmp_path / "grid_search" / "choice.json").write_text(json.dumps({"beta": 0.5, "free_nats": 64.0}))
+    (tmp_path / "tables").mkdir()
+    pd.DataFrame({"metric": ["greedy accuracy (z = mu)", "NLL per step"], "value": [0.8766, 0.3]}).to_csv(
+        tmp_path / "tables" / "03_reconstruction.csv", index=False)
+    pd.DataFrame({"level": ["bar", "sixteenth"], "train": [0.2, 0.093], "T=1": [0.2, 0.1], "test": [0.2, 0.092]}).to_csv(
+        tmp_path / "tables" / "05_onset_levels.csv", index=False)
+    manifest = {"profile": "quick", "platform": "Linux", "notebooks": {
+        "01_dataset": {"duration_s": 90.0, "status": "ok", "git_commit": "abcdef123", "git_dirty": False},
+        "03_training": {"duration_s": 30.0, "status": "failed", "git_commit": "abcdef123", "git_dirty": True},
+    }}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    return tmp_path
+
+
+def test_key_results_come_from_the_tables_and_the_manifest(run_dir):
+    text = report.key_results(run_dir)
+    assert "2 minutes in all" in text
+    assert "| melody windows (2 bars, distinct) | 1,234 from 56 tunes |" in text
+    assert "| beta, lambda chosen by the grid search | 0.5, 64 nats (92.3 bits) |" in text
+    assert "| greedy free-running accuracy, z = mu (A2; target >= 0.93) | 0.877 |" in text
+    assert "| measure | train | test | T=1 |" in text  # real sets first
+    assert "| onsets on odd 16ths | 9.3% | 9.2% | 10.0% |" in text
+    assert "| 03_training | 0.5 | failed | abcdef1+dirty |" in text
+    assert "NLL" not in text
+
+
+def test_a_run_without_manifest_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        report.key_results(tmp_path)
+
+
+def test_replace_block_keeps_the_text_around_it():
+    text = f"intro\n{report.BLOCK_START}\nold\n{report.BLOCK_END}\noutro\n"
+    replaced = report.replace_block(text, "new")
+    assert replaced == f"intro\n{report.BLOCK_START}\nnew\n{report.BLOCK_END}\noutro\n"
+    assert report.readme_block(replaced) == "new"
+    with pytest.raises(ValueError, match="markers"):
+        report.replace_block("no markers", "new")
+
+
+def test_the_readme_shows_the_committed_reference_run():
+    readme = (REPOSITORY / "README.md").read_text()
+    assert report.readme_block(readme) == report.key_results(REPOSITORY / "results" / "default"), (
+        "README's key results differ from results/default: python -m musicvae_lib.report results/default --readme README.md"
+    )
