@@ -691,6 +691,15 @@ def load_split(run_dir: str | os.PathLike, name: str) -> np.ndarray:
     return np.load(Path(run_dir) / "dataset" / f"{name}.npy", allow_pickle=False)
 
 
+def load_collections(run_dir: str | os.PathLike, name: str) -> np.ndarray:
+    """The collection (or source folder) of each window of one split written by notebook 01: str [n]."""
+    if name not in SPLIT_NAMES:
+        raise ValueError(f"`name` must be one of {SPLIT_NAMES}, got {name!r}")
+    folder = Path(run_dir) / "dataset"
+    tunes = pd.read_csv(folder / "tunes.csv", index_col="tune_id")
+    return tunes["collection"].reindex(np.load(folder / f"{name}_tunes.npy", allow_pickle=False)).to_numpy(dtype=str)
+
+
 def load_summary(run_dir: str | os.PathLike) -> dict:
     """The dataset summary written by notebook 01."""
     return json.loads((Path(run_dir) / "dataset" / "summary.json").read_text())

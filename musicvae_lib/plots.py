@@ -360,3 +360,93 @@ def overlap_intervals(comparison: pd.DataFrame, ax: Axes, title: str) -> Axes:
     ax.legend(fontsize="small", title="set vs reference")
     ax.set(title=title, xlabel="overlap of intra-reference and inter-set distance densities (1 = alike)", ylabel="feature")
     return ax
+
+
+# --- the latent space (notebook 07) ------------------------------------------------------------
+
+
+def piano_roll_grid(windows: Sequence[np.ndarray], titles: Sequence[str], columns: int = 1) -> Figure:
+    """Several melodies as piano rolls on one pitch scale, ``columns`` to a row, in the order given."""
+    if len(windows) != len(titles):
+        raise ValueError(f"`windows` and `titles` must have the same length, got {len(windows)} and {len(titles)}")
+    rows = -(-len(windows) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 2.1 * rows), layout="constrained", squeeze=False)
+    scale = pitch_range(windows)
+    for ax, window, title in zip(axes.flat, windows, titles):
+        piano_roll(window, ax, title, scale)
+    for ax in axes.flat[len(windows):]:
+        ax.set_axis_off()
+    return fig
+
+
+def explained_variance(ratio: np.ndarray, ax: Axes, title: str) -> Axes:
+    """Explained variance per principal component and its running total."""
+    components = np.arange(1, len(ratio) + 1)
+    ax.bar(components, ratio, color=COUNT_COLOR, label="per component")
+    ax.plot(components, np.cumsum(ratio), color="0.2", label="cumulative")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize="small")
+    ax.set(title=title, xlabel="principal component", ylabel="share of the variance of mu")
+    return ax
+
+
+def latent_scatter(
+    coordinates: np.ndarray, ax: Axes, title: str, values: np.ndarray | None = None, value_label: str = "",
+    axis_labels: tuple[str, str] = ("component 1", "component 2"),
+) -> Axes:
+    """Points [n, 2] of a 2-D view of the latent space, coloured by ``values`` (numbers or category names)."""
+    coordinates = np.asarray(coordinates)
+    if values is None:
+        ax.scatter(coordinates[:, 0], coordinates[:, 1], s=4, color=COUNT_COLOR, alpha=0.6)
+    elif np.asarray(values).dtype.kind in "fiu":
+        points = ax.scatter(coordinates[:, 0], coordinates[:, 1], s=4, c=values, cmap="viridis", alpha=0.8)
+        ax.figure.colorbar(points, ax=ax, label=value_label)
+    else:
+        for name in sorted(set(values)):
+            mine = np.asarray(values) == name
+            ax.scatter(coordinates[mine, 0], coordinates[mine, 1], s=4, alpha=0.7, label=f"{name} ({mine.sum():,})")
+        ax.legend(fontsize="x-small", markerscale=3, title=value_label)
+    ax.set(title=title, xlabel=axis_labels[0], ylabel=axis_labels[1])
+    return ax
+
+
+def set_scatter(coordinates: Mapping[str, np.ndarray], ax: Axes, title: str, axis_labels: tuple[str, str] = ("component 1", "component 2")) -> Axes:
+    """Points of several sets in one 2-D view, one colour per set (prior samples grey)."""
+    colors = set_colors([name for name in coordinates if name != "prior"]) | {"prior": "0.6"}
+    for name, points in coordinates.items():
+        ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, color=colors[name], label=f"{name} ({len(points):,})")
+    ax.legend(fontsize="small", markerscale=3)
+    ax.set(title=title, xlabel=axis_labels[0], ylabel=axis_labels[1])
+    return ax
+
+
+def interpolation_curves(curves: pd.DataFrame, ax: Axes, title: str) -> Axes:
+    """Mean normalised Hamming distance to the end point against alpha, one line per method, +-1 std shaded."""
+    for method, rows in curves.groupby("method", sort=False):
+        ax.plot(rows["alpha"], rows["distance_mean"], marker="o", markersize=3, label=method)
+        ax.fill_between(rows["alpha"], rows["distance_mean"] - rows["distance_std"], rows["distance_mean"] + rows["distance_std"], alpha=0.15)
+    ax.legend(fontsize="small", title="interpolation")
+    ax.set(title=title, xlabel="alpha (0 = melody A, 1 = melody B)", ylabel="share of steps differing from the end point")
+    return ax
+
+
+def attribute_effects(effects: pd.DataFrame, scales: Mapping[str, float]) -> Figure:
+    """One panel per attribute vector: the measured change of every attribute against k (the MusicVAE paper's figure).
+
+    ``effects`` is ``latent.attribute_effects``'s long table (vector, k, attribute, change). Each
+    change is divided by ``scales[attribute]`` (e.g. its standard deviation over the training
+    melodies) so that attributes of different units share one axis; the vector's own attribute is
+    the thick line.
+    """
+    vectors = list(dict.fromkeys(effects["vector"]))
+    fig, axes = plt.subplots(1, len(vectors), figsize=(3.4 * len(vectors), 3.6), layout="constrained", sharey=True, squeeze=False)
+    for ax, vector in zip(axes[0], vectors):
+        mine = effects[effects["vector"] == vector]
+        for attribute, rows in mine.groupby("attribute", sort=False):
+            ax.plot(rows["k"], rows["change"] / scales[attribute], marker="o", markersize=3,
+                    linewidth=2.5 if attribute == vector else 1, label=attribute)
+        ax.axhline(0, color="0.7", linewidth=0.8)
+        ax.set(title=f"vector: {vector}", xlabel="k (z = mu + k v)")
+    axes[0, 0].set_ylabel("mean change from k = 0\n(training standard deviations)")
+    axes[0, -1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1), title="attribute")
+    return fig

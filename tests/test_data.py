@@ -182,6 +182,10 @@ def test_dataset_folder_round_trip(tmp_path):
     assert loaded["dataset_hash"] == data.dataset_hash(splits)
     assert loaded["n_skipped"] == 3 and loaded["licence_notes"]["miscFolk"].startswith("American")
     assert json.loads((tmp_path / "dataset" / "summary.json").read_text())["splits"]["train"]["tunes"] == 16
+    collections = data.load_collections(tmp_path, "valid")
+    by_tune = window_set.tunes["collection"]
+    assert collections.tolist() == by_tune.loc[splits["valid"].tune_ids].tolist()
+    assert len(collections) == len(splits["valid"].windows)
 
 
 def test_missing_or_empty_midi_folder_names_the_path(tmp_path):

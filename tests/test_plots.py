@@ -219,3 +219,46 @@ def test_overlap_intervals_leave_out_the_reference_and_draw_each_set():
     plots.overlap_intervals(table, ax, "overlap")
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["test", "T=1"]
     assert [tick.get_text() for tick in ax.get_yticklabels()] == ["a", "b"]
+
+
+# --- the latent space ---
+
+
+def test_piano_roll_grid_draws_every_melody_on_one_scale_and_hides_spare_axes():
+    windows = [melody((0, 8, 60)), melody((0, 8, 72)), melody((0, 8, 67))]
+    fig = plots.piano_roll_grid(windows, ["a", "b", "c"], columns=2)
+    visible = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in visible] == ["a", "b", "c"]
+    assert len({ax.get_ylim() for ax in visible}) == 1
+
+
+def test_explained_variance_draws_the_running_total():
+    _, ax = plt.subplots()
+    plots.explained_variance(np.array([0.5, 0.3, 0.1]), ax, "pca")
+    assert ax.lines[0].get_ydata().tolist() == pytest.approx([0.5, 0.8, 0.9])
+
+
+def test_latent_scatter_colours_categories_with_counts_in_the_legend():
+    _, ax = plt.subplots()
+    plots.latent_scatter(np.zeros((3, 2)), ax, "view", np.array(["essen", "oneill", "essen"]), "collection")
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["essen (2)", "oneill (1)"]
+
+
+def test_attribute_effects_scale_each_change_and_thicken_the_vector_own_attribute():
+    effects = pd.DataFrame({
+        "vector": ["density"] * 4, "k": [0, 1, 0, 1], "attribute": ["density", "density", "interval", "interval"],
+        "change": [0.0, 2.0, 0.0, 0.5],
+    })
+    fig = plots.attribute_effects(effects, {"density": 2.0, "interval": 0.25})
+    own, other = fig.axes[0].lines[:2]
+    assert own.get_ydata().tolist() == [0.0, 1.0] and other.get_ydata().tolist() == [0.0, 2.0]
+    assert own.get_linewidth() > other.get_linewidth()
+
+
+def test_interpolation_curves_draw_one_line_per_method_in_order():
+    curves = pd.DataFrame({"method": ["slerp", "slerp", "naive", "naive"], "alpha": [0, 1, 0, 1],
+                           "distance_mean": [0.6, 0.0, 0.5, 0.0], "distance_std": [0.1, 0, 0.1, 0]})
+    _, ax = plt.subplots()
+    plots.interpolation_curves(curves, ax, "paths")
+    assert [line.get_label() for line in ax.lines] == ["slerp", "naive"]
+    assert ax.lines[0].get_ydata().tolist() == [0.6, 0.0]
