@@ -450,3 +450,24 @@ def attribute_effects(effects: pd.DataFrame, scales: Mapping[str, float]) -> Fig
     axes[0, 0].set_ylabel("mean change from k = 0\n(training standard deviations)")
     axes[0, -1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1), title="attribute")
     return fig
+
+
+# --- the grid search (notebook 02) -------------------------------------------------------------
+
+
+def grid_heatmaps(table: pd.DataFrame, metrics: Mapping[str, str], chosen: tuple[float, float] | None = None) -> Figure:
+    """One annotated heat map per metric over the beta x lambda grid; the chosen point outlined.
+
+    ``table`` has columns beta, free_nats and the metrics (``search.results_table``); ``metrics``
+    maps a column to its title with unit. Points without a value stay blank.
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.9 * len(metrics), 3.6), layout="constrained", squeeze=False)
+    for ax, (column, title) in zip(axes[0], metrics.items()):
+        grid = table.pivot(index="beta", columns="free_nats", values=column).sort_index(ascending=False)
+        sns.heatmap(grid.astype(float), ax=ax, annot=True, fmt=".3g", cmap="mako", cbar=False,
+                    xticklabels=[f"{v:g}" for v in grid.columns], yticklabels=[f"{v:g}" for v in grid.index])
+        if chosen is not None and chosen[0] in grid.index and chosen[1] in grid.columns:
+            row, col = list(grid.index).index(chosen[0]), list(grid.columns).index(chosen[1])
+            ax.add_patch(Rectangle((col, row), 1, 1, fill=False, edgecolor="#c0392b", linewidth=3))
+        ax.set(title=title, xlabel="lambda (free nats)", ylabel="beta")
+    return fig

@@ -262,3 +262,13 @@ def test_interpolation_curves_draw_one_line_per_method_in_order():
     plots.interpolation_curves(curves, ax, "paths")
     assert [line.get_label() for line in ax.lines] == ["slerp", "naive"]
     assert ax.lines[0].get_ydata().tolist() == [0.6, 0.0]
+
+
+def test_grid_heatmaps_put_beta_rows_high_to_low_and_outline_the_choice():
+    table = pd.DataFrame({"beta": [0.5, 0.5, 1.0, 1.0], "free_nats": [0.0, 64.0, 0.0, 64.0], "kl_bits": [1.0, 90.0, 0.5, np.nan]})
+    fig = plots.grid_heatmaps(table, {"kl_bits": "KL (bits)"}, chosen=(0.5, 64.0))
+    ax = fig.axes[0]
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["1", "0.5"]
+    assert [text.get_text() for text in ax.texts] == ["0.5", "1", "90"]  # the NaN cell stays blank
+    outline = [patch for patch in ax.patches if isinstance(patch, plots.Rectangle)]
+    assert len(outline) == 1 and outline[0].get_xy() == (1, 1)
