@@ -615,7 +615,7 @@ def grid_table(study: optuna.Study, spec: GridSpec, run_dir: Path, study_name: s
                 "trials": len(trials),
                 **{name: trial.user_attrs.get(name) if complete else None for name in METRIC_COLUMNS},
                 "host": trial.user_attrs.get(WORKER_ATTR, {}).get("host") if trial is not None else None,
-                "folder": str(point_folder(run_dir, beta, free_nats, study_name)),
+                "folder": point_folder(run_dir, beta, free_nats, study_name).relative_to(run_dir).as_posix(),
             }
         )
     table = pd.DataFrame(rows)
@@ -637,7 +637,8 @@ def results_table(
     many the point had); the ``METRIC_COLUMNS`` of a COMPLETE point (NaN otherwise), measured on
     the validation sample: negative_elbo_nats, reconstruction_nats, kl_bits, the accuracies (shares
     of steps), active_dimensions (mean KL > 0.01 bits), epochs, best_epoch, steps, minutes, stopped,
-    eval_windows; host (that ran the trial) and folder (the point's training folder under ``run_dir``).
+    eval_windows; host (that ran the trial) and folder (the point's training folder, relative to ``run_dir``,
+    so tables stay right when the run folder moves).
     """
     study, spec = load_study(run_dir, storage, study_name)
     return grid_table(study, spec, Path(run_dir), study_name)

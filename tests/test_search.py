@@ -99,10 +99,10 @@ def test_every_grid_point_completes_with_its_metrics(finished):
     study, _ = search.load_study(run_dir)
     assert sorted(t.value for t in study.trials) == sorted(table["negative_elbo_nats"])
     for row in table.itertuples():  # each folder holds the model of its own point
-        saved = torch.load(Path(row.folder) / "model.pt", weights_only=True)["loss_config"]
+        saved = torch.load(run_dir / row.folder / "model.pt", weights_only=True)["loss_config"]
         assert (saved["beta"], saved["free_nats"]) == (row.beta, row.free_nats)
-        assert Path(row.folder) == run_dir / "grid_search" / "beta_lambda" / f"beta={row.beta:g}_lambda={row.free_nats:g}"
-        assert "Stopped by max_epochs" in (Path(row.folder) / "train.log").read_text()  # train's lines go to the log
+        assert run_dir / row.folder == run_dir / "grid_search" / "beta_lambda" / f"beta={row.beta:g}_lambda={row.free_nats:g}"
+        assert "Stopped by max_epochs" in (run_dir / row.folder / "train.log").read_text()  # train's lines go to the log
 
 
 def test_results_table_reads_the_same_table_from_storage(finished):
@@ -116,7 +116,7 @@ def test_results_table_reads_the_same_table_from_storage(finished):
 
 def test_a_second_search_trains_nothing_and_adds_no_trial(finished, capsys):
     run_dir, table = finished
-    files = [Path(folder) / name for folder in table["folder"] for name in ("done.json", "steps.csv", "model.pt")]
+    files = [run_dir / folder / name for folder in table["folder"] for name in ("done.json", "steps.csv", "model.pt")]
     before = [path.stat().st_mtime_ns for path in files]
     again = search.run_grid_search(run_dir, SPEC, TRAIN, VALID, device="cpu")
     assert [path.stat().st_mtime_ns for path in files] == before
@@ -177,7 +177,7 @@ def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path):
     assert killed.returncode == -9, killed.stderr
     left = search.results_table(run_dir)
     assert sorted(left["state"]) == ["NOT_STARTED"] * 3 + ["RUNNING"]
-    folder = Path(left.loc[left["state"] == "RUNNING", "folder"].item())
+    folder = run_dir / left.loc[left["state"] == "RUNNING", "folder"].item()
     assert (folder / "checkpoint.pt").exists() and not (folder / "done.json").exists()
 
     table = search.run_grid_search(run_dir, SPEC, TRAIN, VALID, device="cpu")
@@ -248,7 +248,7 @@ def test_two_workers_share_one_storage(tmp_path, storage_kind):
     assert (table["state"] == "COMPLETE").all()
     trials = trials_of(run_dir, storage)
     assert complete_points(trials) == POINTS  # every point exactly once
-    assert all(done(folder)["sessions"] == 1 and done(folder)["epochs"] == 3 for folder in table["folder"])
+    assert all(done(run_dir / folder)["sessions"] == 1 and done(run_dir / folder)["epochs"] == 3 for folder in table["folder"])
     assert len(trials) == 4
     pids = [t.user_attrs[search.WORKER_ATTR]["pid"] for t in trials]
     assert sorted(pids) == sorted(2 * [worker.pid for worker in workers])
