@@ -352,8 +352,9 @@ def overlap_intervals(comparison: pd.DataFrame, ax: Axes, title: str) -> Axes:
     for offset, name in zip(offsets, names):
         mine = rows[rows["set"] == name].set_index("feature").loc[feature_names]
         y = np.arange(len(feature_names)) + offset
-        ax.errorbar(mine["overlap"], y, xerr=[mine["overlap"] - mine["overlap_low"], mine["overlap_high"] - mine["overlap"]],
-                    fmt="o", color=colors[name], label=name, capsize=2)
+        # a percentile interval of few bootstrap rounds can miss the point estimate: draw it as it is
+        ax.hlines(y, mine["overlap_low"], mine["overlap_high"], color=colors[name], linewidth=1.5)
+        ax.plot(mine["overlap"], y, "o", color=colors[name], label=name)
     ax.set_yticks(np.arange(len(feature_names)), feature_names)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.02)

@@ -78,9 +78,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial, TrialState
+
+with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in Jupyter without ipywidgets
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
 
 from musicvae_lib import data
 from musicvae_lib.evaluate import Reconstruction, evaluate

@@ -211,9 +211,9 @@ def test_overlap_intervals_leave_out_the_reference_and_draw_each_set():
     table = pd.DataFrame({
         "set": ["train", "test", "T=1", "train", "test", "T=1"],
         "feature": ["a", "a", "a", "b", "b", "b"],
-        "overlap": [np.nan, 0.9, 0.5, np.nan, 0.8, 0.4],
-        "overlap_low": [np.nan, 0.85, 0.45, np.nan, 0.7, 0.3],
-        "overlap_high": [np.nan, 0.95, 0.55, np.nan, 0.9, 0.5],
+        "overlap": [np.nan, 0.9, 0.5, np.nan, 0.8, 0.4],  # 0.9 lies outside its interval: drawn anyway
+        "overlap_low": [np.nan, 0.92, 0.45, np.nan, 0.7, 0.3],
+        "overlap_high": [np.nan, 0.97, 0.55, np.nan, 0.9, 0.5],
     })
     _, ax = plt.subplots()
     plots.overlap_intervals(table, ax, "overlap")
