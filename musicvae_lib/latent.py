@@ -693,3 +693,46 @@ def attribute_effects(
                     int(defined.sum()),
                 ))
     return pd.DataFrame(rows, columns=["vector", "k", "attribute", "mean", "change", "n_defined"])
+
+
+# --------------------------------------------------------------------------------------------
+# Well-formed or not: several models' latent spaces side by side
+
+
+@dataclass(frozen=True)
+class LatentSpaces:
+    """Several models judged on the same melodies: one table row and one PCA view per model."""
+
+    table: pd.DataFrame  # model, active units, aggregate KL, mean norm, variances, realism of prior draws and test
+    views: dict[str, dict[str, np.ndarray]]  # model -> {"test": [n, 2], "prior": [n, 2]} in its own test-mu PCA
+
+
+def compare_latent_spaces(
+    models: Mapping[str, MusicVAE], test_windows: np.ndarray, training_windows: np.ndarray, prior_samples: int, seed: int
+) -> LatentSpaces:
+    """The thesis' "well-formed or not", with numbers, for each model (B1, B7, prior realism).
+
+    Per model: ``aggregate_posterior_stats`` of the test windows' posteriors; ``prior_realism`` of
+    ``prior_samples`` draws decoded at temperature 1, beside the test melodies' own share ("all
+    features" row); and the test mu with as many prior draws in the first two principal components
+    of that model's test mu.
+    """
+    rows, views = [], {}
+    for name, model in models.items():
+        mu, sigma = encode_windows(model, test_windows)
+        stats = aggregate_posterior_stats(mu, sigma)
+        realism = prior_realism(model, training_windows, prior_samples, 1.0, seed, reference_windows={"test": test_windows})
+        overall = realism.loc["all features"]
+        rows.append({
+            "model": name,
+            "active units": stats["active_units"],
+            "aggregate KL to prior (nats)": stats["kl_nats"],
+            "mean of mu, norm": stats["mean_norm"],
+            "Var(mu) per dimension": stats["mu_variance_mean"],
+            "sigma^2 per dimension": stats["posterior_variance_mean"],
+            "prior draws like training": overall["prior"],
+            "test melodies like training": overall["test"],
+        })
+        prior = prior_z(len(mu), model.config.z_size, seed)
+        views[name] = pca_view({"test": mu, "prior": prior}, reference="test").coordinates
+    return LatentSpaces(pd.DataFrame(rows), views)

@@ -324,3 +324,15 @@ def test_attribute_effects_tabulates_every_vector_k_and_attribute(model, windows
     row = with_zero[(with_zero["vector"] == "up") & (with_zero["k"] == 1.0)].iloc[0]
     assert row["mean"] == pytest.approx(onsets)
     assert row["change"] == pytest.approx(onsets - np.mean((notes[0] >= 2).sum(axis=1)))
+
+
+def test_compare_latent_spaces_gives_one_row_and_one_view_per_model():
+    torch.manual_seed(0)
+    first, second = MusicVAE(preset("tiny")).eval(), MusicVAE(preset("tiny")).eval()
+    rng = np.random.default_rng(0)
+    test, train = rng.integers(0, 90, (12, 32), dtype=np.uint8), rng.integers(0, 90, (40, 32), dtype=np.uint8)
+    spaces = latent.compare_latent_spaces({"a": first, "b": second}, test, train, prior_samples=8, seed=0)
+    assert spaces.table["model"].tolist() == ["a", "b"]
+    assert ((spaces.table["prior draws like training"] >= 0) & (spaces.table["prior draws like training"] <= 1)).all()
+    assert spaces.table.loc[0, "aggregate KL to prior (nats)"] != spaces.table.loc[1, "aggregate KL to prior (nats)"]
+    assert set(spaces.views) == {"a", "b"} and spaces.views["a"]["test"].shape == (12, 2) and spaces.views["a"]["prior"].shape == (12, 2)
