@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -60,3 +61,10 @@ def test_the_readme_shows_the_committed_reference_run():
     assert report.readme_block(readme) == report.key_results(REPOSITORY / "results" / "default"), (
         "README's key results differ from results/default: python -m musicvae_lib.report results/default --readme README.md"
     )
+
+
+def test_every_figure_the_readme_shows_is_in_the_reference_run():
+    readme = (REPOSITORY / "README.md").read_text()
+    shown = re.findall(r"\]\((results/[^)]+\.png)\)", readme)
+    assert len(shown) >= 6
+    assert [path for path in shown if not (REPOSITORY / path).exists()] == []
