@@ -17,11 +17,10 @@ from optuna.trial import TrialState
 
 from musicvae_lib import search
 from musicvae_lib.model import preset
-from musicvae_lib.representation import NOTE_OFF
 from musicvae_lib.train import TrainConfig
+from test_train import scale_windows  # the training tests' scale melodies
 
 REPOSITORY = Path(__file__).parent.parent
-TWO_OCTAVE_MAJOR = np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16, 17, 19, 21, 23, 24, 26])  # semitones above the start
 # 2 x 2 grid of one-epoch trials of the tiny model: 2 steps of 16 windows, a checkpoint after each
 SPEC = search.GridSpec(
     betas=(1.0, 0.5),  # unsorted on purpose: the spec sorts
@@ -31,15 +30,6 @@ SPEC = search.GridSpec(
     eval_windows=16,
 )
 POINTS = [(0.5, 0.0), (0.5, 16.0), (1.0, 0.0), (1.0, 16.0)]
-
-
-def scale_windows(n: int, seed: int) -> np.ndarray:
-    """Ascending major scales, one eighth note (2 steps) per note, from random starts MIDI 48..71; NOTE_OFF at the end."""
-    starts = np.random.default_rng(seed).integers(48, 72, n)
-    windows = np.zeros((n, 32), np.uint8)
-    windows[:, 0:32:2] = starts[:, None] + TWO_OCTAVE_MAJOR - 21 + 2  # pitch tokens: MIDI - 21 + 2
-    windows[:, 31] = NOTE_OFF
-    return windows
 
 
 TRAIN, VALID = scale_windows(32, 0), scale_windows(24, 1)
