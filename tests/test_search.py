@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from musicvae_lib import search
 from musicvae_lib.model import preset
 from musicvae_lib.train import TrainConfig
-from test_train import scale_windows  # the training tests' scale melodies
+from test_train import one_thread, scale_windows  # noqa: F401 (one_thread: an autouse fixture, shared)
 
 REPOSITORY = Path(__file__).parent.parent
 # 2 x 2 grid of one-epoch trials of the tiny model: 2 steps of 16 windows, a checkpoint after each
@@ -30,18 +30,7 @@ SPEC = search.GridSpec(
     eval_windows=16,
 )
 POINTS = [(0.5, 0.0), (0.5, 16.0), (1.0, 0.0), (1.0, 16.0)]
-
-
 TRAIN, VALID = scale_windows(32, 0), scale_windows(24, 1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_dataset(run_dir: Path) -> None:
