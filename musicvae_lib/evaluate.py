@@ -1,4 +1,4 @@
-"""How well a MusicVAE reconstructs held-out windows (../shared/EVALUATION.md A1-A4, and B3).
+"""How well a MusicVAE reconstructs held-out windows (docs/evaluation.md A1-A4, and B3).
 
 Every figure compares a decoding with the input window x, token by token on the 16th-note grid,
 or note by note (A3). The decoder runs in one of three ways:
@@ -191,7 +191,7 @@ class Reconstruction:
         return int(np.sum(self.kl_per_dimension_bits > self.active_kl_bits))
 
     def table(self) -> pd.DataFrame:
-        """One row per scalar figure: metric, value, unit and its EVALUATION.md id."""
+        """One row per scalar figure: metric, value, unit and its docs/evaluation.md id."""
         rows = [
             ("teacher-forced accuracy (z = mu)", self.teacher_forced_accuracy, "share of steps", "A1"),
             ("teacher-forced mean per-class accuracy (present classes)",

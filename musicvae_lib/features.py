@@ -1,8 +1,8 @@
 """Musical features of melody windows, vectorised over a set ([n_windows, steps] token arrays).
 
-All on the 16th-note grid (steps), never in seconds (../shared/EVALUATION.md). A note lasts from
+All on the 16th-note grid (steps), never in seconds (docs/evaluation.md). A note lasts from
 its onset to the next event of its window (another onset or a NOTE_OFF), or to the window end.
-Notes are counted by onset. Per-window features follow EVALUATION.md part C in order (C1..C12)
+Notes are counted by onset. Per-window features follow docs/evaluation.md part C in order (C1..C12)
 and return float [n], NaN for a window without notes (and, for features of consecutive notes,
 with fewer than 2); ``feature_table`` gathers them.
 """
@@ -100,7 +100,7 @@ METRICAL_LEVELS = ("bar", "half bar", "beat", "eighth", "sixteenth")  # stronges
 def metrical_level(position: int) -> str:
     """Level of a 16th position within a 4/4 bar: bar (0), half bar (8), beat (4, 12), eighth (even), sixteenth (odd).
 
-    The grouping of EVALUATION.md C9; music21's beatStrength gives 1, .5, .25, .125, .0625 in 4/4.
+    The grouping of docs/evaluation.md C9; music21's beatStrength gives 1, .5, .25, .125, .0625 in 4/4.
     """
     if not 0 <= position < STEPS_PER_BAR:
         raise ValueError(f"`position` must lie in 0..{STEPS_PER_BAR - 1}, got {position}")
@@ -124,7 +124,7 @@ def onset_level_shares(onset_counts: np.ndarray) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------------
-# Per-window features (EVALUATION.md part C). Every per-window scalar is a float [n] and NaN
+# Per-window features (docs/evaluation.md part C). Every per-window scalar is a float [n] and NaN
 # where it is undefined: for a window without notes, and for interval and inter-onset features
 # also for a window with a single note. muspy returns 0 for some of these and NaN for others;
 # one rule here keeps set means honest (count empty windows separately: ``notes_per_window``).
@@ -177,7 +177,7 @@ def _entropy_bits(counts: np.ndarray) -> np.ndarray:
 def pitch_range(windows: np.ndarray) -> np.ndarray:
     """Highest minus lowest MIDI pitch of each window: float [n]; NaN if the window has no note.
 
-    EVALUATION.md C1; muspy ``pitch_range`` (which gives 0 for no note).
+    docs/evaluation.md C1; muspy ``pitch_range`` (which gives 0 for no note).
     """
     array = as_windows(windows)
     notes = notes_of(array)
@@ -193,7 +193,7 @@ def pitch_range(windows: np.ndarray) -> np.ndarray:
 def n_pitches_used(windows: np.ndarray) -> np.ndarray:
     """Distinct MIDI pitches in each window: float [n]; NaN if the window has no note.
 
-    EVALUATION.md C1; muspy ``n_pitches_used`` (which gives 0 for no note).
+    docs/evaluation.md C1; muspy ``n_pitches_used`` (which gives 0 for no note).
     """
     array = as_windows(windows)
     notes = notes_of(array)
@@ -205,7 +205,7 @@ def n_pitches_used(windows: np.ndarray) -> np.ndarray:
 def n_pitch_classes_used(windows: np.ndarray) -> np.ndarray:
     """Distinct pitch classes (pitch mod 12) in each window: float [n]; NaN if the window has no note.
 
-    EVALUATION.md C1; muspy ``n_pitch_classes_used`` (which gives 0 for no note).
+    docs/evaluation.md C1; muspy ``n_pitch_classes_used`` (which gives 0 for no note).
     """
     used = (_pitch_class_counts(windows) > 0).sum(axis=1)
     return _no_note_to_nan(used.astype(float), used)
@@ -219,7 +219,7 @@ def pitch_entropy(windows: np.ndarray) -> np.ndarray:
     """Entropy in bits of each window's note-count pitch histogram: float [n]; NaN if the window has no note.
 
     -sum_p P(p) log2 P(p), P(p) = notes of MIDI pitch p / notes (onsets, not steps).
-    EVALUATION.md C2; muspy ``pitch_entropy``.
+    docs/evaluation.md C2; muspy ``pitch_entropy``.
     """
     array = as_windows(windows)
     notes = notes_of(array)
@@ -230,7 +230,7 @@ def pitch_class_entropy(windows: np.ndarray) -> np.ndarray:
     """Entropy in bits of each window's note-count pitch-class histogram: float [n]; NaN if the window has no note.
 
     -sum_c P(c) log2 P(c) over the 12 pitch classes; 0 for one pitch class, at most log2(12).
-    EVALUATION.md C2; muspy ``pitch_class_entropy`` (Wu and Yang 2020).
+    docs/evaluation.md C2; muspy ``pitch_class_entropy`` (Wu and Yang 2020).
     """
     return _entropy_bits(_pitch_class_counts(windows))
 
@@ -250,7 +250,7 @@ def scale_consistency(windows: np.ndarray) -> np.ndarray:
     """Largest share of a window's notes that lie in one scale: float [n]; NaN if the window has no note.
 
     max over the 12 major and 12 natural-minor scales of (notes in the scale / notes), notes
-    counted by onset. EVALUATION.md C3 (diatonicity); muspy ``scale_consistency`` (Mogren 2016).
+    counted by onset. docs/evaluation.md C3 (diatonicity); muspy ``scale_consistency`` (Mogren 2016).
     """
     best, total = _best_scale_notes(windows)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -261,7 +261,7 @@ def non_diatonic_notes(windows: np.ndarray) -> np.ndarray:
     """Notes of a window outside its best-fitting scale: float [n]; NaN if the window has no note.
 
     notes - max over the 24 major and natural-minor scales of the notes in the scale, i.e.
-    notes * (1 - scale_consistency). EVALUATION.md C3.
+    notes * (1 - scale_consistency). docs/evaluation.md C3.
     """
     best, total = _best_scale_notes(windows)
     return _no_note_to_nan((total - best).astype(float), total)
@@ -291,7 +291,7 @@ def key_and_clarity(windows: np.ndarray) -> pd.DataFrame:
     One row per window: ``key``, music21's name ("G major", "E minor"), and ``key_clarity``, the
     winning key's ``correlationCoefficient``: Pearson correlation of the window's duration-weighted
     pitch-class histogram with the Krumhansl-Kessler profile of that key. Both are missing (NaN to
-    pandas) for a window without notes. EVALUATION.md C4: ``analyze('krumhansl')``, not music21's
+    pandas) for a window without notes. docs/evaluation.md C4: ``analyze('krumhansl')``, not music21's
     default 'key' (Aarden-Essen weights). A Python loop over music21 streams, ~20 ms a window.
     """
     rows = []
@@ -322,7 +322,7 @@ def window_pitch_class_histograms(windows: np.ndarray, duration_weighted: bool =
     """Normalised pitch-class histogram of each window: float [n, 12] (column 0 = C); a NaN row if no note.
 
     Rows sum to 1. Each note counts once, or by its length in steps if ``duration_weighted``.
-    EVALUATION.md C5; pretty_midi ``get_pitch_class_histogram(use_duration,
+    docs/evaluation.md C5; pretty_midi ``get_pitch_class_histogram(use_duration,
     normalize=True)``.
     """
     weights = _pitch_class_weights(windows, duration_weighted)
@@ -335,7 +335,7 @@ def pitch_class_histogram(windows: np.ndarray, duration_weighted: bool = False) 
 
     Sums to 1. Every note of every window counts once, or by its length in steps if
     ``duration_weighted`` (so windows of many notes weigh more than in a mean of per-window
-    histograms). EVALUATION.md C5.
+    histograms). docs/evaluation.md C5.
     """
     weights = _pitch_class_weights(windows, duration_weighted).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -359,7 +359,7 @@ class NotePairs:
 
 
 def note_pairs(windows: np.ndarray) -> NotePairs:
-    """The consecutive note pairs of every window; pairs never span two windows (EVALUATION.md C5, C6, C8)."""
+    """The consecutive note pairs of every window; pairs never span two windows (docs/evaluation.md C5, C6, C8)."""
     notes = notes_of(windows)
     same_window = notes.window[1:] == notes.window[:-1]
     first, second = notes.pitch_midi[:-1][same_window], notes.pitch_midi[1:][same_window]
@@ -376,7 +376,7 @@ def pitch_class_transitions(windows: np.ndarray) -> np.ndarray:
     """Pitch-class transitions between consecutive notes over the set: int [12, 12], [from, to].
 
     Consecutive notes of a window count even when a rest lies between them; pairs never span two
-    windows. EVALUATION.md C5. pretty_midi's ``get_pitch_class_transition_matrix`` counts only
+    windows. docs/evaluation.md C5. pretty_midi's ``get_pitch_class_transition_matrix`` counts only
     notes that end where another starts, so it agrees on melodies without rests.
     """
     pairs = note_pairs(windows)
@@ -404,7 +404,7 @@ INTERVAL_CATEGORIES = {
 def mean_abs_interval(windows: np.ndarray) -> np.ndarray:
     """Mean absolute interval in semitones between consecutive notes of each window: float [n]; NaN if < 2 notes.
 
-    Rests between notes do not break a pair. EVALUATION.md C6; mgeval ``avg_pitch_shift``; the
+    Rests between notes do not break a pair. docs/evaluation.md C6; mgeval ``avg_pitch_shift``; the
     MusicVAE paper's "average interval" attribute.
     """
     pairs = note_pairs(windows)
@@ -414,7 +414,7 @@ def mean_abs_interval(windows: np.ndarray) -> np.ndarray:
 def largest_interval(windows: np.ndarray) -> np.ndarray:
     """Largest absolute interval in semitones between consecutive notes of each window: float [n]; NaN if < 2 notes.
 
-    The thesis' "largest pitch jump"; EVALUATION.md C6.
+    The thesis' "largest pitch jump"; docs/evaluation.md C6.
     """
     array = as_windows(windows)
     pairs = note_pairs(array)
@@ -429,7 +429,7 @@ def interval_shares(windows: np.ndarray) -> dict[str, float]:
 
     By absolute size: repeats (0), steps (1-2), leaps (3-7), large leaps (>=8) sum to 1;
     "beyond an octave" (>12) is part of the large leaps. There is no interval when no window has
-    2 notes. EVALUATION.md C6.
+    2 notes. docs/evaluation.md C6.
     """
     sizes = np.abs(note_pairs(windows).interval_semitones)
     return {
@@ -446,7 +446,7 @@ def mean_note_length(windows: np.ndarray) -> np.ndarray:
     """Mean note length in steps (16ths) of each window: float [n]; NaN if the window has no note.
 
     A note lasts until the next onset or NOTE_OFF, or the window end (module docstring).
-    EVALUATION.md C7; ``note_length_counts`` gives the histogram.
+    docs/evaluation.md C7; ``note_length_counts`` gives the histogram.
     """
     array = as_windows(windows)
     notes = notes_of(array)
@@ -456,7 +456,7 @@ def mean_note_length(windows: np.ndarray) -> np.ndarray:
 def ioi_counts(windows: np.ndarray) -> np.ndarray:
     """Inter-onset intervals per length in steps over the set: int [steps] (index = steps; 0 never occurs).
 
-    EVALUATION.md C8; ``mean_ioi`` gives the mean per window.
+    docs/evaluation.md C8; ``mean_ioi`` gives the mean per window.
     """
     array = as_windows(windows)
     return np.bincount(note_pairs(array).ioi_steps, minlength=array.shape[1])
@@ -466,7 +466,7 @@ def mean_ioi(windows: np.ndarray) -> np.ndarray:
     """Mean inter-onset interval in steps of each window: float [n]; NaN if the window has < 2 notes.
 
     Onset of each note minus onset of the note before, within the window, i.e. (last onset -
-    first onset) / (notes - 1). EVALUATION.md C8.
+    first onset) / (notes - 1). docs/evaluation.md C8.
     """
     pairs = note_pairs(windows)
     return _per_window_mean(pairs.window, pairs.ioi_steps, len(as_windows(windows)))
@@ -488,7 +488,7 @@ def syncopation_16th(windows: np.ndarray) -> np.ndarray:
 
     The MusicVAE paper's "16th note syncopation" attribute: its supplement (figure 10) marks as
     syncopated the notes that start off the 8th-note grid; the paper gives no formula, this is
-    the share of onsets. EVALUATION.md C9 "share on odd 16ths" (music21 beatStrength 0.0625).
+    the share of onsets. docs/evaluation.md C9 "share on odd 16ths" (music21 beatStrength 0.0625).
     """
     return _onset_share(windows, np.arange(STEPS_PER_BAR) % 2 == 1)
 
@@ -498,7 +498,7 @@ def syncopation_8th(windows: np.ndarray) -> np.ndarray:
 
     The MusicVAE paper's "8th note syncopation" attribute: its supplement (figure 11) marks as
     syncopated the notes that start on an 8th between quarter-note beats; the paper gives no
-    formula, this is the share of onsets. The eighth level of EVALUATION.md C9 (music21
+    formula, this is the share of onsets. The eighth level of docs/evaluation.md C9 (music21
     beatStrength 0.125 in 4/4); onsets on odd 16ths are not counted here.
     """
     return _onset_share(windows, np.arange(STEPS_PER_BAR) % 4 == 2)
@@ -511,7 +511,7 @@ def syncopation_8th(windows: np.ndarray) -> np.ndarray:
 def note_density(windows: np.ndarray) -> np.ndarray:
     """Notes (onsets) per bar of 16 steps in each window: float [n]; NaN if the window has no note.
 
-    EVALUATION.md C10; the MusicVAE paper's "note density" attribute.
+    docs/evaluation.md C10; the MusicVAE paper's "note density" attribute.
     """
     array = as_windows(windows)
     n_notes = notes_per_window(array)
@@ -521,7 +521,7 @@ def note_density(windows: np.ndarray) -> np.ndarray:
 def silence_share(windows: np.ndarray) -> np.ndarray:
     """Share of a window's steps where no note sounds: float [n]; NaN if the window has no note.
 
-    Silent: steps before the first onset and from a NOTE_OFF to the next onset. EVALUATION.md C10.
+    Silent: steps before the first onset and from a NOTE_OFF to the next onset. docs/evaluation.md C10.
     """
     array = as_windows(windows)
     notes = notes_of(array)
@@ -538,7 +538,7 @@ def groove_similarity(windows: np.ndarray) -> np.ndarray:
 
     1 - Hamming(onsets of bar b, onsets of bar b+1) / 16, each bar a binary vector of its 16
     positions; for windows longer than 2 bars the mean over consecutive bar pairs. 1 when the two
-    bars have the same rhythm. EVALUATION.md C11 (MusDr grooving similarity, Wu and Yang 2020).
+    bars have the same rhythm. docs/evaluation.md C11 (MusDr grooving similarity, Wu and Yang 2020).
     Windows must hold whole bars, at least 2.
     """
     array = as_windows(windows)
@@ -557,7 +557,7 @@ def groove_similarity(windows: np.ndarray) -> np.ndarray:
 def polyphony(notes: Sequence[Note]) -> float:
     """Mean number of distinct pitches sounding at the steps where at least one sounds; NaN if no note sounds.
 
-    EVALUATION.md C12; muspy ``polyphony`` on the step grid. 1.0 for a monophonic line, hence for
+    docs/evaluation.md C12; muspy ``polyphony`` on the step grid. 1.0 for a monophonic line, hence for
     the notes of every token window (``tokens_to_notes``): a token sequence cannot hold a chord.
     """
     if not notes:
@@ -574,7 +574,7 @@ def is_monophonic(notes: Sequence[Note]) -> bool:
     """Whether at most one note sounds at every step; True for no note.
 
     Two overlapping notes of one pitch count as two (muspy's ``polyphony`` sees one).
-    EVALUATION.md C12. True for the notes of every token window; use it on notes read from MIDI
+    docs/evaluation.md C12. True for the notes of every token window; use it on notes read from MIDI
     before they are made monophonic (``representation.monophonic``).
     """
     latest_end = None
@@ -643,7 +643,7 @@ def feature_table(windows: np.ndarray) -> pd.DataFrame:
 
 
 def attributes(windows: np.ndarray) -> pd.DataFrame:
-    """The MusicVAE paper's five attributes (``ATTRIBUTES``) per window, from ``feature_table`` (EVALUATION.md B5)."""
+    """The MusicVAE paper's five attributes (``ATTRIBUTES``) per window, from ``feature_table`` (docs/evaluation.md B5)."""
     return feature_table(windows)[list(ATTRIBUTES)]
 
 

@@ -1,4 +1,4 @@
-"""The latent space of a trained MusicVAE (../shared/EVALUATION.md part B), for notebook 07.
+"""The latent space of a trained MusicVAE (docs/evaluation.md part B), for notebook 07.
 
 One function per metric, in the order of part B: encoding a set (mu, sigma of q(z|x)), B1 active
 units, the aggregate posterior against the prior (with B2 mutual information), B3 decoder reliance

@@ -1,4 +1,4 @@
-"""Originality of generated windows against the training windows (../shared/EVALUATION.md, part D).
+"""Originality of generated windows against the training windows (docs/evaluation.md, part D).
 
 - D1 exact copies: a window is a copy if it equals a training window up to transposition; a
   literal (untransposed) copy rate is given beside it for comparison.
@@ -66,7 +66,7 @@ def transposition_invariant_keys(windows: np.ndarray) -> np.ndarray:
     for an onset. It therefore holds the rhythm (positions of onsets and NOTE_OFFs, hence the note
     lengths) and the intervals between consecutive notes (differences of relative pitches), and
     nothing else: two windows have equal keys iff one is a transposition of the other
-    (EVALUATION.md D1). A window without notes keeps its literal pattern of NO_EVENTs and
+    (docs/evaluation.md D1). A window without notes keeps its literal pattern of NO_EVENTs and
     NOTE_OFFs, so it equals exactly the silent windows with the same pattern.
 
     windows: int [n, steps] or one window [steps].
@@ -91,7 +91,7 @@ def copy_mask(windows: np.ndarray, training_windows: np.ndarray, transposition_i
 
 
 def exact_copy_rate(windows: np.ndarray, training_windows: np.ndarray, transposition_invariant: bool = True) -> float:
-    """Share of windows that copy a training window (see ``copy_mask``), EVALUATION.md D1; NaN for an empty set."""
+    """Share of windows that copy a training window (see ``copy_mask``), docs/evaluation.md D1; NaN for an empty set."""
     mask = copy_mask(windows, training_windows, transposition_invariant)
     return float(mask.mean()) if mask.size else float("nan")
 
@@ -154,7 +154,7 @@ def nearest_neighbours(
     max_reference: int | None = None,
     rng: np.random.Generator | None = None,
 ) -> NearestNeighbours:
-    """Most similar training window of each window under the best transposition (EVALUATION.md D2).
+    """Most similar training window of each window under the best transposition (docs/evaluation.md D2).
 
     The state of step t of a window is "silent" if no note sounds there, else the pair
     (pitch_midi of the sounding note, whether it starts at t). The similarity of windows a and b is
@@ -250,7 +250,7 @@ def ngram_codes(windows: np.ndarray, n: int, kind: NgramKind) -> np.ndarray:
 
 
 def ngram_novelty(windows: np.ndarray, training_windows: np.ndarray, n: int, kind: NgramKind) -> float:
-    """Share of the set's n-gram occurrences that never occur in the training set (EVALUATION.md D3).
+    """Share of the set's n-gram occurrences that never occur in the training set (docs/evaluation.md D3).
 
     novelty = #{occurrences whose n-gram is absent from training} / #{occurrences}, with n-grams as
     in ``ngrams``; NaN if the set has no n-gram. The share of novel n-grams of generated text, as in
@@ -272,7 +272,7 @@ class DistinctNgrams(NamedTuple):
 
 
 def distinct_ngrams(windows: np.ndarray, n: int, kind: NgramKind) -> DistinctNgrams:
-    """Number of distinct n-grams of the set and their share of all occurrences (EVALUATION.md D3).
+    """Number of distinct n-grams of the set and their share of all occurrences (docs/evaluation.md D3).
 
     share = #distinct / #occurrences in (0, 1], 1 when no n-gram repeats; NaN if the set has no
     n-gram. The distinct-n of Li et al., "A Diversity-Promoting Objective Function for Neural
@@ -284,7 +284,7 @@ def distinct_ngrams(windows: np.ndarray, n: int, kind: NgramKind) -> DistinctNgr
 
 
 def mean_pairwise_distance(windows: np.ndarray, sample: int, rng: np.random.Generator) -> float:
-    """Mean normalised Hamming distance between two different windows of the set (EVALUATION.md D3).
+    """Mean normalised Hamming distance between two different windows of the set (docs/evaluation.md D3).
 
     distance(a, b) = #{t : token_a(t) != token_b(t)} / steps, on the literal tokens (a transposed
     copy is far). If the set has at most ``sample`` unordered pairs, all of them are averaged;
@@ -313,7 +313,7 @@ def originality_table(
     max_reference: int | None = None,
     pair_sample: int = 20_000,
 ) -> pd.DataFrame:
-    """Part D of EVALUATION.md for several sets against one training set: one row per set.
+    """Part D of docs/evaluation.md for several sets against one training set: one row per set.
 
     Columns: n_windows; copy_rate (D1, up to transposition) and copy_rate_literal;
     nn_similarity_mean and nn_similarity_median (D2); novelty_<kind>_<n> and
