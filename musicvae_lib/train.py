@@ -90,7 +90,7 @@ TIMING_COLUMNS = ("seconds", "sequences_per_second")
 # train_config fields a resumed run may change: none alters the trajectory up to where the run stands.
 RESUMABLE_FIELDS = frozenset({"max_epochs", "max_minutes", "checkpoint_every_steps"})
 
-PROGRESS_SECONDS = 10.0  # between progress-bar updates: each one is kept in an executed notebook
+PROGRESS_SECONDS = 10.0  # between progress-bar updates (the runner keeps only a bar's last state)
 
 # Independent random streams drawn from the one seed (numpy SeedSequence entropy [seed, stream, rank]).
 DATA_STREAM, NOISE_STREAM, VALID_STREAM = 0, 1, 2
@@ -706,7 +706,8 @@ class Trainer:
             if self.rank == 0:
                 self.steps_log.write(row)
             bar.update()
-            bar.set_postfix(loss=f"{row['loss']:.2f}", r_loss=f"{row['losses/r_loss']:.2f}")
+            # refresh=False: shown at the bar's next timed update, not one line per batch
+            bar.set_postfix(loss=f"{row['loss']:.2f}", r_loss=f"{row['losses/r_loss']:.2f}", refresh=False)
             mid_epoch = progress.position < self.batches_per_epoch
             if mid_epoch and progress.step % self.config.checkpoint_every_steps == 0:
                 self.save_checkpoint()
