@@ -321,8 +321,20 @@ def load_file(path: Path, expected_format: str) -> dict[str, Any]:
     return content
 
 
+def half_precision(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Floating-point weights as float16 for ``model.pt``: half the bytes of a committed model.
+
+    Loading copies them back into the float32 model; the rounding (relative 5e-4) moves accuracies
+    far less than a different seed does. Checkpoints keep float32, since a resumed run must go on exactly.
+    """
+    return {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in state.items()}
+
+
 def load_model(path: str | Path, device: str | torch.device | None = None) -> MusicVAE:
-    """The MusicVAE in ``model.pt`` (written by ``train``), in eval mode on ``device`` (default: as ``resolve_device``)."""
+    """The MusicVAE in ``model.pt`` (written by ``train``), in eval mode on ``device`` (default: as ``resolve_device``).
+
+    Its float16 weights (``half_precision``) become the float32 parameters of the returned model.
+    """
     content = load_file(Path(path), MODEL_FORMAT)
     model = MusicVAE(ModelConfig(**content["model_config"]))
     model.load_state_dict(content["state_dict"])
@@ -770,6 +782,7 @@ class Trainer:
     def finish(self, stopped: str) -> TrainResult:
         """Write model.pt (best weights) and then done.json; return the best model."""
         progress = self.progress
+        kept = half_precision(self.best_state)
         if self.rank == 0:
             atomic_save(
                 {
@@ -777,7 +790,7 @@ class Trainer:
                     "model_config": asdict(self.model_config),
                     "loss_config": asdict(self.loss_config),
                     "train_config": asdict(self.config),
-                    "state_dict": self.best_state,
+                    "state_dict": kept,
                     "epoch": progress.best_epoch,
                     "valid_loss": progress.best_valid_loss,
                 },
@@ -801,7 +814,7 @@ class Trainer:
                 f"Stopped by {stopped} after {progress.epoch} epochs ({progress.step} steps); best epoch "
                 f"{progress.best_epoch}, validation loss {progress.best_valid_loss:.3f}: {self.out_dir / MODEL_FILE}"
             )
-        self.vae.load_state_dict(self.best_state)
+        self.vae.load_state_dict(kept)  # the model returned now is the one load_model gives later
         return TrainResult(
             self.vae.eval(),
             self.out_dir,

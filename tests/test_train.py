@@ -199,8 +199,15 @@ def test_load_model_rebuilds_the_best_weights(finished):
     out_dir, result = finished
     model = training.load_model(out_dir / "model.pt", "cpu")
     assert model.config == TINY and not model.training
-    assert state_dicts_equal(model.state_dict(), load(out_dir / "checkpoint.pt")["best_model"])
-    assert state_dicts_equal(model.state_dict(), result.model.state_dict())
+    stored = load(out_dir / "model.pt")["state_dict"]
+    assert {tensor.dtype for tensor in stored.values() if tensor.is_floating_point()} == {torch.float16}
+    best = load(out_dir / "checkpoint.pt")["best_model"]  # float32: a resumed run goes on exactly
+    assert {tensor.dtype for tensor in best.values() if tensor.is_floating_point()} == {torch.float32}
+    assert state_dicts_equal(stored, training.half_precision(best))
+    widened = {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in stored.items()}
+    assert state_dicts_equal(model.state_dict(), widened)
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+    assert state_dicts_equal(model.state_dict(), result.model.state_dict())  # trained now = loaded later
 
 
 def copy_run(source: Path, target: Path) -> Path:
