@@ -59,7 +59,7 @@ DATASET_SUMMARY = Path("dataset") / "summary.json"  # written by 01_dataset; its
 # Distributions whose versions can change a number or a figure of the study (names as pip knows them).
 PACKAGES = (
     "torch", "numpy", "pandas", "scipy", "scikit-learn", "threadpoolctl", "matplotlib", "seaborn", "music21",
-    "pretty_midi", "mido", "verovio", "tinysoundfont", "optuna", "tqdm", "papermill", "nbformat", "ipykernel",
+    "pretty_midi", "mido", "verovio", "soundfile", "tinysoundfont", "optuna", "tqdm", "papermill", "nbformat", "ipykernel",
     "ipywidgets", "onnx", "onnxruntime", "musicvae-notebooks",
 )
 LOCAL_RUNS = Path("local")  # under results/: a user's runs; results/<profile>/ holds the committed reference runs
