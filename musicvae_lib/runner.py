@@ -560,8 +560,8 @@ def require_outputs(run_dir: str | Path, paths: list[str], produced_by: str) -> 
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line of ``./study.sh`` (``python -m musicvae_lib.run``); exit status 0 ok, 1 a notebook failed, 2 refused."""
+def command_line() -> argparse.ArgumentParser:
+    """The options of ``./study.sh`` (``python -m musicvae_lib.run``)."""
     parser = argparse.ArgumentParser(
         prog="./study.sh", description="Run the study's notebooks in number order with papermill."
     )
@@ -579,7 +579,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the committed reference run results/<PROFILE>/ instead (maintainers)")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR,
                         help=f"notebooks folder (default: {NOTEBOOKS_DIR})")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of ``./study.sh`` (``python -m musicvae_lib.run``); exit status 0 ok, 1 a notebook failed, 2 refused."""
+    args = command_line().parse_args(argv)
     try:
         overrides = dict(parse_override(text) for text in args.param)
         finished = run(args.profile, args.notebooks, args.results, args.only, overrides, args.force, args.reference)

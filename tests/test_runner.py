@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,8 @@ from musicvae_lib.runner import (
     REPO_DIR,
     ConfigError,
     MissingInputError,
+    command_line,
+    default_results_dir,
     git_state,
     main,
     parse_override,
@@ -297,3 +301,24 @@ def test_executed_copies_keep_each_progress_bar_at_its_last_state_in_one_output(
 def test_require_outputs_refuses_a_producer_that_is_no_notebook(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="`produced_by` must name a notebook"):
         require_outputs(tmp_path, [], "dataset")
+
+
+def readme_study_commands() -> list[list[str]]:
+    """The ``./study.sh`` commands of the README's code blocks, as study.sh passes them on."""
+    readme = (REPO_DIR / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    commands = []
+    for line in "\n".join(blocks).splitlines():
+        if line.startswith("./study.sh"):
+            words = shlex.split(line, comments=True)[1:]
+            commands.append(words if "--profile" in words else ["--profile", "default", *words])
+    return commands
+
+
+def test_the_readmes_example_commands_leave_the_committed_runs_alone() -> None:
+    commands = readme_study_commands()
+    assert len(commands) >= 4  # the two commands' study.sh, one chapter again, hier16, your own MIDI
+    for words in commands:
+        args = command_line().parse_args(words)
+        assert not args.reference and args.results is None, words
+        assert default_results_dir(args.notebooks, args.reference) == REPO_DIR / "results" / "local"
