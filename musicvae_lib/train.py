@@ -96,6 +96,9 @@ PROGRESS_SECONDS = 10.0  # between progress-bar updates (the runner keeps only a
 DATA_STREAM, NOISE_STREAM, VALID_STREAM = 0, 1, 2
 
 
+LR_SCHEDULES = ("plateau", "exponential", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a MusicVAE is trained. Defaults: the thesis' (Adam 1e-3, batch 64, L2 1e-6, plateau, early stop)."""
@@ -103,7 +106,9 @@ class TrainConfig:
     learning_rate: float = 1e-3  # thesis and Magenta
     batch_size: int = 64  # thesis; global over DDP processes; an epoch's last incomplete batch is dropped
     weight_decay: float = 1e-6  # thesis' L2 penalty, added to the gradient by Adam (not AdamW's decoupled decay)
-    lr_schedule: str = "plateau"  # "plateau": the thesis' ReduceLROnPlateau; "exponential": Magenta's decay
+    # "plateau": the thesis' ReduceLROnPlateau; "exponential": Magenta's decay; "cosine": from learning_rate
+    # down to min_learning_rate over the budget (max_minutes, else max_epochs)
+    lr_schedule: str = "plateau"
     plateau_factor: float = 0.5  # thesis: halve the learning rate ...
     plateau_patience: int = 2  # ... after MORE than 2 epochs without a lower validation loss (torch's rule; Keras cuts after 2)
     min_learning_rate: float = 1e-5  # floor of both schedules; 1e-3 reaches it after 7 halvings
@@ -120,8 +125,8 @@ class TrainConfig:
     seed: int = 0  # weights, batch order, augmentation and latent noise all derive from it
 
     def __post_init__(self) -> None:
-        if self.lr_schedule not in ("plateau", "exponential"):
-            raise ValueError(f"`lr_schedule` must be 'plateau' or 'exponential', got {self.lr_schedule!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"`lr_schedule` must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {self.lr_schedule!r}")
         if self.bf16 not in ("auto", True, False):
             raise ValueError(f"`bf16` must be 'auto', True or False, got {self.bf16!r}")
         for name in ("batch_size", "valid_batch_size", "max_epochs", "checkpoint_every_steps"):
@@ -190,6 +195,16 @@ def teacher_forcing_probability(step: int, sampling_rate: float) -> float:
 def exponential_learning_rate(config: TrainConfig, step: int) -> float:
     """Magenta's per-step decay (base_model.py): (lr - min_lr) * decay_rate**step + min_lr."""
     return (config.learning_rate - config.min_learning_rate) * config.decay_rate**step + config.min_learning_rate
+
+
+def cosine_learning_rate(config: TrainConfig, budget_spent: float) -> float:
+    """Half a cosine from ``learning_rate`` (nothing spent) to ``min_learning_rate`` (the whole budget spent).
+
+    Spending the budget this way ends a time-boxed run at a low rate, where the plateau rule may
+    never cut it; ``budget_spent`` is clipped to [0, 1].
+    """
+    spent = min(max(budget_spent, 0.0), 1.0)
+    return config.min_learning_rate + (config.learning_rate - config.min_learning_rate) * 0.5 * (1 + math.cos(math.pi * spent))
 
 
 def transpose_windows(windows: np.ndarray, max_semitones: int, rng: np.random.Generator) -> np.ndarray:
@@ -613,6 +628,24 @@ class Trainer:
         self.progress.epoch_seconds += now - self.last_tick
         self.last_tick = now
 
+    def budget_spent(self) -> float:
+        """Share of the training budget used: of max_minutes (all processes agree), else of max_epochs' steps.
+
+        A time budget makes the schedule depend on the machine's speed; with max_minutes = 0 it is
+        a function of the step alone, so the same seed gives the same run.
+        """
+        if self.config.max_minutes == 0:
+            return self.progress.step / (self.config.max_epochs * self.batches_per_epoch)
+        self.tick()
+        elapsed = torch.tensor([self.progress.elapsed_seconds], device=self.device)
+        if self.world_size > 1:
+            dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+        return float(elapsed.item()) / (60.0 * self.config.max_minutes)
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+
     def time_is_up(self) -> bool:
         """Whether the max_minutes budget is spent; under DDP all processes agree (any one's clock suffices)."""
         if self.config.max_minutes == 0:
@@ -648,8 +681,9 @@ class Trainer:
         step = self.progress.step
         tokens = torch.from_numpy(batch[self.rank :: self.world_size]).to(self.device).long()  # (B / world, T)
         if self.config.lr_schedule == "exponential":
-            for group in self.optimizer.param_groups:
-                group["lr"] = exponential_learning_rate(self.config, step)
+            self.set_learning_rate(exponential_learning_rate(self.config, step))
+        elif self.config.lr_schedule == "cosine":
+            self.set_learning_rate(cosine_learning_rate(self.config, self.budget_spent()))
         learning_rate = self.optimizer.param_groups[0]["lr"]
         teacher_probability = teacher_forcing_probability(step, self.config.sampling_rate)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
