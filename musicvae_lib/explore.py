@@ -167,7 +167,7 @@ def measured_attributes(unmoved: np.ndarray, result: np.ndarray) -> pd.DataFrame
     table = features.feature_table(np.stack([unmoved, result]))[list(EXPLORER_ATTRIBUTES)]
     return pd.DataFrame(
         {"unmoved": table.iloc[0], "result": table.iloc[1], "change": table.iloc[1] - table.iloc[0]}
-    ).rename_axis("attribute")
+    )
 
 
 def decode_choice(explorer: Explorer, choice: Choice) -> Decoded:
@@ -185,7 +185,7 @@ def melody_html(decoded: Decoded, title: str) -> str:
     """HTML of the decoded melody: notation, piano roll, audio player and its attribute table."""
     view = render.melody_view(decoded.tokens, title).data
     table = decoded.attributes.rename(index=lambda name: features.FEATURE_UNITS.get(name, name))
-    return f'<div style="display: flex; gap: 24px; align-items: flex-start">{view}{table.round(3).to_html()}</div>'
+    return f'<div style="display: flex; gap: 24px; align-items: flex-start">{view}{table.round(3).to_html(border=0)}</div>'
 
 
 def keep_melody(run_dir: str | Path, tokens: np.ndarray) -> tuple[Path, int]:
@@ -216,16 +216,16 @@ class ExplorerPanel:
         self.explorer = explorer
         self.choice = Choice(test_melody(explorer, number_a), test_melody(explorer, number_b), temperature=temperature, seed=seed)
         last = len(explorer.test) - 1
-        self.number_a = widgets.BoundedIntText(number_a, min=0, max=last, description="melody A")
+        wide = {"style": {"description_width": "initial"}}
+        self.number_a = widgets.BoundedIntText(number_a, min=0, max=last, description="melody A", **wide)
         self.random_a = widgets.Button(description="random A")
         self.upload = widgets.FileUpload(accept=".mid,.midi", multiple=False, description="MIDI as A")
-        self.number_b = widgets.BoundedIntText(number_b, min=0, max=last, description="melody B")
-        self.alpha = widgets.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="A -> B")
-        self.temperature = widgets.FloatSlider(temperature, min=0.0, max=MAX_TEMPERATURE, step=0.05, description="temperature")
-        self.seed = widgets.IntText(seed, description="seed")
+        self.number_b = widgets.BoundedIntText(number_b, min=0, max=last, description="melody B", **wide)
+        self.alpha = widgets.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="A -> B", **wide)
+        self.temperature = widgets.FloatSlider(temperature, min=0.0, max=MAX_TEMPERATURE, step=0.05, description="temperature", **wide)
+        self.seed = widgets.IntText(seed, description="seed", **wide)
         self.ks = {
-            name: widgets.FloatSlider(0.0, min=-K_LIMIT, max=K_LIMIT, step=0.25, description=name.replace("_", " "),
-                                      style={"description_width": "initial"})
+            name: widgets.FloatSlider(0.0, min=-K_LIMIT, max=K_LIMIT, step=0.25, description=name.replace("_", " "), **wide)
             for name in explorer.vectors
         }
         self.keep = widgets.Button(description="keep", tooltip=f"append to {KEPT_MIDI} in the run folder")
