@@ -100,9 +100,9 @@ def test_melody(explorer: Explorer, number: int) -> np.ndarray:
     return explorer.test[number]
 
 
-def random_test_number(explorer: Explorer, seed: int) -> int:
-    """A test melody's number drawn with ``seed``."""
-    return int(np.random.default_rng(seed).integers(len(explorer.test)))
+def random_test_number(explorer: Explorer, rng: np.random.Generator) -> int:
+    """A test melody's number drawn from ``rng``."""
+    return int(rng.integers(len(explorer.test)))
 
 
 def midi_windows(content: bytes, name: str) -> np.ndarray:
@@ -215,6 +215,7 @@ class ExplorerPanel:
     def __init__(self, explorer: Explorer, number_a: int = 0, number_b: int = 1, temperature: float = 0.0, seed: int = 0):
         self.explorer = explorer
         self.choice = Choice(test_melody(explorer, number_a), test_melody(explorer, number_b), temperature=temperature, seed=seed)
+        self.rng = np.random.default_rng(seed)  # draws the numbers of "random A"
         last = len(explorer.test) - 1
         wide = {"style": {"description_width": "initial"}}
         self.number_a = widgets.BoundedIntText(number_a, min=0, max=last, description="melody A", **wide)
@@ -250,7 +251,7 @@ class ExplorerPanel:
         self.seed.observe(lambda change: self.set(seed=change.new), "value")
         for name, slider in self.ks.items():
             slider.observe(lambda change, name=name: self.set(ks={**self.choice.ks, name: change.new}), "value")
-        self.random_a.on_click(lambda _: setattr(self.number_a, "value", random_test_number(self.explorer, self.seed.value + self.number_a.value)))
+        self.random_a.on_click(lambda _: self.pick_random_a())
         self.upload.observe(lambda change: self.load_upload(change.new), "value")
         self.keep.on_click(lambda _: self.keep_current())
 
@@ -266,8 +267,11 @@ class ExplorerPanel:
         self.seconds = time.perf_counter() - started
         self.status.value = f"decoded and drawn in {self.seconds * 1000:.0f} ms"
 
+    def pick_random_a(self) -> None:
+        self.number_a.value = random_test_number(self.explorer, self.rng)
+
     def load_upload(self, files: tuple) -> None:
-        """Melody A from an uploaded MIDI file: its first window in the reader's order."""
+        """Melody A from an uploaded MIDI file: its first window in the reader's order (sorted by tokens, not by time)."""
         if not files:
             return
         upload = files[0]

@@ -58,8 +58,8 @@ def test_test_melody_by_number_and_at_random(explorer):
     np.testing.assert_array_equal(explore.test_melody(explorer, 3), explorer.test[3])
     with pytest.raises(ValueError, match=r"`number` must lie in 0\.\."):
         explore.test_melody(explorer, len(explorer.test))
-    assert explore.random_test_number(explorer, 5) == explore.random_test_number(explorer, 5)
-    assert 0 <= explore.random_test_number(explorer, 6) < len(explorer.test)
+    draws = [explore.random_test_number(explorer, np.random.default_rng(5)) for _ in range(2)]
+    assert draws[0] == draws[1] and 0 <= draws[0] < len(explorer.test)
 
 
 def test_midi_windows_reads_a_real_file(tmp_path):
@@ -168,6 +168,10 @@ def test_panel_starts_on_melody_a_and_redecodes_on_every_change(explorer):
     panel.alpha.value = 1.0
     panel.ks["note_density"].value = 0.0
     np.testing.assert_array_equal(panel.decoded.tokens, generate.reconstruct_melodies(explorer.model, explorer.test[5:6])[0])
+    panel.random_a.click()
+    number = explore.random_test_number(explorer, np.random.default_rng(0))
+    assert panel.number_a.value == number
+    np.testing.assert_array_equal(panel.choice.melody_a, explorer.test[number])
     panel.number_b.value = 6
     np.testing.assert_array_equal(panel.choice.melody_b, explorer.test[6])
     panel.temperature.value, panel.seed.value = 1.0, 3
