@@ -3,6 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup_env.sh test
+# The browser test (tests/test_web.py) drives Debian's chromium and serves web/ with onnxruntime-web
+# vendored from the npm registry: install both where missing and the machine allows (root and apt).
+missing=""
+command -v chromium >/dev/null || missing="chromium"
+command -v npm >/dev/null || missing="$missing npm"
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+command -v npm >/dev/null && bash scripts/vendor_web.sh
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 export IPYTHONDIR="$scratch/ipython" TQDM_DISABLE=1

@@ -1,0 +1,219 @@
+"""Export a trained flat MusicVAE to ONNX for the browser page (web/), checked against PyTorch.
+
+Three graphs, so that the page can decode step by step as ``LstmDecoder.step_through`` does and
+sample at any temperature itself:
+
+- ``encoder.onnx``: tokens int64 [batch, steps] -> mu, sigma float [batch, z_size];
+- ``decoder_init.onnx``: z [batch, z_size] -> h, c [layers, batch, size], tanh(dense(z));
+- ``decoder_step.onnx``: z, previous (one-hot float [batch, 90], zeros at the first step), h, c
+  -> logits [batch, 90], h_next, c_next.
+
+``model.json`` beside them holds the sizes and the token layout the page needs. Before anything is
+written, onnxruntime runs each graph on fixed inputs and its outputs must equal PyTorch's within
+``TOLERANCE``, and greedy decoding through the step graph must give PyTorch's greedy tokens.
+
+    python -m musicvae_lib.export results/default --out web/model
+
+The graphs come from the TorchScript exporter (``dynamo=False``): it writes ``nn.LSTM`` as one
+ONNX LSTM node, which onnxruntime-web runs in WebAssembly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+from torch import Tensor, nn
+
+from musicvae_lib import train
+from musicvae_lib.model import MusicVAE, initial_state
+from musicvae_lib.representation import FIRST_PITCH_TOKEN, MIN_PITCH, NO_EVENT, NOTE_OFF, STEPS_PER_QUARTER
+
+TOLERANCE = 1e-4  # largest absolute difference allowed between onnxruntime and PyTorch outputs
+OPSET = 17
+CHECK_BATCH = 3  # rows of the fixed inputs the export is checked on
+GRAPH_FILES = ("encoder.onnx", "decoder_init.onnx", "decoder_step.onnx")
+CONFIG_FILE = "model.json"
+
+
+class ExportError(RuntimeError):
+    """The ONNX graphs disagree with the PyTorch model; nothing was written."""
+
+
+class DecoderInit(nn.Module):
+    """z [B, z_size] -> the decoder LSTM's initial (h, c), each [layers, B, size]."""
+
+    def __init__(self, model: MusicVAE):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return initial_state(self.decoder.to_state, z, self.decoder.layers, self.decoder.size)
+
+
+class DecoderStep(nn.Module):
+    """One step of ``LstmDecoder.step_through``: (z, previous one-hot, h, c) -> (logits [B, 90], h, c)."""
+
+    def __init__(self, model: MusicVAE):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, z: Tensor, previous: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        output, (h, c) = self.decoder.lstm(torch.cat([previous, z], dim=-1)[:, None], (h, c))
+        return self.decoder.to_logits(output[:, 0]), h, c
+
+
+def exportable(model: MusicVAE) -> MusicVAE:
+    """The model in eval mode on the CPU; ValueError for a hierarchical model, which the page cannot decode."""
+    if model.config.hierarchical:
+        raise ValueError("only the flat decoder can be exported (the page decodes step by step); this model is hierarchical")
+    return model.cpu().eval()
+
+
+def onnx_bytes(module: nn.Module, inputs: tuple[Tensor, ...], input_names: list[str], output_names: list[str]) -> bytes:
+    """``module`` as an ONNX graph (TorchScript exporter), every input and output with a dynamic batch axis."""
+    batch_axis = {name: {1 if name[0] in "hc" else 0: "batch"} for name in input_names + output_names}  # h, c: [layers, B, size]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # the legacy exporter is chosen on purpose (module docstring); its LSTM batch-size warning
+        # does not apply: check_inputs run every graph at batch 3 after exporting at batch 1
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*LSTM")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # nn.LSTM's shape checks, constant here
+        torch.onnx.export(
+            module, inputs, buffer, input_names=input_names, output_names=output_names,
+            dynamic_axes=batch_axis, opset_version=OPSET, dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def graphs(model: MusicVAE) -> dict[str, bytes]:
+    """The three ONNX graphs of a flat model, by file name."""
+    model = exportable(model)
+    config = model.config
+    tokens = torch.zeros(1, config.steps, dtype=torch.long)
+    z = torch.zeros(1, config.z_size)
+    h = torch.zeros(config.decoder_layers, 1, config.decoder_size)
+    previous = torch.zeros(1, config.n_classes)
+    with torch.no_grad():
+        return {
+            "encoder.onnx": onnx_bytes(model.encoder, (tokens,), ["tokens"], ["mu", "sigma"]),
+            "decoder_init.onnx": onnx_bytes(DecoderInit(model), (z,), ["z"], ["h", "c"]),
+            "decoder_step.onnx": onnx_bytes(DecoderStep(model), (z, previous, h, h), ["z", "previous", "h", "c"], ["logits", "h_next", "c_next"]),
+        }
+
+
+def sessions(graph_bytes: dict[str, bytes]) -> dict[str, onnxruntime.InferenceSession]:
+    """An onnxruntime CPU session per graph."""
+    return {name: onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"]) for name, data in graph_bytes.items()}
+
+
+def greedy_tokens_onnx(runtime: dict[str, onnxruntime.InferenceSession], z: np.ndarray, steps: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy decoding through the step graph, as the page does it: (tokens int64 [B, steps], logits float32 [B, steps, 90])."""
+    z = np.asarray(z, dtype=np.float32)
+    h, c = runtime["decoder_init.onnx"].run(None, {"z": z})
+    previous = np.zeros((len(z), n_classes), dtype=np.float32)
+    tokens, logits = [], []
+    for _ in range(steps):
+        step_logits, h, c = runtime["decoder_step.onnx"].run(None, {"z": z, "previous": previous, "h": h, "c": c})
+        token = step_logits.argmax(-1)
+        previous = np.eye(n_classes, dtype=np.float32)[token]
+        tokens.append(token)
+        logits.append(step_logits)
+    return np.stack(tokens, 1), np.stack(logits, 1)
+
+
+def check_inputs(model: MusicVAE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed inputs for the parity check: (tokens int64 [3, steps], z float32 [3, z_size]), drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, model.config.n_classes, (CHECK_BATCH, model.config.steps))
+    return tokens, rng.standard_normal((CHECK_BATCH, model.config.z_size)).astype(np.float32)
+
+
+def largest_differences(model: MusicVAE, runtime: dict[str, onnxruntime.InferenceSession], seed: int = 0) -> dict[str, float]:
+    """Largest |onnxruntime - PyTorch| of mu, sigma and the greedy decoding's logits on ``check_inputs``.
+
+    The decoding runs in onnxruntime feeding back its own argmax; the PyTorch logits are those of
+    ``model.decode`` at temperature 0, and ``tokens`` counts the steps whose greedy token differs.
+    """
+    model = exportable(model)
+    tokens, z = check_inputs(model, seed)
+    mu, sigma = runtime["encoder.onnx"].run(None, {"tokens": tokens})
+    onnx_tokens, onnx_logits = greedy_tokens_onnx(runtime, z, model.config.steps, model.config.n_classes)
+    with torch.no_grad():
+        torch_mu, torch_sigma = model.encode(torch.from_numpy(tokens))
+        torch_tokens, torch_logits = model.decode(torch.from_numpy(z), temperature=0.0)
+    return {
+        "mu": float(np.abs(mu - torch_mu.numpy()).max()),
+        "sigma": float(np.abs(sigma - torch_sigma.numpy()).max()),
+        "logits": float(np.abs(onnx_logits - torch_logits.numpy()).max()),
+        "tokens": float((onnx_tokens != torch_tokens.numpy()).sum()),
+    }
+
+
+def check_differences(differences: dict[str, float]) -> None:
+    """ExportError if an output of ``largest_differences`` exceeds ``TOLERANCE`` or a greedy token differs."""
+    if differences["tokens"] or max(differences[name] for name in ("mu", "sigma", "logits")) > TOLERANCE:
+        raise ExportError(f"the ONNX graphs disagree with PyTorch beyond {TOLERANCE}: {differences}; nothing written")
+
+
+def page_config(model: MusicVAE) -> dict:
+    """What the page needs besides the graphs: sizes and the token layout of ``representation``."""
+    return {
+        "model_config": asdict(model.config),
+        "no_event": NO_EVENT,
+        "note_off": NOTE_OFF,
+        "first_pitch_token": FIRST_PITCH_TOKEN,
+        "min_pitch_midi": MIN_PITCH,
+        "steps_per_quarter": STEPS_PER_QUARTER,
+    }
+
+
+def export(model: MusicVAE, out_dir: str | Path, seed: int = 0) -> dict[str, float]:
+    """Write the three graphs and ``model.json`` to ``out_dir`` after checking them; returns the largest differences.
+
+    ExportError (and nothing written) if any output differs from PyTorch by more than ``TOLERANCE``
+    or a greedy token differs.
+    """
+    graph_bytes = graphs(model)
+    differences = largest_differences(model, sessions(graph_bytes), seed)
+    check_differences(differences)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in graph_bytes.items():
+        (out / name).write_bytes(data)
+    (out / CONFIG_FILE).write_text(json.dumps(page_config(model), indent=2) + "\n")
+    return differences
+
+
+def model_path(source: str | Path) -> Path:
+    """``source`` itself if it is a file, else the run folder's ``training/model.pt``; FileNotFoundError naming it if missing."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "training" / train.MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: pass a run folder with training/model.pt (notebook 03) or a model.pt file")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="a run folder (its training/model.pt is exported) or a model.pt file")
+    parser.add_argument("--out", default="web/model", help="folder for the ONNX graphs and model.json (default: web/model)")
+    arguments = parser.parse_args(argv)
+    path = model_path(arguments.source)
+    differences = export(train.load_model(path, device="cpu"), arguments.out)
+    print(f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from PyTorch: "
+          f"{max(differences['mu'], differences['sigma'], differences['logits']):.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""ONNX export: onnxruntime gives PyTorch's outputs on fixed inputs, the files the page needs are
+written, and bad input (no model, a hierarchical model, graphs that disagree) is refused."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from musicvae_lib import export, latent, train
+from musicvae_lib.model import MusicVAE, preset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_run import make_run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("export") / "run")
+
+
+@pytest.fixture(scope="module")
+def model(run_dir) -> MusicVAE:
+    return train.load_model(run_dir / "training" / "model.pt", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("onnx") / "model"
+    assert export.main([str(run_dir), "--out", str(out)]) == 0
+    return out
+
+
+def runtime(folder: Path) -> dict[str, onnxruntime.InferenceSession]:
+    return export.sessions({name: (folder / name).read_bytes() for name in export.GRAPH_FILES})
+
+
+def test_export_writes_the_graphs_and_the_page_config(exported, model):
+    assert sorted(p.name for p in exported.iterdir()) == sorted([*export.GRAPH_FILES, export.CONFIG_FILE])
+    config = json.loads((exported / export.CONFIG_FILE).read_text())
+    assert config["model_config"]["z_size"] == model.config.z_size == 16
+    assert (config["note_off"], config["first_pitch_token"], config["min_pitch_midi"]) == (1, 2, 21)
+
+
+def test_onnxruntime_matches_pytorch_within_tolerance(exported, model):
+    differences = export.largest_differences(model, runtime(exported), seed=3)
+    assert max(differences["mu"], differences["sigma"], differences["logits"]) <= 1e-4
+    assert differences["tokens"] == 0
+
+
+def test_each_graph_on_fixed_inputs(exported, model):
+    graphs = runtime(exported)
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(0, 90, (4, 32))
+    z = rng.standard_normal((4, 16)).astype(np.float32)
+    mu, sigma = graphs["encoder.onnx"].run(None, {"tokens": tokens})
+    with torch.no_grad():
+        torch_mu, torch_sigma = model.encode(torch.from_numpy(tokens))
+        torch_tokens, torch_logits = model.decode(torch.from_numpy(z), temperature=0.0)
+    np.testing.assert_allclose(mu, torch_mu.numpy(), atol=1e-4)
+    np.testing.assert_allclose(sigma, torch_sigma.numpy(), atol=1e-4)
+    onnx_tokens, onnx_logits = export.greedy_tokens_onnx(graphs, z, 32, 90)
+    np.testing.assert_allclose(onnx_logits, torch_logits.numpy(), atol=1e-4)
+    np.testing.assert_array_equal(onnx_tokens, latent.decode_greedy(model, z))
+    np.testing.assert_array_equal(onnx_tokens, torch_tokens.numpy())
+
+
+def test_reference_model_exports_within_tolerance(tmp_path):
+    reference = Path(__file__).resolve().parent.parent / "results" / "default" / "training" / "model.pt"
+    differences = export.export(train.load_model(reference, device="cpu"), tmp_path)
+    assert max(differences["mu"], differences["sigma"], differences["logits"]) <= 1e-4 and differences["tokens"] == 0
+
+
+def test_hierarchical_model_is_refused(tmp_path):
+    model = MusicVAE(preset("tiny", steps=32, conductor_size=8))
+    with pytest.raises(ValueError, match="only the flat decoder"):
+        export.export(model, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_graphs_of_other_weights_are_caught(model):
+    other = MusicVAE(model.config)  # the same sizes, other (untrained) weights
+    differences = export.largest_differences(model, export.sessions(export.graphs(other)))
+    assert differences["logits"] > 1e-4
+    with pytest.raises(export.ExportError, match="disagree"):
+        export.check_differences(differences)
+
+
+def test_missing_model_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="training/model.pt"):
+        export.model_path(tmp_path)
