@@ -5,55 +5,43 @@ each grid point is one Optuna trial, chosen by Optuna's ``GridSampler``: a short
 early stopping (``GridSpec.train_config``), then ``evaluate.evaluate`` on a seeded sample of the
 validation windows. The trial's value is the validation negative ELBO, reconstruction + KL in
 nats per window: unlike the training loss it does not depend on beta or lambda, so points compare.
-Notebook 02::
+Notebook 02 builds its ``GridSpec`` with ``chapter_spec`` from its parameters (``ChapterDefaults``)::
 
-    spec = search.GridSpec(model_config=preset("study", steps=...), train_config=TrainConfig(max_minutes=10))
     table = search.run_grid_search(run_dir, spec, data.load_split(run_dir, "train"), data.load_split(run_dir, "valid"))
     choice = search.choose(table, margin=0.01)          # the documented rule, below
     search.write_choice(run_dir, **choice)               # notebook 03 trains with it
-    search.contrasting_points(table, choice)             # two other grid models for notebook 07
 
-Files, under ``<run_dir>/grid_search/``:
+Files, under ``<run_dir>/grid_search/``: ``study.db`` (the Optuna study, SQLite, unless another
+``storage`` is given); ``<study_name>/beta=<b>_lambda=<l>/``, one folder per grid POINT holding
+what ``train.train`` writes (model.pt stays: notebook 07 compares grid models) and ``train.log``
+(train's lines, each progress bar at its last state); ``choice.json``, which notebook 03 reads.
 
-- ``study.db``: the Optuna study (SQLite), unless another ``storage`` is given;
-- ``<study_name>/beta=<b>_lambda=<l>/``: one folder per grid POINT (not per trial), holding what
-  ``train.train`` writes (model.pt stays: notebook 07 compares grid models) and ``train.log``,
-  the training's progress lines;
-- ``choice.json``: the chosen beta and lambda (``write_choice``), which notebook 03 reads.
-
-Resuming. Run the search again with the same arguments and it goes on: finished points are never
-trained again (their trials are COMPLETE; their folders hold done.json, which ``train_or_load``
-reuses), and a point whose trial did not finish is trained again from its folder's last
-checkpoint. A trial killed with its process stays RUNNING in storage; before each trial a worker
-fails such stale trials and queues their points again, as a WAITING trial carrying GridSampler's
-``grid_id`` (what Optuna's ``RetryHeartbeatStaleTrialCallback`` does). A RUNNING trial is stale
-when the worker it records (host, pid, process start time) ran on this machine and is gone, or,
-with an RDB storage, when its heartbeat (every ``HEARTBEAT_SECONDS``) is older than
-``GRACE_SECONDS`` (a worker killed in the milliseconds between creating its trial and recording
-itself is found by the heartbeat only). A trial that raised (or was interrupted) is FAIL; a later search runs its
-point again. GridSampler alone would not: in optuna 5.0 it counts FAIL points as visited
-(``TrialState.is_finished``), and once every point was visited it re-evaluates a random one.
+Resuming. Run the search again and it goes on: a COMPLETE point is never trained again, and a
+point whose trial did not finish is trained again from its folder's last checkpoint
+(``train.train_or_load``). A worker holds its point's lock file while it trains (``fcntl.flock``,
+released when the process ends, killed or not) and records its host in the trial. A RUNNING
+trial is stale when its host is this machine and its lock is free, or, with an RDB storage, when
+its heartbeat is older than ``GRACE_SECONDS`` (Optuna's ``fail_stale_trials``: the only way to
+tell a worker on another machine died). A stale trial is failed and its point queued again by
+Optuna's ``RetryHeartbeatStaleTrialCallback`` (a WAITING trial keeping GridSampler's ``grid_id``
+and ``retry_history``); so is a point whose trials all failed (a raised error) or were skipped,
+when a search starts: GridSampler alone would count it as visited.
 
 Several workers on one study. Every worker opens the same storage and reads the study's settings
-from it; the run folder must be one shared folder, since each point's model is written there.
-GridSampler gives trial number k < grid size the k-th point of its seeded shuffle, so workers start on
-distinct points; afterwards a worker skips (prunes) a trial whose point is COMPLETE or RUNNING
-under a lower trial number, and a file lock keeps two processes of one machine out of one
-point's folder. Start notebook 02 (or ``run_grid_search``) with the shared ``storage`` on one
-machine, which creates the study, then on every other machine::
+from it; the run folder must be one shared folder. GridSampler gives trial number k < grid size
+the k-th point of its seeded shuffle, so workers start on distinct points; a trial whose point
+is COMPLETE, RUNNING under a lower number, or locked is skipped (PRUNED). Create the study with
+notebook 02 (``-p storage=...``), then on every other machine::
 
-    python -m musicvae_lib.search --run-dir /shared/results/default \\
-        --storage postgresql://user:password@db-host/musicvae       # any SQLAlchemy URL: heartbeats on
-    python -m musicvae_lib.search --run-dir /shared/results/default \\
-        --storage /shared/results/default/grid_search/study.log     # a path: an Optuna journal file
+    .venv/bin/python -m musicvae_lib.search --run-dir /mnt/nfs/musicvae-run \\
+        --storage postgresql://user:password@db-host/musicvae        # any SQLAlchemy URL: heartbeats
+    .venv/bin/python -m musicvae_lib.search --run-dir /mnt/nfs/musicvae-run \\
+        --storage /mnt/nfs/musicvae-run/grid_search/study.log        # a path: an Optuna journal file
 
-A URL opens ``optuna.storages.RDBStorage`` with heartbeats; a path opens a journal file
-(``optuna.storages.journal.JournalFileBackend``, the file-system storage Optuna recommends for
-several processes; it has no heartbeat in optuna 5.0, so a point whose worker died on ANOTHER
-machine is run again only when a worker starts on that machine). Several processes of one
-machine also share the default SQLite file, but SQLite may then answer "database is locked":
-prefer a journal file there. With no ``--storage`` the command continues the run folder's own
-search (``grid_search/study.db``) outside Jupyter.
+A journal file (``JournalStorage``, the file-system storage Optuna recommends for several
+processes) has no heartbeat: a point whose worker died on ANOTHER machine is run again when a
+worker starts on that machine. Several processes of one machine may share the default SQLite file,
+which may answer "database is locked": prefer a journal file there.
 
 Choice (``choose``): among completed points whose sampling accuracy (Magenta's eval: z ~ q(z|x),
 fed its own samples at temperature 1, each step's argmax scored) lies within ``margin`` of the
@@ -66,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import io
 import json
 import os
 import re
@@ -75,7 +64,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
@@ -95,14 +84,14 @@ SEARCH_FOLDER = Path("grid_search")
 CHOICE_FILE = SEARCH_FOLDER / "choice.json"
 STUDY_FILE = "study.db"  # the default storage, SQLite
 STUDY_NAME = "beta_lambda"
-TRAIN_LOG = "train.log"  # train's progress lines and bars, kept out of the notebook
+TRAIN_LOG = "train.log"  # train's progress lines, kept out of the notebook
 LOCK_FILE = ".point.lock"
-
 HEARTBEAT_SECONDS = 60  # RDB storages: a running trial records a heartbeat this often ...
 GRACE_SECONDS = 180  # ... and is failed as stale when its last one is older than this
+TRIAL_PATIENCE = 3  # epochs without progress that end a grid point: sooner than the thesis' 5
 
 SPEC_ATTR = "grid_spec"  # study user attribute: the settings every worker must share
-WORKER_ATTR = "worker"  # trial user attribute: the process running it
+WORKER_ATTR = "worker"  # trial user attribute: host, pid and trial number of the process running it
 UNSTARTED = "NOT_STARTED"  # results_table's state of a point without a trial
 
 # None (the run folder's SQLite file), an SQLAlchemy URL, a journal file path, or an Optuna storage
@@ -129,19 +118,52 @@ METRIC_COLUMNS = (
     "stopped",  # early_stopping, max_epochs or max_minutes
     "eval_windows",
 )
+# which end of a metric is better, for plots.grid_heatmaps; KL and active dimensions have none
+BETTER = {
+    "negative_elbo_nats": "lower", "reconstruction_nats": "lower",
+    "teacher_forced_accuracy": "higher", "sampling_accuracy": "higher", "greedy_accuracy": "higher",
+}
+# results_table's columns as notebook 02 shows them: short names, rounded
+SHOWN_COLUMNS = {
+    "beta": ("beta", 3), "free_nats": ("lambda", 1), "state": ("state", None), "negative_elbo_nats": ("-ELBO", 1),
+    "reconstruction_nats": ("recon.", 1), "kl_bits": ("KL bits", 1), "teacher_forced_accuracy": ("acc. TF", 3),
+    "sampling_accuracy": ("acc. sampl.", 3), "greedy_accuracy": ("acc. greedy", 3),
+    "active_dimensions": ("active", 0), "epochs": ("epochs", 0), "minutes": ("min", 1),
+}
+
+
+@dataclass(frozen=True)
+class ChapterDefaults:
+    """Notebook 02's parameters and their defaults, in its parameters cell's order (a test keeps both in step).
+
+    Small on purpose: run by hand (and in CI), the notebook searches 3 x 2 points of the "tiny"
+    model, one epoch each; profiles/default.toml sets the study's grid.
+    """
+
+    betas: tuple[float, ...] = (0.5, 1.0, 2.0)  # thesis: 1
+    free_nats_values: tuple[float, ...] = (0.0, 64.0)  # lambda, nats off the total KL; thesis: 33.3
+    kl_form: str = "thesis"  # LossConfig.form
+    model_preset: str = "tiny"
+    trial_minutes: float = 0.0  # 0: no time budget
+    trial_max_epochs: int = 1
+    eval_windows: int = 300
+    margin: float = 0.01  # choose's margin
+    storage: str = ""  # empty: grid_search/study.db in the run folder
+    study_name: str = STUDY_NAME
+    seed: int = 0
+    run_dir: str = "../results/interactive"
 
 
 @dataclass(frozen=True)
 class GridSpec:
-    """What the grid search trains and how it scores a point. Defaults: the issue's grid, short trials."""
+    """What the grid search trains and how it scores a point (``chapter_spec`` builds notebook 02's)."""
 
-    betas: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)  # around the thesis' beta = 1
-    free_nats: tuple[float, ...] = (0.0, 16.0, 33.3, 64.0)  # lambda, nats off the TOTAL KL; thesis: 33.3 (48 bits)
+    betas: tuple[float, ...]
+    free_nats: tuple[float, ...]  # lambda, nats off the TOTAL KL
+    model_config: ModelConfig
+    train_config: TrainConfig
+    eval_windows: int  # validation windows each point is evaluated on: a seeded sample, all if fewer
     kl_form: str = "thesis"  # LossConfig.form: beta * max(KL, lambda)
-    model_config: ModelConfig = field(default_factory=lambda: preset("study"))
-    # short trials: 16 points of at most 10 minutes, early stopping sooner than the thesis' 5 epochs
-    train_config: TrainConfig = TrainConfig(max_minutes=10.0, early_stopping_patience=3)
-    eval_windows: int = 1000  # validation windows each point is evaluated on: a seeded sample, all if fewer
     seed: int = 0  # GridSampler's order, the evaluation sample and its draws; training has train_config.seed
 
     def __post_init__(self) -> None:
@@ -162,10 +184,6 @@ class GridSpec:
         """(beta, free_nats) of every grid point, by beta then lambda."""
         return [(beta, free_nats) for beta in self.betas for free_nats in self.free_nats]
 
-    def search_space(self) -> dict[str, list[float]]:
-        """GridSampler's search space: parameter name -> values."""
-        return {"beta": list(self.betas), "free_nats": list(self.free_nats)}
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: what the study stores, so every worker trains with the same settings."""
         return json.loads(json.dumps(asdict(self)))
@@ -173,14 +191,24 @@ class GridSpec:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GridSpec:
         """The inverse of ``to_dict``."""
-        known = {spec_field.name for spec_field in fields(cls)}
-        return cls(
-            **{name: value for name, value in values.items() if name in known}
-            | {
-                "model_config": ModelConfig(**values["model_config"]),
-                "train_config": TrainConfig(**values["train_config"]),
-            }
-        )
+        known = {name: values[name] for name in (spec_field.name for spec_field in fields(cls)) if name in values}
+        configs = {"model_config": ModelConfig(**values["model_config"]), "train_config": TrainConfig(**values["train_config"])}
+        return cls(**known | configs)
+
+
+def chapter_spec(
+    steps: int, betas: list[float], free_nats_values: list[float], kl_form: str, model_preset: str,
+    trial_minutes: float, trial_max_epochs: int, eval_windows: int, seed: int,
+) -> GridSpec:
+    """Notebook 02's parameters as a GridSpec: the preset for ``steps``-step windows, short trials with early stopping."""
+    return GridSpec(
+        betas=tuple(betas), free_nats=tuple(free_nats_values), kl_form=kl_form,
+        model_config=preset(model_preset, steps=steps),
+        train_config=TrainConfig(
+            max_minutes=trial_minutes, max_epochs=trial_max_epochs, early_stopping_patience=TRIAL_PATIENCE, seed=seed
+        ),
+        eval_windows=eval_windows, seed=seed,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,27 +265,26 @@ def open_storage(run_dir: str | os.PathLike, storage: StorageArg) -> optuna.stor
     file = storage_file(run_dir, storage)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-    if storage is None:
-        storage = f"sqlite:///{file.resolve()}"
-    if "://" in str(storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
-            return optuna.storages.RDBStorage(str(storage), heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(file)))
-
-
-def check_study_name(study_name: str) -> None:
-    if not re.fullmatch(r"[\w.-]+", study_name):
-        raise ValueError(f"`study_name` names a folder: letters, digits, '_', '.', '-' only, got {study_name!r}")
+    if storage is not None and "://" not in str(storage):
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(file)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, the retry callback
+        return optuna.storages.RDBStorage(
+            f"sqlite:///{file.resolve()}" if storage is None else str(storage),
+            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+        )
 
 
 @contextlib.contextmanager
-def optuna_warnings_only() -> Iterator[None]:
-    """Optuna's per-trial INFO lines off while the search runs (the search prints its own)."""
+def optuna_quiet() -> Iterator[None]:
+    """Optuna's per-trial INFO lines and its experimental-feature warnings off (the search prints its own lines)."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
     finally:
         optuna.logging.set_verbosity(verbosity)
 
@@ -274,23 +301,22 @@ def spec_clashes(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "
     return clashes
 
 
+def grid_sampler(spec: GridSpec) -> optuna.samplers.GridSampler:
+    """Trial k < grid size gets the k-th point of the grid shuffled with ``spec.seed``."""
+    return optuna.samplers.GridSampler({"beta": list(spec.betas), "free_nats": list(spec.free_nats)}, seed=spec.seed)
+
+
 def open_study(
-    run_dir: str | os.PathLike,
-    spec: GridSpec,
-    data_sha256: str,
-    storage: StorageArg = None,
-    study_name: str = STUDY_NAME,
+    run_dir: str | os.PathLike, spec: GridSpec, data_sha256: str, storage: StorageArg = None, study_name: str = STUDY_NAME
 ) -> optuna.Study:
     """Create the grid study, or load it after checking it was created with ``spec`` and the same data."""
-    check_study_name(study_name)
+    if not re.fullmatch(r"[\w.-]+", study_name):
+        raise ValueError(f"`study_name` names a folder: letters, digits, '_', '.', '-' only, got {study_name!r}")
     wanted = spec.to_dict() | {"data_sha256": data_sha256}
-    with optuna_warnings_only():
+    with optuna_quiet():
         study = optuna.create_study(
-            storage=open_storage(run_dir, storage),
-            study_name=study_name,
-            sampler=optuna.samplers.GridSampler(spec.search_space(), seed=spec.seed),
-            direction="minimize",
-            load_if_exists=True,
+            storage=open_storage(run_dir, storage), study_name=study_name, direction="minimize", load_if_exists=True,
+            sampler=grid_sampler(spec),
         )
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, wanted)
@@ -304,12 +330,9 @@ def open_study(
 
 
 def load_study(
-    run_dir: str | os.PathLike,
-    storage: StorageArg = None,
-    study_name: str = STUDY_NAME,
+    run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME
 ) -> tuple[optuna.Study, GridSpec]:
     """An existing grid study and its settings; ValueError naming notebook 02 when there is none."""
-    check_study_name(study_name)
     file = storage_file(run_dir, storage)
     missing = (
         f"no grid study {study_name!r} in {file or storage}: run notebooks/02_grid_search.ipynb "
@@ -317,86 +340,30 @@ def load_study(
     )
     if file is not None and not file.exists():  # opening would create it
         raise ValueError(missing)
-    opened = open_storage(run_dir, storage)
     try:
-        with optuna_warnings_only():
-            study = optuna.load_study(study_name=study_name, storage=opened)
+        with optuna_quiet():
+            study = optuna.load_study(study_name=study_name, storage=open_storage(run_dir, storage))
         spec = GridSpec.from_dict(study.user_attrs[SPEC_ATTR])
     except KeyError as error:
         raise ValueError(missing) from error
-    study.sampler = optuna.samplers.GridSampler(spec.search_space(), seed=spec.seed)
+    study.sampler = grid_sampler(spec)
     return study, spec
 
 
 # ---------------------------------------------------------------------------------------------
-# Workers and stale trials
+# Workers: locks, stale trials, points left
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """Start time of process ``pid`` in clock ticks after boot (Linux /proc), None where unknown or a zombie."""
+def point_lock(folder: Path) -> TextIO | None:
+    """The point's lock, held until the returned file is closed or the process ends (killed or not); None if held."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_FILE, "a")
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
         return None
-    after_name = stat.rsplit(")", 1)[1].split()  # fields 3.. of proc(5); the name may hold spaces
-    return None if after_name[0] in ("Z", "X") else int(after_name[19])  # field 22: starttime
-
-
-def worker_record(trial_number: int) -> dict[str, Any]:
-    """Who runs trial ``trial_number``: host, pid and the process' start time (against pid reuse)."""
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": process_start_ticks(pid), "trial": trial_number}
-
-
-def process_alive(pid: int, start: int | None) -> bool:
-    """Whether process ``pid`` of this machine runs and is the one that started at ``start`` ticks."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        pass
-    if not Path("/proc").is_dir():  # no /proc (macOS): the pid exists, which must do
-        return True
-    ticks = process_start_ticks(pid)  # None for a zombie
-    return ticks is not None and (start is None or ticks == start)
-
-
-def worker_is_gone(trial: FrozenTrial, host: str) -> bool:
-    """Whether RUNNING ``trial`` was started by a process of ``host`` (this machine) that no longer runs."""
-    record = trial.user_attrs.get(WORKER_ATTR)
-    if not isinstance(record, dict) or record.get("trial") != trial.number or record.get("host") != host:
-        return False  # another machine's, or not yet claimed: left to the heartbeat
-    return not process_alive(record["pid"], record.get("start"))
-
-
-def fail_stale_trials(study: optuna.Study) -> None:
-    """FAIL the RUNNING trials whose worker is gone (this machine) or whose heartbeat is stale (RDB storages)."""
-    storage = study._storage  # as optuna.storages.fail_stale_trials: Study.tell would stop a GridSampler study
-    host = socket.gethostname()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if worker_is_gone(trial, host):
-            try:
-                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first
-                pass
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # does nothing without heartbeats
-
-
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue ``trial``'s grid point again: a WAITING trial with its params and system attributes (GridSampler's
-    ``grid_id``), and ``failed_trial``/``retry_history`` as Optuna's RetryHeartbeatStaleTrialCallback writes them."""
-    history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            system_attrs={**trial.system_attrs, "failed_trial": history[0], "retry_history": history},
-        )
-    )
+    return handle
 
 
 def point_of(trial: FrozenTrial) -> tuple[float, float] | None:
@@ -410,55 +377,76 @@ def trials_by_point(study: optuna.Study, spec: GridSpec) -> dict[tuple[float, fl
     """Every grid point's trials, by trial number."""
     by_point: dict[tuple[float, float], list[FrozenTrial]] = {point: [] for point in spec.points}
     for trial in study.get_trials(deepcopy=False):
-        point = point_of(trial)
-        if point in by_point:
-            by_point[point].append(trial)
+        if point_of(trial) in by_point:
+            by_point[point_of(trial)].append(trial)
     return by_point
 
 
-def points_to_run(study: optuna.Study, spec: GridSpec, skipped: set[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points neither COMPLETE nor RUNNING, ``skipped`` aside. Those tried before and not queued are queued again:
-    GridSampler hands out only points without a finished trial, and ``ask`` takes queued (WAITING) trials first."""
-    todo = []
-    for point, trials in trials_by_point(study, spec).items():
-        states = {trial.state for trial in trials}
-        if point in skipped or states & {TrialState.COMPLETE, TrialState.RUNNING}:
-            continue
-        if trials and TrialState.WAITING not in states:
-            requeue(study, trials[-1])
-        todo.append(point)
-    return todo
-
-
-def duplicate_of(study: optuna.Study, number: int, point: tuple[float, float]) -> FrozenTrial | None:
-    """Another trial of ``point`` that is COMPLETE, or RUNNING with a lower number (the lower number goes on)."""
-    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-        if other.number != number and point_of(other) == point:
-            if other.state == TrialState.COMPLETE or other.number < number:
-                return other
-    return None
-
-
-@contextlib.contextmanager
-def point_lock(folder: Path) -> Iterator[None]:
-    """Hold the point's lock file (released when the process ends, killed or not); TrialPruned if another has it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a") as handle:
+def requeue(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: FrozenTrial) -> None:
+    """FAIL ``trial`` if it is RUNNING, then queue its point again as Optuna's retry callback does."""
+    if trial.state == TrialState.RUNNING:
+        study_id = storage.get_study_id_from_name(study.study_name)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise optuna.TrialPruned(f"another process of this machine trains {folder}") from None
-        yield
+            storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number), TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first and queued it
+            return
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
+
+
+def killed_here(trial: FrozenTrial, run_dir: Path, study_name: str) -> bool:
+    """Whether RUNNING ``trial`` was claimed by a process of this machine that holds its point's lock no more."""
+    record, point = trial.user_attrs.get(WORKER_ATTR), point_of(trial)
+    if not isinstance(record, dict) or record.get("trial") != trial.number or record.get("host") != socket.gethostname():
+        return False  # another machine's (its heartbeat tells), or not claimed yet
+    lock = point_lock(point_folder(run_dir, *point, study_name))
+    if lock is not None:
+        lock.close()
+    return lock is not None
+
+
+def points_left(study: optuna.Study, spec: GridSpec) -> bool:
+    """Whether a point has no trial yet or a queued (WAITING) one."""
+    return any(not trials or TrialState.WAITING in {t.state for t in trials} for trials in trials_by_point(study, spec).values())
+
+
+def last_state(line: str) -> str:
+    """What a terminal shows of ``line``: text after a carriage return replaces it (a progress bar's last state)."""
+    states = [state for state in line.split("\r") if state.strip()]
+    return states[-1] if states else ""
+
+
+class TerminalLog(io.TextIOBase):
+    """A log file that keeps each line as a terminal shows it: one line per tqdm bar, not one per redraw."""
+
+    encoding = "utf-8"  # tqdm draws its bar in unicode when the file says so
+
+    def __init__(self, handle: TextIO) -> None:
+        self.handle, self.line = handle, ""
+
+    def write(self, text: str) -> int:
+        *ended, self.line = (self.line + text).split("\n")
+        self.handle.writelines(last_state(line) + "\n" for line in ended)
+        return len(text)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        if last_state(self.line):
+            self.handle.write(last_state(self.line) + "\n")
+        self.line = ""
+        super().close()
 
 
 @contextlib.contextmanager
 def output_to(log: Path | None) -> Iterator[None]:
-    """stdout and stderr (train's lines and tqdm bars) appended to ``log``; as they are for None."""
+    """stdout and stderr (train's lines and bars) appended to ``log`` as a terminal shows them; as they are for None."""
     if log is None:
         yield
         return
-    with open(log, "a") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
-        yield
+    with open(log, "a") as handle, TerminalLog(handle) as writer:
+        with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
+            yield
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,43 +474,39 @@ def point_metrics(reconstruction: Reconstruction, done: dict[str, Any]) -> dict[
 
 @dataclass
 class PointRunner:
-    """The objective: trains and evaluates the grid point GridSampler gives a trial."""
+    """The objective: trains and evaluates the grid point GridSampler gives a trial, holding the point's lock
+    until the trial is told (``after_trial`` releases it): a free lock with a RUNNING trial means a killed worker."""
 
     study: optuna.Study
+    storage: optuna.storages.BaseStorage
     spec: GridSpec
     run_dir: Path
-    study_name: str
     train_windows: np.ndarray
     valid_windows: np.ndarray
-    eval_sample: np.ndarray
     device: Any
     show_training: bool
-    skipped: set[tuple[float, float]]
+    lock: TextIO | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         beta = float(trial.suggest_categorical("beta", self.spec.betas))
         free_nats = float(trial.suggest_categorical("free_nats", self.spec.free_nats))
-        trial.set_user_attr(WORKER_ATTR, worker_record(trial.number))
-        other = duplicate_of(self.study, trial.number, (beta, free_nats))
-        if other is not None:
-            self.skipped.add((beta, free_nats))
-            raise optuna.TrialPruned(
-                f"grid point beta={beta:g}, lambda={free_nats:g} is {other.state.name} in trial {other.number}"
-            )
-        folder = point_folder(self.run_dir, beta, free_nats, self.study_name)
+        for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if point_of(other) == (beta, free_nats) and (other.state == TrialState.COMPLETE or other.number < trial.number):
+                raise optuna.TrialPruned(f"beta={beta:g}, lambda={free_nats:g} is {other.state.name} in trial {other.number}")
+        folder = point_folder(self.run_dir, beta, free_nats, self.study.study_name)
+        self.lock = point_lock(folder)
+        if self.lock is None:
+            raise optuna.TrialPruned(f"another process trains {folder}")
+        trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "trial": trial.number})
         print(f"beta={beta:g}, lambda={free_nats:g} nats: ", end="", flush=True)
         try:
-            with point_lock(folder), output_to(None if self.show_training else folder / TRAIN_LOG):
-                loss_config = LossConfig(form=self.spec.kl_form, beta=beta, free_nats=free_nats)
+            with output_to(None if self.show_training else folder / TRAIN_LOG):
                 result = train_or_load(
-                    self.spec.model_config, loss_config, self.spec.train_config,
-                    self.train_windows, self.valid_windows, folder, self.device,
+                    self.spec.model_config, LossConfig(form=self.spec.kl_form, beta=beta, free_nats=free_nats),
+                    self.spec.train_config, self.train_windows, self.valid_windows, folder, self.device,
                 )
-                reconstruction = evaluate(result.model, self.eval_sample, resolve_device(self.device), seed=self.spec.seed)
-        except optuna.TrialPruned:
-            self.skipped.add((beta, free_nats))
-            print("trained by another process, skipped")
-            raise
+                sample = self.valid_windows[data.sample_windows(self.valid_windows, self.spec.eval_windows, self.spec.seed)]
+                reconstruction = evaluate(result.model, sample, resolve_device(self.device), seed=self.spec.seed)
         except BaseException:
             print(f"failed (see {folder / TRAIN_LOG})")
             raise
@@ -535,6 +519,24 @@ class PointRunner:
             f"sampling accuracy {metrics['sampling_accuracy']:.3f}"
         )
         return metrics["negative_elbo_nats"]
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+
+    def tidy(self) -> None:
+        """Fail and queue again the trials of killed workers of this machine (heartbeats find the others)."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if killed_here(trial, self.run_dir, self.study.study_name):
+                requeue(self.study, self.storage, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna's callback once the trial is told: release the point, then stop when no point is left to start."""
+        self.release()
+        self.tidy()
+        if not points_left(study, self.spec):
+            study.stop()
 
 
 def run_grid_search(
@@ -550,39 +552,36 @@ def run_grid_search(
 ) -> pd.DataFrame:
     """Train and evaluate every grid point of ``spec`` not yet done; return ``results_table``.
 
-    train_windows, valid_windows: uint8 [n, steps], notebook 01's splits. ``storage``: None for
-    ``<run_dir>/grid_search/study.db``, an SQLAlchemy URL (RDB with heartbeats), a journal file
-    path, or an Optuna storage. Creates study ``study_name`` or joins it (ValueError if it was
-    created with other settings or data). Stops when no point is left to start: those RUNNING
-    in other live workers are theirs. ``max_trials``: at most this many trials in this call
-    (0: only create or check the study). ``show_training``: train's progress in the output
-    instead of each point's train.log. One printed line per trial.
+    train_windows, valid_windows: uint8 [n, steps], notebook 01's splits. ``storage``: see
+    StorageArg. Creates study ``study_name`` or joins it (ValueError if it was created with other
+    settings or data). Stops when no point is left to start: those RUNNING in other live workers
+    are theirs. ``max_trials``: at most this many trials in this call (0: only create or check
+    the study). ``show_training``: train's progress in the output instead of each point's
+    train.log. One printed line per trial.
     """
     if max_trials is not None and max_trials < 0:
         raise ValueError(f"`max_trials` must be >= 0 or None, got {max_trials}")
-    run_dir = Path(run_dir)
-    study = open_study(run_dir, spec, data_fingerprint(train_windows, valid_windows), storage, study_name)
-    skipped: set[tuple[float, float]] = set()
-    objective = PointRunner(
-        study, spec, run_dir, study_name, train_windows, valid_windows,
-        valid_windows[data.sample_windows(valid_windows, spec.eval_windows, spec.seed)], device, show_training, skipped,
-    )
-    started = 0
-    with optuna_warnings_only():
-        fail_stale_trials(study)
-        table = grid_table(study, spec, run_dir, study_name)
+    run_dir, opened = Path(run_dir), open_storage(run_dir, storage)
+    study = open_study(run_dir, spec, data_fingerprint(train_windows, valid_windows), opened, study_name)
+    worker = PointRunner(study, opened, spec, run_dir, train_windows, valid_windows, device, show_training)
+    with optuna_quiet():
+        optuna.storages.fail_stale_trials(study)  # heartbeats of other machines' workers, if the storage has them
+        worker.tidy()
+        for trials in trials_by_point(study, spec).values():  # points that failed or were skipped: queued again
+            if trials and not {t.state for t in trials} & {TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING}:
+                requeue(study, opened, trials[-1])
+        table = grid_table(study, spec, run_dir)
         counts = table["state"].value_counts()
         print(
             f"Grid search {study_name!r}: {len(table)} points, {counts.get('COMPLETE', 0)} complete, "
             f"{counts.get('RUNNING', 0)} running elsewhere"
         )
-        while max_trials is None or started < max_trials:
-            fail_stale_trials(study)
-            if not points_to_run(study, spec, skipped):
-                break
-            started += 1
-            study.optimize(objective, n_trials=1)
-    table = grid_table(study, spec, run_dir, study_name)
+        try:
+            if max_trials != 0 and points_left(study, spec):
+                study.optimize(worker, n_trials=max_trials, callbacks=[worker.after_trial])
+        finally:
+            worker.release()
+    table = grid_table(study, spec, run_dir)
     running = int((table["state"] == "RUNNING").sum())
     if running:
         print(f"{running} points still run in other workers: results_table shows them once they finish")
@@ -602,25 +601,23 @@ def representative(trials: list[FrozenTrial]) -> FrozenTrial | None:
     return trials[-1] if trials else None
 
 
-def grid_table(study: optuna.Study, spec: GridSpec, run_dir: Path, study_name: str) -> pd.DataFrame:
+def grid_table(study: optuna.Study, spec: GridSpec, run_dir: Path) -> pd.DataFrame:
     """``results_table`` of an open study."""
     rows = []
     for (beta, free_nats), trials in trials_by_point(study, spec).items():
         trial = representative(trials)
         complete = trial is not None and trial.state == TrialState.COMPLETE
-        rows.append(
-            {
-                "beta": beta,
-                "free_nats": free_nats,
-                "free_bits": free_nats / NATS_PER_BIT,
-                "state": trial.state.name if trial is not None else UNSTARTED,
-                "trial": trial.number if trial is not None else None,
-                "trials": len(trials),
-                **{name: trial.user_attrs.get(name) if complete else None for name in METRIC_COLUMNS},
-                "host": trial.user_attrs.get(WORKER_ATTR, {}).get("host") if trial is not None else None,
-                "folder": point_folder(run_dir, beta, free_nats, study_name).relative_to(run_dir).as_posix(),
-            }
-        )
+        rows.append({
+            "beta": beta,
+            "free_nats": free_nats,
+            "free_bits": free_nats / NATS_PER_BIT,
+            "state": trial.state.name if trial is not None else UNSTARTED,
+            "trial": trial.number if trial is not None else None,
+            "trials": len(trials),
+            **{name: trial.user_attrs.get(name) if complete else None for name in METRIC_COLUMNS},
+            "host": trial.user_attrs.get(WORKER_ATTR, {}).get("host") if trial is not None else None,
+            "folder": point_folder(run_dir, beta, free_nats, study.study_name).relative_to(run_dir).as_posix(),
+        })
     table = pd.DataFrame(rows)
     numeric = [name for name in METRIC_COLUMNS if name != "stopped"]
     table[numeric] = table[numeric].astype(float)
@@ -628,23 +625,23 @@ def grid_table(study: optuna.Study, spec: GridSpec, run_dir: Path, study_name: s
     return table
 
 
-def results_table(
-    run_dir: str | os.PathLike,
-    storage: StorageArg = None,
-    study_name: str = STUDY_NAME,
-) -> pd.DataFrame:
+def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> pd.DataFrame:
     """One row per grid point of the study, by beta then lambda.
 
     Columns: beta, free_nats (lambda, nats), free_bits; state (of the point's COMPLETE trial, else
     RUNNING, WAITING, the last FAIL or PRUNED, or NOT_STARTED); trial (its number) and trials (how
     many the point had); the ``METRIC_COLUMNS`` of a COMPLETE point (NaN otherwise), measured on
-    the validation sample: negative_elbo_nats, reconstruction_nats, kl_bits, the accuracies (shares
-    of steps), active_dimensions (mean KL > 0.01 bits), epochs, best_epoch, steps, minutes, stopped,
-    eval_windows; host (that ran the trial) and folder (the point's training folder, relative to ``run_dir``,
-    so tables stay right when the run folder moves).
+    the validation sample; host (that ran the trial) and folder (the point's training folder,
+    relative to ``run_dir``, so tables stay right when the run folder moves).
     """
     study, spec = load_study(run_dir, storage, study_name)
-    return grid_table(study, spec, Path(run_dir), study_name)
+    return grid_table(study, spec, Path(run_dir))
+
+
+def shown_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``table``'s ``SHOWN_COLUMNS`` under their short names, rounded: narrow enough for a page."""
+    return pd.DataFrame({short: table[name] if digits is None else table[name].round(digits)
+                         for name, (short, digits) in SHOWN_COLUMNS.items()})
 
 
 def completed(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -653,11 +650,6 @@ def completed(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     if rows.empty:
         raise ValueError(f"no completed grid point with {columns} in the table ({len(table)} rows): run the search first")
     return rows
-
-
-def json_ready(value: Any) -> Any:
-    """numpy scalars as Python numbers, for write_choice's JSON."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
@@ -684,7 +676,7 @@ def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
         "best_sampling_accuracy": float(best_accuracy),
         "eligible_points": len(eligible),
         "folder": str(chosen["folder"]),
-        **{name: json_ready(chosen[name]) for name in METRIC_COLUMNS},
+        **{name: chosen[name].item() if isinstance(chosen[name], np.generic) else chosen[name] for name in METRIC_COLUMNS},
     }
 
 
@@ -710,7 +702,7 @@ def contrasting_points(table: pd.DataFrame, choice: dict[str, Any]) -> pd.DataFr
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m musicvae_lib.search",
+        prog=".venv/bin/python -m musicvae_lib.search",
         description="Work on the grid study of a run folder (created by notebook 02), with the study's own settings.",
     )
     parser.add_argument("--run-dir", type=Path, required=True,

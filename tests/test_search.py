@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
+from tqdm import tqdm
 
 from musicvae_lib import search
 from musicvae_lib.model import preset
 from musicvae_lib.train import TrainConfig
-from test_train import one_thread, scale_windows  # noqa: F401 (one_thread: an autouse fixture, shared)
+from conftest import scale_windows
 
 REPOSITORY = Path(__file__).parent.parent
 # 2 x 2 grid of one-epoch trials of the tiny model: 2 steps of 16 windows, a checkpoint after each
@@ -248,13 +249,38 @@ def test_results_table_without_a_study_names_notebook_02(tmp_path):
 # --- workers ----------------------------------------------------------------------------------------
 
 
-def test_a_finished_process_is_gone_and_this_one_alive(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    me = search.worker_record(7)
-    assert not search.process_alive(child.pid, None)
-    assert search.process_alive(me["pid"], me["start"])
-    assert not search.process_alive(me["pid"], me["start"] + 1)  # same pid, another process: pid reused
+def test_a_point_lock_is_held_until_its_process_ends(tmp_path):
+    holder = subprocess.Popen(  # another process takes the lock, says so, and waits to be killed
+        [sys.executable, "-c", "import sys, time\nfrom musicvae_lib import search\n"
+         f"lock = search.point_lock(__import__('pathlib').Path({str(tmp_path)!r}))\nprint(lock is not None, flush=True)\n"
+         "time.sleep(60)"],
+        env=subprocess_env(), stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert search.point_lock(tmp_path) is None
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = search.point_lock(tmp_path)  # freed by the kill, no cleanup needed
+    assert lock is not None
+    assert search.point_lock(tmp_path) is None  # held by this process now: a second open is refused too
+    lock.close()
+
+
+def test_the_log_keeps_a_progress_bar_at_its_last_state(tmp_path):
+    log = tmp_path / "train.log"
+    with search.output_to(log):
+        print("Resuming")
+        bar = tqdm(total=50, desc="epoch 1", mininterval=0, disable=False)  # redrawn at every update
+        for _ in range(50):
+            bar.update()
+            bar.set_postfix(loss="1.00")
+        bar.close()
+        print("Stopped by max_epochs", end="")
+    lines = log.read_text().splitlines()
+    assert "\r" not in log.read_text() and len(lines) == 3
+    assert lines[0] == "Resuming" and lines[1].startswith("epoch 1: 100%") and lines[2] == "Stopped by max_epochs"
 
 
 # --- the grid ---------------------------------------------------------------------------------------
@@ -264,11 +290,11 @@ def test_grid_spec_sorts_checks_and_round_trips(tmp_path):
     assert SPEC.betas == (0.5, 1.0) and SPEC.points == POINTS
     assert search.GridSpec.from_dict(json.loads(json.dumps(SPEC.to_dict()))) == SPEC
     with pytest.raises(ValueError, match=r"`betas` must be distinct"):
-        search.GridSpec(betas=(1.0, 1))
+        replace(SPEC, betas=(1.0, 1))
     with pytest.raises(ValueError, match=r"`free_nats` must be distinct values >= 0"):
-        search.GridSpec(free_nats=(-1.0,))
+        replace(SPEC, free_nats=(-1.0,))
     with pytest.raises(ValueError, match="too close"):
-        search.GridSpec(free_nats=(33.3, 33.3000001))
+        replace(SPEC, free_nats=(33.3, 33.3000001))
     with pytest.raises(ValueError, match="`study_name` names a folder"):
         search.run_grid_search(tmp_path, SPEC, TRAIN, VALID, study_name="../elsewhere")
 
