@@ -1,52 +1,31 @@
 """The grid search over beta and lambda (notebook 02) and the choice it hands to training (notebook 03).
 
-The thesis searched beta and lambda (``LossConfig.beta``, ``LossConfig.free_nats``) on a grid. Here
-each grid point is one Optuna trial, chosen by Optuna's ``GridSampler``: a short training with
-early stopping (``GridSpec.train_config``), then ``evaluate.evaluate`` on a seeded sample of the
-validation windows. The trial's value is the validation negative ELBO, reconstruction + KL in
-nats per window: unlike the training loss it does not depend on beta or lambda, so points compare.
-Notebook 02 builds its ``GridSpec`` with ``chapter_spec`` from its parameters (``ChapterDefaults``)::
+Each grid point is one Optuna trial (``GridSampler``): a short training with early stopping, then
+``evaluate.evaluate`` on a seeded sample of the validation windows. The trial's value is the
+validation negative ELBO (reconstruction + KL, nats per window), which does not depend on beta or
+lambda, so points compare. Under ``<run_dir>/grid_search/``: ``study.db`` (the study, SQLite,
+unless another ``storage`` is given), one folder per point (``<study>/beta=<b>_lambda=<l>/``: what
+``train.train`` writes, and ``train.log``, its lines with each progress bar at its last state) and
+``choice.json`` (``write_choice``), which notebook 03 reads.
 
-    table = search.run_grid_search(run_dir, spec, data.load_split(run_dir, "train"), data.load_split(run_dir, "valid"))
-    choice = search.choose(table, margin=0.01)          # the documented rule, below
-    search.write_choice(run_dir, **choice)               # notebook 03 trains with it
-
-Files, under ``<run_dir>/grid_search/``: ``study.db`` (the Optuna study, SQLite, unless another
-``storage`` is given); ``<study_name>/beta=<b>_lambda=<l>/``, one folder per grid POINT holding
-what ``train.train`` writes (model.pt stays: notebook 07 compares grid models) and ``train.log``
-(train's lines, each progress bar at its last state); ``choice.json``, which notebook 03 reads.
-
-Resuming. Run the search again and it goes on: a COMPLETE point is never trained again, and a
-point whose trial did not finish is trained again from its folder's last checkpoint
-(``train.train_or_load``). A worker holds its point's lock file while it trains (``fcntl.flock``,
-released when the process ends, killed or not) and records its host in the trial. A RUNNING
-trial is stale when its host is this machine and its lock is free, or, with an RDB storage, when
-its heartbeat is older than ``GRACE_SECONDS`` (Optuna's ``fail_stale_trials``: the only way to
-tell a worker on another machine died). A stale trial is failed and its point queued again by
-Optuna's ``RetryHeartbeatStaleTrialCallback`` (a WAITING trial keeping GridSampler's ``grid_id``
-and ``retry_history``); so is a point whose trials all failed (a raised error) or were skipped,
-when a search starts: GridSampler alone would count it as visited.
-
-Several workers on one study. Every worker opens the same storage and reads the study's settings
-from it; the run folder must be one shared folder. GridSampler gives trial number k < grid size
-the k-th point of its seeded shuffle, so workers start on distinct points; a trial whose point
-is COMPLETE, RUNNING under a lower number, or locked is skipped (PRUNED). Create the study with
-notebook 02 (``-p storage=...``), then on every other machine::
+Resuming and several workers. A COMPLETE point is never trained again; any other goes on from its
+last checkpoint (``train.train_or_load``). A worker holds its point's lock file (``fcntl.flock``,
+freed when the process ends, killed or not) from before it records itself in the trial until the
+trial is told. A RUNNING trial is stale when it was recorded on this machine and its lock is free,
+or, with an RDB storage, when its heartbeat is older than ``GRACE_SECONDS`` (Optuna's
+``fail_stale_trials``: how a death on another machine shows; a journal file has no heartbeat, so
+such a point waits for a worker on that machine). Stale points, and those whose trials all raised
+or were skipped, are queued again by Optuna's ``RetryHeartbeatStaleTrialCallback`` (GridSampler
+alone counts them as visited). Trial k < grid size gets the k-th point of GridSampler's seeded
+shuffle, so workers start apart; a trial whose point is COMPLETE, RUNNING under a lower number or
+locked is PRUNED. Create the study with notebook 02 (``-p storage=...``), then on other machines::
 
     .venv/bin/python -m musicvae_lib.search --run-dir /mnt/nfs/musicvae-run \\
         --storage postgresql://user:password@db-host/musicvae        # any SQLAlchemy URL: heartbeats
     .venv/bin/python -m musicvae_lib.search --run-dir /mnt/nfs/musicvae-run \\
         --storage /mnt/nfs/musicvae-run/grid_search/study.log        # a path: an Optuna journal file
 
-A journal file (``JournalStorage``, the file-system storage Optuna recommends for several
-processes) has no heartbeat: a point whose worker died on ANOTHER machine is run again when a
-worker starts on that machine. Several processes of one machine may share the default SQLite file,
-which may answer "database is locked": prefer a journal file there.
-
-Choice (``choose``): among completed points whose sampling accuracy (Magenta's eval: z ~ q(z|x),
-fed its own samples at temperature 1, each step's argmax scored) lies within ``margin`` of the
-best, the point with the lowest validation negative ELBO; ties go to the higher sampling
-accuracy, then the smaller beta, then the smaller lambda.
+(one shared run folder; several processes of one machine: a journal file, SQLite may be "locked").
 """
 
 from __future__ import annotations
@@ -62,7 +41,7 @@ import socket
 import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -75,7 +54,7 @@ with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in Jupy
     from optuna.trial import FrozenTrial, TrialState
 
 from musicvae_lib import data
-from musicvae_lib.evaluate import Reconstruction, evaluate
+from musicvae_lib.evaluate import evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig
 from musicvae_lib.model import ModelConfig, preset
 from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, resolve_device, train_or_load
@@ -84,16 +63,14 @@ SEARCH_FOLDER = Path("grid_search")
 CHOICE_FILE = SEARCH_FOLDER / "choice.json"
 STUDY_FILE = "study.db"  # the default storage, SQLite
 STUDY_NAME = "beta_lambda"
-TRAIN_LOG = "train.log"  # train's progress lines, kept out of the notebook
+TRAIN_LOG = "train.log"  # train's lines, kept out of the notebook
 LOCK_FILE = ".point.lock"
 HEARTBEAT_SECONDS = 60  # RDB storages: a running trial records a heartbeat this often ...
 GRACE_SECONDS = 180  # ... and is failed as stale when its last one is older than this
 TRIAL_PATIENCE = 3  # epochs without progress that end a grid point: sooner than the thesis' 5
-
 SPEC_ATTR = "grid_spec"  # study user attribute: the settings every worker must share
 WORKER_ATTR = "worker"  # trial user attribute: host, pid and trial number of the process running it
 UNSTARTED = "NOT_STARTED"  # results_table's state of a point without a trial
-
 # None (the run folder's SQLite file), an SQLAlchemy URL, a journal file path, or an Optuna storage
 StorageArg = str | os.PathLike | optuna.storages.BaseStorage | None
 
@@ -102,7 +79,7 @@ SELECTION_RULE = (
     "the lowest validation negative ELBO (reconstruction + KL, nats per window); ties: higher sampling "
     "accuracy, then smaller beta, then smaller lambda"
 )
-# results_table's metric columns, filled from a COMPLETE trial's user attributes
+# results_table's metric columns, a COMPLETE trial's user attributes
 METRIC_COLUMNS = (
     "negative_elbo_nats",  # reconstruction + KL, nats per window: the trial's value
     "reconstruction_nats",  # teacher-forced cross-entropy summed over steps, z ~ q(z|x), nats per window
@@ -111,25 +88,13 @@ METRIC_COLUMNS = (
     "sampling_accuracy",  # Magenta's eval, the paper's Table 1: z ~ q, own T = 1 samples, argmax scored
     "greedy_accuracy",  # z = mu, own argmax tokens fed back
     "active_dimensions",  # latent dimensions whose mean KL exceeds 0.01 bits (not Burda's Var(mu) count)
-    "epochs",
-    "best_epoch",
-    "steps",
-    "minutes",  # training time summed over sessions
+    "epochs", "best_epoch", "steps", "minutes",  # minutes: training time summed over sessions
     "stopped",  # early_stopping, max_epochs or max_minutes
     "eval_windows",
 )
-# which end of a metric is better, for plots.grid_heatmaps; KL and active dimensions have none
-BETTER = {
-    "negative_elbo_nats": "lower", "reconstruction_nats": "lower",
-    "teacher_forced_accuracy": "higher", "sampling_accuracy": "higher", "greedy_accuracy": "higher",
-}
-# results_table's columns as notebook 02 shows them: short names, rounded
-SHOWN_COLUMNS = {
-    "beta": ("beta", 3), "free_nats": ("lambda", 1), "state": ("state", None), "negative_elbo_nats": ("-ELBO", 1),
-    "reconstruction_nats": ("recon.", 1), "kl_bits": ("KL bits", 1), "teacher_forced_accuracy": ("acc. TF", 3),
-    "sampling_accuracy": ("acc. sampl.", 3), "greedy_accuracy": ("acc. greedy", 3),
-    "active_dimensions": ("active", 0), "epochs": ("epochs", 0), "minutes": ("min", 1),
-}
+# which end of a metric is better (plots.grid_heatmaps); KL and active dimensions have none
+BETTER = {"negative_elbo_nats": "lower", "reconstruction_nats": "lower", "teacher_forced_accuracy": "higher",
+          "sampling_accuracy": "higher", "greedy_accuracy": "higher"}
 
 
 @dataclass(frozen=True)
@@ -175,9 +140,8 @@ class GridSpec:
         LossConfig(form=self.kl_form)  # ValueError for an unknown form
         if self.eval_windows < 1:
             raise ValueError(f"`eval_windows` must be >= 1, got {self.eval_windows}")
-        names = [point_name(beta, free_nats) for beta, free_nats in self.points]
-        if len(set(names)) < len(names):
-            raise ValueError(f"grid values too close to tell apart in folder names: {sorted(names)}")
+        if len({point_name(*point) for point in self.points}) < len(self.points):
+            raise ValueError(f"grid values too close to tell apart in folder names: {self.betas}, {self.free_nats}")
 
     @property
     def points(self) -> list[tuple[float, float]]:
@@ -201,18 +165,8 @@ def chapter_spec(
     trial_minutes: float, trial_max_epochs: int, eval_windows: int, seed: int,
 ) -> GridSpec:
     """Notebook 02's parameters as a GridSpec: the preset for ``steps``-step windows, short trials with early stopping."""
-    return GridSpec(
-        betas=tuple(betas), free_nats=tuple(free_nats_values), kl_form=kl_form,
-        model_config=preset(model_preset, steps=steps),
-        train_config=TrainConfig(
-            max_minutes=trial_minutes, max_epochs=trial_max_epochs, early_stopping_patience=TRIAL_PATIENCE, seed=seed
-        ),
-        eval_windows=eval_windows, seed=seed,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The choice notebook 03 reads
+    trial = TrainConfig(max_minutes=trial_minutes, max_epochs=trial_max_epochs, early_stopping_patience=TRIAL_PATIENCE, seed=seed)
+    return GridSpec(tuple(betas), tuple(free_nats_values), preset(model_preset, steps=steps), trial, eval_windows, kl_form, seed)
 
 
 def load_choice(run_dir: str | os.PathLike) -> dict | None:
@@ -221,9 +175,8 @@ def load_choice(run_dir: str | os.PathLike) -> dict | None:
     if not path.exists():
         return None
     choice = json.loads(path.read_text())
-    missing = {"beta", "free_nats"} - choice.keys()
-    if missing:
-        raise ValueError(f"{path} lacks {sorted(missing)}: re-run notebooks/02_grid_search.ipynb")
+    if {"beta", "free_nats"} - choice.keys():
+        raise ValueError(f"{path} lacks {sorted({'beta', 'free_nats'} - choice.keys())}: re-run notebooks/02_grid_search.ipynb")
     return choice
 
 
@@ -235,8 +188,7 @@ def write_choice(run_dir: str | os.PathLike, beta: float, free_nats: float, **wh
     return path
 
 
-# ---------------------------------------------------------------------------------------------
-# Storage and study
+# --- storage and study -------------------------------------------------------------------------
 
 
 def point_name(beta: float, free_nats: float) -> str:
@@ -253,9 +205,7 @@ def storage_file(run_dir: str | os.PathLike, storage: StorageArg) -> Path | None
     """The file a storage lives in: the run folder's SQLite file (None), a journal file (a path); None for the others."""
     if storage is None:
         return Path(run_dir) / SEARCH_FOLDER / STUDY_FILE
-    if isinstance(storage, (str, os.PathLike)) and "://" not in str(storage):
-        return Path(storage)
-    return None
+    return Path(storage) if isinstance(storage, (str, os.PathLike)) and "://" not in str(storage) else None
 
 
 def open_storage(run_dir: str | os.PathLike, storage: StorageArg) -> optuna.storages.BaseStorage:
@@ -265,10 +215,9 @@ def open_storage(run_dir: str | os.PathLike, storage: StorageArg) -> optuna.stor
     file = storage_file(run_dir, storage)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-    if storage is not None and "://" not in str(storage):
+    if storage is not None and file is not None:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(file)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, the retry callback
+    with optuna_quiet():
         return optuna.storages.RDBStorage(
             f"sqlite:///{file.resolve()}" if storage is None else str(storage),
             heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
@@ -278,7 +227,7 @@ def open_storage(run_dir: str | os.PathLike, storage: StorageArg) -> optuna.stor
 
 @contextlib.contextmanager
 def optuna_quiet() -> Iterator[None]:
-    """Optuna's per-trial INFO lines and its experimental-feature warnings off (the search prints its own lines)."""
+    """Optuna's per-trial INFO lines and experimental-feature warnings off (the search prints its own lines)."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -314,10 +263,8 @@ def open_study(
         raise ValueError(f"`study_name` names a folder: letters, digits, '_', '.', '-' only, got {study_name!r}")
     wanted = spec.to_dict() | {"data_sha256": data_sha256}
     with optuna_quiet():
-        study = optuna.create_study(
-            storage=open_storage(run_dir, storage), study_name=study_name, direction="minimize", load_if_exists=True,
-            sampler=grid_sampler(spec),
-        )
+        study = optuna.create_study(storage=open_storage(run_dir, storage), study_name=study_name,
+                                    sampler=grid_sampler(spec), direction="minimize", load_if_exists=True)
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, wanted)
     clashes = spec_clashes(study.user_attrs[SPEC_ATTR], wanted)
@@ -329,15 +276,11 @@ def open_study(
     return study
 
 
-def load_study(
-    run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME
-) -> tuple[optuna.Study, GridSpec]:
+def load_study(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> tuple[optuna.Study, GridSpec]:
     """An existing grid study and its settings; ValueError naming notebook 02 when there is none."""
     file = storage_file(run_dir, storage)
-    missing = (
-        f"no grid study {study_name!r} in {file or storage}: run notebooks/02_grid_search.ipynb "
-        "(or search.run_grid_search) first; it creates the study"
-    )
+    missing = (f"no grid study {study_name!r} in {file or storage}: run notebooks/02_grid_search.ipynb "
+               "(or search.run_grid_search) first; it creates the study")
     if file is not None and not file.exists():  # opening would create it
         raise ValueError(missing)
     try:
@@ -350,8 +293,7 @@ def load_study(
     return study, spec
 
 
-# ---------------------------------------------------------------------------------------------
-# Workers: locks, stale trials, points left
+# --- workers: point locks, stale trials, what is left --------------------------------------------
 
 
 def point_lock(folder: Path) -> TextIO | None:
@@ -368,40 +310,38 @@ def point_lock(folder: Path) -> TextIO | None:
 
 def point_of(trial: FrozenTrial) -> tuple[float, float] | None:
     """(beta, free_nats) of a trial, None before it has both."""
-    if "beta" not in trial.params or "free_nats" not in trial.params:
-        return None
-    return float(trial.params["beta"]), float(trial.params["free_nats"])
+    params = trial.params
+    return (float(params["beta"]), float(params["free_nats"])) if {"beta", "free_nats"} <= params.keys() else None
 
 
 def trials_by_point(study: optuna.Study, spec: GridSpec) -> dict[tuple[float, float], list[FrozenTrial]]:
     """Every grid point's trials, by trial number."""
     by_point: dict[tuple[float, float], list[FrozenTrial]] = {point: [] for point in spec.points}
     for trial in study.get_trials(deepcopy=False):
-        if point_of(trial) in by_point:
-            by_point[point_of(trial)].append(trial)
+        by_point.get(point_of(trial), []).append(trial)
     return by_point
 
 
 def requeue(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: FrozenTrial) -> None:
     """FAIL ``trial`` if it is RUNNING, then queue its point again as Optuna's retry callback does."""
     if trial.state == TrialState.RUNNING:
-        study_id = storage.get_study_id_from_name(study.study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), trial.number)
         try:
-            storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number), TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first and queued it
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first, and queued it
             return
     optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
 
 
-def killed_here(trial: FrozenTrial, run_dir: Path, study_name: str) -> bool:
-    """Whether RUNNING ``trial`` was claimed by a process of this machine that holds its point's lock no more."""
-    record, point = trial.user_attrs.get(WORKER_ATTR), point_of(trial)
-    if not isinstance(record, dict) or record.get("trial") != trial.number or record.get("host") != socket.gethostname():
-        return False  # another machine's (its heartbeat tells), or not claimed yet
-    lock = point_lock(point_folder(run_dir, *point, study_name))
-    if lock is not None:
-        lock.close()
-    return lock is not None
+def requeue_stale(study: optuna.Study, storage: optuna.storages.BaseStorage, run_dir: Path) -> None:
+    """Requeue the RUNNING trials recorded by a process of this machine that holds its point's lock no more (killed)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = trial.user_attrs.get(WORKER_ATTR)
+        if isinstance(record, dict) and record.get("trial") == trial.number and record.get("host") == socket.gethostname():
+            lock = point_lock(point_folder(run_dir, *point_of(trial), study.study_name))
+            if lock is not None:
+                lock.close()
+                requeue(study, storage, trial)
 
 
 def points_left(study: optuna.Study, spec: GridSpec) -> bool:
@@ -409,33 +349,22 @@ def points_left(study: optuna.Study, spec: GridSpec) -> bool:
     return any(not trials or TrialState.WAITING in {t.state for t in trials} for trials in trials_by_point(study, spec).values())
 
 
-def last_state(line: str) -> str:
-    """What a terminal shows of ``line``: text after a carriage return replaces it (a progress bar's last state)."""
-    states = [state for state in line.split("\r") if state.strip()]
-    return states[-1] if states else ""
-
-
 class TerminalLog(io.TextIOBase):
-    """A log file that keeps each line as a terminal shows it: one line per tqdm bar, not one per redraw."""
-
-    encoding = "utf-8"  # tqdm draws its bar in unicode when the file says so
+    """A log file written as a terminal shows it: text after a carriage return replaces its line, so a progress
+    bar leaves one line (its last state), not one per redraw."""
 
     def __init__(self, handle: TextIO) -> None:
         self.handle, self.line = handle, ""
 
     def write(self, text: str) -> int:
         *ended, self.line = (self.line + text).split("\n")
-        self.handle.writelines(last_state(line) + "\n" for line in ended)
+        for line in ended:
+            shown = [state for state in line.split("\r") if state.strip()]
+            self.handle.write((shown[-1] if shown else "") + "\n")
         return len(text)
 
     def flush(self) -> None:
         self.handle.flush()
-
-    def close(self) -> None:
-        if last_state(self.line):
-            self.handle.write(last_state(self.line) + "\n")
-        self.line = ""
-        super().close()
 
 
 @contextlib.contextmanager
@@ -445,184 +374,126 @@ def output_to(log: Path | None) -> Iterator[None]:
         yield
         return
     with open(log, "a") as handle, TerminalLog(handle) as writer:
-        with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
-            yield
+        try:
+            with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
+                yield
+        finally:
+            writer.write("\n" if writer.line else "")  # the last line, if it lacked its newline
 
 
-# ---------------------------------------------------------------------------------------------
-# One grid point
+# --- one grid point, the search ------------------------------------------------------------------
 
 
-def point_metrics(reconstruction: Reconstruction, done: dict[str, Any]) -> dict[str, Any]:
-    """The trial's user attributes: ``METRIC_COLUMNS`` from the evaluation and the run's done.json."""
+def train_point(spec: GridSpec, point: tuple[float, float], folder: Path, train_windows: np.ndarray,
+                valid_windows: np.ndarray, device: str | None) -> dict[str, Any]:
+    """Train (or resume, or find finished) the point's model in ``folder`` and score it: ``METRIC_COLUMNS``."""
+    loss_config = LossConfig(form=spec.kl_form, beta=point[0], free_nats=point[1])
+    result = train_or_load(spec.model_config, loss_config, spec.train_config, train_windows, valid_windows, folder, device)
+    sample = valid_windows[data.sample_windows(valid_windows, spec.eval_windows, spec.seed)]
+    scores = evaluate(result.model, sample, resolve_device(device), seed=spec.seed)
+    done = json.loads((folder / DONE_FILE).read_text())
     return {
-        "negative_elbo_nats": -reconstruction.elbo_nats,
-        "reconstruction_nats": reconstruction.reconstruction_nats,
-        "kl_bits": reconstruction.kl_bits,
-        "teacher_forced_accuracy": reconstruction.teacher_forced_accuracy,
-        "sampling_accuracy": reconstruction.posterior_sampling_accuracy,
-        "greedy_accuracy": reconstruction.greedy_accuracy,
-        "active_dimensions": reconstruction.kl_active_dimensions,
-        "epochs": done["epochs"],
-        "best_epoch": done["best_epoch"],
-        "steps": done["steps"],
-        "minutes": done["training_seconds"] / 60,
-        "stopped": done["stopped"],
-        "eval_windows": reconstruction.n_windows,
+        "negative_elbo_nats": -scores.elbo_nats, "reconstruction_nats": scores.reconstruction_nats,
+        "kl_bits": scores.kl_bits, "teacher_forced_accuracy": scores.teacher_forced_accuracy,
+        "sampling_accuracy": scores.posterior_sampling_accuracy, "greedy_accuracy": scores.greedy_accuracy,
+        "active_dimensions": scores.kl_active_dimensions, "eval_windows": scores.n_windows,
+        **{name: done[name] for name in ("epochs", "best_epoch", "steps", "stopped")}, "minutes": done["training_seconds"] / 60,
     }
 
 
-@dataclass
-class PointRunner:
-    """The objective: trains and evaluates the grid point GridSampler gives a trial, holding the point's lock
-    until the trial is told (``after_trial`` releases it): a free lock with a RUNNING trial means a killed worker."""
-
-    study: optuna.Study
-    storage: optuna.storages.BaseStorage
-    spec: GridSpec
-    run_dir: Path
-    train_windows: np.ndarray
-    valid_windows: np.ndarray
-    device: Any
-    show_training: bool
-    lock: TextIO | None = None
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        beta = float(trial.suggest_categorical("beta", self.spec.betas))
-        free_nats = float(trial.suggest_categorical("free_nats", self.spec.free_nats))
-        for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            if point_of(other) == (beta, free_nats) and (other.state == TrialState.COMPLETE or other.number < trial.number):
-                raise optuna.TrialPruned(f"beta={beta:g}, lambda={free_nats:g} is {other.state.name} in trial {other.number}")
-        folder = point_folder(self.run_dir, beta, free_nats, self.study.study_name)
-        self.lock = point_lock(folder)
-        if self.lock is None:
-            raise optuna.TrialPruned(f"another process trains {folder}")
-        trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "trial": trial.number})
-        print(f"beta={beta:g}, lambda={free_nats:g} nats: ", end="", flush=True)
-        try:
-            with output_to(None if self.show_training else folder / TRAIN_LOG):
-                result = train_or_load(
-                    self.spec.model_config, LossConfig(form=self.spec.kl_form, beta=beta, free_nats=free_nats),
-                    self.spec.train_config, self.train_windows, self.valid_windows, folder, self.device,
-                )
-                sample = self.valid_windows[data.sample_windows(self.valid_windows, self.spec.eval_windows, self.spec.seed)]
-                reconstruction = evaluate(result.model, sample, resolve_device(self.device), seed=self.spec.seed)
-        except BaseException:
-            print(f"failed (see {folder / TRAIN_LOG})")
-            raise
-        metrics = point_metrics(reconstruction, json.loads((folder / DONE_FILE).read_text()))
-        for name, value in metrics.items():
-            trial.set_user_attr(name, value)
-        print(
-            f"epochs {metrics['epochs']} ({metrics['stopped']}), {metrics['minutes']:.1f} min; "
-            f"-ELBO {metrics['negative_elbo_nats']:.1f} nats, KL {metrics['kl_bits']:.1f} bits, "
-            f"sampling accuracy {metrics['sampling_accuracy']:.3f}"
-        )
-        return metrics["negative_elbo_nats"]
-
-    def release(self) -> None:
-        if self.lock is not None:
-            self.lock.close()
-            self.lock = None
-
-    def tidy(self) -> None:
-        """Fail and queue again the trials of killed workers of this machine (heartbeats find the others)."""
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if killed_here(trial, self.run_dir, self.study.study_name):
-                requeue(self.study, self.storage, trial)
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna's callback once the trial is told: release the point, then stop when no point is left to start."""
-        self.release()
-        self.tidy()
-        if not points_left(study, self.spec):
-            study.stop()
-
-
 def run_grid_search(
-    run_dir: str | os.PathLike,
-    spec: GridSpec,
-    train_windows: np.ndarray,
-    valid_windows: np.ndarray,
-    storage: StorageArg = None,
-    study_name: str = STUDY_NAME,
-    device: str | None = None,
-    max_trials: int | None = None,
-    show_training: bool = False,
+    run_dir: str | os.PathLike, spec: GridSpec, train_windows: np.ndarray, valid_windows: np.ndarray,
+    storage: StorageArg = None, study_name: str = STUDY_NAME, device: str | None = None,
+    max_trials: int | None = None, show_training: bool = False,
 ) -> pd.DataFrame:
     """Train and evaluate every grid point of ``spec`` not yet done; return ``results_table``.
 
-    train_windows, valid_windows: uint8 [n, steps], notebook 01's splits. ``storage``: see
-    StorageArg. Creates study ``study_name`` or joins it (ValueError if it was created with other
-    settings or data). Stops when no point is left to start: those RUNNING in other live workers
-    are theirs. ``max_trials``: at most this many trials in this call (0: only create or check
-    the study). ``show_training``: train's progress in the output instead of each point's
-    train.log. One printed line per trial.
+    train_windows, valid_windows: uint8 [n, steps], notebook 01's splits. Creates study
+    ``study_name`` in ``storage`` (see StorageArg) or joins it (ValueError if it was created with
+    other settings or data). Stops when no point is left to start: those RUNNING in other live
+    workers are theirs. ``max_trials``: at most this many trials (0: only create or check the
+    study). ``show_training``: train's output here instead of each point's train.log.
     """
     if max_trials is not None and max_trials < 0:
         raise ValueError(f"`max_trials` must be >= 0 or None, got {max_trials}")
-    run_dir, opened = Path(run_dir), open_storage(run_dir, storage)
+    run_dir, opened, held = Path(run_dir), open_storage(run_dir, storage), []
     study = open_study(run_dir, spec, data_fingerprint(train_windows, valid_windows), opened, study_name)
-    worker = PointRunner(study, opened, spec, run_dir, train_windows, valid_windows, device, show_training)
+
+    def objective(trial: optuna.Trial) -> float:
+        point = (float(trial.suggest_categorical("beta", spec.betas)), float(trial.suggest_categorical("free_nats", spec.free_nats)))
+        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if point_of(other) == point and (other.state == TrialState.COMPLETE or other.number < trial.number):
+                raise optuna.TrialPruned(f"{point_name(*point)} is {other.state.name} in trial {other.number}")
+        folder = point_folder(run_dir, *point, study_name)
+        held.append(point_lock(folder))  # held until the trial is told (release_and_tidy): else a live trial looks killed
+        if held[-1] is None:
+            raise optuna.TrialPruned(f"another process trains {folder}")
+        trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "trial": trial.number})
+        print(f"beta={point[0]:g}, lambda={point[1]:g} nats: ", end="", flush=True)
+        try:
+            with output_to(None if show_training else folder / TRAIN_LOG):
+                metrics = train_point(spec, point, folder, train_windows, valid_windows, device)
+        except BaseException:
+            print(f"failed (see {folder / TRAIN_LOG})")
+            raise
+        for name, value in metrics.items():
+            trial.set_user_attr(name, value)
+        print(f"epochs {metrics['epochs']} ({metrics['stopped']}), {metrics['minutes']:.1f} min; -ELBO "
+              f"{metrics['negative_elbo_nats']:.1f} nats, KL {metrics['kl_bits']:.1f} bits, sampling accuracy "
+              f"{metrics['sampling_accuracy']:.3f}")
+        return metrics["negative_elbo_nats"]
+
+    def release_and_tidy(study: optuna.Study, trial: FrozenTrial | None = None) -> None:
+        while held:
+            lock = held.pop()
+            if lock is not None:
+                lock.close()
+        requeue_stale(study, opened, run_dir)
+        if trial is not None and not points_left(study, spec):
+            study.stop()
+
     with optuna_quiet():
-        optuna.storages.fail_stale_trials(study)  # heartbeats of other machines' workers, if the storage has them
-        worker.tidy()
-        for trials in trials_by_point(study, spec).values():  # points that failed or were skipped: queued again
+        optuna.storages.fail_stale_trials(study)  # heartbeats tell which workers of other machines died
+        release_and_tidy(study)
+        for trials in trials_by_point(study, spec).values():  # points that raised or were skipped: queued again
             if trials and not {t.state for t in trials} & {TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING}:
                 requeue(study, opened, trials[-1])
-        table = grid_table(study, spec, run_dir)
-        counts = table["state"].value_counts()
-        print(
-            f"Grid search {study_name!r}: {len(table)} points, {counts.get('COMPLETE', 0)} complete, "
-            f"{counts.get('RUNNING', 0)} running elsewhere"
-        )
+        counts = grid_table(study, spec, run_dir)["state"].value_counts()
+        print(f"Grid search {study_name!r}: {len(spec.points)} points, {counts.get('COMPLETE', 0)} complete, "
+              f"{counts.get('RUNNING', 0)} running elsewhere")
         try:
             if max_trials != 0 and points_left(study, spec):
-                study.optimize(worker, n_trials=max_trials, callbacks=[worker.after_trial])
+                study.optimize(objective, n_trials=max_trials, callbacks=[release_and_tidy])
         finally:
-            worker.release()
+            release_and_tidy(study)
     table = grid_table(study, spec, run_dir)
-    running = int((table["state"] == "RUNNING").sum())
-    if running:
-        print(f"{running} points still run in other workers: results_table shows them once they finish")
+    if (table["state"] == "RUNNING").any():
+        print(f"{(table['state'] == 'RUNNING').sum()} points still run in other workers: results_table shows them once they finish")
     return table
 
 
-# ---------------------------------------------------------------------------------------------
-# Results
-
-
-def representative(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The trial that speaks for a point: the first COMPLETE, else a RUNNING, else a WAITING, else the last."""
-    for state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
-        matching = [trial for trial in trials if trial.state == state]
-        if matching:
-            return matching[0]
-    return trials[-1] if trials else None
+# --- results and the choice ----------------------------------------------------------------------
 
 
 def grid_table(study: optuna.Study, spec: GridSpec, run_dir: Path) -> pd.DataFrame:
     """``results_table`` of an open study."""
+    rank = {TrialState.COMPLETE: 0, TrialState.RUNNING: 1, TrialState.WAITING: 2}
     rows = []
     for (beta, free_nats), trials in trials_by_point(study, spec).items():
-        trial = representative(trials)
+        # the first COMPLETE trial speaks for the point, else the first RUNNING, the first WAITING, the last
+        trial = min(trials, key=lambda t: (rank[t.state], t.number) if t.state in rank else (3, -t.number), default=None)
         complete = trial is not None and trial.state == TrialState.COMPLETE
         rows.append({
-            "beta": beta,
-            "free_nats": free_nats,
-            "free_bits": free_nats / NATS_PER_BIT,
+            "beta": beta, "free_nats": free_nats, "free_bits": free_nats / NATS_PER_BIT,
             "state": trial.state.name if trial is not None else UNSTARTED,
-            "trial": trial.number if trial is not None else None,
-            "trials": len(trials),
+            "trial": trial.number if trial is not None else None, "trials": len(trials),
             **{name: trial.user_attrs.get(name) if complete else None for name in METRIC_COLUMNS},
             "host": trial.user_attrs.get(WORKER_ATTR, {}).get("host") if trial is not None else None,
             "folder": point_folder(run_dir, beta, free_nats, study.study_name).relative_to(run_dir).as_posix(),
         })
     table = pd.DataFrame(rows)
     numeric = [name for name in METRIC_COLUMNS if name != "stopped"]
-    table[numeric] = table[numeric].astype(float)
-    table["trial"] = table["trial"].astype("Int64")
-    return table
+    return table.astype({**dict.fromkeys(numeric, float), "trial": "Int64"})
 
 
 def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> pd.DataFrame:
@@ -638,12 +509,6 @@ def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_
     return grid_table(study, spec, Path(run_dir))
 
 
-def shown_table(table: pd.DataFrame) -> pd.DataFrame:
-    """``table``'s ``SHOWN_COLUMNS`` under their short names, rounded: narrow enough for a page."""
-    return pd.DataFrame({short: table[name] if digits is None else table[name].round(digits)
-                         for name, (short, digits) in SHOWN_COLUMNS.items()})
-
-
 def completed(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The COMPLETE rows with every one of ``columns`` known; ValueError if there is none."""
     rows = table[table["state"] == "COMPLETE"].dropna(subset=columns)
@@ -653,12 +518,10 @@ def completed(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
-    """The grid point of ``SELECTION_RULE``: within ``margin`` of the best sampling accuracy, the lowest negative ELBO.
+    """The COMPLETE point of ``SELECTION_RULE`` in ``results_table``'s ``table``; ``margin`` in shares of steps, inclusive.
 
-    ``table``: ``results_table``'s (COMPLETE rows count). ``margin``: in shares of steps, 0.01 = one
-    percentage point, inclusive. Returns beta, free_nats and why, ready for
-    ``write_choice(run_dir, **choice)``: rule, margin, the chosen row's metrics and folder, the best
-    sampling accuracy and how many points were eligible.
+    Returns beta, free_nats and why, for ``write_choice(run_dir, **choice)``: rule, margin, the
+    chosen row's metrics and folder, the best sampling accuracy, how many points were eligible.
     """
     if margin < 0:
         raise ValueError(f"`margin` must be >= 0, got {margin}")
@@ -669,24 +532,16 @@ def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
         ["negative_elbo_nats", "sampling_accuracy", "beta", "free_nats"], ascending=[True, False, True, True]
     ).iloc[0]
     return {
-        "beta": float(chosen["beta"]),
-        "free_nats": float(chosen["free_nats"]),
-        "rule": SELECTION_RULE.format(margin=margin),
-        "margin": margin,
-        "best_sampling_accuracy": float(best_accuracy),
-        "eligible_points": len(eligible),
-        "folder": str(chosen["folder"]),
+        "beta": float(chosen["beta"]), "free_nats": float(chosen["free_nats"]),
+        "rule": SELECTION_RULE.format(margin=margin), "margin": margin,
+        "best_sampling_accuracy": float(best_accuracy), "eligible_points": len(eligible), "folder": str(chosen["folder"]),
         **{name: chosen[name].item() if isinstance(chosen[name], np.generic) else chosen[name] for name in METRIC_COLUMNS},
     }
 
 
 def contrasting_points(table: pd.DataFrame, choice: dict[str, Any]) -> pd.DataFrame:
-    """Two completed grid points to set beside the chosen one (notebook 07): the least and the most KL.
-
-    Rows of ``table`` with a ``role`` column, "least KL" then "most KL", the chosen point
-    (``choice``'s beta and free_nats) excluded; their ``folder`` holds model.pt. ValueError if
-    fewer than two other points completed.
-    """
+    """Rows of the two completed points besides ``choice`` with the least and the most KL (notebook 07 compares their
+    models, in ``folder``), under ``role`` "least KL" and "most KL"; ValueError without two."""
     rows = completed(table, ["kl_bits"])
     others = rows[~((rows["beta"] == choice["beta"]) & (rows["free_nats"] == choice["free_nats"]))]
     if len(others) < 2:
@@ -696,15 +551,9 @@ def contrasting_points(table: pd.DataFrame, choice: dict[str, Any]) -> pd.DataFr
     return pair[["role", *[name for name in pair.columns if name != "role"]]].reset_index(drop=True)
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line: one more worker on a study notebook 02 created
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=".venv/bin/python -m musicvae_lib.search",
-        description="Work on the grid study of a run folder (created by notebook 02), with the study's own settings.",
-    )
+    """One more worker on the grid study of a run folder, with the study's own settings."""
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m musicvae_lib.search", description=main.__doc__)
     parser.add_argument("--run-dir", type=Path, required=True,
                         help="run folder holding dataset/ (notebook 01); one shared folder for all workers")
     parser.add_argument("--storage", default=None,
@@ -720,10 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         _, spec = load_study(args.run_dir, args.storage, args.study_name)
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
-    table = run_grid_search(
-        args.run_dir, spec, data.load_split(args.run_dir, "train"), data.load_split(args.run_dir, "valid"),
-        args.storage, args.study_name, args.device, args.max_trials,
-    )
+    table = run_grid_search(args.run_dir, spec, data.load_split(args.run_dir, "train"), data.load_split(args.run_dir, "valid"),
+                            args.storage, args.study_name, args.device, args.max_trials)
     print(table[["beta", "free_nats", "state", "negative_elbo_nats", "kl_bits", "sampling_accuracy"]].to_string(index=False))
     return 0
 

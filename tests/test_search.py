@@ -1,3 +1,5 @@
+import ast
+import inspect
 import json
 import math
 import os
@@ -5,9 +7,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
+import tomllib
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import optuna
 import pandas as pd
@@ -22,6 +26,7 @@ from musicvae_lib.train import TrainConfig
 from conftest import scale_windows
 
 REPOSITORY = Path(__file__).parent.parent
+NOTEBOOK = REPOSITORY / "notebooks" / "02_grid_search.ipynb"
 # 2 x 2 grid of one-epoch trials of the tiny model: 2 steps of 16 windows, a checkpoint after each
 SPEC = search.GridSpec(
     betas=(1.0, 0.5),  # unsorted on purpose: the spec sorts
@@ -297,6 +302,29 @@ def test_grid_spec_sorts_checks_and_round_trips(tmp_path):
         replace(SPEC, free_nats=(33.3, 33.3000001))
     with pytest.raises(ValueError, match="`study_name` names a folder"):
         search.run_grid_search(tmp_path, SPEC, TRAIN, VALID, study_name="../elsewhere")
+
+
+def notebook_parameters() -> dict:
+    """The names and literal values of notebook 02's parameters cell, in its order."""
+    cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    return {statement.targets[0].id: ast.literal_eval(statement.value) for statement in ast.parse(cell.source).body}
+
+
+def test_notebook_02_mirrors_the_library_defaults():
+    defaults = {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(search.ChapterDefaults()).items()}
+    assert list(notebook_parameters().items()) == list(defaults.items())
+    assert search.ChapterDefaults().study_name == search.STUDY_NAME
+    assert search.ChapterDefaults().margin == inspect.signature(search.choose).parameters["margin"].default
+
+
+@pytest.mark.parametrize("profile", ["quick", "default"])
+def test_each_profile_makes_a_valid_grid_over_the_defaults(profile):
+    table = tomllib.loads((REPOSITORY / "profiles" / f"{profile}.toml").read_text()).get("02_grid_search", {})
+    assert set(table) <= set(notebook_parameters())  # the runner refuses other keys too
+    values = asdict(search.ChapterDefaults()) | table
+    spec = search.chapter_spec(32, **{name: values[name] for name in inspect.signature(search.chapter_spec).parameters if name != "steps"})
+    assert spec.betas == tuple(sorted(values["betas"])) and spec.train_config.max_epochs == values["trial_max_epochs"]
+    assert spec.train_config.early_stopping_patience == search.TRIAL_PATIENCE and spec.model_config.steps == 32
 
 
 # --- the choice ---------------------------------------------------------------------------------------
