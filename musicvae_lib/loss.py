@@ -11,6 +11,11 @@ Two forms of the KL term:
 
 The two give the same gradients for equal beta and lambda = free_nats; their values differ by
 beta * lambda once KL exceeds lambda.
+
+Where lambda applies: to each sequence's KL (the thesis and Magenta: every window gets lambda nats
+for free, so with a large beta every window ends up spending about lambda), or to the batch's mean
+KL (``free_bits_over="batch"``: the budget is shared, so bits can move to the windows that need
+them, dense melodies, while simple ones spend little). Under DDP the batch is each process' share.
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ class LossConfig:
     beta: float = 1.0  # the thesis' beta; Magenta's max_beta
     free_nats: float = 33.3  # lambda, nats off the TOTAL KL (33.3 nats = 48 bits), not per dimension
     beta_rate: float = 0.0  # Magenta's annealing: beta_t = (1 - beta_rate**step) * beta; 0 = no annealing
+    free_bits_over: str = "sequence"  # lambda clamps each sequence's KL ("sequence") or the batch mean ("batch")
 
     def __post_init__(self) -> None:
         if self.form not in ("thesis", "magenta"):
             raise ValueError(f"`form` must be 'thesis' or 'magenta', got {self.form!r}")
+        if self.free_bits_over not in ("sequence", "batch"):
+            raise ValueError(f"`free_bits_over` must be 'sequence' or 'batch', got {self.free_bits_over!r}")
         if self.beta < 0 or self.free_nats < 0 or not 0 <= self.beta_rate < 1:
             raise ValueError(
                 f"need beta >= 0, free_nats >= 0 and 0 <= beta_rate < 1, got {self.beta}, {self.free_nats}, {self.beta_rate}"
@@ -80,12 +88,16 @@ def kl_per_dimension(mu: Tensor, sigma: Tensor) -> Tensor:
 
 
 def vae_loss(logits: Tensor, tokens: Tensor, mu: Tensor, sigma: Tensor, config: LossConfig, step: int = 0) -> LossParts:
-    """The objective of ``config`` for one batch: the KL term is clamped per sequence (as Magenta), then averaged."""
+    """The objective of ``config`` for one batch: the KL clamped per sequence (as Magenta) or as the batch mean."""
     r_loss = reconstruction_nats(logits, tokens)
     kl = kl_nats(mu, sigma)
-    if config.form == "thesis":
-        kl_term = torch.clamp(kl, min=config.free_nats)
-    else:
-        kl_term = torch.clamp(kl - config.free_nats, min=0.0)
+    kl_term = clamped_kl(kl if config.free_bits_over == "sequence" else kl.mean(), config).mean()
     beta = config.beta_at(step)
-    return LossParts((r_loss + beta * kl_term).mean(), r_loss.mean(), kl.mean(), kl_term.mean(), beta)
+    return LossParts(r_loss.mean() + beta * kl_term, r_loss.mean(), kl.mean(), kl_term, beta)
+
+
+def clamped_kl(kl: Tensor, config: LossConfig) -> Tensor:
+    """The KL term before beta: max(KL, lambda) (thesis) or max(KL - lambda, 0) (Magenta), elementwise."""
+    if config.form == "thesis":
+        return torch.clamp(kl, min=config.free_nats)
+    return torch.clamp(kl - config.free_nats, min=0.0)

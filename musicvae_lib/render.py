@@ -7,6 +7,9 @@ Audio: one engine per process, the first available of
 ``tinysoundfont`` (General MIDI sound from pretty_midi's TimGM6mb.sf2, pure pip install),
 ``fluidsynth`` (pretty_midi's renderer, needs pyfluidsynth and the fluidsynth library) and
 ``sine`` (pretty_midi's sine-wave synthesizer, always available). ``audio_engine()`` names it.
+Embedded audio is MP3 (libsndfile's LAME encoder, through soundfile): a 2-bar clip takes ~20 kB
+instead of ~200 kB of WAV, which keeps executed notebooks light enough to commit, and every
+browser plays it.
 
 Notebook output: ``melody_view`` and ``melody_gallery`` return HTML with the notation, a piano
 roll and a player, everything embedded as data URIs. Notation and piano roll are ``<img>``
@@ -21,7 +24,6 @@ import base64
 import functools
 import html
 import io
-import wave
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
@@ -29,8 +31,9 @@ from typing import Sequence
 
 import numpy as np
 import pretty_midi
+import soundfile
 import verovio
-from IPython.display import HTML, Audio
+from IPython.display import HTML
 from matplotlib.figure import Figure
 from music21.musicxml.m21ToXml import ScoreExporter
 
@@ -105,7 +108,7 @@ SOUNDFONT_PATH = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"  # General M
 ENGINES = ("tinysoundfont", "fluidsynth", "sine")  # in order of preference
 RELEASE_TAIL_S = 0.5  # after the window, so the last note fades out instead of being cut off
 PEAK_LEVEL = 0.5  # each melody's loudest sample (-6 dBFS): equal loudness across engines and instruments
-DEFAULT_SAMPLE_RATE = 22050  # enough for a melody; keeps an embedded 4.5 s clip at ~200 kB
+DEFAULT_SAMPLE_RATE = 22050  # enough for a melody; an embedded 4.5 s clip takes ~20 kB as MP3
 
 
 @functools.cache
@@ -216,26 +219,22 @@ def synthesize(
     return (audio * (PEAK_LEVEL / peak) if peak > 0 else audio).astype(np.float32)
 
 
-def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
-    """A mono 16-bit PCM WAV file of ``audio`` (float [n_samples] in [-1, 1], clipped to it)."""
-    audio = np.asarray(audio)
+def mp3_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """An MP3 file of ``audio`` (mono float [n_samples] in [-1, 1], clipped to it)."""
+    audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"`audio` must be mono, shape [n_samples], got shape {audio.shape}")
-    pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
     buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(pcm.tobytes())
+    soundfile.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, format="MP3", subtype="MPEG_LAYER_III")
     return buffer.getvalue()
 
 
 def audio_player(
     tokens: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, program: int = 0, tempo_qpm: float = 120
-) -> Audio:
-    """An IPython audio player with the melody's WAV embedded (plays in a saved, executed notebook)."""
-    return Audio(data=wav_bytes(synthesize(tokens, sample_rate, program, tempo_qpm), sample_rate))
+) -> HTML:
+    """An audio player with the melody embedded as MP3 (plays in a saved, executed notebook)."""
+    audio = _data_uri("audio/mpeg", mp3_bytes(synthesize(tokens, sample_rate, program, tempo_qpm), sample_rate))
+    return HTML(f'<audio controls src="{audio}"></audio>')
 
 
 # --- notebook views ---------------------------------------------------------------------------
@@ -261,7 +260,7 @@ def _melody_card(tokens: np.ndarray, title: str, sample_rate: int, program: int,
     """HTML of one melody: title, notation, piano roll and an audio player, all embedded."""
     notation = _data_uri("image/svg+xml", notation_svg(tokens).encode())
     roll = _data_uri("image/png", _piano_roll_png(tokens))
-    audio = _data_uri("audio/wav", wav_bytes(synthesize(tokens, sample_rate, program, tempo_qpm), sample_rate))
+    audio = _data_uri("audio/mpeg", mp3_bytes(synthesize(tokens, sample_rate, program, tempo_qpm), sample_rate))
     label = html.escape(title)
     return (
         f'<div style="font-weight: bold; margin-bottom: 4px">{label}</div>'

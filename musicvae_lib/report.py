@@ -1,7 +1,7 @@
 """The key results of a run folder as Markdown, read from its manifest and result tables, never typed by hand.
 
-    python -m musicvae_lib.report results/default                 # print the Markdown
-    python -m musicvae_lib.report results/default --readme README.md   # replace the README's block
+    .venv/bin/python -m musicvae_lib.report results/default                 # print the Markdown
+    .venv/bin/python -m musicvae_lib.report results/default --readme README.md   # replace the README's block
 
 The README holds the block between ``BLOCK_START`` and ``BLOCK_END``; a test checks that it equals
 what the committed reference run gives, so the README cannot drift from results/.
@@ -113,11 +113,11 @@ def key_results(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     manifest = read_json(run_dir / MANIFEST)
     if manifest is None:
-        raise FileNotFoundError(f"{run_dir / MANIFEST} not found: run the study with python -m musicvae_lib.run first")
+        raise FileNotFoundError(f"{run_dir / MANIFEST} not found: run the study first (./study.sh --reference writes results/default)")
     timings = timing_rows(run_dir)
     minutes = sum(float(m) for m in timings["minutes"] if m)
     parts = [
-        f"Run `{run_dir.name}` (profile `{manifest['profile']}`), {minutes:.0f} minutes in all on {manifest['platform']}:",
+        f"Run `{run_dir.name}` (profile `{manifest['profile']}`), {minutes:.0f} minutes in all on {manifest.get('cpu', manifest['platform'])}:",
         "",
         markdown_table(pd.DataFrame(study_rows(run_dir), columns=["measure", "value"])),
     ]
@@ -145,7 +145,7 @@ def readme_block(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m musicvae_lib.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m musicvae_lib.report", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--readme", type=Path, help="replace this file's key-results block instead of printing")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""``python -m musicvae_lib.run --profile quick``: run the study's notebooks (see musicvae_lib.runner)."""
+"""``./study.sh --profile quick`` (``.venv/bin/python -m musicvae_lib.run ...``): run the study's notebooks (see musicvae_lib.runner)."""
 
 import sys
 

@@ -1,7 +1,9 @@
 """Run the study's notebooks in number order with papermill, and record where every result came from.
 
-``python -m musicvae_lib.run --profile quick`` executes ``notebooks/NN_name.ipynb`` in number order
-into the run folder ``results/quick/``. Each executed copy is saved there as ``NN_name.ipynb``, and
+``./study.sh --profile quick`` (``.venv/bin/python -m musicvae_lib.run --profile quick``) executes
+``notebooks/NN_name.ipynb`` in number order into the run folder ``results/local/quick/``: a user's
+runs stay apart from the committed reference runs ``results/<profile>/``, which only
+``--reference`` re-makes. Each executed copy is saved there as ``NN_name.ipynb``, and
 ``manifest.json`` records, after each notebook, the parameters it was passed, when it ran, the git
 commit, the dataset hash and every file it wrote (size and sha256).
 
@@ -12,7 +14,10 @@ A profile is a TOML file ``profiles/<name>.toml`` (next to ``notebooks/``)::
     ["01_dataset"]    # passed to 01_dataset only; a key it does not declare is an error
     max_tunes = 300
 
-Every notebook is also passed ``run_dir``, the absolute path of the run folder.
+Every notebook is also passed ``run_dir``, the run folder relative to ``notebooks/`` (where papermill
+runs it) when it lies inside the repository, so executed copies name no path of the machine.
+Executed copies are tidied for reading: each cell's progress bars are kept at their last state and
+its stream outputs merged, and papermill's record of the input and output paths is made relative.
 
 A notebook whose manifest status is "ok" is not run again without ``--force``. Running one marks
 the later notebooks' entries "stale", since they were computed from its previous outputs; a
@@ -53,9 +58,13 @@ NOTEBOOK_FILE = re.compile(r"\d\d_\w+\.ipynb")
 DATASET_SUMMARY = Path("dataset") / "summary.json"  # written by 01_dataset; its hash ties results to data
 # Distributions whose versions can change a number or a figure of the study (names as pip knows them).
 PACKAGES = (
-    "torch", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "seaborn", "music21",
-    "pretty_midi", "mido", "verovio", "tqdm", "papermill", "nbformat", "ipykernel", "musicvae-notebooks",
+    "torch", "numpy", "pandas", "scipy", "scikit-learn", "threadpoolctl", "matplotlib", "seaborn", "music21",
+    "pretty_midi", "mido", "verovio", "soundfile", "tinysoundfont", "optuna", "tqdm", "papermill", "nbformat", "ipykernel",
+    "ipywidgets", "onnx", "onnxruntime", "musicvae-notebooks",
 )
+LOCAL_RUNS = Path("local")  # under results/: a user's runs; results/<profile>/ holds the committed reference runs
+# The kernel warns on every start that its local TCP sockets are unencrypted; papermill talks to it on this machine only.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 class MissingInputError(FileNotFoundError):
@@ -206,8 +215,14 @@ def notebook_parameters(
     parameters = {key: value for key, value in profile.common.items() if key in notebook.parameters}
     parameters |= profile.tables.get(notebook.stem, {})
     parameters |= {key: value for key, value in overrides.items() if key in notebook.parameters}
-    parameters[RUN_DIR_PARAMETER] = str(run_dir)
+    parameters[RUN_DIR_PARAMETER] = portable_path(run_dir, notebook.path.parent, notebook.path.parent.parent)
     return parameters
+
+
+def portable_path(path: Path, start: Path, repo: Path) -> str:
+    """``path`` relative to ``start`` when it lies in ``repo`` (so a result names no path of the machine), else absolute."""
+    path = path.resolve()
+    return os.path.relpath(path, start.resolve()) if path.is_relative_to(repo.resolve()) else str(path)
 
 
 def select(notebooks: list[Notebook], only: list[str]) -> list[Notebook]:
@@ -227,14 +242,22 @@ def select(notebooks: list[Notebook], only: list[str]) -> list[Notebook]:
     return [notebook for notebook in notebooks if notebook.number in wanted]
 
 
+def default_results_dir(notebooks_dir: Path, reference: bool = False) -> Path:
+    """``results/local/`` beside ``notebooks_dir`` for a user's runs, ``results/`` for the committed reference runs."""
+    results = notebooks_dir.resolve().parent / "results"
+    return results if reference else results / LOCAL_RUNS
+
+
 def runner_command(
     profile: str, numbers: list[str], notebooks_dir: Path = NOTEBOOKS_DIR, results_dir: Path | None = None
 ) -> str:
-    """The shell command that runs notebooks ``numbers``, with options only where they differ from the defaults."""
-    words = ["python", "-m", "musicvae_lib.run", "--profile", profile, "--only", ",".join(numbers)]
+    """The shell command (from the repository's root) that runs notebooks ``numbers``, options only where not default."""
+    words = ["./study.sh", "--profile", profile, "--only", ",".join(numbers)]
     if notebooks_dir.resolve() != NOTEBOOKS_DIR:
         words += ["--notebooks", str(notebooks_dir)]
-    if results_dir is not None and results_dir.resolve() != (notebooks_dir.parent / "results").resolve():
+    if results_dir is not None and results_dir.resolve() == default_results_dir(notebooks_dir, reference=True):
+        words += ["--reference"]
+    elif results_dir is not None and results_dir.resolve() != default_results_dir(notebooks_dir):
         words += ["--results", str(results_dir)]
     return shlex.join(words)
 
@@ -281,6 +304,13 @@ def git_state(directory: Path, ignored: Path) -> dict[str, Any]:
     status = git("status", "--porcelain", "--untracked-files=all", "--", *exclude)
     head = git("rev-parse", "--verify", "--quiet", "HEAD")  # fails in a repository with no commit yet
     return {"git_commit": head.stdout.strip() or None, "git_dirty": bool(status.stdout.strip())}
+
+
+def cpu_name() -> str:
+    """The processor's model name and core count (figures are measured on it), or the platform's machine type."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.is_file() else []
+    return f"{names[0].strip() if names else platform.machine()}, {os.cpu_count()} cores"
 
 
 def package_versions() -> dict[str, str | None]:
@@ -332,6 +362,51 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     os.replace(temporary, run_dir / MANIFEST_NAME)
 
 
+def terminal_text(text: str) -> str:
+    """What a terminal shows of ``text``: a carriage return starts its line again, so a progress bar keeps its last state."""
+    lines = []
+    for line in text.split("\n"):
+        states = [state for state in line.split("\r") if state.strip()]
+        lines.append(states[-1] if states else "")
+    return "\n".join(lines)
+
+
+def merged_streams(outputs: list) -> list:
+    """``outputs`` with the stdout (and the stderr) outputs between two displays merged into one each.
+
+    The kernel sends each stream in chunks, interleaved at random; a reader wants one block of text
+    per stream as a terminal would show it, in its place among the figures and tables.
+    """
+    merged: list = []
+    open_streams: dict[str, Any] = {}  # stream name -> its output since the last display
+    for output in outputs:
+        if output.output_type != "stream":
+            open_streams = {}
+            merged.append(output)
+        elif output.name in open_streams:
+            open_streams[output.name].text += output.text
+        else:
+            open_streams[output.name] = output
+            merged.append(output)
+    for output in merged:
+        if output.output_type == "stream":
+            output.text = terminal_text(output.text)
+    return [output for output in merged if output.output_type != "stream" or output.text.strip()]
+
+
+def tidy_executed(path: Path, repo_dir: Path = REPO_DIR) -> None:
+    """Make an executed copy fit to read and to commit: streams merged at their last state, papermill's paths relative."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = merged_streams(cell.outputs)
+    record = notebook.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if record.get(key):
+            record[key] = portable_path(Path(record[key]), repo_dir, repo_dir)
+    nbformat.write(notebook, path)
+
+
 def describe_failure(error: Exception) -> str:
     """One line for the manifest and stderr; the full traceback stays in the executed copy."""
     if isinstance(error, PapermillExecutionError):
@@ -360,16 +435,20 @@ def execute(
     error = None
     try:
         papermill.execute_notebook(
-            notebook.path, executed, parameters=parameters, kernel_name=KERNEL_NAME, cwd=notebook.path.parent
+            notebook.path, executed, parameters=parameters, kernel_name=KERNEL_NAME, cwd=notebook.path.parent,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except Exception as failure:  # any failure, in a cell or of the kernel, is recorded and stops the run
         error = describe_failure(failure)
     duration_s = time.perf_counter() - clock
+    if executed.is_file():
+        tidy_executed(executed, notebook.path.parent.parent)
     after = file_states(run_dir)
     written = sorted(path for path, state in after.items() if before.get(path) != state and path != executed.name)
     entries[notebook.stem] = {
         "notebook": notebook.path.relative_to(notebook.path.parent.parent).as_posix(),
         "executed": executed.name,
+        "executed_sha256": sha256(executed) if executed.is_file() else None,
         "parameters": parameters,
         "seed": parameters.get("seed"),
         "started": started,
@@ -393,14 +472,20 @@ def run(
     only: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
     force: bool = False,
+    reference: bool = False,
 ) -> bool:
     """Run the selected notebooks of a profile in number order into ``results_dir/<profile>``.
 
+    ``results_dir`` defaults to ``results/local/`` (a user's runs), or to ``results/`` with
+    ``reference`` (re-making a committed reference run is a deliberate act).
     Returns False when a notebook failed (the run stops there); raises ConfigError or RunOrderError,
     before anything runs, when the profile, the options or the run folder's state do not allow the run.
     """
     notebooks_dir = notebooks_dir.resolve()
-    results_dir = (results_dir or notebooks_dir.parent / "results").resolve()
+    if reference and results_dir is not None:
+        raise ConfigError("--reference writes results/<profile>/; it cannot be combined with --results")
+    results_dir = (results_dir or default_results_dir(notebooks_dir, reference)).resolve()
+    repo_dir = notebooks_dir.parent
     notebooks = find_notebooks(notebooks_dir)
     selected = select(notebooks, only or [])
     profile = load_profile(notebooks_dir.parent / "profiles" / f"{profile_name}.toml", notebooks)
@@ -420,19 +505,20 @@ def run(
     for notebook in selected:
         entry = entries.get(notebook.stem, {})
         if entry.get("status") == "ok" and not force:
-            print(f"skip {notebook.stem}: finished ok at {entry['started']} ({run_dir / MANIFEST_NAME}); "
+            print(f"skip {notebook.stem}: finished ok at {entry['started']} ({shown(run_dir / MANIFEST_NAME)}); "
                   "pass --force to run it again", flush=True)
             continue
-        print(f"run {notebook.stem} -> {run_dir / notebook.path.name}", flush=True)  # before papermill's stderr bar
+        print(f"run {notebook.stem} -> {shown(run_dir / notebook.path.name)}", flush=True)  # before papermill's bar
         git = git_state(notebooks_dir, results_dir)
         manifest = {
             "profile": profile.name,
-            "profile_file": str(profile.path),
+            "profile_file": portable_path(profile.path, repo_dir, repo_dir),
             "profile_toml": profile.text,
-            "run_dir": str(run_dir),
+            "run_dir": portable_path(run_dir, repo_dir, repo_dir),
             **git,
             "python": sys.version,
             "platform": platform.platform(),
+            "cpu": cpu_name(),
             "packages": package_versions(),
             "notebooks": entries,
         }
@@ -440,12 +526,19 @@ def run(
         if entry["status"] == "failed":
             print(
                 f"{notebook.stem} failed: {entry['error']}\n"
-                f"executed copy with the error: {run_dir / entry['executed']}\n"
+                f"executed copy with the error: {shown(run_dir / entry['executed'])}\n"
                 "stopped: later notebooks depend on it",
                 file=sys.stderr,
             )
             return False
+    print(f"done: the executed notebooks, figures, tables and manifest.json are in {shown(run_dir)}/", flush=True)
     return True
+
+
+def shown(path: Path) -> str:
+    """``path`` as a user types it from where they are: relative to the working folder when inside it."""
+    path, here = path.resolve(), Path.cwd().resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
 
 def require_outputs(run_dir: str | Path, paths: list[str], produced_by: str) -> None:
@@ -467,12 +560,13 @@ def require_outputs(run_dir: str | Path, paths: list[str], produced_by: str) -> 
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line of ``python -m musicvae_lib.run``; exit status 0 ok, 1 a notebook failed, 2 refused."""
+def command_line() -> argparse.ArgumentParser:
+    """The options of ``./study.sh`` (``python -m musicvae_lib.run``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m musicvae_lib.run", description="Run the study's notebooks in number order with papermill."
+        prog="./study.sh", description="Run the study's notebooks in number order with papermill."
     )
-    parser.add_argument("--profile", required=True, help="profiles/<PROFILE>.toml; results go to <results>/<PROFILE>/")
+    parser.add_argument("--profile", required=True,
+                        help="profiles/<PROFILE>.toml; results go to results/local/<PROFILE>/ (see --reference)")
     parser.add_argument("--only", action="append", default=[], metavar="NN",
                         help="run only these notebooks (repeatable, or a comma list: --only 03,04)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
@@ -480,13 +574,20 @@ def main(argv: list[str] | None = None) -> int:
                              "as TOML or JSON, else taken as a string")
     parser.add_argument("--force", action="store_true", help="run again notebooks that already finished ok")
     parser.add_argument("--results", type=Path, default=None,
-                        help="results folder (default: results/ next to the notebooks folder)")
+                        help="results folder (default: results/local/ next to the notebooks folder)")
+    parser.add_argument("--reference", action="store_true",
+                        help="write the committed reference run results/<PROFILE>/ instead (maintainers)")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR,
                         help=f"notebooks folder (default: {NOTEBOOKS_DIR})")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of ``./study.sh`` (``python -m musicvae_lib.run``); exit status 0 ok, 1 a notebook failed, 2 refused."""
+    args = command_line().parse_args(argv)
     try:
         overrides = dict(parse_override(text) for text in args.param)
-        finished = run(args.profile, args.notebooks, args.results, args.only, overrides, args.force)
+        finished = run(args.profile, args.notebooks, args.results, args.only, overrides, args.force, args.reference)
     except (ConfigError, RunOrderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

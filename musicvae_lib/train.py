@@ -90,10 +90,13 @@ TIMING_COLUMNS = ("seconds", "sequences_per_second")
 # train_config fields a resumed run may change: none alters the trajectory up to where the run stands.
 RESUMABLE_FIELDS = frozenset({"max_epochs", "max_minutes", "checkpoint_every_steps"})
 
-PROGRESS_SECONDS = 10.0  # between progress-bar updates: each one is kept in an executed notebook
+PROGRESS_SECONDS = 10.0  # between progress-bar updates (the runner keeps only a bar's last state)
 
 # Independent random streams drawn from the one seed (numpy SeedSequence entropy [seed, stream, rank]).
 DATA_STREAM, NOISE_STREAM, VALID_STREAM = 0, 1, 2
+
+
+LR_SCHEDULES = ("plateau", "exponential", "cosine")
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,9 @@ class TrainConfig:
     learning_rate: float = 1e-3  # thesis and Magenta
     batch_size: int = 64  # thesis; global over DDP processes; an epoch's last incomplete batch is dropped
     weight_decay: float = 1e-6  # thesis' L2 penalty, added to the gradient by Adam (not AdamW's decoupled decay)
-    lr_schedule: str = "plateau"  # "plateau": the thesis' ReduceLROnPlateau; "exponential": Magenta's decay
+    # "plateau": the thesis' ReduceLROnPlateau; "exponential": Magenta's decay; "cosine": from learning_rate
+    # down to min_learning_rate over the budget (max_minutes, else max_epochs)
+    lr_schedule: str = "plateau"
     plateau_factor: float = 0.5  # thesis: halve the learning rate ...
     plateau_patience: int = 2  # ... after MORE than 2 epochs without a lower validation loss (torch's rule; Keras cuts after 2)
     min_learning_rate: float = 1e-5  # floor of both schedules; 1e-3 reaches it after 7 halvings
@@ -120,8 +125,8 @@ class TrainConfig:
     seed: int = 0  # weights, batch order, augmentation and latent noise all derive from it
 
     def __post_init__(self) -> None:
-        if self.lr_schedule not in ("plateau", "exponential"):
-            raise ValueError(f"`lr_schedule` must be 'plateau' or 'exponential', got {self.lr_schedule!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"`lr_schedule` must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {self.lr_schedule!r}")
         if self.bf16 not in ("auto", True, False):
             raise ValueError(f"`bf16` must be 'auto', True or False, got {self.bf16!r}")
         for name in ("batch_size", "valid_batch_size", "max_epochs", "checkpoint_every_steps"):
@@ -190,6 +195,16 @@ def teacher_forcing_probability(step: int, sampling_rate: float) -> float:
 def exponential_learning_rate(config: TrainConfig, step: int) -> float:
     """Magenta's per-step decay (base_model.py): (lr - min_lr) * decay_rate**step + min_lr."""
     return (config.learning_rate - config.min_learning_rate) * config.decay_rate**step + config.min_learning_rate
+
+
+def cosine_learning_rate(config: TrainConfig, budget_spent: float) -> float:
+    """Half a cosine from ``learning_rate`` (nothing spent) to ``min_learning_rate`` (the whole budget spent).
+
+    Spending the budget this way ends a time-boxed run at a low rate, where the plateau rule may
+    never cut it; ``budget_spent`` is clipped to [0, 1].
+    """
+    spent = min(max(budget_spent, 0.0), 1.0)
+    return config.min_learning_rate + (config.learning_rate - config.min_learning_rate) * 0.5 * (1 + math.cos(math.pi * spent))
 
 
 def transpose_windows(windows: np.ndarray, max_semitones: int, rng: np.random.Generator) -> np.ndarray:
@@ -321,8 +336,20 @@ def load_file(path: Path, expected_format: str) -> dict[str, Any]:
     return content
 
 
+def half_precision(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Floating-point weights as float16 for ``model.pt``: half the bytes of a committed model.
+
+    Loading copies them back into the float32 model; the rounding (relative 5e-4) moves accuracies
+    far less than a different seed does. Checkpoints keep float32, since a resumed run must go on exactly.
+    """
+    return {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in state.items()}
+
+
 def load_model(path: str | Path, device: str | torch.device | None = None) -> MusicVAE:
-    """The MusicVAE in ``model.pt`` (written by ``train``), in eval mode on ``device`` (default: as ``resolve_device``)."""
+    """The MusicVAE in ``model.pt`` (written by ``train``), in eval mode on ``device`` (default: as ``resolve_device``).
+
+    Its float16 weights (``half_precision``) become the float32 parameters of the returned model.
+    """
     content = load_file(Path(path), MODEL_FORMAT)
     model = MusicVAE(ModelConfig(**content["model_config"]))
     model.load_state_dict(content["state_dict"])
@@ -601,6 +628,24 @@ class Trainer:
         self.progress.epoch_seconds += now - self.last_tick
         self.last_tick = now
 
+    def budget_spent(self) -> float:
+        """Share of the training budget used: of max_minutes (all processes agree), else of max_epochs' steps.
+
+        A time budget makes the schedule depend on the machine's speed; with max_minutes = 0 it is
+        a function of the step alone, so the same seed gives the same run.
+        """
+        if self.config.max_minutes == 0:
+            return self.progress.step / (self.config.max_epochs * self.batches_per_epoch)
+        self.tick()
+        elapsed = torch.tensor([self.progress.elapsed_seconds], device=self.device)
+        if self.world_size > 1:
+            dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+        return float(elapsed.item()) / (60.0 * self.config.max_minutes)
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+
     def time_is_up(self) -> bool:
         """Whether the max_minutes budget is spent; under DDP all processes agree (any one's clock suffices)."""
         if self.config.max_minutes == 0:
@@ -636,8 +681,9 @@ class Trainer:
         step = self.progress.step
         tokens = torch.from_numpy(batch[self.rank :: self.world_size]).to(self.device).long()  # (B / world, T)
         if self.config.lr_schedule == "exponential":
-            for group in self.optimizer.param_groups:
-                group["lr"] = exponential_learning_rate(self.config, step)
+            self.set_learning_rate(exponential_learning_rate(self.config, step))
+        elif self.config.lr_schedule == "cosine":
+            self.set_learning_rate(cosine_learning_rate(self.config, self.budget_spent()))
         learning_rate = self.optimizer.param_groups[0]["lr"]
         teacher_probability = teacher_forcing_probability(step, self.config.sampling_rate)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -706,7 +752,8 @@ class Trainer:
             if self.rank == 0:
                 self.steps_log.write(row)
             bar.update()
-            bar.set_postfix(loss=f"{row['loss']:.2f}", r_loss=f"{row['losses/r_loss']:.2f}")
+            # refresh=False: shown at the bar's next timed update, not one line per batch
+            bar.set_postfix(loss=f"{row['loss']:.2f}", r_loss=f"{row['losses/r_loss']:.2f}", refresh=False)
             mid_epoch = progress.position < self.batches_per_epoch
             if mid_epoch and progress.step % self.config.checkpoint_every_steps == 0:
                 self.save_checkpoint()
@@ -769,6 +816,7 @@ class Trainer:
     def finish(self, stopped: str) -> TrainResult:
         """Write model.pt (best weights) and then done.json; return the best model."""
         progress = self.progress
+        kept = half_precision(self.best_state)
         if self.rank == 0:
             atomic_save(
                 {
@@ -776,7 +824,7 @@ class Trainer:
                     "model_config": asdict(self.model_config),
                     "loss_config": asdict(self.loss_config),
                     "train_config": asdict(self.config),
-                    "state_dict": self.best_state,
+                    "state_dict": kept,
                     "epoch": progress.best_epoch,
                     "valid_loss": progress.best_valid_loss,
                 },
@@ -800,7 +848,7 @@ class Trainer:
                 f"Stopped by {stopped} after {progress.epoch} epochs ({progress.step} steps); best epoch "
                 f"{progress.best_epoch}, validation loss {progress.best_valid_loss:.3f}: {self.out_dir / MODEL_FILE}"
             )
-        self.vae.load_state_dict(self.best_state)
+        self.vae.load_state_dict(kept)  # the model returned now is the one load_model gives later
         return TrainResult(
             self.vae.eval(),
             self.out_dir,

@@ -56,3 +56,40 @@ def test_bad_loss_settings_are_errors():
         LossConfig(form="elbo")
     with pytest.raises(ValueError, match="beta_rate"):
         LossConfig(beta_rate=1.0)
+
+
+def two_windows(kl_first: float, kl_second: float) -> tuple:
+    """A batch of two windows whose KLs are the given nats (16 dimensions, sigma = 1, equal means)."""
+    scales = torch.tensor([[math.sqrt(2 * kl_first / 16)], [math.sqrt(2 * kl_second / 16)]])
+    mu = (scales * torch.ones(2, 16)).requires_grad_(True)
+    return torch.zeros(2, 32, 90), torch.zeros(2, 32, dtype=torch.long), mu, torch.ones(2, 16)
+
+
+def test_batch_free_bits_let_one_window_spend_what_another_leaves():
+    # KL 10 and 50 nats: per sequence, the 50-nat window pays for every nat over lambda = 33.3;
+    # over the batch, the mean (30) is below lambda, so neither pays.
+    per_sequence_in, batch_in = two_windows(10, 50), two_windows(10, 50)
+    per_sequence = vae_loss(*per_sequence_in, LossConfig(free_nats=33.3))
+    batch = vae_loss(*batch_in, LossConfig(free_nats=33.3, free_bits_over="batch"))
+    assert per_sequence.kl.item() == batch.kl.item() == pytest.approx(30.0)
+    assert per_sequence.kl_term.item() == pytest.approx((33.3 + 50) / 2)
+    assert batch.kl_term.item() == pytest.approx(33.3)
+    per_sequence.loss.backward()
+    batch.loss.backward()
+    assert per_sequence_in[2].grad[0].abs().max() == 0 and per_sequence_in[2].grad[1].abs().max() > 0
+    assert batch_in[2].grad.abs().max() == 0
+
+
+def test_batch_free_bits_above_lambda_pull_on_every_window_alike_in_both_forms():
+    for form, term in (("thesis", 40.0), ("magenta", 40.0 - 33.3)):
+        mu_in = two_windows(20, 60)
+        parts = vae_loss(*mu_in, LossConfig(form=form, free_nats=33.3, free_bits_over="batch"))
+        assert parts.kl_term.item() == pytest.approx(term)
+        parts.loss.backward()
+        gradient = mu_in[2].grad
+        torch.testing.assert_close(gradient, mu_in[2].detach() / 2)  # d/dmu of mean KL = mu / batch
+
+
+def test_free_bits_over_must_be_sequence_or_batch():
+    with pytest.raises(ValueError, match="`free_bits_over` must be 'sequence' or 'batch', got 'window'"):
+        LossConfig(free_bits_over="window")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import wave
 
 import matplotlib
 
@@ -13,6 +12,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
+import soundfile
 
 from musicvae_lib import render
 from musicvae_lib.representation import Note, notes_to_tokens
@@ -166,22 +166,29 @@ def test_synthesize_refuses_an_engine_that_is_not_installed(scale_melody):
         render.synthesize(scale_melody, engine="fluidsynth")
 
 
-def test_wav_bytes_is_mono_16_bit_pcm_of_the_clipped_samples():
-    wav = render.wav_bytes(np.array([0.0, 0.5, -1.0, 1.5]), 8000)
-
-    with wave.open(io.BytesIO(wav)) as reader:
-        assert (reader.getnchannels(), reader.getsampwidth(), reader.getframerate()) == (1, 2, 8000)
-        frames = np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2")
-    assert frames.tolist() == [0, 16384, -32767, 32767]
+def decoded(mp3: bytes) -> tuple[np.ndarray, int]:
+    """Samples and sample rate of an MP3 file, read back by libsndfile's decoder."""
+    samples, sample_rate = soundfile.read(io.BytesIO(mp3))
+    return samples, sample_rate
 
 
-def test_audio_player_embeds_a_wav_of_the_melody(scale_melody):
-    player = render.audio_player(scale_melody)
+def test_mp3_bytes_keeps_length_rate_and_pitch_of_the_clip():
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)
+    samples, sample_rate = decoded(render.mp3_bytes(tone, 8000))
+    assert (len(samples), sample_rate) == (8000, 8000)
+    spectrum = np.abs(np.fft.rfft(samples))
+    assert np.argmax(spectrum) * sample_rate / len(samples) == pytest.approx(440, abs=2)
+    with pytest.raises(ValueError, match="mono"):
+        render.mp3_bytes(np.zeros((2, 100)), 8000)
 
-    assert "data:audio/wav;base64," in player._repr_html_()
-    with wave.open(io.BytesIO(player.data)) as reader:
-        assert (reader.getnchannels(), reader.getsampwidth(), reader.getframerate()) == (1, 2, SAMPLE_RATE)
-        assert reader.getnframes() == WINDOW_SAMPLES
+
+def test_audio_player_embeds_an_mp3_of_the_melody(scale_melody):
+    page = render.audio_player(scale_melody).data
+
+    (audio,) = data_uris(page, "audio/mpeg")
+    samples, sample_rate = decoded(audio)
+    assert (sample_rate, len(samples)) == (SAMPLE_RATE, WINDOW_SAMPLES)
+    assert np.abs(samples).max() > 0.1
 
 
 # --- notebook views ---
@@ -197,9 +204,9 @@ def test_melody_view_embeds_notation_piano_roll_and_audio(scale_melody):
     (roll,) = data_uris(page, "image/png")
     assert roll.startswith(b"\x89PNG\r\n\x1a\n")
     assert "<audio controls" in page
-    (audio,) = data_uris(page, "audio/wav")
-    with wave.open(io.BytesIO(audio)) as reader:
-        assert (reader.getframerate(), reader.getnframes()) == (SAMPLE_RATE, WINDOW_SAMPLES)
+    (audio,) = data_uris(page, "audio/mpeg")
+    samples, sample_rate = decoded(audio)
+    assert (sample_rate, len(samples)) == (SAMPLE_RATE, WINDOW_SAMPLES)
     # Inline <svg> would be stripped from an untrusted notebook by JupyterLab; the notation is an <img>.
     assert "<svg" not in page
 
@@ -209,16 +216,15 @@ def test_melody_view_of_a_rest_melody_still_shows_all_three_parts(rest_melody):
 
     assert data_uris(page, "image/svg+xml")[0].decode().count('class="mRest"') == 2
     assert len(data_uris(page, "image/png")) == 1
-    (audio,) = data_uris(page, "audio/wav")
-    with wave.open(io.BytesIO(audio)) as reader:
-        assert not np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2").any()
+    (audio,) = data_uris(page, "audio/mpeg")
+    assert not decoded(audio)[0].any()
 
 
 def test_melody_gallery_has_one_card_per_window(scale_melody, rest_melody):
     page = render.melody_gallery(np.stack([scale_melody, rest_melody, scale_melody]), ["a", "b", "c"], columns=2).data
 
     assert len(data_uris(page, "image/svg+xml")) == 3
-    assert len(data_uris(page, "audio/wav")) == 3
+    assert len(data_uris(page, "audio/mpeg")) == 3
     assert page.count("width: 48.0%") == 3
 
 

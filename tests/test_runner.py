@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,8 @@ from musicvae_lib.runner import (
     REPO_DIR,
     ConfigError,
     MissingInputError,
+    command_line,
+    default_results_dir,
     git_state,
     main,
     parse_override,
@@ -77,18 +81,20 @@ def run_cli(project: Path, *args: str) -> int:
 
 
 def manifest(project: Path) -> dict:
-    return json.loads((project / "results" / "quick" / "manifest.json").read_text())
+    return json.loads((project / "results" / "local" / "quick" / "manifest.json").read_text())
 
 
 def test_runs_notebooks_in_order_and_records_them_in_the_manifest(project: Path) -> None:
     assert run_cli(project) == 0
-    run_dir = project / "results" / "quick"
+    run_dir = project / "results" / "local" / "quick"
     assert (run_dir / "used.txt").read_text() == "x 7 b x1"
     recorded = manifest(project)
     assert list(recorded["notebooks"]) == ["01_make", "02_use"]
     make, use = recorded["notebooks"]["01_make"], recorded["notebooks"]["02_use"]
-    assert make["parameters"] == {"seed": 7, "label": "x", "run_dir": str(run_dir)}
-    assert use["parameters"] == {"run_dir": str(run_dir)}  # [all] seed only where declared
+    relative = "../results/local/quick"  # from notebooks/, where papermill runs: no path of this machine
+    assert make["parameters"] == {"seed": 7, "label": "x", "run_dir": relative}
+    assert use["parameters"] == {"run_dir": relative}  # [all] seed only where declared
+    assert (recorded["run_dir"], recorded["profile_file"]) == ("results/local/quick", "profiles/quick.toml")
     assert (make["seed"], use["seed"]) == (7, None)
     assert (make["status"], make["error"], use["status"]) == ("ok", None, "ok")
     assert (make["dataset_hash"], use["dataset_hash"]) == ("hash-x", "hash-x")
@@ -104,6 +110,8 @@ def test_runs_notebooks_in_order_and_records_them_in_the_manifest(project: Path)
     executed = nbformat.read(run_dir / "01_make.ipynb", as_version=4)
     injected = [cell for cell in executed.cells if "injected-parameters" in cell.metadata.get("tags", [])]
     assert 'label = "x"' in injected[0].source
+    assert make["executed_sha256"] == hashlib.sha256((run_dir / "01_make.ipynb").read_bytes()).hexdigest()
+    assert str(project) not in (run_dir / "01_make.ipynb").read_text() + json.dumps(recorded)
     assert (recorded["profile"], recorded["profile_toml"]) == ("quick", PROFILE)
     assert recorded["packages"]["papermill"] == papermill.__version__
     assert recorded["python"] == sys.version
@@ -116,13 +124,13 @@ def test_finished_notebooks_run_again_only_with_force(project: Path, capsys: pyt
     assert run_cli(project, "--only", "2", "-p", "scale=3") == 0
     assert "skip 02_use: finished ok" in capsys.readouterr().out
     assert manifest(project)["notebooks"] == first
-    assert (project / "results" / "quick" / "used.txt").read_text() == "x 7 b x1"
+    assert (project / "results" / "local" / "quick" / "used.txt").read_text() == "x 7 b x1"
 
     assert run_cli(project, "--only", "02", "--force", "-p", "scale=3") == 0
     again = manifest(project)["notebooks"]
     assert again["01_make"] == first["01_make"]
     assert again["02_use"]["parameters"]["scale"] == 3
-    assert (project / "results" / "quick" / "used.txt").read_text() == "x 7 b x3"
+    assert (project / "results" / "local" / "quick" / "used.txt").read_text() == "x 7 b x3"
 
 
 def test_running_a_notebook_again_makes_later_ones_stale_until_they_rerun(
@@ -136,7 +144,7 @@ def test_running_a_notebook_again_makes_later_ones_stale_until_they_rerun(
     assert run_cli(project) == 0
     assert "skip 01_make" in capsys.readouterr().out
     assert manifest(project)["notebooks"]["02_use"]["status"] == "ok"
-    assert (project / "results" / "quick" / "used.txt").read_text() == "z 7 b x1"
+    assert (project / "results" / "local" / "quick" / "used.txt").read_text() == "z 7 b x1"
 
 
 def test_only_refuses_before_running_anything_when_an_earlier_notebook_has_not_finished(
@@ -146,14 +154,14 @@ def test_only_refuses_before_running_anything_when_an_earlier_notebook_has_not_f
     error = capsys.readouterr().err
     assert "01_make (never run)" in error
     assert f"Run {project / 'notebooks' / '01_make.ipynb'} first" in error
-    assert f"python -m musicvae_lib.run --profile quick --only 01 --notebooks {project / 'notebooks'}" in error
+    assert f"./study.sh --profile quick --only 01 --notebooks {project / 'notebooks'}" in error
     assert not (project / "results").exists()
 
 
 def test_a_failed_notebook_is_kept_reported_and_stops_the_run(project: Path, capsys: pytest.CaptureFixture) -> None:
     write_notebook(project / "notebooks" / "03_fail.ipynb", FAIL)
     write_notebook(project / "notebooks" / "04_after.ipynb", AFTER)
-    run_dir = project / "results" / "quick"
+    run_dir = project / "results" / "local" / "quick"
     assert run_cli(project) == 1
     error = capsys.readouterr().err
     assert "03_fail failed: ValueError: boom" in error
@@ -175,7 +183,7 @@ def test_overrides_reach_every_selected_notebook_that_declares_them(project: Pat
     recorded = manifest(project)["notebooks"]
     assert recorded["01_make"]["parameters"]["label"] == "y"
     assert {key: recorded["02_use"]["parameters"][key] for key in ("label", "scale")} == {"label": "y", "scale": 2.5}
-    assert (project / "results" / "quick" / "used.txt").read_text() == "y 7 y x2.5"
+    assert (project / "results" / "local" / "quick" / "used.txt").read_text() == "y 7 y x2.5"
 
 
 def test_an_override_no_selected_notebook_declares_is_refused(project: Path, capsys: pytest.CaptureFixture) -> None:
@@ -258,15 +266,59 @@ def test_require_outputs_names_the_missing_files_and_the_command_to_make_them(tm
     message = str(raised.value)
     assert f"missing in the run folder {run_dir}: dataset/windows.npz." in message
     assert "written by notebooks/01_dataset.ipynb" in message
-    assert f"python -m musicvae_lib.run --profile quick --only 01 --results {tmp_path / 'results'}" in message
+    assert f"./study.sh --profile quick --only 01 --results {tmp_path / 'results'}" in message
 
 
-def test_require_outputs_omits_default_folders_from_the_command() -> None:
+@pytest.mark.parametrize("results, option", [("results/local", ""), ("results", " --reference")])
+def test_require_outputs_omits_default_folders_from_the_command(results: str, option: str) -> None:
     with pytest.raises(MissingInputError) as raised:
-        require_outputs(REPO_DIR / "results" / "quick", ["no-such-file.npz"], "01_dataset")
-    assert str(raised.value).endswith("\n  python -m musicvae_lib.run --profile quick --only 01")
+        require_outputs(REPO_DIR / results / "quick", ["no-such-file.npz"], "01_dataset")
+    assert str(raised.value).endswith(f"\n  ./study.sh --profile quick --only 01{option}")
+
+
+def test_a_users_run_never_touches_the_reference_run_which_only_reference_writes(
+    project: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert run_cli(project, "--reference") == 0
+    reference = project / "results" / "quick"
+    before = {path: path.read_bytes() for path in reference.rglob("*") if path.is_file()}
+    assert run_cli(project, "--only", "01", "--force") == 0  # the README's example of re-running one chapter
+    assert {path: path.read_bytes() for path in reference.rglob("*") if path.is_file()} == before
+    assert (project / "results" / "local" / "quick" / "made.txt").read_text() == "x 7"
+    assert capsys.readouterr().out.rstrip().endswith(f"in {project / 'results' / 'local' / 'quick'}/")
+    assert run_cli(project, "--reference", "--results", str(project / "elsewhere")) == 2
+
+
+def test_executed_copies_keep_each_progress_bar_at_its_last_state_in_one_output(project: Path) -> None:
+    bars = 'import sys\nfor i in range(500):\n    print(f"\\r{i}%", end="", file=sys.stderr, flush=True)\nprint("\\rdone", file=sys.stderr)\nprint("a")\nprint("b")'
+    write_notebook(project / "notebooks" / "03_bars.ipynb", ('run_dir = ""', bars))
+    assert run_cli(project) == 0
+    executed = nbformat.read(project / "results" / "local" / "quick" / "03_bars.ipynb", as_version=4)
+    outputs = executed.cells[-1].outputs
+    assert [(output.name, output.text) for output in outputs] == [("stderr", "done\n"), ("stdout", "a\nb\n")]
 
 
 def test_require_outputs_refuses_a_producer_that_is_no_notebook(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="`produced_by` must name a notebook"):
         require_outputs(tmp_path, [], "dataset")
+
+
+def readme_study_commands() -> list[list[str]]:
+    """The ``./study.sh`` commands of the README's code blocks, as study.sh passes them on."""
+    readme = (REPO_DIR / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    commands = []
+    for line in "\n".join(blocks).splitlines():
+        if line.startswith("./study.sh"):
+            words = shlex.split(line, comments=True)[1:]
+            commands.append(words if "--profile" in words else ["--profile", "default", *words])
+    return commands
+
+
+def test_the_readmes_example_commands_leave_the_committed_runs_alone() -> None:
+    commands = readme_study_commands()
+    assert len(commands) >= 4  # the two commands' study.sh, one chapter again, hier16, your own MIDI
+    for words in commands:
+        args = command_line().parse_args(words)
+        assert not args.reference and args.results is None, words
+        assert default_results_dir(args.notebooks, args.reference) == REPO_DIR / "results" / "local"

@@ -81,6 +81,22 @@ def test_exponential_schedule_sets_magentas_rate_each_step(tmp_path):
     assert rates == pytest.approx([(1e-3 - 1e-5) * 0.9**step + 1e-5 for step in range(4)], rel=1e-12)
 
 
+def test_cosine_schedule_spends_the_epochs_from_learning_rate_to_the_floor(tmp_path):
+    run(tmp_path / "run", scale_windows(64, 0), scale_windows(16, 1), max_epochs=2, lr_schedule="cosine",
+        early_stopping_patience=100)
+    rates = pd.read_csv(tmp_path / "run" / "steps.csv")["learning_rate"].tolist()
+    expected = [1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * step / 8)) for step in range(8)]
+    assert rates == pytest.approx(expected, rel=1e-12)
+    assert rates[0] == 1e-3 and all(later < earlier for earlier, later in zip(rates, rates[1:]))
+
+
+def test_cosine_learning_rate_reaches_the_floor_and_stays_there():
+    config = TrainConfig(learning_rate=1e-3, min_learning_rate=5e-5)
+    assert training.cosine_learning_rate(config, 0.0) == pytest.approx(1e-3)
+    assert training.cosine_learning_rate(config, 0.5) == pytest.approx((1e-3 + 5e-5) / 2)
+    assert training.cosine_learning_rate(config, 1.0) == training.cosine_learning_rate(config, 1.7) == pytest.approx(5e-5)
+
+
 def test_early_stopping_and_plateau_act_when_validation_cannot_improve(tmp_path):
     # Training on low notes only makes the high validation notes ever less likely.
     rng = np.random.default_rng(0)
@@ -182,8 +198,15 @@ def test_load_model_rebuilds_the_best_weights(finished):
     out_dir, result = finished
     model = training.load_model(out_dir / "model.pt", "cpu")
     assert model.config == TINY and not model.training
-    assert state_dicts_equal(model.state_dict(), load(out_dir / "checkpoint.pt")["best_model"])
-    assert state_dicts_equal(model.state_dict(), result.model.state_dict())
+    stored = load(out_dir / "model.pt")["state_dict"]
+    assert {tensor.dtype for tensor in stored.values() if tensor.is_floating_point()} == {torch.float16}
+    best = load(out_dir / "checkpoint.pt")["best_model"]  # float32: a resumed run goes on exactly
+    assert {tensor.dtype for tensor in best.values() if tensor.is_floating_point()} == {torch.float32}
+    assert state_dicts_equal(stored, training.half_precision(best))
+    widened = {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in stored.items()}
+    assert state_dicts_equal(model.state_dict(), widened)
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+    assert state_dicts_equal(model.state_dict(), result.model.state_dict())  # trained now = loaded later
 
 
 def copy_run(source: Path, target: Path) -> Path:
@@ -239,8 +262,8 @@ def test_bad_windows_and_configs_are_refused_with_the_values(tmp_path):
         run(tmp_path / "run", np.zeros((10, 16), np.uint8), scale_windows(8, 1))
     with pytest.raises(ValueError, match="8 training windows make no full batch of `batch_size` 16"):
         run(tmp_path / "run", scale_windows(8, 0), scale_windows(8, 1))
-    with pytest.raises(ValueError, match="`lr_schedule` must be 'plateau' or 'exponential', got 'cosine'"):
-        TrainConfig(lr_schedule="cosine")
+    with pytest.raises(ValueError, match="`lr_schedule` must be one of 'plateau', 'exponential', 'cosine', got 'linear'"):
+        TrainConfig(lr_schedule="linear")
 
 
 # --- processes: kill and resume, DDP ---------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""Where generation draws z from: N(0, I), or a density fitted to where the encoder puts melodies.
+
+A MusicVAE allowed many nats of KL reconstructs well but leaves regions of N(0, I) that no
+training window's posterior covers; melodies decoded from there sound unlike the training data.
+Ex-post density estimation (Ghosh et al. 2020, "From Variational to Deterministic Autoencoders")
+fits a density to the training windows' posterior means instead and samples z from it: the
+decoder then sees the kind of z it was trained on, and a model can keep its bits for
+reconstruction and still generate realistic melodies. Here the density is a Gaussian mixture with
+diagonal covariances (scikit-learn), stored as plain arrays so that loading it unpickles nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+
+@dataclass(frozen=True)
+class LatentMixture:
+    """A mixture of Gaussians with diagonal covariance over z: weights [k], means [k, z], variances [k, z]."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    variances: np.ndarray
+
+    def __post_init__(self) -> None:
+        k, z_size = self.means.shape
+        if self.weights.shape != (k,) or self.variances.shape != (k, z_size):
+            raise ValueError(
+                f"need weights [k], means [k, z] and variances [k, z], got {self.weights.shape}, "
+                f"{self.means.shape}, {self.variances.shape}"
+            )
+        if not np.isclose(self.weights.sum(), 1.0) or (self.weights < 0).any() or (self.variances <= 0).any():
+            raise ValueError("weights must be >= 0 and sum to 1, and variances must be > 0")
+
+    @property
+    def z_size(self) -> int:
+        return self.means.shape[1]
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws of z, float32 [n, z]: a component by its weight, then its Gaussian."""
+        components = rng.choice(len(self.weights), size=n, p=self.weights)  # (n,)
+        noise = rng.standard_normal((n, self.z_size))  # (n, z)
+        return (self.means[components] + np.sqrt(self.variances[components]) * noise).astype(np.float32)
+
+    def save(self, path: str | Path) -> Path:
+        """The mixture as an .npz of its three arrays."""
+        path = Path(path)
+        np.savez(path, weights=self.weights, means=self.means, variances=self.variances)
+        return path
+
+
+def standard_normal(z_size: int) -> LatentMixture:
+    """N(0, I), the prior the model was trained towards, as a one-component mixture."""
+    return LatentMixture(np.ones(1), np.zeros((1, z_size)), np.ones((1, z_size)))
+
+
+def fit_latent_mixture(mu: np.ndarray, components: int = 32, seed: int = 0) -> LatentMixture:
+    """A ``components``-Gaussian diagonal mixture fitted by EM to posterior means ``mu`` [n, z] (seeded k-means start)."""
+    mu = np.asarray(mu, dtype=np.float64)
+    if mu.ndim != 2 or len(mu) < components:
+        raise ValueError(f"need mu [n >= components = {components}, z], got shape {mu.shape}")
+    mixture = GaussianMixture(components, covariance_type="diag", reg_covar=1e-6, random_state=seed).fit(mu)
+    return LatentMixture(mixture.weights_, mixture.means_, mixture.covariances_)
+
+
+def load_latent_mixture(path: str | Path) -> LatentMixture:
+    """A mixture saved by ``LatentMixture.save`` (plain arrays: ``allow_pickle`` stays off)."""
+    with np.load(Path(path), allow_pickle=False) as arrays:
+        return LatentMixture(arrays["weights"], arrays["means"], arrays["variances"])

@@ -1,0 +1,88 @@
+"""The committed reference runs read as a thesis: no machine path, no progress-bar spam, light files.
+
+These tests read ``results/<run>/`` as committed; they check what a reader of the repository meets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from musicvae_lib.runner import REPO_DIR
+
+RUNS = sorted(path.parent for path in REPO_DIR.glob("results/*/manifest.json"))
+TEXT_SUFFIXES = {".ipynb", ".json", ".csv", ".md", ".py", ".toml", ".txt", ".log", ".sh"}
+# Folders where machines keep checkouts and scratch files; a committed file naming one leaks a machine path.
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:tmp|home|root|work|Users|private|var/folders)/")
+MAX_STREAM_OUTPUTS = 3  # per cell: stdout, stderr and a little slack
+MAX_TRAINING_NOTEBOOK_BYTES = 2_000_000
+
+
+def tracked_text_files() -> list[Path]:
+    """The committed text files of README.md, musicvae_lib/, notebooks/ and results/."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "ls-files", "README.md", "musicvae_lib", "notebooks", "results", "docs"],
+        capture_output=True, text=True,
+    )
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    return [REPO_DIR / name for name in listed.stdout.splitlines() if Path(name).suffix in TEXT_SUFFIXES]
+
+
+def test_there_are_committed_runs_to_check() -> None:
+    assert REPO_DIR / "results" / "default" in RUNS
+
+
+def test_no_committed_file_points_outside_the_repository_or_to_a_machine_path() -> None:
+    offenders = []
+    for path in tracked_text_files():
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for pattern in ("../shared", str(REPO_DIR)):
+            if pattern in text:
+                offenders.append(f"{path.relative_to(REPO_DIR)}: {pattern}")
+        match = MACHINE_PATH.search(text)
+        if match:
+            offenders.append(f"{path.relative_to(REPO_DIR)}: ...{text[max(0, match.start() - 40):match.end() + 40]!r}")
+    assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("run_dir", RUNS, ids=[run.name for run in RUNS])
+def test_manifest_names_its_folders_relative_to_the_repository(run_dir: Path) -> None:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["run_dir"] == run_dir.relative_to(REPO_DIR).as_posix()
+    assert manifest["profile_file"] == f"profiles/{manifest['profile']}.toml"
+    for entry in manifest["notebooks"].values():
+        assert entry["parameters"]["run_dir"] == f"../{manifest['run_dir']}"
+        assert entry["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(path for run in RUNS for path in run.glob("*.ipynb")),
+    ids=lambda path: f"{path.parent.name}/{path.name}",
+)
+def test_executed_notebook_cells_hold_a_handful_of_stream_outputs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    crowded = {
+        index: count for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+        and (count := sum(output.output_type == "stream" for output in cell.outputs)) > MAX_STREAM_OUTPUTS
+    }
+    assert not crowded, f"cells (index: stream outputs) {crowded}"
+    assert "\r" not in "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
+
+
+def test_the_training_chapter_stays_light() -> None:
+    assert (REPO_DIR / "results" / "default" / "03_training.ipynb").stat().st_size < MAX_TRAINING_NOTEBOOK_BYTES
+
+
+@pytest.mark.parametrize("run_dir", RUNS, ids=[run.name for run in RUNS])
+def test_chapters_open_with_their_title_before_any_code(run_dir: Path) -> None:
+    for path in sorted(run_dir.glob("*.ipynb")):
+        first = nbformat.read(path, as_version=4).cells[0]
+        assert first.cell_type == "markdown" and first.source.lstrip().startswith("# "), path.name

@@ -1,0 +1,59 @@
+"""The latent mixture: fitted to real clusters, sampled with the right moments, saved without pickle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from musicvae_lib.prior import LatentMixture, fit_latent_mixture, load_latent_mixture, standard_normal
+
+
+def two_clusters(n: int = 2000, seed: int = 0) -> np.ndarray:
+    """Points around (+3, +3, ...) (70%) and (-3, -3, ...) (30%) with standard deviations 0.5 and 1 in 4 dimensions."""
+    rng = np.random.default_rng(seed)
+    first = 3 + 0.5 * rng.standard_normal((int(0.7 * n), 4))
+    second = -3 + 1.0 * rng.standard_normal((n - len(first), 4))
+    return np.concatenate([first, second])
+
+
+def test_a_mixture_fitted_to_two_clusters_finds_their_weights_means_and_variances():
+    mixture = fit_latent_mixture(two_clusters(), components=2, seed=0)
+    order = np.argsort(-mixture.means[:, 0])  # the +3 cluster first
+    np.testing.assert_allclose(mixture.weights[order], [0.7, 0.3], atol=0.02)
+    np.testing.assert_allclose(mixture.means[order], [[3] * 4, [-3] * 4], atol=0.1)
+    np.testing.assert_allclose(mixture.variances[order], [[0.25] * 4, [1.0] * 4], rtol=0.15)
+
+
+def test_samples_have_the_mixtures_moments_and_repeat_with_the_seed():
+    mixture = LatentMixture(np.array([0.25, 0.75]), np.array([[-2.0, 0.0], [2.0, 1.0]]), np.array([[1.0, 4.0], [0.25, 1.0]]))
+    z = mixture.sample(200_000, np.random.default_rng(1))
+    assert z.shape == (200_000, 2) and z.dtype == np.float32
+    expected_mean = 0.25 * np.array([-2.0, 0.0]) + 0.75 * np.array([2.0, 1.0])
+    np.testing.assert_allclose(z.mean(axis=0), expected_mean, atol=0.02)
+    assert np.mean(z[:, 0] < 0) == pytest.approx(0.25 * 0.977 + 0.75 * 0.0, abs=0.01)  # P(N(-2, 1) < 0), P(N(2, .25) < 0)
+    np.testing.assert_array_equal(mixture.sample(10, np.random.default_rng(5)), mixture.sample(10, np.random.default_rng(5)))
+
+
+def test_standard_normal_is_the_prior():
+    z = standard_normal(3).sample(100_000, np.random.default_rng(0))
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=0.02)
+    np.testing.assert_allclose(z.std(axis=0), 1, atol=0.02)
+
+
+def test_save_and_load_give_the_same_mixture_without_pickle(tmp_path):
+    mixture = fit_latent_mixture(two_clusters(300), components=3, seed=2)
+    loaded = load_latent_mixture(mixture.save(tmp_path / "prior.npz"))
+    for name in ("weights", "means", "variances"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(mixture, name))
+    np.save(tmp_path / "object.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises((ValueError, KeyError)):
+        load_latent_mixture(tmp_path / "object.npy")
+
+
+def test_bad_shapes_and_weights_are_refused():
+    with pytest.raises(ValueError, match="weights \\[k\\]"):
+        LatentMixture(np.ones(2) / 2, np.zeros((3, 4)), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="sum to 1"):
+        LatentMixture(np.ones(2), np.zeros((2, 4)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="n >= components"):
+        fit_latent_mixture(np.zeros((5, 2)), components=8)
