@@ -315,7 +315,7 @@ def point_of(trial: FrozenTrial) -> tuple[float, float] | None:
 
 
 def trials_by_point(study: optuna.Study, spec: GridSpec) -> dict[tuple[float, float], list[FrozenTrial]]:
-    """Every grid point's trials, by trial number."""
+    """Every grid point's trials, by trial number (trials off the grid left out)."""
     by_point: dict[tuple[float, float], list[FrozenTrial]] = {point: [] for point in spec.points}
     for trial in study.get_trials(deepcopy=False):
         by_point.get(point_of(trial), []).append(trial)
@@ -351,7 +351,8 @@ def points_left(study: optuna.Study, spec: GridSpec) -> bool:
 
 class TerminalLog(io.TextIOBase):
     """A log file written as a terminal shows it: text after a carriage return replaces its line, so a progress
-    bar leaves one line (its last state), not one per redraw."""
+    bar leaves one line (its last state), not one per redraw (``runner.terminal_text`` does the same for executed
+    notebooks; not imported, since the runner pulls in papermill)."""
 
     def __init__(self, handle: TextIO) -> None:
         self.handle, self.line = handle, ""
@@ -368,11 +369,8 @@ class TerminalLog(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def output_to(log: Path | None) -> Iterator[None]:
-    """stdout and stderr (train's lines and bars) appended to ``log`` as a terminal shows them; as they are for None."""
-    if log is None:
-        yield
-        return
+def output_to(log: Path) -> Iterator[None]:
+    """stdout and stderr (train's lines and bars) appended to ``log`` as a terminal shows them."""
     with open(log, "a") as handle, TerminalLog(handle) as writer:
         try:
             with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
@@ -403,8 +401,7 @@ def train_point(spec: GridSpec, point: tuple[float, float], folder: Path, train_
 
 def run_grid_search(
     run_dir: str | os.PathLike, spec: GridSpec, train_windows: np.ndarray, valid_windows: np.ndarray,
-    storage: StorageArg = None, study_name: str = STUDY_NAME, device: str | None = None,
-    max_trials: int | None = None, show_training: bool = False,
+    storage: StorageArg = None, study_name: str = STUDY_NAME, device: str | None = None, max_trials: int | None = None,
 ) -> pd.DataFrame:
     """Train and evaluate every grid point of ``spec`` not yet done; return ``results_table``.
 
@@ -412,7 +409,7 @@ def run_grid_search(
     ``study_name`` in ``storage`` (see StorageArg) or joins it (ValueError if it was created with
     other settings or data). Stops when no point is left to start: those RUNNING in other live
     workers are theirs. ``max_trials``: at most this many trials (0: only create or check the
-    study). ``show_training``: train's output here instead of each point's train.log.
+    study). Train's output goes to each point's train.log; one line per trial is printed here.
     """
     if max_trials is not None and max_trials < 0:
         raise ValueError(f"`max_trials` must be >= 0 or None, got {max_trials}")
@@ -431,7 +428,7 @@ def run_grid_search(
         trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "trial": trial.number})
         print(f"beta={point[0]:g}, lambda={point[1]:g} nats: ", end="", flush=True)
         try:
-            with output_to(None if show_training else folder / TRAIN_LOG):
+            with output_to(folder / TRAIN_LOG):
                 metrics = train_point(spec, point, folder, train_windows, valid_windows, device)
         except BaseException:
             print(f"failed (see {folder / TRAIN_LOG})")

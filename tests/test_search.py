@@ -117,7 +117,7 @@ def test_queued_points_are_run_and_not_queued_again(tmp_path):
         "beta": optuna.distributions.CategoricalDistribution(SPEC.betas),
         "free_nats": optuna.distributions.CategoricalDistribution(SPEC.free_nats),
     }
-    for beta, free_nats in POINTS:  # as search.requeue leaves them when its worker is killed before taking them
+    for beta, free_nats in POINTS:  # as search.requeue leaves them when a worker is killed before taking them
         study.add_trial(
             optuna.trial.create_trial(
                 state=TrialState.WAITING, params={"beta": beta, "free_nats": free_nats}, distributions=distributions
