@@ -96,6 +96,15 @@ METRIC_COLUMNS = (
 BETTER = {"negative_elbo_nats": "lower", "reconstruction_nats": "lower", "teacher_forced_accuracy": "higher",
           "sampling_accuracy": "higher", "greedy_accuracy": "higher"}
 
+# results_table's columns as notebook 02 shows them (``shown_table``): short header, number format
+SHOWN_COLUMNS = {
+    "beta": ("beta", "{:g}"), "free_nats": ("lambda", "{:g}"), "state": ("state", "{}"),
+    "negative_elbo_nats": ("-ELBO", "{:.1f}"), "reconstruction_nats": ("recon.", "{:.1f}"), "kl_bits": ("KL bits", "{:.1f}"),
+    "teacher_forced_accuracy": ("acc. TF", "{:.3f}"), "sampling_accuracy": ("acc. sampl.", "{:.3f}"),
+    "greedy_accuracy": ("acc. greedy", "{:.3f}"), "active_dimensions": ("active dims", "{:g}"), "epochs": ("epochs", "{:g}"),
+    "minutes": ("min", "{:.1f}"),
+}
+
 
 @dataclass(frozen=True)
 class ChapterDefaults:
@@ -504,6 +513,12 @@ def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_
     """
     study, spec = load_study(run_dir, storage, study_name)
     return grid_table(study, spec, Path(run_dir))
+
+
+def shown_table(table: pd.DataFrame) -> pd.io.formats.style.Styler:
+    """``table``'s ``SHOWN_COLUMNS`` under their short headers, each number to its precision: narrow enough for a page."""
+    shown = table[list(SHOWN_COLUMNS)].rename(columns={name: short for name, (short, _) in SHOWN_COLUMNS.items()})
+    return shown.style.hide(axis="index").format(dict(SHOWN_COLUMNS.values()), na_rep="")
 
 
 def completed(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

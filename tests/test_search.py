@@ -90,6 +90,15 @@ def test_every_grid_point_completes_with_its_metrics(finished):
         assert "Stopped by max_epochs" in (run_dir / row.folder / "train.log").read_text()  # train's lines go to the log
 
 
+def test_the_shown_table_is_short_and_rounded(finished):
+    _, table = finished
+    text = search.shown_table(table).to_string(delimiter="|").splitlines()
+    assert text[0].split("|") == [short for short, _ in search.SHOWN_COLUMNS.values()]
+    first = dict(zip(text[0].split("|"), text[1].split("|")))
+    assert first["beta"] == "0.5" and first["lambda"] == "0" and first["-ELBO"] == f"{table['negative_elbo_nats'][0]:.1f}"
+    assert first["acc. sampl."] == f"{table['sampling_accuracy'][0]:.3f}" and first["state"] == "COMPLETE"
+
+
 def test_results_table_reads_the_same_table_from_storage(finished):
     run_dir, table = finished
     read = search.results_table(run_dir)
