@@ -8,17 +8,14 @@ unless another ``storage`` is given), one folder per point (``<study>/beta=<b>_l
 ``train.train`` writes, and ``train.log``, its lines with each progress bar at its last state) and
 ``choice.json`` (``write_choice``), which notebook 03 reads.
 
-Resuming and several workers. A COMPLETE point is never trained again; any other goes on from its
-last checkpoint (``train.train_or_load``). A worker holds its point's lock file (``fcntl.flock``,
-freed when the process ends, killed or not) from before it records itself in the trial until the
-trial is told. A RUNNING trial is stale when it was recorded on this machine and its lock is free,
-or, with an RDB storage, when its heartbeat is older than ``GRACE_SECONDS`` (Optuna's
-``fail_stale_trials``: how a death on another machine shows; a journal file has no heartbeat, so
-such a point waits for a worker on that machine). Stale points, and those whose trials all raised
-or were skipped, are queued again by Optuna's ``RetryHeartbeatStaleTrialCallback`` (GridSampler
-alone counts them as visited). Trial k < grid size gets the k-th point of GridSampler's seeded
-shuffle, so workers start apart; a trial whose point is COMPLETE, RUNNING under a lower number or
-locked is PRUNED. Create the study with notebook 02 (``-p storage=...``), then on other machines::
+Resuming and several workers (``shared_study``). A COMPLETE point is never trained again; any
+other goes on from its last checkpoint (``train.train_or_load``). A worker holds its point
+folder's lock while it trains; a killed worker's point is queued again at once on its machine, on
+others when its heartbeat goes stale (RDB storages), as is, when a search starts, a point whose
+trials all raised or were skipped (GridSampler alone counts them as visited). Trial k < grid size
+gets the k-th point of GridSampler's seeded shuffle, so workers start apart; a trial whose point
+is COMPLETE, RUNNING under a lower number or locked is PRUNED. Create the study with notebook 02
+(``-p storage=...``), then on other machines::
 
     .venv/bin/python -m musicvae_lib.search --run-dir /mnt/nfs/musicvae-run \\
         --storage postgresql://user:password@db-host/musicvae        # any SQLAlchemy URL: heartbeats
@@ -31,19 +28,14 @@ locked is PRUNED. Create the study with notebook 02 (``-p storage=...``), then o
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import io
 import json
 import os
 import re
-import socket
 import sys
 import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +49,9 @@ from musicvae_lib import data
 from musicvae_lib.evaluate import evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig
 from musicvae_lib.model import ModelConfig, preset
+from musicvae_lib.shared_study import (
+    WORKER_ATTR, StorageArg, claim, folder_lock, open_storage, optuna_quiet, output_to, requeue, requeue_killed,
+)
 from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, resolve_device, train_or_load
 
 SEARCH_FOLDER = Path("grid_search")
@@ -64,15 +59,9 @@ CHOICE_FILE = SEARCH_FOLDER / "choice.json"
 STUDY_FILE = "study.db"  # the default storage, SQLite
 STUDY_NAME = "beta_lambda"
 TRAIN_LOG = "train.log"  # train's lines, kept out of the notebook
-LOCK_FILE = ".point.lock"
-HEARTBEAT_SECONDS = 60  # RDB storages: a running trial records a heartbeat this often ...
-GRACE_SECONDS = 180  # ... and is failed as stale when its last one is older than this
 TRIAL_PATIENCE = 3  # epochs without progress that end a grid point: sooner than the thesis' 5
 SPEC_ATTR = "grid_spec"  # study user attribute: the settings every worker must share
-WORKER_ATTR = "worker"  # trial user attribute: host, pid and trial number of the process running it
 UNSTARTED = "NOT_STARTED"  # results_table's state of a point without a trial
-# None (the run folder's SQLite file), an SQLAlchemy URL, a journal file path, or an Optuna storage
-StorageArg = str | os.PathLike | optuna.storages.BaseStorage | None
 
 SELECTION_RULE = (
     "among completed grid points whose sampling accuracy (Magenta's eval) is within {margin:g} of the best, "
@@ -217,34 +206,9 @@ def storage_file(run_dir: str | os.PathLike, storage: StorageArg) -> Path | None
     return Path(storage) if isinstance(storage, (str, os.PathLike)) and "://" not in str(storage) else None
 
 
-def open_storage(run_dir: str | os.PathLike, storage: StorageArg) -> optuna.storages.BaseStorage:
-    """The Optuna storage of ``storage`` (see StorageArg); SQLite and other URLs open an RDBStorage with heartbeats."""
-    if isinstance(storage, optuna.storages.BaseStorage):
-        return storage
-    file = storage_file(run_dir, storage)
-    if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-    if storage is not None and file is not None:
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(file)))
-    with optuna_quiet():
-        return optuna.storages.RDBStorage(
-            f"sqlite:///{file.resolve()}" if storage is None else str(storage),
-            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-        )
-
-
-@contextlib.contextmanager
-def optuna_quiet() -> Iterator[None]:
-    """Optuna's per-trial INFO lines and experimental-feature warnings off (the search prints its own lines)."""
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            yield
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+def open_grid_storage(run_dir: str | os.PathLike, storage: StorageArg) -> optuna.storages.BaseStorage:
+    """``shared_study.open_storage`` with the run folder's SQLite file as the default."""
+    return open_storage(storage, Path(run_dir) / SEARCH_FOLDER / STUDY_FILE)
 
 
 def spec_clashes(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
@@ -272,7 +236,7 @@ def open_study(
         raise ValueError(f"`study_name` names a folder: letters, digits, '_', '.', '-' only, got {study_name!r}")
     wanted = spec.to_dict() | {"data_sha256": data_sha256}
     with optuna_quiet():
-        study = optuna.create_study(storage=open_storage(run_dir, storage), study_name=study_name,
+        study = optuna.create_study(storage=open_grid_storage(run_dir, storage), study_name=study_name,
                                     sampler=grid_sampler(spec), direction="minimize", load_if_exists=True)
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, wanted)
@@ -294,7 +258,7 @@ def load_study(run_dir: str | os.PathLike, storage: StorageArg = None, study_nam
         raise ValueError(missing)
     try:
         with optuna_quiet():
-            study = optuna.load_study(study_name=study_name, storage=open_storage(run_dir, storage))
+            study = optuna.load_study(study_name=study_name, storage=open_grid_storage(run_dir, storage))
         spec = GridSpec.from_dict(study.user_attrs[SPEC_ATTR])
     except KeyError as error:
         raise ValueError(missing) from error
@@ -302,19 +266,7 @@ def load_study(run_dir: str | os.PathLike, storage: StorageArg = None, study_nam
     return study, spec
 
 
-# --- workers: point locks, stale trials, what is left --------------------------------------------
-
-
-def point_lock(folder: Path) -> TextIO | None:
-    """The point's lock, held until the returned file is closed or the process ends (killed or not); None if held."""
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK_FILE, "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
+# --- points and their trials ---------------------------------------------------------------------
 
 
 def point_of(trial: FrozenTrial) -> tuple[float, float] | None:
@@ -331,61 +283,9 @@ def trials_by_point(study: optuna.Study, spec: GridSpec) -> dict[tuple[float, fl
     return by_point
 
 
-def requeue(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: FrozenTrial) -> None:
-    """FAIL ``trial`` if it is RUNNING, then queue its point again as Optuna's retry callback does."""
-    if trial.state == TrialState.RUNNING:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), trial.number)
-        try:
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first, and queued it
-            return
-    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
-
-
-def requeue_stale(study: optuna.Study, storage: optuna.storages.BaseStorage, run_dir: Path) -> None:
-    """Requeue the RUNNING trials recorded by a process of this machine that holds its point's lock no more (killed)."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        record = trial.user_attrs.get(WORKER_ATTR)
-        if isinstance(record, dict) and record.get("trial") == trial.number and record.get("host") == socket.gethostname():
-            lock = point_lock(point_folder(run_dir, *point_of(trial), study.study_name))
-            if lock is not None:
-                lock.close()
-                requeue(study, storage, trial)
-
-
 def points_left(study: optuna.Study, spec: GridSpec) -> bool:
     """Whether a point has no trial yet or a queued (WAITING) one."""
     return any(not trials or TrialState.WAITING in {t.state for t in trials} for trials in trials_by_point(study, spec).values())
-
-
-class TerminalLog(io.TextIOBase):
-    """A log file written as a terminal shows it: text after a carriage return replaces its line, so a progress
-    bar leaves one line (its last state), not one per redraw (``runner.terminal_text`` does the same for executed
-    notebooks; not imported, since the runner pulls in papermill)."""
-
-    def __init__(self, handle: TextIO) -> None:
-        self.handle, self.line = handle, ""
-
-    def write(self, text: str) -> int:
-        *ended, self.line = (self.line + text).split("\n")
-        for line in ended:
-            shown = [state for state in line.split("\r") if state.strip()]
-            self.handle.write((shown[-1] if shown else "") + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-
-@contextlib.contextmanager
-def output_to(log: Path) -> Iterator[None]:
-    """stdout and stderr (train's lines and bars) appended to ``log`` as a terminal shows them."""
-    with open(log, "a") as handle, TerminalLog(handle) as writer:
-        try:
-            with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
-                yield
-        finally:
-            writer.write("\n" if writer.line else "")  # the last line, if it lacked its newline
 
 
 # --- one grid point, the search ------------------------------------------------------------------
@@ -422,7 +322,7 @@ def run_grid_search(
     """
     if max_trials is not None and max_trials < 0:
         raise ValueError(f"`max_trials` must be >= 0 or None, got {max_trials}")
-    run_dir, opened, held = Path(run_dir), open_storage(run_dir, storage), []
+    run_dir, opened, held = Path(run_dir), open_grid_storage(run_dir, storage), []
     study = open_study(run_dir, spec, data_fingerprint(train_windows, valid_windows), opened, study_name)
 
     def objective(trial: optuna.Trial) -> float:
@@ -431,10 +331,10 @@ def run_grid_search(
             if point_of(other) == point and (other.state == TrialState.COMPLETE or other.number < trial.number):
                 raise optuna.TrialPruned(f"{point_name(*point)} is {other.state.name} in trial {other.number}")
         folder = point_folder(run_dir, *point, study_name)
-        held.append(point_lock(folder))  # held until the trial is told (release_and_tidy): else a live trial looks killed
+        held.append(folder_lock(folder))  # held until the trial is told (release_and_tidy): else a live trial looks killed
         if held[-1] is None:
             raise optuna.TrialPruned(f"another process trains {folder}")
-        trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "trial": trial.number})
+        claim(trial)
         print(f"beta={point[0]:g}, lambda={point[1]:g} nats: ", end="", flush=True)
         try:
             with output_to(folder / TRAIN_LOG):
@@ -454,7 +354,7 @@ def run_grid_search(
             lock = held.pop()
             if lock is not None:
                 lock.close()
-        requeue_stale(study, opened, run_dir)
+        requeue_killed(study, opened, lambda trial: point_folder(run_dir, *point_of(trial), study_name))
         if trial is not None and not points_left(study, spec):
             study.stop()
 

@@ -18,9 +18,8 @@ import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
-from tqdm import tqdm
 
-from musicvae_lib import search
+from musicvae_lib import search, shared_study
 from musicvae_lib.model import preset
 from musicvae_lib.train import TrainConfig
 from conftest import scale_windows
@@ -196,7 +195,7 @@ def test_a_stale_heartbeat_of_another_machine_frees_its_point(tmp_path):
     with pytest.warns(UserWarning, match="Heartbeat"):  # outside optimize, as a worker elsewhere would not
         remote = study.ask()  # a worker on another machine takes the first point ...
     point = (remote.suggest_categorical("beta", SPEC.betas), remote.suggest_categorical("free_nats", SPEC.free_nats))
-    remote.set_user_attr(search.WORKER_ATTR, {"host": "elsewhere", "pid": 1, "start": None, "trial": remote.number})
+    remote.set_user_attr(shared_study.WORKER_ATTR, {"host": "elsewhere", "pid": 1, "start": None, "trial": remote.number})
     alive = threading.Event()
 
     def beat():
@@ -244,7 +243,7 @@ def test_two_workers_share_one_storage(tmp_path, storage_kind):
     assert complete_points(trials) == POINTS  # every point exactly once
     assert all(done(run_dir / folder)["sessions"] == 1 and done(run_dir / folder)["epochs"] == 3 for folder in table["folder"])
     assert len(trials) == 4
-    pids = [t.user_attrs[search.WORKER_ATTR]["pid"] for t in trials]
+    pids = [t.user_attrs[shared_study.WORKER_ATTR]["pid"] for t in trials]
     assert sorted(pids) == sorted(2 * [worker.pid for worker in workers])
 
 
@@ -258,43 +257,6 @@ def test_results_table_without_a_study_names_notebook_02(tmp_path):
     with pytest.raises(ValueError, match="02_grid_search"):
         search.results_table(tmp_path)
     assert not (tmp_path / "grid_search").exists()  # looking did not create a storage
-
-
-# --- workers ----------------------------------------------------------------------------------------
-
-
-def test_a_point_lock_is_held_until_its_process_ends(tmp_path):
-    holder = subprocess.Popen(  # another process takes the lock, says so, and waits to be killed
-        [sys.executable, "-c", "import sys, time\nfrom musicvae_lib import search\n"
-         f"lock = search.point_lock(__import__('pathlib').Path({str(tmp_path)!r}))\nprint(lock is not None, flush=True)\n"
-         "time.sleep(60)"],
-        env=subprocess_env(), stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "True"
-        assert search.point_lock(tmp_path) is None
-    finally:
-        holder.kill()
-        holder.wait()
-    lock = search.point_lock(tmp_path)  # freed by the kill, no cleanup needed
-    assert lock is not None
-    assert search.point_lock(tmp_path) is None  # held by this process now: a second open is refused too
-    lock.close()
-
-
-def test_the_log_keeps_a_progress_bar_at_its_last_state(tmp_path):
-    log = tmp_path / "train.log"
-    with search.output_to(log):
-        print("Resuming")
-        bar = tqdm(total=50, desc="epoch 1", mininterval=0, disable=False)  # redrawn at every update
-        for _ in range(50):
-            bar.update()
-            bar.set_postfix(loss="1.00")
-        bar.close()
-        print("Stopped by max_epochs", end="")
-    lines = log.read_text().splitlines()
-    assert "\r" not in log.read_text() and len(lines) == 3
-    assert lines[0] == "Resuming" and lines[1].startswith("epoch 1: 100%") and lines[2] == "Stopped by max_epochs"
 
 
 # --- the grid ---------------------------------------------------------------------------------------
