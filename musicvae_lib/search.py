@@ -208,7 +208,7 @@ def storage_file(run_dir: str | os.PathLike, storage: StorageArg) -> Path | None
 
 def open_grid_storage(run_dir: str | os.PathLike, storage: StorageArg) -> optuna.storages.BaseStorage:
     """``shared_study.open_storage`` with the run folder's SQLite file as the default."""
-    return open_storage(storage, Path(run_dir) / SEARCH_FOLDER / STUDY_FILE)
+    return open_storage(storage, storage_file(run_dir, None))
 
 
 def spec_clashes(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
