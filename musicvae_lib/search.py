@@ -50,7 +50,8 @@ from musicvae_lib.evaluate import evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig
 from musicvae_lib.model import ModelConfig, preset
 from musicvae_lib.shared_study import (
-    WORKER_ATTR, StorageArg, claim, folder_lock, open_storage, optuna_quiet, output_to, requeue, requeue_killed,
+    WORKER_ATTR, StorageArg, claim, folder_lock, join_settings, open_storage, optuna_quiet, output_to, requeue,
+    requeue_killed,
 )
 from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, resolve_device, train_or_load
 
@@ -60,7 +61,7 @@ STUDY_FILE = "study.db"  # the default storage, SQLite
 STUDY_NAME = "beta_lambda"
 TRAIN_LOG = "train.log"  # train's lines, kept out of the notebook
 TRIAL_PATIENCE = 3  # epochs without progress that end a grid point: sooner than the thesis' 5
-SPEC_ATTR = "grid_spec"  # study user attribute: the settings every worker must share
+SPEC_ATTR = "grid_spec"  # study user attribute: the settings every worker must share (join_settings)
 UNSTARTED = "NOT_STARTED"  # results_table's state of a point without a trial
 
 SELECTION_RULE = (
@@ -211,18 +212,6 @@ def open_grid_storage(run_dir: str | os.PathLike, storage: StorageArg) -> optuna
     return open_storage(storage, storage_file(run_dir, None))
 
 
-def spec_clashes(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
-    """'name: X in the study, Y here' for every setting that differs, nested dicts flattened."""
-    clashes = []
-    for name in sorted(stored.keys() | wanted.keys()):
-        there, here = stored.get(name), wanted.get(name)
-        if isinstance(there, dict) and isinstance(here, dict):
-            clashes += spec_clashes(there, here, f"{prefix}{name}.")
-        elif there != here:
-            clashes.append(f"{prefix}{name}: {there!r} in the study, {here!r} here")
-    return clashes
-
-
 def grid_sampler(spec: GridSpec) -> optuna.samplers.GridSampler:
     """Trial k < grid size gets the k-th point of the grid shuffled with ``spec.seed``."""
     return optuna.samplers.GridSampler({"beta": list(spec.betas), "free_nats": list(spec.free_nats)}, seed=spec.seed)
@@ -234,18 +223,10 @@ def open_study(
     """Create the grid study, or load it after checking it was created with ``spec`` and the same data."""
     if not re.fullmatch(r"[\w.-]+", study_name):
         raise ValueError(f"`study_name` names a folder: letters, digits, '_', '.', '-' only, got {study_name!r}")
-    wanted = spec.to_dict() | {"data_sha256": data_sha256}
     with optuna_quiet():
         study = optuna.create_study(storage=open_grid_storage(run_dir, storage), study_name=study_name,
                                     sampler=grid_sampler(spec), direction="minimize", load_if_exists=True)
-    if SPEC_ATTR not in study.user_attrs:
-        study.set_user_attr(SPEC_ATTR, wanted)
-    clashes = spec_clashes(study.user_attrs[SPEC_ATTR], wanted)
-    if clashes:
-        raise ValueError(
-            f"study {study_name!r} was created with other settings ({'; '.join(clashes)}). Pass the study's "
-            "settings to join it, another `study_name` to start a new one, or delete its storage to start over"
-        )
+    join_settings(study, SPEC_ATTR, spec.to_dict() | {"data_sha256": data_sha256})
     return study
 
 

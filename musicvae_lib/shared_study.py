@@ -8,7 +8,8 @@ or, with an RDB storage, when its heartbeat is older than ``GRACE_SECONDS`` (Opt
 ``fail_stale_trials``, the only way to see a death on another machine; a journal file has no
 heartbeat). A stale trial is failed and queued again by Optuna's ``RetryHeartbeatStaleTrialCallback``:
 a WAITING copy with its parameters and system attributes (GridSampler's ``grid_id``) and its
-``retry_history``. Only public Optuna API: storages, their trial ids by number, the callback.
+``retry_history``. Every worker checks it trains with the settings stored in the study
+(``join_settings``). Only public Optuna API: storages, their trial ids by number, the callback.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import socket
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in Jupyter without ipywidgets
     warnings.filterwarnings("ignore", message="IProgress not found")
@@ -63,6 +64,31 @@ def open_storage(storage: StorageArg, default_file: Path) -> optuna.storages.Bas
             f"sqlite:///{file.resolve()}" if storage is None else str(storage),
             heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+        )
+
+
+def setting_clashes(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """'name: X in the study, Y here' for every setting that differs, nested dicts flattened."""
+    clashes = []
+    for name in sorted(stored.keys() | wanted.keys()):
+        there, here = stored.get(name), wanted.get(name)
+        if isinstance(there, dict) and isinstance(here, dict):
+            clashes += setting_clashes(there, here, f"{prefix}{name}.")
+        elif there != here:
+            clashes.append(f"{prefix}{name}: {there!r} in the study, {here!r} here")
+    return clashes
+
+
+def join_settings(study: optuna.Study, attribute: str, wanted: dict[str, Any]) -> None:
+    """Store ``wanted`` (JSON-ready) as the study's user attribute ``attribute`` if it has none; ValueError naming
+    every clash if it holds others: every worker must train with the same settings."""
+    if attribute not in study.user_attrs:
+        study.set_user_attr(attribute, wanted)
+    clashes = setting_clashes(study.user_attrs[attribute], wanted)
+    if clashes:
+        raise ValueError(
+            f"study {study.study_name!r} was created with other settings ({'; '.join(clashes)}). Pass the study's "
+            "settings to join it, another `study_name` to start a new one, or delete its storage to start over"
         )
 
 

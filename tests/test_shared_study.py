@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 from tqdm import tqdm
 
 from musicvae_lib import shared_study
@@ -55,3 +56,12 @@ def test_a_path_opens_a_journal_file_and_none_the_default_sqlite_file_with_heart
     assert isinstance(rdb, optuna.storages.RDBStorage) and (tmp_path / "grid" / "study.db").exists()
     assert rdb.get_heartbeat_interval() == shared_study.HEARTBEAT_SECONDS
     assert isinstance(rdb.get_heartbeat_stale_trial_callback(), optuna.storages.RetryHeartbeatStaleTrialCallback)
+
+
+def test_a_study_keeps_the_first_settings_and_names_every_clash():
+    study = optuna.create_study()
+    shared_study.join_settings(study, "settings", {"a": 1, "train": {"epochs": 2}})
+    shared_study.join_settings(study, "settings", {"a": 1, "train": {"epochs": 2}})  # the same settings: joined
+    with pytest.raises(ValueError, match=r"a: 1 in the study, 3 here; train\.epochs: 2 in the study, None here"):
+        shared_study.join_settings(study, "settings", {"a": 3, "train": {}})
+    assert study.user_attrs["settings"] == {"a": 1, "train": {"epochs": 2}}
