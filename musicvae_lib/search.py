@@ -335,7 +335,7 @@ def run_grid_search(
             lock = held.pop()
             if lock is not None:
                 lock.close()
-        requeue_killed(study, opened, lambda trial: point_folder(run_dir, *point_of(trial), study_name))
+        requeue_killed(study, opened, lambda running: point_folder(run_dir, *point_of(running), study_name))
         if trial is not None and not points_left(study, spec):
             study.stop()
 
