@@ -456,17 +456,37 @@ def attribute_effects(effects: pd.DataFrame, scales: Mapping[str, float]) -> Fig
 # --- the grid search (notebook 02) -------------------------------------------------------------
 
 
-def grid_heatmaps(table: pd.DataFrame, metrics: Mapping[str, str], chosen: tuple[float, float] | None = None) -> Figure:
-    """One annotated heat map per metric over the beta x lambda grid; the chosen point outlined.
+# grid_heatmaps' one colour meaning: yellow is the better end of a metric; grey shades for a metric without one
+GRID_COLOURS = {
+    "higher": ("viridis", "better: higher (yellow)"),
+    "lower": ("viridis_r", "better: lower (yellow)"),
+    None: ("Greys", "no better end (darker: larger)"),
+}
+
+
+def grid_heatmaps(
+    table: pd.DataFrame, metrics: Mapping[str, str], chosen: tuple[float, float] | None = None,
+    better: Mapping[str, str] | None = None,
+) -> Figure:
+    """One annotated heat map per metric over the beta x lambda grid, each with its colour bar; the chosen point outlined.
 
     ``table`` has columns beta, free_nats and the metrics (``search.results_table``); ``metrics``
-    maps a column to its title with unit. Points without a value stay blank.
+    maps a column to its title with unit; ``better`` maps a column to "higher" or "lower" (e.g.
+    ``search.BETTER``). One colour meaning throughout: in viridis, yellow is the better end of a
+    metric with one, at the top of its colour bar, which says so; grey shades those without
+    (darker = larger). Points without a value stay blank.
     """
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.9 * len(metrics), 3.6), layout="constrained", squeeze=False)
+    better = better or {}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.6), layout="constrained", squeeze=False)
     for ax, (column, title) in zip(axes[0], metrics.items()):
+        if better.get(column) not in GRID_COLOURS:
+            raise ValueError(f"`better[{column!r}]` must be 'higher' or 'lower', got {better[column]!r}")
+        cmap, label = GRID_COLOURS[better.get(column)]
         grid = table.pivot(index="beta", columns="free_nats", values=column).sort_index(ascending=False)
-        sns.heatmap(grid.astype(float), ax=ax, annot=True, fmt=".3g", cmap="mako", cbar=False,
+        sns.heatmap(grid.astype(float), ax=ax, annot=True, fmt=".3g", cmap=cmap, cbar_kws={"label": label},
                     xticklabels=[f"{v:g}" for v in grid.columns], yticklabels=[f"{v:g}" for v in grid.index])
+        if better.get(column) == "lower":  # the better end on top of every colour bar
+            ax.collections[0].colorbar.ax.invert_yaxis()
         if chosen is not None and chosen[0] in grid.index and chosen[1] in grid.columns:
             row, col = list(grid.index).index(chosen[0]), list(grid.columns).index(chosen[1])
             ax.add_patch(Rectangle((col, row), 1, 1, fill=False, edgecolor="#c0392b", linewidth=3))

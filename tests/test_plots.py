@@ -272,3 +272,17 @@ def test_grid_heatmaps_put_beta_rows_high_to_low_and_outline_the_choice():
     assert [text.get_text() for text in ax.texts] == ["0.5", "1", "90"]  # the NaN cell stays blank
     outline = [patch for patch in ax.patches if isinstance(patch, plots.Rectangle)]
     assert len(outline) == 1 and outline[0].get_xy() == (1, 1)
+
+
+def test_grid_heatmaps_give_the_better_end_one_colour_and_every_panel_a_colour_bar():
+    table = pd.DataFrame({"beta": [0.5, 0.5, 1.0, 1.0], "free_nats": [0.0, 64.0, 0.0, 64.0],
+                          "accuracy": [0.5, 0.9, 0.6, 0.7], "loss": [40.0, 10.0, 30.0, 20.0], "kl_bits": [1.0, 9.0, 2.0, 3.0]})
+    fig = plots.grid_heatmaps(table, {"accuracy": "a", "loss": "b", "kl_bits": "c"}, better={"accuracy": "higher", "loss": "lower"})
+    meshes = [ax.collections[0] for ax in fig.axes[:3]]
+    assert meshes[0].to_rgba(0.9) == meshes[1].to_rgba(10.0)  # the best accuracy and the lowest loss: one colour
+    assert meshes[0].to_rgba(0.5) == meshes[1].to_rgba(40.0) != meshes[0].to_rgba(0.9)
+    assert [ax.yaxis_inverted() for ax in fig.axes[3:]] == [False, True, False]  # yellow on top of both bars
+    labels = [ax.get_ylabel() for ax in fig.axes[3:]]  # the colour bars, after the panels
+    assert labels == ["better: higher (yellow)", "better: lower (yellow)", "no better end (darker: larger)"]
+    with pytest.raises(ValueError, match="`better\\['loss'\\]` must be 'higher' or 'lower', got 'less'"):
+        plots.grid_heatmaps(table, {"loss": "b"}, better={"loss": "less"})

@@ -1,3 +1,5 @@
+import ast
+import inspect
 import json
 import math
 import os
@@ -5,9 +7,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
+import tomllib
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import optuna
 import pandas as pd
@@ -15,12 +19,13 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from musicvae_lib import search
+from musicvae_lib import search, shared_study
 from musicvae_lib.model import preset
 from musicvae_lib.train import TrainConfig
-from test_train import one_thread, scale_windows  # noqa: F401 (one_thread: an autouse fixture, shared)
+from conftest import scale_windows
 
 REPOSITORY = Path(__file__).parent.parent
+NOTEBOOK = REPOSITORY / "notebooks" / "02_grid_search.ipynb"
 # 2 x 2 grid of one-epoch trials of the tiny model: 2 steps of 16 windows, a checkpoint after each
 SPEC = search.GridSpec(
     betas=(1.0, 0.5),  # unsorted on purpose: the spec sorts
@@ -84,6 +89,15 @@ def test_every_grid_point_completes_with_its_metrics(finished):
         assert "Stopped by max_epochs" in (run_dir / row.folder / "train.log").read_text()  # train's lines go to the log
 
 
+def test_the_shown_table_is_short_and_rounded(finished):
+    _, table = finished
+    text = search.shown_table(table).to_string(delimiter="|").splitlines()
+    assert text[0].split("|") == [short for short, _ in search.SHOWN_COLUMNS.values()]
+    first = dict(zip(text[0].split("|"), text[1].split("|")))
+    assert first["beta"] == "0.5" and first["lambda"] == "0" and first["-ELBO"] == f"{table['negative_elbo_nats'][0]:.1f}"
+    assert first["acc. sampl."] == f"{table['sampling_accuracy'][0]:.3f}" and first["state"] == "COMPLETE"
+
+
 def test_results_table_reads_the_same_table_from_storage(finished):
     run_dir, table = finished
     read = search.results_table(run_dir)
@@ -111,7 +125,7 @@ def test_queued_points_are_run_and_not_queued_again(tmp_path):
         "beta": optuna.distributions.CategoricalDistribution(SPEC.betas),
         "free_nats": optuna.distributions.CategoricalDistribution(SPEC.free_nats),
     }
-    for beta, free_nats in POINTS:  # as search.requeue leaves them when its worker is killed before taking them
+    for beta, free_nats in POINTS:  # as search.requeue leaves them when a worker is killed before taking them
         study.add_trial(
             optuna.trial.create_trial(
                 state=TrialState.WAITING, params={"beta": beta, "free_nats": free_nats}, distributions=distributions
@@ -181,7 +195,7 @@ def test_a_stale_heartbeat_of_another_machine_frees_its_point(tmp_path):
     with pytest.warns(UserWarning, match="Heartbeat"):  # outside optimize, as a worker elsewhere would not
         remote = study.ask()  # a worker on another machine takes the first point ...
     point = (remote.suggest_categorical("beta", SPEC.betas), remote.suggest_categorical("free_nats", SPEC.free_nats))
-    remote.set_user_attr(search.WORKER_ATTR, {"host": "elsewhere", "pid": 1, "start": None, "trial": remote.number})
+    remote.set_user_attr(shared_study.WORKER_ATTR, {"host": "elsewhere", "pid": 1, "start": None, "trial": remote.number})
     alive = threading.Event()
 
     def beat():
@@ -229,7 +243,7 @@ def test_two_workers_share_one_storage(tmp_path, storage_kind):
     assert complete_points(trials) == POINTS  # every point exactly once
     assert all(done(run_dir / folder)["sessions"] == 1 and done(run_dir / folder)["epochs"] == 3 for folder in table["folder"])
     assert len(trials) == 4
-    pids = [t.user_attrs[search.WORKER_ATTR]["pid"] for t in trials]
+    pids = [t.user_attrs[shared_study.WORKER_ATTR]["pid"] for t in trials]
     assert sorted(pids) == sorted(2 * [worker.pid for worker in workers])
 
 
@@ -245,18 +259,6 @@ def test_results_table_without_a_study_names_notebook_02(tmp_path):
     assert not (tmp_path / "grid_search").exists()  # looking did not create a storage
 
 
-# --- workers ----------------------------------------------------------------------------------------
-
-
-def test_a_finished_process_is_gone_and_this_one_alive(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    me = search.worker_record(7)
-    assert not search.process_alive(child.pid, None)
-    assert search.process_alive(me["pid"], me["start"])
-    assert not search.process_alive(me["pid"], me["start"] + 1)  # same pid, another process: pid reused
-
-
 # --- the grid ---------------------------------------------------------------------------------------
 
 
@@ -264,13 +266,36 @@ def test_grid_spec_sorts_checks_and_round_trips(tmp_path):
     assert SPEC.betas == (0.5, 1.0) and SPEC.points == POINTS
     assert search.GridSpec.from_dict(json.loads(json.dumps(SPEC.to_dict()))) == SPEC
     with pytest.raises(ValueError, match=r"`betas` must be distinct"):
-        search.GridSpec(betas=(1.0, 1))
+        replace(SPEC, betas=(1.0, 1))
     with pytest.raises(ValueError, match=r"`free_nats` must be distinct values >= 0"):
-        search.GridSpec(free_nats=(-1.0,))
+        replace(SPEC, free_nats=(-1.0,))
     with pytest.raises(ValueError, match="too close"):
-        search.GridSpec(free_nats=(33.3, 33.3000001))
+        replace(SPEC, free_nats=(33.3, 33.3000001))
     with pytest.raises(ValueError, match="`study_name` names a folder"):
         search.run_grid_search(tmp_path, SPEC, TRAIN, VALID, study_name="../elsewhere")
+
+
+def notebook_parameters() -> dict:
+    """The names and literal values of notebook 02's parameters cell, in its order."""
+    cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    return {statement.targets[0].id: ast.literal_eval(statement.value) for statement in ast.parse(cell.source).body}
+
+
+def test_notebook_02_mirrors_the_library_defaults():
+    defaults = {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(search.ChapterDefaults()).items()}
+    assert list(notebook_parameters().items()) == list(defaults.items())
+    assert search.ChapterDefaults().study_name == search.STUDY_NAME
+    assert search.ChapterDefaults().margin == inspect.signature(search.choose).parameters["margin"].default
+
+
+@pytest.mark.parametrize("profile", ["quick", "default"])
+def test_each_profile_makes_a_valid_grid_over_the_defaults(profile):
+    table = tomllib.loads((REPOSITORY / "profiles" / f"{profile}.toml").read_text()).get("02_grid_search", {})
+    assert set(table) <= set(notebook_parameters())  # the runner refuses other keys too
+    values = asdict(search.ChapterDefaults()) | table
+    spec = search.chapter_spec(32, **{name: values[name] for name in inspect.signature(search.chapter_spec).parameters if name != "steps"})
+    assert spec.betas == tuple(sorted(values["betas"])) and spec.train_config.max_epochs == values["trial_max_epochs"]
+    assert spec.train_config.early_stopping_patience == search.TRIAL_PATIENCE and spec.model_config.steps == 32
 
 
 # --- the choice ---------------------------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""An Optuna study that several worker processes share, each trial training in a folder of its own.
+
+What Optuna leaves to its user when a worker dies mid-trial (notebook 02's grid search uses it,
+``search``). A worker holds its trial folder's lock file (``fcntl.flock``, freed when the process
+ends, killed or not) from before it records itself in the trial (``claim``) until the trial is
+told. A RUNNING trial is stale when it was claimed on this machine and its folder's lock is free,
+or, with an RDB storage, when its heartbeat is older than ``GRACE_SECONDS`` (Optuna's
+``fail_stale_trials``, the only way to see a death on another machine; a journal file has no
+heartbeat). A stale trial is failed and queued again by Optuna's ``RetryHeartbeatStaleTrialCallback``:
+a WAITING copy with its parameters and system attributes (GridSampler's ``grid_id``) and its
+``retry_history``. Every worker checks it trains with the settings stored in the study
+(``join_settings``). Only public Optuna API: storages, their trial ids by number, the callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import socket
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in Jupyter without ipywidgets
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
+
+HEARTBEAT_SECONDS = 60  # RDB storages: a running trial records a heartbeat this often ...
+GRACE_SECONDS = 180  # ... and is failed as stale when its last one is older than this
+LOCK_FILE = ".point.lock"
+WORKER_ATTR = "worker"  # trial user attribute: host, pid and trial number of the process running it
+# an SQLAlchemy URL, a journal file path, an Optuna storage, or None (the caller's default SQLite file)
+StorageArg = str | os.PathLike | optuna.storages.BaseStorage | None
+
+
+@contextlib.contextmanager
+def optuna_quiet() -> Iterator[None]:
+    """Optuna's per-trial INFO lines and experimental-feature warnings off (the caller prints its own lines)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def open_storage(storage: StorageArg, default_file: Path) -> optuna.storages.BaseStorage:
+    """A journal file for a path; an RDBStorage with heartbeats and retries for a URL, or SQLite in ``default_file`` for None."""
+    if isinstance(storage, optuna.storages.BaseStorage):
+        return storage
+    file = default_file if storage is None else Path(storage) if "://" not in str(storage) else None
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    if storage is not None and file is not None:
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(file)))
+    with optuna_quiet():
+        return optuna.storages.RDBStorage(
+            f"sqlite:///{file.resolve()}" if storage is None else str(storage),
+            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+        )
+
+
+def setting_clashes(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """'name: X in the study, Y here' for every setting that differs, nested dicts flattened."""
+    clashes = []
+    for name in sorted(stored.keys() | wanted.keys()):
+        there, here = stored.get(name), wanted.get(name)
+        if isinstance(there, dict) and isinstance(here, dict):
+            clashes += setting_clashes(there, here, f"{prefix}{name}.")
+        elif there != here:
+            clashes.append(f"{prefix}{name}: {there!r} in the study, {here!r} here")
+    return clashes
+
+
+def join_settings(study: optuna.Study, attribute: str, wanted: dict[str, Any]) -> None:
+    """Store ``wanted`` (JSON-ready) as the study's user attribute ``attribute`` if it has none; ValueError naming
+    every clash if it holds others: every worker must train with the same settings."""
+    if attribute not in study.user_attrs:
+        study.set_user_attr(attribute, wanted)
+    clashes = setting_clashes(study.user_attrs[attribute], wanted)
+    if clashes:
+        raise ValueError(
+            f"study {study.study_name!r} was created with other settings ({'; '.join(clashes)}). Pass the study's "
+            "settings to join it, another `study_name` to start a new one, or delete its storage to start over"
+        )
+
+
+def folder_lock(folder: Path) -> TextIO | None:
+    """The folder's lock, held until the returned file is closed or the process ends (killed or not); None if held."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_FILE, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def claim(trial: optuna.Trial) -> None:
+    """Record this process in ``trial`` (after taking its folder's lock): what ``requeue_killed`` checks."""
+    trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "trial": trial.number})
+
+
+def requeue(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: FrozenTrial) -> None:
+    """FAIL ``trial`` if it is RUNNING, then queue it again as Optuna's retry callback does."""
+    if trial.state == TrialState.RUNNING:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), trial.number)
+        try:
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first, and queued it
+            return
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
+
+
+def requeue_killed(study: optuna.Study, storage: optuna.storages.BaseStorage, folder_of: Callable[[FrozenTrial], Path]) -> None:
+    """Requeue the RUNNING trials claimed on this machine whose folder (``folder_of``) is locked no more: killed."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = trial.user_attrs.get(WORKER_ATTR)
+        if isinstance(record, dict) and record.get("trial") == trial.number and record.get("host") == socket.gethostname():
+            lock = folder_lock(folder_of(trial))
+            if lock is not None:
+                lock.close()
+                requeue(study, storage, trial)
+
+
+class TerminalLog(io.TextIOBase):
+    """A log file written as a terminal shows it: text after a carriage return replaces its line, so a progress
+    bar leaves one line (its last state), not one per redraw (``runner.terminal_text`` does the same for executed
+    notebooks; not imported, since the runner pulls in papermill)."""
+
+    def __init__(self, handle: TextIO) -> None:
+        self.handle, self.line = handle, ""
+
+    def write(self, text: str) -> int:
+        *ended, self.line = (self.line + text).split("\n")
+        for line in ended:
+            shown = [state for state in line.split("\r") if state.strip()]
+            self.handle.write((shown[-1] if shown else "") + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+@contextlib.contextmanager
+def output_to(log: Path) -> Iterator[None]:
+    """stdout and stderr (a training's lines and bars) appended to ``log`` as a terminal shows them."""
+    with open(log, "a") as handle, TerminalLog(handle) as writer:
+        try:
+            with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
+                yield
+        finally:
+            writer.write("\n" if writer.line else "")  # the last line, if it lacked its newline

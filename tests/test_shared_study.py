@@ -1,0 +1,67 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from tqdm import tqdm
+
+from musicvae_lib import shared_study
+
+REPOSITORY = Path(__file__).parent.parent
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+
+
+def test_a_folder_lock_is_held_until_its_process_ends(tmp_path):
+    script = (  # another process takes the lock, says so, and waits to be killed
+        "import pathlib, sys, time\nfrom musicvae_lib import shared_study\n"
+        "lock = shared_study.folder_lock(pathlib.Path(sys.argv[1]))\nprint(lock is not None, flush=True)\ntime.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert shared_study.folder_lock(tmp_path) is None
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = shared_study.folder_lock(tmp_path)  # freed by the kill, no cleanup needed
+    assert lock is not None
+    assert shared_study.folder_lock(tmp_path) is None  # held by this process now: a second open is refused too
+    lock.close()
+
+
+def test_the_log_keeps_a_progress_bar_at_its_last_state(tmp_path):
+    log = tmp_path / "train.log"
+    with shared_study.output_to(log):
+        print("Resuming")
+        bar = tqdm(total=50, desc="epoch 1", mininterval=0, disable=False)  # redrawn at every update
+        for _ in range(50):
+            bar.update()
+            bar.set_postfix(loss="1.00")
+        bar.close()
+        print("Stopped by max_epochs", end="")
+    lines = log.read_text().splitlines()
+    assert "\r" not in log.read_text() and len(lines) == 3
+    assert lines[0] == "Resuming" and lines[1].startswith("epoch 1: 100%") and lines[2] == "Stopped by max_epochs"
+
+
+def test_a_path_opens_a_journal_file_and_none_the_default_sqlite_file_with_heartbeats(tmp_path):
+    journal = shared_study.open_storage(tmp_path / "shared" / "study.log", tmp_path / "unused.db")
+    assert isinstance(journal, optuna.storages.JournalStorage) and not (tmp_path / "unused.db").exists()
+    rdb = shared_study.open_storage(None, tmp_path / "grid" / "study.db")
+    assert isinstance(rdb, optuna.storages.RDBStorage) and (tmp_path / "grid" / "study.db").exists()
+    assert rdb.get_heartbeat_interval() == shared_study.HEARTBEAT_SECONDS
+    assert isinstance(rdb.get_heartbeat_stale_trial_callback(), optuna.storages.RetryHeartbeatStaleTrialCallback)
+
+
+def test_a_study_keeps_the_first_settings_and_names_every_clash():
+    study = optuna.create_study()
+    shared_study.join_settings(study, "settings", {"a": 1, "train": {"epochs": 2}})
+    shared_study.join_settings(study, "settings", {"a": 1, "train": {"epochs": 2}})  # the same settings: joined
+    with pytest.raises(ValueError, match=r"a: 1 in the study, 3 here; train\.epochs: 2 in the study, None here"):
+        shared_study.join_settings(study, "settings", {"a": 3, "train": {}})
+    assert study.user_attrs["settings"] == {"a": 1, "train": {"epochs": 2}}
