@@ -48,6 +48,8 @@ import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
+from musicvae_lib.shared_study import terminal_line
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 KERNEL_NAME = "python3"
@@ -363,12 +365,8 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
 
 
 def terminal_text(text: str) -> str:
-    """What a terminal shows of ``text``: a carriage return starts its line again, so a progress bar keeps its last state."""
-    lines = []
-    for line in text.split("\n"):
-        states = [state for state in line.split("\r") if state.strip()]
-        lines.append(states[-1] if states else "")
-    return "\n".join(lines)
+    """What a terminal shows of ``text`` (``shared_study.terminal_line`` for each line)."""
+    return "\n".join(terminal_line(line) for line in text.split("\n"))
 
 
 def merged_streams(outputs: list) -> list:

@@ -131,10 +131,15 @@ def requeue_killed(study: optuna.Study, storage: optuna.storages.BaseStorage, fo
                 requeue(study, storage, trial)
 
 
+def terminal_line(line: str) -> str:
+    """What a terminal shows of one line: a carriage return starts it again, so a progress bar keeps its last state."""
+    shown = [state for state in line.split("\r") if state.strip()]
+    return shown[-1] if shown else ""
+
+
 class TerminalLog(io.TextIOBase):
-    """A log file written as a terminal shows it: text after a carriage return replaces its line, so a progress
-    bar leaves one line (its last state), not one per redraw (``runner.terminal_text`` does the same for executed
-    notebooks; not imported, since the runner pulls in papermill)."""
+    """A log file written as a terminal shows it (``terminal_line``): a progress bar leaves one line, its last
+    state, not one per redraw; the runner tidies executed notebooks the same way."""
 
     def __init__(self, handle: TextIO) -> None:
         self.handle, self.line = handle, ""
@@ -142,8 +147,7 @@ class TerminalLog(io.TextIOBase):
     def write(self, text: str) -> int:
         *ended, self.line = (self.line + text).split("\n")
         for line in ended:
-            shown = [state for state in line.split("\r") if state.strip()]
-            self.handle.write((shown[-1] if shown else "") + "\n")
+            self.handle.write(terminal_line(line) + "\n")
         return len(text)
 
     def flush(self) -> None:
