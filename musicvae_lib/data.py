@@ -43,7 +43,6 @@ from musicvae_lib.folk_melodies import (
     read_folk_tunes,
     tune_windows,
 )
-from musicvae_lib.representation import STEPS_PER_BAR, TOKEN_DTYPE
 
 MIDI_LICENCE_NOTE = "user-supplied MIDI files: the licence of each file is the user's to check"
 PROGRESS_SECONDS = 5.0  # between updates of the progress bar on a terminal
@@ -99,6 +98,7 @@ class WindowSet:
 # Parallel parsing, caching, and the two public sources
 
 Task = TypeVar("Task")
+Item = TypeVar("Item")
 
 
 def parallel_map(
@@ -111,9 +111,6 @@ def parallel_map(
     chunk = max(1, min(16, len(tasks) // (processes * 8)))
     with context.Pool(processes) as pool:
         return list(with_progress(pool.imap(function, tasks, chunksize=chunk), len(tasks), description))
-
-
-Item = TypeVar("Item")
 
 
 def with_progress(items: Iterable[Item], total: int, description: str) -> Iterator[Item]:
