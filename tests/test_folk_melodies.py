@@ -16,7 +16,7 @@ from music21 import converter
 from note_seq import abc_parser
 
 from musicvae_lib import folk_melodies
-from musicvae_lib.representation import NOTE_OFF, Note, notes_to_tokens, pitch_to_token
+from musicvae_lib.representation import NO_EVENT, NOTE_OFF, Note, notes_to_tokens, pitch_to_token
 
 A4, B4, C5, G4 = 69, 71, 72, 67
 
@@ -98,9 +98,9 @@ def test_unknown_collection_names_the_valid_ones():
 
 # --- Hand-made ABC, windows written out by hand, note_seq agreeing ----------------------------
 
-X = 0  # NO_EVENT
+X = NO_EVENT
 D_MAJOR_TUNE = "X:1\nT:Key, broken rhythm, octaves\nM:4/4\nL:1/8\nK:D\nA|d2f>e d2A2|B,2c'2 e4|\n"
-# Pickup A (bar 0), then bar 1: d f#. e d A (f> dotted, e a 16th); bar 2: B, c#'' e. One window, bars 1-2.
+# Pickup A (bar 0), then bar 1: d f#. e d A (f> dotted, e a 16th); bar 2: B3, C#6 (c'), e. One window, bars 1-2.
 D_MAJOR_WINDOW = [74, X, X, X, 78, X, X, 76, 74, X, X, X, 69, X, X, X, 59, X, X, X, 85, X, X, X, 76] + [X] * 7
 
 
