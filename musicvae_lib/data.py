@@ -1,21 +1,15 @@
-"""Melody windows from real music: music21's folk corpus or a folder of MIDI files.
+"""Melody windows from real music, their cache, the train/valid/test splits and the run's dataset folder.
 
 Two sources give the same thing, a ``WindowSet`` of token windows ([n, bars*16] uint8, see
 ``representation``) with the tune (or file) each came from and a report of what was skipped:
 
-- ``folk_corpus_windows``: the folk collections shipped inside music21 (nothing is downloaded).
-  Tunes in 4/4 and 2/2; the first part; ties merged; chord symbols and grace notes dropped; the
-  top note of a chord kept. A window is ``bars`` consecutive COMPLETE bars of one meter (pickups
-  and short bars never start or join a window), hop one bar, with at least one onset.
-  Triplets and other notes off the 16th grid are not rounded, as Magenta's quantizer would do:
-  rounding turns a triplet into a dotted rhythm the tune never had, so a window holding such a
-  note is dropped and counted.
-- ``midi_folder_windows``: any folder of MIDI files, with Magenta's cat-mel_2bar semantics
-  (see ``midi_melodies``).
+- ``folk_corpus_windows``: the folk collections shipped inside music21, read by ``folk_melodies``;
+- ``midi_folder_windows``: any folder of MIDI files (symbolic links followed), with Magenta's
+  cat-mel_2bar semantics, read by ``midi_melodies``.
 
-Both parse in parallel processes with a progress bar and are cached on disk, keyed by a hash of
-the source files' bytes and the parameters. ``split_by_tune`` then makes train/valid/test splits
-by tune, never by window.
+Both parse in parallel processes and are cached on disk, keyed by a hash of the source files'
+bytes and the parameters. ``split_by_tune`` then makes train/valid/test splits by tune, never by
+window; ``write_dataset`` and the ``load_*`` functions are the run folder's ``dataset/``.
 """
 
 from __future__ import annotations
@@ -24,55 +18,37 @@ import hashlib
 import json
 import multiprocessing
 import os
-import re
+import shutil
+import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm  # text bars: their last state is kept in executed notebooks, unlike widgets
+from tqdm import tqdm
 
 from musicvae_lib import midi_melodies
-from musicvae_lib.representation import (
-    MAX_PITCH,
-    MIN_PITCH,
-    STEPS_PER_BAR,
-    STEPS_PER_QUARTER,
-    TOKEN_DTYPE,
-    FIRST_PITCH_TOKEN,
-    Note,
-    notes_to_tokens,
+from musicvae_lib.folk_melodies import (
+    FOLK_COLLECTIONS,
+    LICENCE_NOTES,
+    SKIP_METER,
+    AbcTune,
+    TuneResult,
+    collection_files,
+    corpus_root,
+    has_accepted_meter,
+    read_folk_tunes,
+    tune_windows,
 )
 
-FOLK_COLLECTIONS = ("essenFolksong", "oneills1850", "ryansMammoth", "airdsAirs", "miscFolk")
-LICENCE_NOTES = {
-    "essenFolksong": "Essen Folksong Collection (EsAC, H. Schaffrath; ABC by S. Schlien): permission "
-    "for NON-COMMERCIAL distribution and use only (music21 corpus/essenFolksong/license.txt).",
-    "oneills1850": "O'Neill's Music of Ireland (1903), public-domain tunes; ABC by Norbert Paap, "
-    "distributed with music21 by the encoder's permission (music21 corpus/license.txt).",
-    "ryansMammoth": "Ryan's Mammoth Collection (1883), public-domain tunes; ABC by volunteers named in "
-    "each file, distributed with music21 by permission (music21 corpus/license.txt).",
-    "airdsAirs": "Aird's Selection of Scotch, English, Irish and Foreign Airs (1782-1803), public-domain "
-    "tunes; ABC distributed with music21 by permission (music21 corpus/license.txt).",
-    "miscFolk": "American fife tunes and Northumbrian Minstrelsy (1882), public-domain tunes; ABC by "
-    "J. Campin and others, distributed with music21 by permission (music21 corpus/license.txt).",
-}
 MIDI_LICENCE_NOTE = "user-supplied MIDI files: the licence of each file is the user's to check"
-ACCEPTED_METERS = ("4/4", "2/2")  # both 16 steps a bar on the 16th grid
-PROGRESS_SECONDS = 5.0  # between progress-bar updates: each one is kept in an executed notebook
+PROGRESS_SECONDS = 5.0  # between updates of the progress bar on a terminal
 CACHE_FORMAT = 2  # bump when the windows a given input yields change
 
-SKIP_METER = "meter not 4/4 or 2/2"
-SKIP_PARSE = "music21 could not parse the tune"
-SKIP_NO_BARS = "no run of complete 4/4 or 2/2 bars long enough for a window"
-SKIP_NO_WINDOW_LEFT = "every window dropped (see window drops)"
 SKIP_NOT_DRAWN = "not drawn: max_tunes limits the tunes (or files) used"
-DROP_OFF_GRID = "a note off the 16th grid (triplets)"
-DROP_PITCH_RANGE = "a pitch outside 21..108"
-DROP_NO_ONSET = "no onset"
 
 
 @dataclass
@@ -119,218 +95,10 @@ class WindowSet:
 
 
 # --------------------------------------------------------------------------------------------
-# The folk corpus: ABC files, one or many tunes each
-
-
-@dataclass(frozen=True)
-class AbcTune:
-    """One tune's ABC text and where it came from."""
-
-    collection: str
-    path: str  # relative to music21's corpus folder
-    number: str  # the X: field
-    title: str
-    meters: tuple[str, ...]  # every M: field, header and inline, normalised ("C" -> "4/4")
-    text: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.path} X:{self.number} ({self.title})"
-
-
-@dataclass(frozen=True)
-class TuneResult:
-    """What one tune (or MIDI file) gave: windows or a skip reason, and per-window drop counts."""
-
-    windows: np.ndarray  # uint8 [n, steps]
-    bar_index: np.ndarray  # int32 [n]
-    skip_reason: str | None
-    window_drops: dict[str, int]
-    meter: str = ""
-
-
-def corpus_root() -> Path:
-    """music21's installed corpus folder."""
-    import music21.corpus
-
-    return Path(music21.corpus.__file__).parent
-
-
-def collection_files(collection: str) -> list[Path]:
-    """The ABC files of one folk collection, sorted; ValueError naming the valid ones if unknown."""
-    if collection not in FOLK_COLLECTIONS:
-        raise ValueError(f"unknown collection {collection!r}; choose from {list(FOLK_COLLECTIONS)}")
-    folder = corpus_root() / collection
-    files = sorted(folder.glob("*.abc"))
-    if not files:
-        raise FileNotFoundError(f"no .abc files in {folder}: is music21's corpus installed?")
-    return files
-
-
-def normalise_meter(value: str) -> str:
-    """An ABC meter field as a ratio: ``C`` is 4/4 and ``C|`` is 2/2; spaces dropped."""
-    value = value.strip().replace(" ", "")
-    return {"C": "4/4", "C|": "2/2"}.get(value, value)
-
-
-_METER_FIELD = re.compile(r"^M:(.*)$|\[M:([^\]]*)\]", re.MULTILINE)
-
-
-def split_abc_tunes(text: str, collection: str, path: str) -> list[AbcTune]:
-    """Cut an ABC file into tunes at each ``X:`` line; text before the first tune is a comment block."""
-    tunes = []
-    for chunk in re.split(r"(?m)^(?=X:)", text):
-        if not chunk.startswith("X:"):
-            continue
-        number = chunk[2:chunk.find("\n")].strip() if "\n" in chunk else chunk[2:].strip()
-        title_match = re.search(r"(?m)^T:(.*)$", chunk)
-        meters = tuple(normalise_meter(a or b) for a, b in _METER_FIELD.findall(chunk))
-        title = title_match.group(1).strip() if title_match else ""
-        tunes.append(AbcTune(collection, path, number, title, meters, chunk))
-    return tunes
-
-
-def read_folk_tunes(collections: Sequence[str]) -> list[AbcTune]:
-    """Every tune of the given collections, in file order."""
-    root = corpus_root()
-    tunes = []
-    for collection in collections:
-        for file in collection_files(collection):
-            text = file.read_bytes().decode("utf-8", errors="replace")
-            tunes.extend(split_abc_tunes(text, collection, str(file.relative_to(root))))
-    return tunes
-
-
-def has_accepted_meter(tune: AbcTune) -> bool:
-    """Whether any section of the tune is in 4/4 or 2/2: the others cannot give a window, so need no parse."""
-    return any(meter in ACCEPTED_METERS for meter in tune.meters)
-
-
-def tune_windows(tune: AbcTune, bars: int) -> TuneResult:
-    """Parse one ABC tune with music21 and cut its windows; never raises for a bad tune."""
-    from music21 import converter
-
-    try:
-        score = converter.parseData(tune.text, format="abc")
-    except Exception:  # music21 raises many exception types on malformed ABC
-        return TuneResult(empty_windows(bars), np.zeros(0, np.int32), SKIP_PARSE, {})
-    return score_windows(score, bars)
-
-
-def empty_windows(bars: int) -> np.ndarray:
-    return np.zeros((0, bars * STEPS_PER_BAR), dtype=TOKEN_DTYPE)
-
-
-def score_windows(score, bars: int) -> TuneResult:
-    """Windows of ``bars`` consecutive complete bars of one accepted meter from a music21 score.
-
-    The first part is used. Returns every window with an onset whose notes lie on the 16th grid
-    and in 21..108; the others are counted in ``window_drops`` by reason.
-    """
-    from music21 import stream
-
-    part = score.parts[0] if score.parts else score
-    bar_spans = complete_bar_spans(part.getElementsByClass(stream.Measure))  # before ties are merged across bars
-    if not any(len(run) >= bars for run in bar_spans):
-        return TuneResult(empty_windows(bars), np.zeros(0, np.int32), SKIP_NO_BARS, {})
-    notes, off_grid_steps, out_of_range_steps = part_notes(part.stripTies())
-    last_bar_end = max(start + STEPS_PER_BAR for run in bar_spans for _, start, _ in run)
-    total_steps = max([last_bar_end] + [note.end_step for note in notes])
-    tokens = notes_to_tokens(notes, total_steps)
-    drops: Counter[str] = Counter()
-    windows, starts = [], []
-    for run in bar_spans:
-        for first in range(len(run) - bars + 1):
-            bar_number, start, _ = run[first]
-            end = start + bars * STEPS_PER_BAR
-            reason = window_drop_reason(tokens[start:end], start, end, off_grid_steps, out_of_range_steps)
-            if reason:
-                drops[reason] += 1
-                continue
-            windows.append(tokens[start:end])
-            starts.append(bar_number)
-    if not windows:
-        return TuneResult(empty_windows(bars), np.zeros(0, np.int32), SKIP_NO_WINDOW_LEFT, dict(drops))
-    meters = sorted({m for run in bar_spans for _, _, m in run})
-    return TuneResult(np.stack(windows), np.asarray(starts, np.int32), None, dict(drops), "+".join(meters))
-
-
-def complete_bar_spans(measures) -> list[list[tuple[int, int, str]]]:
-    """Runs of consecutive complete 16-step bars of one meter: [(bar index, first step, meter), ...].
-
-    A bar is complete when its content fills its time signature's bar; a pickup, a short final bar
-    or an over-full bar breaks the run, and so does a change of meter.
-    """
-    runs: list[list[tuple[int, int, str]]] = []
-    current: list[tuple[int, int, str]] = []
-    time_signature = None
-    for index, measure in enumerate(measures):
-        time_signature = measure.timeSignature or time_signature
-        meter = time_signature.ratioString if time_signature is not None else "4/4"
-        start = Fraction(measure.offset) * STEPS_PER_QUARTER
-        complete = (
-            meter in ACCEPTED_METERS
-            and Fraction(measure.duration.quarterLength) * STEPS_PER_QUARTER == STEPS_PER_BAR
-            and start.denominator == 1
-        )
-        follows = bool(current) and current[-1][2] == meter and current[-1][1] + STEPS_PER_BAR == start
-        if complete and follows:
-            current.append((index, int(start), meter))
-            continue
-        if current:
-            runs.append(current)
-        current = [(index, int(start), meter)] if complete else []
-    if current:
-        runs.append(current)
-    return runs
-
-
-def part_notes(part) -> tuple[list[Note], set[int], set[int]]:
-    """The part's notes on the step grid, and the steps where a note is off the grid or out of range.
-
-    Chord symbols and grace notes are dropped; a chord gives its top note. A note whose onset or
-    end falls between grid steps marks the step it falls in; it is kept rounded so the rest of the
-    tune's tokens stay right, and windows over a marked step are dropped.
-    """
-    from music21 import harmony
-
-    notes: list[Note] = []
-    off_grid: set[int] = set()
-    out_of_range: set[int] = set()
-    for element in part.flatten().notes:
-        if isinstance(element, harmony.Harmony) or element.duration.isGrace or element.quarterLength == 0:
-            continue
-        start = Fraction(element.offset) * STEPS_PER_QUARTER
-        end = start + Fraction(element.quarterLength) * STEPS_PER_QUARTER
-        for position in (start, end):
-            if position.denominator != 1:
-                off_grid.add(int(position))
-        pitch = max(p.midi for p in element.pitches)
-        first, last = round(start), max(round(end), round(start) + 1)
-        if not MIN_PITCH <= pitch <= MAX_PITCH:
-            out_of_range.update(range(first, last))
-            continue
-        notes.append(Note(first, last, pitch))
-    return notes, off_grid, out_of_range
-
-
-def window_drop_reason(
-    window: np.ndarray, start: int, end: int, off_grid_steps: set[int], out_of_range_steps: set[int]
-) -> str | None:
-    """Why a window cannot be used, or None."""
-    if any(start <= step < end for step in off_grid_steps):
-        return DROP_OFF_GRID
-    if any(start <= step < end for step in out_of_range_steps):
-        return DROP_PITCH_RANGE
-    if not (window >= FIRST_PITCH_TOKEN).any():
-        return DROP_NO_ONSET
-    return None
-
-
-# --------------------------------------------------------------------------------------------
 # Parallel parsing, caching, and the two public sources
 
 Task = TypeVar("Task")
+Item = TypeVar("Item")
 
 
 def parallel_map(
@@ -338,11 +106,25 @@ def parallel_map(
 ) -> list[TuneResult]:
     """``function`` over ``tasks`` in worker processes (spawned: safe beside torch's threads), in order."""
     if processes <= 1 or len(tasks) < 2:
-        return [function(task) for task in tqdm(tasks, desc=description, unit="tune", mininterval=PROGRESS_SECONDS)]
+        return list(with_progress(map(function, tasks), len(tasks), description))
     context = multiprocessing.get_context("spawn")
     chunk = max(1, min(16, len(tasks) // (processes * 8)))
     with context.Pool(processes) as pool:
-        return list(tqdm(pool.imap(function, tasks, chunksize=chunk), total=len(tasks), desc=description, unit="tune", mininterval=PROGRESS_SECONDS))
+        return list(with_progress(pool.imap(function, tasks, chunksize=chunk), len(tasks), description))
+
+
+def with_progress(items: Iterable[Item], total: int, description: str) -> Iterator[Item]:
+    """``items``, with a progress bar on a terminal; elsewhere one line once they are done.
+
+    An executed notebook keeps every update of a text bar among its outputs (and a widget bar
+    not at all), so off a terminal the only trace is the final count and time.
+    """
+    if sys.stderr.isatty():
+        yield from tqdm(items, total=total, desc=description, unit="tune", mininterval=PROGRESS_SECONDS)
+        return
+    start = time.perf_counter()
+    yield from items
+    print(f"{description}: {total:,} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
 def default_cache_dir() -> Path:
@@ -418,7 +200,10 @@ def cached(
 def collect(
     results: Sequence[TuneResult], rows: Sequence[dict], names: Sequence[str], skips: SkipReport, **info
 ) -> WindowSet:
-    """Gather per-tune results into one WindowSet; tunes without windows go to the skip report."""
+    """Gather per-tune results into one WindowSet; tunes without windows go to the skip report.
+
+    NoWindowsError, with the skip counts by reason, when no tune (or file) gave a window.
+    """
     windows, tune_ids, bar_index, kept_rows = [], [], [], []
     drops: Counter[str] = Counter()
     for result, row, name in zip(results, rows, names):
@@ -430,16 +215,32 @@ def collect(
         tune_ids.append(np.full(len(result.windows), len(kept_rows), np.int32))
         bar_index.append(result.bar_index)
         kept_rows.append({**row, "meter": result.meter, "n_windows": len(result.windows)})
-    steps = info["parameters"]["bars"] * STEPS_PER_BAR
+    if not kept_rows:
+        raise NoWindowsError(info["source"], info["parameters"], skips)
     return WindowSet(
-        windows=np.concatenate(windows) if windows else np.zeros((0, steps), TOKEN_DTYPE),
-        tune_ids=np.concatenate(tune_ids) if tune_ids else np.zeros(0, np.int32),
-        bar_index=np.concatenate(bar_index) if bar_index else np.zeros(0, np.int32),
+        windows=np.concatenate(windows),
+        tune_ids=np.concatenate(tune_ids),
+        bar_index=np.concatenate(bar_index),
         tunes=pd.DataFrame(kept_rows),
         skips=skips,
         window_drops=dict(drops),
         **info,
     )
+
+
+class NoWindowsError(ValueError):
+    """No tune or file of a source gave a window: the message counts the skips by reason."""
+
+    def __init__(self, source: str, parameters: dict, skips: SkipReport):
+        where = parameters.get("folder") or f"the folk collections {parameters.get('collections')}"
+        reasons = "; ".join(
+            f"{row.reason}: {row.count} (e.g. {row.examples})" for row in skips.table().itertuples()
+        )
+        super().__init__(
+            f"no melody window from {where}: every one of the {sum(skips.counts.values())} "
+            f"{'files' if source == 'midi' else 'tunes'} was skipped. By reason: {reasons}. "
+            "Check that the source holds readable 4/4 or 2/2 melodies (see the data section of README.md)."
+        )
 
 
 def draw(items: list[Task], limit: int, seed: int, names: Callable[[Task], str], skips: SkipReport) -> list[Task]:
@@ -518,11 +319,23 @@ class _MidiWindows:
 
 
 def midi_files(folder: Path) -> list[Path]:
-    """Every .mid/.midi file below ``folder``, sorted; errors name the folder when there is none."""
+    """Every .mid/.midi file below ``folder``, sorted; errors name the folder when there is none.
+
+    Symbolic links to folders are followed; a folder reached again (a link loop, or two links to
+    one folder) is searched once, so no file is read twice.
+    """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"MIDI folder {folder} does not exist (or is not a folder)")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".mid", ".midi"))
+    files, searched = [], set()
+    for directory, subdirectories, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in searched:
+            subdirectories.clear()
+            continue
+        searched.add(real)
+        files += [Path(directory, name) for name in names if Path(name).suffix.lower() in (".mid", ".midi")]
+    files = sorted(file for file in files if file.is_file())
     if not files:
         raise FileNotFoundError(f"MIDI folder {folder} holds no .mid or .midi file (searched recursively)")
     return files
@@ -672,6 +485,21 @@ def dataset_summary(window_set: WindowSet, splits: dict[str, Split], fractions: 
     }
 
 
+def remove_outputs(run_dir: str | os.PathLike, patterns: Sequence[str]) -> list[Path]:
+    """Delete the files and folders matching ``patterns`` (globs relative to ``run_dir``); the paths removed.
+
+    The dataset chapter calls it first, so that a run that fails leaves no split or table of an
+    earlier run behind for a reader or a later chapter to take as its own.
+    """
+    removed = sorted({path for pattern in patterns for path in Path(run_dir).glob(pattern)})
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return removed
+
+
 def write_dataset(run_dir: str | os.PathLike, window_set: WindowSet, splits: dict[str, Split], summary: dict) -> Path:
     """Write ``<run_dir>/dataset/``: {split}.npy windows, {split}_tunes.npy, tunes.csv and summary.json."""
     folder = Path(run_dir) / "dataset"
@@ -746,3 +574,18 @@ def sample_windows(windows: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Indices of ``n`` windows drawn without replacement with ``seed``, sorted (all if fewer)."""
     n = min(n, len(windows))
     return np.sort(np.random.default_rng(seed).choice(len(windows), size=n, replace=False))
+
+
+def analysis_sets(run_dir: str | os.PathLike, generated: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """The sets chapters 05 and 06 compare: "train" and "test" samples as large as a generated set, then ``generated``.
+
+    Training windows are the reference; the held-out test windows show how close real music gets.
+    Equal sizes keep the distance distributions of the set comparison alike in noise. The samples
+    are seeded (``sample_windows``), a split smaller than the generated sets is taken whole.
+    """
+    size = max(len(windows) for windows in generated.values())
+    real = {}
+    for offset, name in enumerate(("train", "test")):
+        windows = load_split(run_dir, name)
+        real[name] = windows[sample_windows(windows, min(size, len(windows)), seed + offset)]
+    return real | generated

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicvae_lib import data
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import NO_EVENT, NOTE_OFF, STEPS_PER_BAR, TOKEN_DTYPE, write_midi
 
@@ -126,20 +125,3 @@ def write_medley(
 ) -> Path:
     """One MIDI file holding every melody of a set in a row (``in_a_row``)."""
     return write_midi(in_a_row(windows, rest_bars), path, program, tempo_qpm)
-
-
-
-def analysis_sets(run_dir: str | Path, seed: int) -> dict[str, np.ndarray]:
-    """The sets chapters 05 and 06 compare: "train" and "test" samples as large as a generated set, then notebook 04's sets.
-
-    Training windows are the reference; the held-out test windows show how close real music gets.
-    Equal sizes keep the distance distributions of the set comparison alike in noise. The samples
-    are seeded (``data.sample_windows``), a split smaller than the generated sets is taken whole.
-    """
-    generated = load_sets(Path(run_dir) / "generation" / GENERATED_FILE)
-    size = max(len(windows) for windows in generated.values())
-    real = {}
-    for offset, name in enumerate(("train", "test")):
-        windows = data.load_split(run_dir, name)
-        real[name] = windows[data.sample_windows(windows, min(size, len(windows)), seed + offset)]
-    return real | generated

@@ -2,87 +2,10 @@ import json
 
 import numpy as np
 import pandas as pd
+import pretty_midi
 import pytest
 
-from musicvae_lib import data
-from musicvae_lib.representation import NOTE_OFF, pitch_to_token
-
-A4, B4, C5, G4 = 69, 71, 72, 67
-
-HAND_BUILT = """X:7
-T:Hand built
-M:4/4
-L:1/8
-K:C
-C2 | C2E2 G2c2 | (3cBA G2 z4 | "Am"[CEA]2 {g}A2 A4- | A2B2 c4 |
-"""
-
-
-def windows_of(abc: str, bars: int = 2) -> data.TuneResult:
-    (tune,) = data.split_abc_tunes(abc, "test", "test.abc")
-    return data.tune_windows(tune, bars)
-
-
-def test_split_abc_tunes_reads_number_title_and_every_meter():
-    text = "% header comment\n" + HAND_BUILT + "\nX:8\nT:Second\nM:C|\nK:G\nG8|[M:3/4]G6|\n"
-    first, second = data.split_abc_tunes(text, "test", "test.abc")
-    assert (first.number, first.title, first.meters) == ("7", "Hand built", ("4/4",))
-    assert (second.number, second.meters) == ("8", ("2/2", "3/4"))
-    assert data.has_accepted_meter(second)
-
-
-def test_hand_built_tune_gives_the_one_clean_window():
-    # bar 0 is a pickup; bars 1-2 and 2-3 hold a triplet; bars 3-4: chord (top note A), grace note
-    # dropped, chord symbol dropped, A tied across the bar line into one note.
-    result = windows_of(HAND_BUILT)
-    expected = np.zeros(32, np.uint8)
-    expected[[0, 4, 8, 20, 24]] = [pitch_to_token(p) for p in (A4, A4, A4, B4, C5)]
-    assert result.skip_reason is None
-    np.testing.assert_array_equal(result.windows, [expected])
-    assert result.bar_index.tolist() == [3]
-    assert result.window_drops == {data.DROP_OFF_GRID: 2}
-    assert result.meter == "4/4"
-
-
-def test_rests_give_note_off_and_a_silent_window_is_dropped():
-    result = windows_of("X:1\nM:4/4\nL:1/4\nK:C\nG z z z | z4 | z4 | G4 |\n")
-    # windows: bars 0-1 (G then rests), 1-2 (silence: no onset), 2-3 (G at bar 2's step 0)
-    assert result.window_drops == {data.DROP_NO_ONSET: 1}
-    first, last = result.windows
-    assert first[0] == pitch_to_token(G4) and first[4] == NOTE_OFF and (first[5:] == 0).all()
-    assert (last[:16] == 0).all() and last[16] == pitch_to_token(G4)
-
-
-def test_windows_never_span_a_meter_change():
-    abc = "X:1\nM:4/4\nL:1/4\nK:C\nC D E F | G A B c |[M:3/4] c B A | G F E |[M:4/4] D C D E | F G A B |\n"
-    result = windows_of(abc)
-    assert result.bar_index.tolist() == [0, 4]
-
-
-def test_cut_time_bars_are_sixteen_steps():
-    result = windows_of("X:1\nM:C|\nL:1/8\nK:C\nC2E2G2c2 | c8 |\n")
-    assert result.meter == "2/2"
-    assert len(result.windows) == 1 and result.windows[0][16] == pitch_to_token(C5)
-
-
-def test_longer_windows_use_consecutive_complete_bars():
-    abc = "X:1\nM:4/4\nL:1/4\nK:C\n" + " | ".join(["C D E F"] * 5) + " |\n"
-    result = windows_of(abc, bars=4)
-    assert result.windows.shape == (2, 64)
-
-
-def test_tune_without_two_complete_bars_is_skipped():
-    assert windows_of("X:1\nM:4/4\nL:1/4\nK:C\nC D | E F G A | B |\n").skip_reason == data.SKIP_NO_BARS
-
-
-def test_unparseable_tune_is_skipped_not_raised():
-    bad = "X:1\nT:bad\nM:4/4\nK:C\n|]]]:::[[[ &&& %%%% \x00\x01 K:ZZ ((((( \n"
-    assert windows_of(bad).skip_reason == data.SKIP_PARSE
-
-
-def test_unknown_collection_names_the_valid_ones():
-    with pytest.raises(ValueError, match="essenFolksong"):
-        data.collection_files("beatles")
+from musicvae_lib import data, folk_melodies, midi_melodies
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +21,8 @@ def test_real_collection_gives_windows_tunes_and_reasoned_skips(misc_folk):
     assert window_set.windows.max() < 90
     assert set(np.unique(window_set.tune_ids)) == set(range(len(window_set.tunes)))
     assert (window_set.tunes["n_windows"].sum()) == len(window_set.windows)
-    assert window_set.skips.counts[data.SKIP_METER] > 50  # miscFolk is mostly 6/8 and 2/4
-    assert all("X:" in example for example in window_set.skips.examples[data.SKIP_METER])
+    assert window_set.skips.counts[folk_melodies.SKIP_METER] > 50  # miscFolk is mostly 6/8 and 2/4
+    assert all("X:" in example for example in window_set.skips.examples[folk_melodies.SKIP_METER])
     assert "every" not in data.licence_notes(window_set)["miscFolk"]
 
 
@@ -122,7 +45,7 @@ def test_max_tunes_draws_a_seeded_sample(tmp_path):
     sample = data.folk_corpus_windows(["miscFolk"], max_tunes=5, seed=3, processes=1, cache_dir=tmp_path)
     again = data.folk_corpus_windows(["miscFolk"], max_tunes=5, seed=3, processes=1, cache_dir=tmp_path / "other")
     assert 0 < len(sample.tunes) <= 5
-    eligible = [t for t in data.read_folk_tunes(["miscFolk"]) if data.has_accepted_meter(t)]
+    eligible = [t for t in folk_melodies.read_folk_tunes(["miscFolk"]) if folk_melodies.has_accepted_meter(t)]
     assert sample.skips.counts[data.SKIP_NOT_DRAWN] == len(eligible) - 5
     np.testing.assert_array_equal(sample.windows, again.windows)
 
@@ -197,21 +120,29 @@ def test_missing_or_empty_midi_folder_names_the_path(tmp_path):
         data.midi_folder_windows(tmp_path / "empty", cache_dir=tmp_path)
 
 
-def test_midi_folder_counts_bad_files_by_reason_with_their_paths(tmp_path):
-    import pretty_midi
-
-    folder = tmp_path / "midi"
-    (folder / "nested").mkdir(parents=True)
+def write_melody(path, numerator: int = 4) -> None:
+    """Four bars of piano 16ths (three in 3/4) at 120 qpm, in ``numerator``/4."""
     song = pretty_midi.PrettyMIDI(initial_tempo=120)
+    song.time_signature_changes.append(pretty_midi.TimeSignature(numerator, 4, 0))
     melody = pretty_midi.Instrument(program=0)
     melody.notes = [pretty_midi.Note(90, 60 + step % 12, step * 0.25, step * 0.25 + 0.25) for step in range(64)]
     song.instruments.append(melody)
-    song.write(str(folder / "nested" / "good.MID"))
+    song.write(str(path))
+
+
+def write_drums(path) -> None:
     drums = pretty_midi.PrettyMIDI(initial_tempo=120)
     kit = pretty_midi.Instrument(program=0, is_drum=True)
     kit.notes = [pretty_midi.Note(100, 36, step * 0.5, step * 0.5 + 0.1) for step in range(16)]
     drums.instruments.append(kit)
-    drums.write(str(folder / "drums.mid"))
+    drums.write(str(path))
+
+
+def test_midi_folder_counts_bad_files_by_reason_with_their_paths(tmp_path):
+    folder = tmp_path / "midi"
+    (folder / "nested").mkdir(parents=True)
+    write_melody(folder / "nested" / "good.MID")
+    write_drums(folder / "drums.mid")
     (folder / "empty.mid").write_bytes(b"")
     (folder / "readme.midi").write_text("this is not a MIDI file")
     (folder / "truncated.mid").write_bytes((folder / "nested" / "good.MID").read_bytes()[:40])
@@ -223,3 +154,72 @@ def test_midi_folder_counts_bad_files_by_reason_with_their_paths(tmp_path):
         "drums only": 1, "empty file": 1, "not a readable MIDI file": 2,
     }
     assert sorted(window_set.skips.examples["not a readable MIDI file"]) == ["readme.midi", "truncated.mid"]
+
+
+def test_a_folder_of_only_bad_files_is_an_error_that_counts_them_by_reason(tmp_path):
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    write_melody(folder / "waltz.mid", numerator=3)
+    (folder / "corrupt.mid").write_bytes(bytes(range(256)))
+    (folder / "empty.mid").write_bytes(b"")
+    with pytest.raises(data.NoWindowsError) as raised:
+        data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
+    message = str(raised.value)
+    assert str(folder) in message and "every one of the 3 files was skipped" in message
+    for reason, example in [
+        (midi_melodies.SKIP_NO_16_STEP_BARS, "waltz.mid"),
+        (midi_melodies.SKIP_CORRUPT, "corrupt.mid"),
+        (midi_melodies.SKIP_EMPTY_FILE, "empty.mid"),
+    ]:
+        assert f"{reason}: 1 (e.g. {example})" in message
+    assert not list((tmp_path / "cache").glob("*.npz"))  # nothing cached: fixing the folder is seen
+
+
+def test_a_linked_folder_is_searched_and_a_link_loop_ends(tmp_path):
+    folder, elsewhere = tmp_path / "midi", tmp_path / "elsewhere"
+    (folder / "own").mkdir(parents=True)
+    elsewhere.mkdir()
+    write_melody(folder / "own" / "a.mid")
+    write_melody(elsewhere / "b.mid")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "own" / "loop").symlink_to(folder, target_is_directory=True)
+    (elsewhere / "back").symlink_to(elsewhere, target_is_directory=True)
+    files = data.midi_files(folder)
+    assert [file.relative_to(folder).as_posix() for file in files] == ["linked/b.mid", "own/a.mid"]
+    window_set = data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
+    assert window_set.tunes["path"].tolist() == ["linked/b.mid", "own/a.mid"]
+
+
+def test_remove_outputs_deletes_what_an_earlier_run_wrote(tmp_path):
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "train.npy").write_bytes(b"old")
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "01_splits.csv").write_text("old")
+    (tmp_path / "tables" / "03_accuracy.csv").write_text("other chapter")
+    removed = data.remove_outputs(tmp_path, ["dataset", "tables/01_*", "figures/01_*"])
+    assert removed == [tmp_path / "dataset", tmp_path / "tables" / "01_splits.csv"]
+    assert not (tmp_path / "dataset").exists() and (tmp_path / "tables" / "03_accuracy.csv").exists()
+
+
+def test_progress_off_a_terminal_is_one_final_line(capsys):
+    assert list(data.with_progress(iter(range(5)), 5, "reading things")) == [0, 1, 2, 3, 4]
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("reading things: 5 in ")
+
+
+def test_analysis_sets_put_equal_real_samples_before_the_generated_sets(tmp_path):
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(dataset / "train.npy", rng.integers(0, 90, (50, 32), dtype=np.uint8))
+    np.save(dataset / "test.npy", rng.integers(0, 90, (4, 32), dtype=np.uint8))
+    generated = {name: rng.integers(0, 90, (6, 32), dtype=np.uint8) for name in ("T=0.5", "T=1")}
+    sets = data.analysis_sets(tmp_path, generated, seed=0)
+    assert list(sets) == ["train", "test", "T=0.5", "T=1"]
+    assert [len(windows) for windows in sets.values()] == [6, 4, 6, 6]  # the test split holds only 4
+    assert sets["T=1"] is generated["T=1"]
+    training = {row.tobytes() for row in np.load(dataset / "train.npy")}
+    assert all(row.tobytes() in training for row in sets["train"])
+    assert len({row.tobytes() for row in sets["train"]}) == 6  # drawn without replacement
+    assert np.array_equal(sets["train"], data.analysis_sets(tmp_path, generated, seed=0)["train"])
+    assert not np.array_equal(sets["train"], data.analysis_sets(tmp_path, generated, seed=1)["train"])

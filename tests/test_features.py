@@ -4,7 +4,7 @@ import pretty_midi
 import pytest
 from music21 import pitch
 
-from musicvae_lib import data, features
+from musicvae_lib import features, folk_melodies
 from musicvae_lib.representation import (
     NOTE_OFF,
     Note,
@@ -209,8 +209,9 @@ def test_polyphony_and_monophony_of_note_lists():
 @pytest.fixture(scope="module")
 def folk_windows():
     """About 120 windows of 10 Essen folk songs spread over the collection (~0.3 s)."""
-    tunes = [tune for tune in data.read_folk_tunes(["essenFolksong"]) if data.has_accepted_meter(tune)][::200]
-    windows = np.concatenate([data.tune_windows(tune, 2).windows for tune in tunes])
+    essen = folk_melodies.read_folk_tunes(["essenFolksong"])
+    tunes = [tune for tune in essen if folk_melodies.has_accepted_meter(tune)][::200]
+    windows = np.concatenate([folk_melodies.tune_windows(tune, 2).windows for tune in tunes])
     assert len(windows) > 50 and (windows == NOTE_OFF).any()  # rests included
     return windows
 

@@ -89,18 +89,3 @@ def test_reconstruction_decodes_mu_greedily(model):
     windows = generate.sample_melodies(model, 3, 1.0, seed=5)
     mu, _ = model.encode(torch.as_tensor(windows, dtype=torch.long))
     assert np.array_equal(generate.reconstruct_melodies(model, windows), model.decode(mu, 0.0)[0].numpy())
-
-
-def test_analysis_sets_put_equal_real_samples_before_the_generated_sets(model, tmp_path):
-    dataset = tmp_path / "dataset"
-    dataset.mkdir()
-    rng = np.random.default_rng(0)
-    np.save(dataset / "train.npy", rng.integers(0, 90, (50, 32), dtype=np.uint8))
-    np.save(dataset / "test.npy", rng.integers(0, 90, (4, 32), dtype=np.uint8))
-    generate.save_sets(generate.sample_sets(model, 6, (0.5, 1.0), seed=0), tmp_path / "generation" / generate.GENERATED_FILE)
-    sets = generate.analysis_sets(tmp_path, seed=0)
-    assert list(sets) == ["train", "test", "T=0.5", "T=1"]
-    assert [len(windows) for windows in sets.values()] == [6, 4, 6, 6]  # the test split holds only 4
-    training = {row.tobytes() for row in np.load(dataset / "train.npy")}
-    assert all(row.tobytes() in training for row in sets["train"])
-    assert np.array_equal(sets["train"], generate.analysis_sets(tmp_path, seed=0)["train"])
