@@ -33,7 +33,7 @@ BLACK_KEY_SHADE = 0.93  # grey level of black-key rows, light enough to keep not
 BLACK_KEY_PITCH_CLASSES = (1, 3, 6, 8, 10)  # C#, D#, F#, G#, A#
 
 
-def pitch_range(melodies: Sequence[np.ndarray]) -> tuple[int, int]:
+def pitch_axis_limits(melodies: Sequence[np.ndarray]) -> tuple[int, int]:
     """Lowest and highest MIDI pitch to show for ``melodies`` (token arrays [n_steps]), both included.
 
     The notes' range, widened evenly to at least ``MIN_PITCH_SPAN`` semitones; ``EMPTY_PITCH_RANGE``
@@ -54,20 +54,20 @@ def piano_roll(
     tokens: np.ndarray,
     ax: Axes | None = None,
     title: str | None = None,
-    pitch_range_midi: tuple[int, int] | None = None,
+    pitch_limits_midi: tuple[int, int] | None = None,
 ) -> Axes:
     """Draw a melody (tokens uint8 [n_steps]) as a piano roll: one rectangle per note.
 
     A note from step ``s`` to ``e`` at pitch ``p`` is the rectangle ``x = s..e, y = p-0.5..p+0.5``,
     so ``ax.patches`` holds exactly the notes. Beat lines every 4 steps, bar lines every 16; the
-    pitch axis labels every C with name and number. ``pitch_range_midi`` (lowest, highest) fixes the
-    pitch axis, default ``pitch_range([tokens])``. Draws on ``ax``, or on a new figure if None.
+    pitch axis labels every C with name and number. ``pitch_limits_midi`` (lowest, highest) fixes the
+    pitch axis, default ``pitch_axis_limits([tokens])``. Draws on ``ax``, or on a new figure if None.
     """
     tokens = representation.melody_tokens(tokens)
     n_steps = len(tokens)
-    low, high = pitch_range([tokens]) if pitch_range_midi is None else pitch_range_midi
+    low, high = pitch_axis_limits([tokens]) if pitch_limits_midi is None else pitch_limits_midi
     if low > high:
-        raise ValueError(f"`pitch_range_midi` must be (lowest, highest), got {pitch_range_midi}")
+        raise ValueError(f"`pitch_limits_midi` must be (lowest, highest), got {pitch_limits_midi}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 2.6), layout="constrained")
 
@@ -132,10 +132,10 @@ def piano_roll_pair(
         raise ValueError(
             f"`original` and `reconstruction` must have the same number of steps, got {len(original)} and {len(reconstruction)}"
         )
-    shared_range = pitch_range([original, reconstruction])
+    shared_range = pitch_axis_limits([original, reconstruction])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 4.8), sharex=True, layout="constrained")
-    piano_roll(original, ax=top, title=titles[0], pitch_range_midi=shared_range)
-    piano_roll(reconstruction, ax=bottom, title=titles[1], pitch_range_midi=shared_range)
+    piano_roll(original, ax=top, title=titles[0], pitch_limits_midi=shared_range)
+    piano_roll(reconstruction, ax=bottom, title=titles[1], pitch_limits_midi=shared_range)
     top.set_xlabel("")
     return fig
 
@@ -372,7 +372,7 @@ def piano_roll_grid(windows: Sequence[np.ndarray], titles: Sequence[str], column
         raise ValueError(f"`windows` and `titles` must have the same length, got {len(windows)} and {len(titles)}")
     rows = -(-len(windows) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 2.1 * rows), layout="constrained", squeeze=False)
-    scale = pitch_range(windows)
+    scale = pitch_axis_limits(windows)
     for ax, window, title in zip(axes.flat, windows, titles):
         piano_roll(window, ax, title, scale)
     for ax in axes.flat[len(windows):]:

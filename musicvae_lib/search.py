@@ -89,7 +89,7 @@ from musicvae_lib import data
 from musicvae_lib.evaluate import Reconstruction, evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig
 from musicvae_lib.model import ModelConfig, preset
-from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, resolve_device, train_or_load
+from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, train_or_load
 
 SEARCH_FOLDER = Path("grid_search")
 CHOICE_FILE = SEARCH_FOLDER / "choice.json"
@@ -518,7 +518,7 @@ class PointRunner:
                     self.spec.model_config, loss_config, self.spec.train_config,
                     self.train_windows, self.valid_windows, folder, self.device,
                 )
-                reconstruction = evaluate(result.model, self.eval_sample, resolve_device(self.device), seed=self.spec.seed)
+                reconstruction = evaluate(result.model, self.eval_sample, seed=self.spec.seed)
         except optuna.TrialPruned:
             self.skipped.add((beta, free_nats))
             print("trained by another process, skipped")

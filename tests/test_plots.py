@@ -84,12 +84,12 @@ def test_piano_roll_rejects_a_batch():
         ([], plots.EMPTY_PITCH_RANGE),
     ],
 )
-def test_pitch_range(notes, expected):
-    assert plots.pitch_range([melody(*notes)]) == expected
+def test_pitch_axis_limits(notes, expected):
+    assert plots.pitch_axis_limits([melody(*notes)]) == expected
 
 
-def test_pitch_range_spans_all_melodies_given():
-    assert plots.pitch_range([melody((0, 4, 50)), melody((0, 4, 70))]) == (50, 70)
+def test_pitch_axis_limits_span_all_melodies_given():
+    assert plots.pitch_axis_limits([melody((0, 4, 50)), melody((0, 4, 70))]) == (50, 70)
 
 
 def test_piano_roll_pair_stacks_input_over_output_on_one_pitch_scale():
