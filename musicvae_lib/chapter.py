@@ -66,3 +66,22 @@ def comparison_sets(run_dir: str | Path, seed: int) -> tuple[dict[str, np.ndarra
 def describe_sets(sets: dict[str, np.ndarray]) -> str:
     """'Sets: train (200 melodies), ...'."""
     return "Sets: " + ", ".join(f"{name} ({len(windows):,} melodies)" for name, windows in sets.items()) + "."
+
+
+def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A copy of ``table`` to show, not to save: floats rounded to ``digits``, whole numbers without decimals.
+
+    Columns mixing counts and shares (a ``value`` column beside ``unit``) show each entry as it
+    reads best: 157 rather than 157.000000, 0.918 rather than 0.917709.
+    """
+    def shown(value: object) -> object:
+        if isinstance(value, (float, np.floating)) and np.isfinite(value):
+            return int(value) if float(value).is_integer() else round(float(value), digits)
+        return value
+
+    def column_shown(column: pd.Series) -> pd.Series:
+        if column.dtype.kind not in "fO":
+            return column
+        return pd.Series([shown(value) for value in column], index=column.index, dtype=object)
+
+    return table.apply(column_shown)

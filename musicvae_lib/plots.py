@@ -302,7 +302,7 @@ def set_bars(table: pd.DataFrame, ax: Axes, title: str, xlabel: str, ylabel: str
 
 
 def set_distributions(values: Mapping[str, np.ndarray], ax: Axes, title: str, ylabel: str) -> Axes:
-    """One box per set (NaN dropped; the count kept is in the tick label), means marked as diamonds."""
+    """One box per set (NaN dropped; the count kept in the axis label, or per tick where they differ), means as diamonds."""
     names = list(values)
     kept = [np.asarray(values[name], dtype=float)[~np.isnan(np.asarray(values[name], dtype=float))] for name in names]
     colors = set_colors(names)
@@ -310,8 +310,14 @@ def set_distributions(values: Mapping[str, np.ndarray], ax: Axes, title: str, yl
                        meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "0.2"})
     for patch, name in zip(boxes["boxes"], names):
         patch.set_facecolor(colors[name])
-    ax.set_xticks(np.arange(1, len(names) + 1), [f"{name}\n(n = {len(v):,})" for name, v in zip(names, kept)])
-    ax.set(title=title, xlabel="set", ylabel=ylabel)
+    counts = {len(v) for v in kept}
+    if len(counts) == 1:  # one count for all: said once, so that the tick labels stay short and apart
+        ax.set_xticks(np.arange(1, len(names) + 1), names)
+        ax.set(title=title, xlabel=f"set ({counts.pop():,} melodies each)", ylabel=ylabel)
+    else:
+        ax.set_xticks(np.arange(1, len(names) + 1), [f"{name}\nn = {len(v):,}" for name, v in zip(names, kept)],
+                      fontsize="small")
+        ax.set(title=title, xlabel="set (n = melodies with a value)", ylabel=ylabel)
     return ax
 
 
@@ -440,7 +446,7 @@ def attribute_effects(effects: pd.DataFrame, scales: Mapping[str, float]) -> Fig
     the thick line.
     """
     vectors = list(dict.fromkeys(effects["vector"]))
-    fig, axes = plt.subplots(1, len(vectors), figsize=(3.4 * len(vectors), 3.6), layout="constrained", sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(vectors), figsize=(3.4 * len(vectors), 4.2), layout="constrained", sharey=True, squeeze=False)
     for ax, vector in zip(axes[0], vectors):
         mine = effects[effects["vector"] == vector]
         for attribute, rows in mine.groupby("attribute", sort=False):
@@ -449,7 +455,8 @@ def attribute_effects(effects: pd.DataFrame, scales: Mapping[str, float]) -> Fig
         ax.axhline(0, color="0.7", linewidth=0.8)
         ax.set(title=f"vector: {vector}", xlabel="k (z = mu + k v)")
     axes[0, 0].set_ylabel("mean change from k = 0\n(training standard deviations)")
-    axes[0, -1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1), title="attribute")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize="small", title="attribute")
     return fig
 
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -48,3 +49,12 @@ def test_open_run_loads_the_trained_model_and_the_sets_of_chapters_05_and_06(tmp
     assert list(sets) == list(tables) == ["train", "test", "T=1"]
     assert [len(table) for table in tables.values()] == [5, 5, 5]
     assert chapter.describe_sets(sets) == "Sets: train (5 melodies), test (5 melodies), T=1 (5 melodies)."
+
+
+def test_readable_rounds_shares_and_shows_counts_as_whole_numbers():
+    table = pd.DataFrame({"metric": ["accuracy", "dimensions"], "value": [0.917709, 157.0], "n": [3, 4]})
+    shown = chapter.readable(table)
+    assert shown["value"].tolist() == [0.918, 157] and isinstance(shown["value"].iloc[1], int)
+    assert shown["metric"].tolist() == ["accuracy", "dimensions"] and shown["n"].tolist() == [3, 4]
+    assert table["value"].tolist() == [0.917709, 157.0]  # the table itself is left as it was
+    assert np.isnan(chapter.readable(pd.DataFrame({"x": [np.nan, 0.5]}))["x"].iloc[0])
