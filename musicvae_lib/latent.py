@@ -736,13 +736,17 @@ def describe_attribute_moves(moves: pd.DataFrame, k: float) -> str:
     """Which vectors move their own attribute the intended way (up for k > 0) and which do not, from ``own_attribute_moves``."""
     own = pd.Series({name: moves.loc[name, name] for name in moves.index})
     listed = ", ".join(f"{name.replace('_', ' ')} {value:+.2f}" for name, value in own.items())
-    working = [name.replace("_", " ") for name, value in own.items() if value > 0]
-    failing = [name.replace("_", " ") for name, value in own.items() if not value > 0]
+    named = {name: name.replace("_", " ") for name in own.index}
+    working = [named[name] for name, value in own.items() if value > 0]
+    failing = [named[name] for name, value in own.items() if value <= 0]
+    undefined = [named[name] for name, value in own.items() if np.isnan(value)]
     text = f"At k = {k:+g}, each vector moves its own attribute by {listed} training standard deviations. "
-    if not failing:
+    if not failing and not undefined:
         return text + "Every vector moves its own attribute the intended way (up)."
-    return text + (
-        (f"Raised as intended: {', '.join(working)}. " if working else "No vector raises its own attribute. ")
-        + f"Not raised (unchanged or moved the wrong way): {', '.join(failing)}: "
-        "along these vectors the decoder does not follow the direction the training melodies' quartiles define."
-    )
+    text += f"Raised as intended: {', '.join(working)}. " if working else "No vector raises its own attribute. "
+    if failing:
+        text += (f"Not raised (unchanged or moved the wrong way): {', '.join(failing)}: along these vectors the decoder "
+                 "does not follow the direction the training melodies' quartiles define. ")
+    if undefined:
+        text += f"Not measurable (no decoded melody has the attribute): {', '.join(undefined)}."
+    return text.rstrip()

@@ -344,6 +344,9 @@ def test_attribute_moves_say_which_vectors_move_their_own_attribute_the_wrong_wa
     assert "Raised as intended: up." in text and "Not raised (unchanged or moved the wrong way): down" in text
     working = latent.describe_attribute_moves(moves.drop(index="down"), 1.0)
     assert working.endswith("Every vector moves its own attribute the intended way (up).")
+    unmeasured = latent.describe_attribute_moves(moves.replace(-2.0, np.nan), 1.0)
+    assert unmeasured.endswith("Not measurable (no decoded melody has the attribute): down.")
+    assert "Not raised" not in unmeasured
 
 
 def test_contrasting_models_need_the_grid_search(tmp_path, model):
