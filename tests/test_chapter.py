@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,6 +9,8 @@ import torch
 from musicvae_lib import chapter, generate, runner, train
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import preset
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def write_dataset(run_dir, seed=0):
@@ -58,3 +63,15 @@ def test_readable_rounds_shares_and_shows_counts_as_whole_numbers():
     assert shown["metric"].tolist() == ["accuracy", "dimensions"] and shown["n"].tolist() == [3, 4]
     assert table["value"].tolist() == [0.917709, 157.0]  # the table itself is left as it was
     assert np.isnan(chapter.readable(pd.DataFrame({"x": [np.nan, 0.5]}))["x"].iloc[0])
+
+
+@pytest.mark.parametrize("name", ["03_training", "04_generation", "05_rhythm", "06_melody", "07_latent_space"])
+def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    title, parameters = notebook.cells[:2]
+    assert title.cell_type == "markdown" and title.source.startswith(f"# {name[:2]} ") and "?" in title.source.splitlines()[0]
+    assert "parameters" in parameters.metadata.get("tags", [])
+    long_cells = [len(cell.source.splitlines()) for cell in notebook.cells[2:] if cell.cell_type == "code"]
+    assert max(long_cells) <= 12
+    assert "chapter.open_run(run_dir" in notebook.cells[2].source
+    assert not any(cell.outputs for cell in notebook.cells if cell.cell_type == "code")  # outputs live in results/
