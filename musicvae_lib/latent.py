@@ -752,7 +752,8 @@ def describe_attribute_moves(moves: pd.DataFrame, k: float) -> str:
         return text + "Every vector moves its own attribute the intended way (up)."
     text += f"Raised as intended: {', '.join(working)}. " if working else "No vector raises its own attribute. "
     if failing:
-        text += (f"Not raised (unchanged or moved the wrong way): {', '.join(failing)}: along these vectors the decoder "
+        these = "this vector" if len(failing) == 1 else "these vectors"
+        text += (f"Not raised (unchanged or moved the wrong way): {', '.join(failing)}: along {these} the decoder "
                  "does not follow the direction the training melodies' quartiles define. ")
     if undefined:
         text += f"Not measurable (no decoded melody has the attribute): {', '.join(undefined)}."
