@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/generate_speed.py [--model results/default/training/model.pt] [--n 1000]
 
-Times ``generate.sample_melodies`` for ``--n`` melodies at each temperature of notebook 04 (greedy
+Times ``inference.sample_melodies`` for ``--n`` melodies at each temperature of notebook 04 (greedy
 too), on the device chosen at run time. Without a trained model at ``--model`` it times a freshly
 initialised model of the study's size (the same computation). The study's goal: 1,000 melodies in
 under 10 s on the 2-core CPU.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from musicvae_lib import generate, model, train
+from musicvae_lib import generate, inference, model, train
 
 GOAL_SECONDS = 10.0
 
@@ -38,7 +38,7 @@ def main() -> None:
         seconds = []
         for repeat in range(args.repeats):
             started = time.perf_counter()
-            generate.sample_melodies(vae, args.n, temperature, seed=repeat)
+            inference.sample_melodies(vae, args.n, temperature, seed=repeat)
             seconds.append(time.perf_counter() - started)
         best = min(seconds)
         print(

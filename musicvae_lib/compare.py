@@ -439,3 +439,35 @@ def compare_sets(
                 row.update({key: getattr(comparison, key) for key in COMPARISON_COLUMNS[6:]})
             rows.append(row)
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
+def total_variation(shares: pd.DataFrame, reference: str) -> pd.Series:
+    """Total variation distance of each column of ``shares`` from the column ``reference``, reference left out.
+
+    TV(p, q) = 1/2 sum_c |p_c - q_c|: the share of mass that would have to move to another
+    category (onset position, pitch class, ...) to match the reference. ``shares``: one column
+    per set, one row per category, each column summing to 1 (``features.shares_by_set``).
+    """
+    if reference not in shares.columns:
+        raise ValueError(f"`reference` {reference!r} is not a column of `shares`: {list(shares.columns)}")
+    return shares.sub(shares[reference], axis=0).abs().sum().drop(reference) / 2
+
+
+def overlap_table(comparison: pd.DataFrame, reference: str = "train") -> pd.DataFrame:
+    """The overlaps of ``compare_sets``' long table as feature x set, the reference set's own column left out."""
+    return comparison.pivot(index="feature", columns="set", values="overlap").drop(columns=reference)
+
+
+def furthest_feature(overlap: pd.DataFrame, real: str = "test") -> str:
+    """The feature in which some generated set (any column but ``real``) overlaps least with the reference."""
+    return str(overlap.drop(columns=real).min(axis=1).idxmin())
+
+
+def describe_overlap(overlap: pd.DataFrame, kind: str, real: str = "test") -> str:
+    """A sentence on ``overlap_table``: the mean overlap per set and the feature the generated sets miss most."""
+    worst = furthest_feature(overlap, real)
+    return (
+        f"Mean overlap over the {kind} features: " + ", ".join(f"{name} {overlap[name].mean():.2f}" for name in overlap)
+        + f". The generated sets are furthest from the training melodies in {worst.replace('_', ' ')} "
+        f"({real} {overlap.loc[worst, real]:.2f})."
+    )

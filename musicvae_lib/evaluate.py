@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from musicvae_lib.features import notes_of
+from musicvae_lib.inference import check_batch_size, inference, model_windows
 from musicvae_lib.loss import NATS_PER_BIT, kl_per_dimension, reconstruction_nats
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import N_CLASSES, check_tokens
@@ -103,9 +104,7 @@ def onset_f1(reference: np.ndarray, estimate: np.ndarray) -> OnsetScores:
     with the same onset step and the same pitch: on the grid the onset tolerance is zero steps,
     and offsets are ignored. A monophonic window has at most one onset per step, so each note
     matches at most once. Counts are pooled over all windows before dividing (not a mean of
-    per-window F1). Cross-check: mir_eval.transcription.precision_recall_f1_overlap with
-    ``offset_ratio=None`` (onset only) on one window, with onsets in steps; mir_eval scores an
-    empty side 0 where this returns NaN.
+    per-window F1). A side without notes gives NaN for the scores that divide by its count.
     """
     reference, estimate = same_shape(np.atleast_2d(reference), np.atleast_2d(estimate))
     steps = reference.shape[1]
@@ -239,43 +238,23 @@ class Decodings:
 def evaluate(
     model: MusicVAE,
     windows: np.ndarray,
-    device: str | torch.device = "cpu",
     batch_size: int = 256,
     seed: int = 0,
     active_kl_bits: float = 0.01,
 ) -> Reconstruction:
-    """All reconstruction figures of ``model`` (already on ``device``) on ``windows`` (uint8 [n_windows, steps]).
+    """All reconstruction figures of ``model`` on ``windows`` (uint8 [n_windows, steps]).
 
-    Runs in eval mode without gradients (the model's mode is restored after). The random draws
-    (eps of z ~ q, prior z, the shuffle, temperature-1 samples) come from one torch.Generator
-    seeded with ``seed`` on ``device``: the same seed, batch size and device give the same numbers.
+    Runs under ``inference.inference`` (eval mode, no gradients, on the model's device, its mode
+    restored after). The random draws (eps of z ~ q, prior z, the shuffle, temperature-1 samples)
+    come from one torch.Generator seeded with ``seed`` on the model's device: the same seed,
+    batch size and device give the same numbers.
     """
-    tokens = checked_windows(windows, model.config.steps)
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-    device = torch.device(device)
-    model_device = next(model.parameters()).device
-    if model_device.type != device.type:
-        raise ValueError(f"the model is on {model_device} but `device` is {device}: move it with model.to(device)")
-    generator = torch.Generator(device=device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            decodings = decode_set(model, tokens, device, batch_size, generator)
-    finally:
-        model.train(was_training)
+    tokens = model_windows(windows, model.config.steps)
+    check_batch_size(batch_size)
+    with inference(model) as device:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        decodings = decode_set(model, tokens, device, batch_size, generator)
     return summarise(tokens.numpy(), decodings, active_kl_bits)
-
-
-def checked_windows(windows: np.ndarray, steps: int) -> Tensor:
-    """Windows as a LongTensor [n, steps]; ValueError for another shape, an empty set or bad tokens."""
-    array = check_tokens(windows)
-    if array.ndim != 2 or array.shape[1] != steps:
-        raise ValueError(f"`windows` must have shape [n_windows, {steps}] for this model, got {array.shape}")
-    if len(array) == 0:
-        raise ValueError("`windows` is empty: there is nothing to reconstruct")
-    return torch.from_numpy(array.astype(np.int64))
 
 
 def cyclic_partner(n: int, generator: torch.Generator) -> Tensor:

@@ -608,43 +608,64 @@ FEATURE_UNITS = {  # column of ``feature_table`` -> axis label with unit
     "n_notes": "notes (count)",
 }
 
+FEATURE_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {  # column -> function of a set of windows
+    "pitch_range": pitch_range,
+    "n_pitches_used": n_pitches_used,
+    "n_pitch_classes_used": n_pitch_classes_used,
+    "pitch_entropy": pitch_entropy,
+    "pitch_class_entropy": pitch_class_entropy,
+    "scale_consistency": scale_consistency,
+    "non_diatonic_notes": non_diatonic_notes,
+    "c_diatonic_share": c_diatonic_share,
+    "mean_abs_interval": mean_abs_interval,
+    "mean_note_length": mean_note_length,
+    "mean_ioi": mean_ioi,
+    "note_density": note_density,
+    "silence_share": silence_share,
+    "syncopation_8th": syncopation_8th,
+    "syncopation_16th": syncopation_16th,
+    "groove_similarity": groove_similarity,
+    "n_notes": notes_per_window,
+}
+
 # the MusicVAE paper's five attribute-vector attributes (section 5, supplement figures 6-11)
 ATTRIBUTES = ("note_density", "c_diatonic_share", "mean_abs_interval", "syncopation_8th", "syncopation_16th")
 
 
 def feature_table(windows: np.ndarray) -> pd.DataFrame:
-    """Every per-window scalar feature: one row per window, the columns of ``FEATURE_UNITS`` in that order.
+    """Every per-window scalar feature: one row per window, a column per entry of ``FEATURE_FUNCTIONS``, in its order.
 
     NaN where a feature is undefined (no note; fewer than 2 notes for mean_abs_interval and
     mean_ioi); ``n_notes`` is 0 there and tells the cases apart. The key (``key_and_clarity``)
     is left out: it loops over music21 streams, ~20 ms a window.
     """
     array = as_windows(windows)
-    columns = {
-        "pitch_range": pitch_range(array),
-        "n_pitches_used": n_pitches_used(array),
-        "n_pitch_classes_used": n_pitch_classes_used(array),
-        "pitch_entropy": pitch_entropy(array),
-        "pitch_class_entropy": pitch_class_entropy(array),
-        "scale_consistency": scale_consistency(array),
-        "non_diatonic_notes": non_diatonic_notes(array),
-        "c_diatonic_share": c_diatonic_share(array),
-        "mean_abs_interval": mean_abs_interval(array),
-        "mean_note_length": mean_note_length(array),
-        "mean_ioi": mean_ioi(array),
-        "note_density": note_density(array),
-        "silence_share": silence_share(array),
-        "syncopation_8th": syncopation_8th(array),
-        "syncopation_16th": syncopation_16th(array),
-        "groove_similarity": groove_similarity(array),
-        "n_notes": notes_per_window(array),
-    }
-    return pd.DataFrame(columns)
+    return pd.DataFrame({column: function(array) for column, function in FEATURE_FUNCTIONS.items()})
 
 
 def attributes(windows: np.ndarray) -> pd.DataFrame:
     """The MusicVAE paper's five attributes (``ATTRIBUTES``) per window, from ``feature_table`` (docs/evaluation.md B5)."""
     return feature_table(windows)[list(ATTRIBUTES)]
+
+
+def set_overview(sets: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """One row per set: melodies, distinct melodies, melodies without a note, mean notes and mean pitch range.
+
+    Means leave out melodies where the feature is undefined (pitch range of a melody without notes).
+    """
+    rows = []
+    for name, windows in sets.items():
+        array = as_windows(windows)
+        notes = notes_per_window(array)
+        rows.append({
+            "set": name,
+            "melodies": len(array),
+            "distinct": len(np.unique(array, axis=0)),
+            "without a note": int((notes == 0).sum()),
+            "notes per melody": notes.mean(),
+            "pitch range (semitones)": np.nanmean(pitch_range(array)),
+        })
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Melodies from the prior of a trained MusicVAE, and the MIDI files a DAW opens.
 
-Sampling is batched and seeded: the same model, seed, temperature and batch size give the same
-melodies on the same device. Temperature 0 decodes greedily (argmax at every step); above 0 each
-step is drawn from the softmax of logits / temperature (Magenta's ``sample`` with ``temperature``).
+The sets of notebook 04, one per temperature, drawn by ``inference.sample_melodies`` (batched and
+seeded: the same model, seed and temperature give the same melodies on the same device), saved
+for chapters 05 and 06 and written as MIDI files.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from musicvae_lib.inference import sample_melodies
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import NO_EVENT, NOTE_OFF, STEPS_PER_BAR, TOKEN_DTYPE, write_midi
 
@@ -34,46 +34,11 @@ def file_stem(name: str) -> str:
     return name.replace("=", "")
 
 
-def sample_melodies(
-    model: MusicVAE, n: int, temperature: float, seed: int, batch_size: int = 1000
-) -> np.ndarray:
-    """``n`` melodies decoded from z ~ N(0, I): uint8 [n, steps].
-
-    One generator seeded with ``seed`` draws every batch's z and sampling noise in turn, so the
-    result depends on ``batch_size`` only through the order of draws (keep it fixed to reproduce).
-    """
-    if n < 0:
-        raise ValueError(f"`n` must be >= 0, got {n}")
-    if temperature < 0:
-        raise ValueError(f"`temperature` must be >= 0 (0 = greedy), got {temperature}")
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    model.eval()
-    batches = [
-        model.sample(min(batch_size, n - start), temperature, generator, device).cpu().numpy()
-        for start in range(0, n, batch_size)
-    ]
-    if not batches:
-        return np.zeros((0, model.config.steps), dtype=TOKEN_DTYPE)
-    return np.concatenate(batches).astype(TOKEN_DTYPE)
-
-
 def sample_sets(
     model: MusicVAE, n: int, temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """``n`` melodies at each temperature, keyed by ``set_name``; each set its own seed (seed + index)."""
     return {set_name(t): sample_melodies(model, n, t, seed + index) for index, t in enumerate(temperatures)}
-
-
-@torch.no_grad()
-def reconstruct_melodies(model: MusicVAE, windows: np.ndarray) -> np.ndarray:
-    """Each window encoded to z = mu(x) and decoded greedily: uint8 [n, steps]."""
-    device = next(model.parameters()).device
-    model.eval()
-    tokens = torch.as_tensor(np.asarray(windows), dtype=torch.long, device=device)
-    return model.reconstruct(tokens).cpu().numpy().astype(TOKEN_DTYPE)
 
 
 def save_sets(sets: dict[str, np.ndarray], path: str | Path) -> Path:

@@ -1,27 +1,25 @@
 """The latent space of a trained MusicVAE (docs/evaluation.md part B), for notebook 07.
 
-One function per metric, in the order of part B: encoding a set (mu, sigma of q(z|x)), B1 active
-units, the aggregate posterior against the prior (with B2 mutual information), B3 decoder reliance
-(a view of ``evaluate``'s figures), B6 linear probes, B7 PCA and t-SNE views, the realism of prior
-samples, B4 interpolation and B5 attribute vectors.
+One function per metric, in the order of part B: B1 active units, the aggregate posterior against
+the prior (with B2 mutual information), B3 decoder reliance (a view of ``evaluate``'s figures), B6
+linear probes, B7 PCA and t-SNE views, the realism of prior samples, B4 interpolation and B5
+attribute vectors.
 
 Latent arrays are numpy float [n, z_size]; windows are token arrays uint8 [n, steps]. The model
-runs in eval mode under ``torch.no_grad`` on the device its parameters live on, in batches (its
-mode is restored after). Random draws come from generators seeded by an explicit ``seed``: the
-same seed gives the same numbers on the same device. Every decoding here is greedy (temperature 0).
-"""
+runs through ``musicvae_lib.inference`` (encoding, greedy decoding, sampling). Random draws come
+from generators seeded by an explicit ``seed``: the same seed gives the same numbers on the same
+device. Every decoding here is greedy (temperature 0)."""
 
 from __future__ import annotations
 
 import math
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.manifold import TSNE
@@ -30,11 +28,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from musicvae_lib.evaluate import Reconstruction, checked_windows
+from musicvae_lib import search
+from musicvae_lib.evaluate import Reconstruction
 from musicvae_lib.features import ATTRIBUTES, feature_table
-from musicvae_lib.generate import sample_melodies
+from musicvae_lib.inference import decode_greedy, encode_windows, latent_array, model_windows, sample_melodies
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
+from musicvae_lib.train import MODEL_FILE, load_model
 
 ACTIVE_THRESHOLD = 0.01  # Var_x(mu_d) at or above which a dimension is active (Burda et al. 2016, section 5.2)
 INTERPOLATION_POINTS = 11  # alpha = 0, 0.1, ..., 1, as the MusicVAE paper's interpolation figures
@@ -43,63 +43,7 @@ ATTRIBUTE_KS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)  # MusicVAE supplement: k 
 
 
 # --------------------------------------------------------------------------------------------
-# Running the model
-
-
-@contextmanager
-def inference(model: MusicVAE) -> Iterator[torch.device]:
-    """Eval mode and no gradients for the block, the model's mode restored after; yields its device."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield next(model.parameters()).device
-    finally:
-        model.train(was_training)
-
-
-def encode_windows(model: MusicVAE, windows: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """mu and sigma of q(z|x) for every window: float32 [n, z_size] each.
-
-    windows: uint8 [n, steps] with the model's ``steps``; ValueError for another shape or an empty set.
-    """
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-    tokens = checked_windows(windows, model.config.steps)
-    mus, sigmas = [], []
-    with inference(model) as device:
-        for batch in tokens.split(batch_size):
-            mu, sigma = model.encode(batch.to(device))
-            mus.append(mu.float().cpu())
-            sigmas.append(sigma.float().cpu())
-    return torch.cat(mus).numpy(), torch.cat(sigmas).numpy()
-
-
-def decode_greedy(model: MusicVAE, z: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Each latent vector decoded greedily (argmax at every step): uint8 [n, steps]. z: float [n, z_size]."""
-    z = latent_array(z, "z")
-    if z.shape[1] != model.config.z_size:
-        raise ValueError(f"`z` must have {model.config.z_size} columns for this model, got shape {z.shape}")
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-    if len(z) == 0:
-        return np.zeros((0, model.config.steps), dtype=TOKEN_DTYPE)
-    with inference(model) as device:
-        batches = [
-            model.decode(batch.to(device), temperature=0.0)[0].cpu()
-            for batch in torch.from_numpy(z.astype(np.float32)).split(batch_size)
-        ]
-    return torch.cat(batches).numpy().astype(TOKEN_DTYPE)
-
-
-def latent_array(values: np.ndarray, name: str) -> np.ndarray:
-    """``values`` as a float64 array [n, z_size]; ValueError naming ``name`` for another shape or non-finite values."""
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 2:
-        raise ValueError(f"`{name}` must have shape [n, z_size], got {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"`{name}` holds NaN or infinite values")
-    return array
+# Latent vectors beside the encoded sets
 
 
 def prior_z(n: int, z_size: int, seed: int) -> np.ndarray:
@@ -236,6 +180,34 @@ def mutual_information(mu: np.ndarray, sigma: np.ndarray, seed: int, chunk_size:
 
 # --------------------------------------------------------------------------------------------
 # B3 decoder reliance
+
+
+
+def describe_mutual_information(information: float, n_windows: int, z_size: int) -> str:
+    """A sentence on ``mutual_information``'s estimate against its bound log n, explaining an estimate above it.
+
+    Under the empirical distribution of n distinct windows I(x; z) <= H(x) = log n, and z reaches
+    the bound when it tells every window apart. The estimator can still land above log n: its
+    first term is the closed-form expectation of log q(z|x), its second uses one sampled z per
+    window, whose log q(z_i|x_i) = const - |eps|^2 / 2 has variance z_size / 2 (eps ~ N(0, I)).
+    The estimate therefore scatters around its value with a standard error of about
+    sqrt(z_size / 2 / n) nats; above the bound by no more than 3 of those, it says I(x; z) = log n.
+    """
+    bound = math.log(n_windows)
+    noise = math.sqrt(z_size / 2 / n_windows)
+    text = f"I(x; z) is about {information:.1f} nats (at most log n = {bound:.1f} for {n_windows:,} windows)"
+    if information <= bound:
+        return text + "."
+    excess = information - bound
+    if excess <= 3 * noise:
+        return text + (
+            f": {excess:.1f} nats above the bound, within the Monte-Carlo noise of one sampled z per window "
+            f"(standard error about {noise:.2f} nats), so read it as I(x; z) = log n: z tells every melody of the set apart."
+        )
+    return text + (
+        f": {excess:.1f} nats above the bound, more than the Monte-Carlo noise of one sampled z per window explains "
+        f"(standard error about {noise:.2f} nats); the estimate is not to be trusted here."
+    )
 
 
 def decoder_reliance(result: Reconstruction) -> pd.DataFrame:
@@ -420,7 +392,7 @@ def prior_realism(
 ) -> pd.DataFrame:
     """Share of melodies decoded from the prior that "look like the training data by the features of C".
 
-    ``n`` melodies are decoded from z ~ N(0, I) at ``temperature`` (``generate.sample_melodies``
+    ``n`` melodies are decoded from z ~ N(0, I) at ``temperature`` (``inference.sample_melodies``
     with ``seed``). A melody looks like the training data by a feature when its value lies within
     the training set's central 98% of that feature (``lower``-th to ``upper``-th percentile, 1st
     to 99th by default; NaN handled as ``within_ranges`` says), and overall when every feature
@@ -571,7 +543,7 @@ def interpolation_study(
     seeded with ``seed`` too. Each path is scored by ``interpolation_smoothness`` against its own
     last point (the reconstruction of B for the latent methods, B itself for naive).
     """
-    windows = checked_windows(windows, model.config.steps).numpy()
+    windows = model_windows(windows, model.config.steps).numpy()
     if len(windows) < 2:
         raise ValueError(f"`windows` must hold at least 2 windows to pair, got {len(windows)}")
     if n_pairs < 1:
@@ -736,3 +708,53 @@ def compare_latent_spaces(
         prior = prior_z(len(mu), model.config.z_size, seed)
         views[name] = pca_view({"test": mu, "prior": prior}, reference="test").coordinates
     return LatentSpaces(pd.DataFrame(rows), views)
+
+
+def contrasting_models(run_dir: str | Path, model: MusicVAE) -> dict[str, MusicVAE]:
+    """``model`` (chapter 03's) beside the grid search's chosen point and its two contrasting points (notebook 02).
+
+    Keys name each model's role, beta and lambda; the grid models are read from their folders'
+    model.pt (``search.contrasting_points``: the least and the most KL).
+    """
+    choice = search.load_choice(run_dir)
+    if choice is None:
+        raise ValueError(f"{Path(run_dir) / search.CHOICE_FILE} is missing: run notebooks/02_grid_search.ipynb first")
+    grid = search.results_table(run_dir)
+    chosen = grid[(grid["beta"] == choice["beta"]) & (grid["free_nats"] == choice["free_nats"])].assign(role="chosen point")
+    points = pd.concat([chosen, search.contrasting_points(grid, choice)], ignore_index=True)
+    return {"chapter 03 model": model} | {
+        f"{row.role}: beta {row.beta:g}, lambda {row.free_nats:g}": load_model(Path(run_dir) / row.folder / MODEL_FILE)
+        for row in points.itertuples()
+    }
+
+
+def own_attribute_moves(effects: pd.DataFrame, scales: Mapping[str, float]) -> pd.DataFrame:
+    """At the largest k of ``attribute_effects``, every attribute's change in training standard deviations.
+
+    One row per vector, one column per attribute: entry (v, a) is the mean change of attribute a
+    when the melodies move k_max times along vector v, divided by ``scales[a]`` (the attribute's
+    standard deviation over training melodies). The diagonal is each vector's own attribute.
+    """
+    at_end = effects[effects["k"] == effects["k"].max()].pivot(index="vector", columns="attribute", values="change")
+    return at_end / pd.Series(scales)[at_end.columns]
+
+
+def describe_attribute_moves(moves: pd.DataFrame, k: float) -> str:
+    """Which vectors move their own attribute the intended way (up for k > 0) and which do not, from ``own_attribute_moves``."""
+    own = pd.Series({name: moves.loc[name, name] for name in moves.index})
+    listed = ", ".join(f"{name.replace('_', ' ')} {value:+.2f}" for name, value in own.items())
+    named = {name: name.replace("_", " ") for name in own.index}
+    working = [named[name] for name, value in own.items() if value > 0]
+    failing = [named[name] for name, value in own.items() if value <= 0]
+    undefined = [named[name] for name, value in own.items() if np.isnan(value)]
+    text = f"At k = {k:+g}, each vector moves its own attribute by {listed} training standard deviations. "
+    if not failing and not undefined:
+        return text + "Every vector moves its own attribute the intended way (up)."
+    text += f"Raised as intended: {', '.join(working)}. " if working else "No vector raises its own attribute. "
+    if failing:
+        these = "this vector" if len(failing) == 1 else "these vectors"
+        text += (f"Not raised (unchanged or moved the wrong way): {', '.join(failing)}: along {these} the decoder "
+                 "does not follow the direction the training melodies' quartiles define. ")
+    if undefined:
+        text += f"Not measurable (no decoded melody has the attribute): {', '.join(undefined)}."
+    return text.rstrip()

@@ -33,7 +33,7 @@ BLACK_KEY_SHADE = 0.93  # grey level of black-key rows, light enough to keep not
 BLACK_KEY_PITCH_CLASSES = (1, 3, 6, 8, 10)  # C#, D#, F#, G#, A#
 
 
-def pitch_range(melodies: Sequence[np.ndarray]) -> tuple[int, int]:
+def pitch_axis_limits(melodies: Sequence[np.ndarray]) -> tuple[int, int]:
     """Lowest and highest MIDI pitch to show for ``melodies`` (token arrays [n_steps]), both included.
 
     The notes' range, widened evenly to at least ``MIN_PITCH_SPAN`` semitones; ``EMPTY_PITCH_RANGE``
@@ -54,20 +54,20 @@ def piano_roll(
     tokens: np.ndarray,
     ax: Axes | None = None,
     title: str | None = None,
-    pitch_range_midi: tuple[int, int] | None = None,
+    pitch_limits_midi: tuple[int, int] | None = None,
 ) -> Axes:
     """Draw a melody (tokens uint8 [n_steps]) as a piano roll: one rectangle per note.
 
     A note from step ``s`` to ``e`` at pitch ``p`` is the rectangle ``x = s..e, y = p-0.5..p+0.5``,
     so ``ax.patches`` holds exactly the notes. Beat lines every 4 steps, bar lines every 16; the
-    pitch axis labels every C with name and number. ``pitch_range_midi`` (lowest, highest) fixes the
-    pitch axis, default ``pitch_range([tokens])``. Draws on ``ax``, or on a new figure if None.
+    pitch axis labels every C with name and number. ``pitch_limits_midi`` (lowest, highest) fixes the
+    pitch axis, default ``pitch_axis_limits([tokens])``. Draws on ``ax``, or on a new figure if None.
     """
     tokens = representation.melody_tokens(tokens)
     n_steps = len(tokens)
-    low, high = pitch_range([tokens]) if pitch_range_midi is None else pitch_range_midi
+    low, high = pitch_axis_limits([tokens]) if pitch_limits_midi is None else pitch_limits_midi
     if low > high:
-        raise ValueError(f"`pitch_range_midi` must be (lowest, highest), got {pitch_range_midi}")
+        raise ValueError(f"`pitch_limits_midi` must be (lowest, highest), got {pitch_limits_midi}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 2.6), layout="constrained")
 
@@ -132,10 +132,10 @@ def piano_roll_pair(
         raise ValueError(
             f"`original` and `reconstruction` must have the same number of steps, got {len(original)} and {len(reconstruction)}"
         )
-    shared_range = pitch_range([original, reconstruction])
+    shared_range = pitch_axis_limits([original, reconstruction])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 4.8), sharex=True, layout="constrained")
-    piano_roll(original, ax=top, title=titles[0], pitch_range_midi=shared_range)
-    piano_roll(reconstruction, ax=bottom, title=titles[1], pitch_range_midi=shared_range)
+    piano_roll(original, ax=top, title=titles[0], pitch_limits_midi=shared_range)
+    piano_roll(reconstruction, ax=bottom, title=titles[1], pitch_limits_midi=shared_range)
     top.set_xlabel("")
     return fig
 
@@ -302,7 +302,7 @@ def set_bars(table: pd.DataFrame, ax: Axes, title: str, xlabel: str, ylabel: str
 
 
 def set_distributions(values: Mapping[str, np.ndarray], ax: Axes, title: str, ylabel: str) -> Axes:
-    """One box per set (NaN dropped; the count kept is in the tick label), means marked as diamonds."""
+    """One box per set (NaN dropped; the count kept in the axis label, or per tick where they differ), means as diamonds."""
     names = list(values)
     kept = [np.asarray(values[name], dtype=float)[~np.isnan(np.asarray(values[name], dtype=float))] for name in names]
     colors = set_colors(names)
@@ -310,8 +310,14 @@ def set_distributions(values: Mapping[str, np.ndarray], ax: Axes, title: str, yl
                        meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "0.2"})
     for patch, name in zip(boxes["boxes"], names):
         patch.set_facecolor(colors[name])
-    ax.set_xticks(np.arange(1, len(names) + 1), [f"{name}\n(n = {len(v):,})" for name, v in zip(names, kept)])
-    ax.set(title=title, xlabel="set", ylabel=ylabel)
+    counts = {len(v) for v in kept}
+    if len(counts) == 1:  # one count for all: said once, so that the tick labels stay short and apart
+        ax.set_xticks(np.arange(1, len(names) + 1), names)
+        ax.set(title=title, xlabel=f"set ({counts.pop():,} melodies each)", ylabel=ylabel)
+    else:
+        ax.set_xticks(np.arange(1, len(names) + 1), [f"{name}\nn = {len(v):,}" for name, v in zip(names, kept)],
+                      fontsize="small")
+        ax.set(title=title, xlabel="set (n = melodies with a value)", ylabel=ylabel)
     return ax
 
 
@@ -372,7 +378,7 @@ def piano_roll_grid(windows: Sequence[np.ndarray], titles: Sequence[str], column
         raise ValueError(f"`windows` and `titles` must have the same length, got {len(windows)} and {len(titles)}")
     rows = -(-len(windows) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 2.1 * rows), layout="constrained", squeeze=False)
-    scale = pitch_range(windows)
+    scale = pitch_axis_limits(windows)
     for ax, window, title in zip(axes.flat, windows, titles):
         piano_roll(window, ax, title, scale)
     for ax in axes.flat[len(windows):]:
@@ -440,7 +446,7 @@ def attribute_effects(effects: pd.DataFrame, scales: Mapping[str, float]) -> Fig
     the thick line.
     """
     vectors = list(dict.fromkeys(effects["vector"]))
-    fig, axes = plt.subplots(1, len(vectors), figsize=(3.4 * len(vectors), 3.6), layout="constrained", sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(vectors), figsize=(3.4 * len(vectors), 4.2), layout="constrained", sharey=True, squeeze=False)
     for ax, vector in zip(axes[0], vectors):
         mine = effects[effects["vector"] == vector]
         for attribute, rows in mine.groupby("attribute", sort=False):
@@ -449,7 +455,8 @@ def attribute_effects(effects: pd.DataFrame, scales: Mapping[str, float]) -> Fig
         ax.axhline(0, color="0.7", linewidth=0.8)
         ax.set(title=f"vector: {vector}", xlabel="k (z = mu + k v)")
     axes[0, 0].set_ylabel("mean change from k = 0\n(training standard deviations)")
-    axes[0, -1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1), title="attribute")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize="small", title="attribute")
     return fig
 
 

@@ -53,7 +53,7 @@ from musicvae_lib.shared_study import (
     WORKER_ATTR, StorageArg, claim, folder_lock, join_settings, open_storage, optuna_quiet, output_to, requeue,
     requeue_killed,
 )
-from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, resolve_device, train_or_load
+from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, train_or_load
 
 SEARCH_FOLDER = Path("grid_search")
 CHOICE_FILE = SEARCH_FOLDER / "choice.json"
@@ -278,7 +278,7 @@ def train_point(spec: GridSpec, point: tuple[float, float], folder: Path, train_
     loss_config = LossConfig(form=spec.kl_form, beta=point[0], free_nats=point[1])
     result = train_or_load(spec.model_config, loss_config, spec.train_config, train_windows, valid_windows, folder, device)
     sample = valid_windows[data.sample_windows(valid_windows, spec.eval_windows, spec.seed)]
-    scores = evaluate(result.model, sample, resolve_device(device), seed=spec.seed)
+    scores = evaluate(result.model, sample, seed=spec.seed)
     done = json.loads((folder / DONE_FILE).read_text())
     return {
         "negative_elbo_nats": -scores.elbo_nats, "reconstruction_nats": scores.reconstruction_nats,

@@ -29,6 +29,8 @@ with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in Jupy
     import optuna
     from optuna.trial import FrozenTrial, TrialState
 
+from musicvae_lib.train import config_clashes
+
 HEARTBEAT_SECONDS = 60  # RDB storages: a running trial records a heartbeat this often ...
 GRACE_SECONDS = 180  # ... and is failed as stale when its last one is older than this
 LOCK_FILE = ".point.lock"
@@ -67,24 +69,12 @@ def open_storage(storage: StorageArg, default_file: Path) -> optuna.storages.Bas
         )
 
 
-def setting_clashes(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
-    """'name: X in the study, Y here' for every setting that differs, nested dicts flattened."""
-    clashes = []
-    for name in sorted(stored.keys() | wanted.keys()):
-        there, here = stored.get(name), wanted.get(name)
-        if isinstance(there, dict) and isinstance(here, dict):
-            clashes += setting_clashes(there, here, f"{prefix}{name}.")
-        elif there != here:
-            clashes.append(f"{prefix}{name}: {there!r} in the study, {here!r} here")
-    return clashes
-
-
 def join_settings(study: optuna.Study, attribute: str, wanted: dict[str, Any]) -> None:
     """Store ``wanted`` (JSON-ready) as the study's user attribute ``attribute`` if it has none; ValueError naming
     every clash if it holds others: every worker must train with the same settings."""
     if attribute not in study.user_attrs:
         study.set_user_attr(attribute, wanted)
-    clashes = setting_clashes(study.user_attrs[attribute], wanted)
+    clashes = config_clashes(study.user_attrs[attribute], wanted, stored_as="in the study")
     if clashes:
         raise ValueError(
             f"study {study.study_name!r} was created with other settings ({'; '.join(clashes)}). Pass the study's "

@@ -32,7 +32,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Collection, Mapping, TextIO
 
 import numpy as np
 import pandas as pd
@@ -87,8 +87,9 @@ EPOCH_COLUMNS = (
 )
 TIMING_COLUMNS = ("seconds", "sequences_per_second")
 
-# train_config fields a resumed run may change: none alters the trajectory up to where the run stands.
-RESUMABLE_FIELDS = frozenset({"max_epochs", "max_minutes", "checkpoint_every_steps"})
+# TrainConfig fields a resumed or re-used run may change: none alters the trajectory up to where the run
+# stands (a longer budget). Named as config_clashes names them.
+RESUMED_SETTINGS = frozenset({"train_config.max_epochs", "train_config.max_minutes", "train_config.checkpoint_every_steps"})
 
 PROGRESS_SECONDS = 10.0  # between progress-bar updates (the runner keeps only a bar's last state)
 
@@ -365,12 +366,36 @@ def data_fingerprint(train_windows: np.ndarray, valid_windows: np.ndarray) -> st
     return digest.hexdigest()
 
 
-def checked_windows(windows: np.ndarray, name: str, steps: int) -> np.ndarray:
-    """``windows`` as contiguous uint8 [n, steps] after checking classes and shape."""
+def training_set(windows: np.ndarray, name: str, steps: int) -> np.ndarray:
+    """``windows`` as contiguous uint8 [n >= 1, steps] after checking classes and shape; ValueError naming ``name``."""
     array = check_tokens(windows)
     if array.ndim != 2 or array.shape[1] != steps or array.shape[0] == 0:
         raise ValueError(f"`{name}` must have shape [n >= 1, {steps}] (the model's steps), got {array.shape}")
     return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def config_clashes(
+    stored: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Collection[str] = (), stored_as: str = "there",
+    prefix: str = "",
+) -> list[str]:
+    """'name: X there, Y here' for every setting where a stored config differs from the wanted one.
+
+    The one comparison of "the run (or study) on disk against this call": nested dicts are
+    compared entry by entry and named ``outer.inner``; a setting missing on one side counts as
+    None. ``ignore`` holds such dotted names that may differ (e.g. a longer time budget);
+    ``stored_as`` says where the stored values come from ("there", "in the study").
+    """
+    clashes = []
+    for name in sorted(stored.keys() | wanted.keys()):
+        key = prefix + name
+        there, here = stored.get(name), wanted.get(name)
+        if key in ignore:
+            continue
+        if isinstance(there, dict) and isinstance(here, dict):
+            clashes += config_clashes(there, here, ignore, stored_as, f"{key}.")
+        elif there != here:
+            clashes.append(f"{key}: {there!r} {stored_as}, {here!r} here")
+    return clashes
 
 
 class CsvLog:
@@ -479,8 +504,8 @@ class Trainer:
     ):
         self.model_config, self.loss_config, self.config = model_config, loss_config, config
         self.out_dir, self.device, self.rank, self.world_size = out_dir, device, rank, world_size
-        self.train_windows = checked_windows(train_windows, "train_windows", model_config.steps)
-        self.valid_windows = checked_windows(valid_windows, "valid_windows", model_config.steps)
+        self.train_windows = training_set(train_windows, "train_windows", model_config.steps)
+        self.valid_windows = training_set(valid_windows, "valid_windows", model_config.steps)
         if config.batch_size % world_size:
             raise ValueError(f"`batch_size` ({config.batch_size}) must be a multiple of the {world_size} processes")
         if len(self.train_windows) < config.batch_size:
@@ -534,17 +559,7 @@ class Trainer:
 
     def check_same_run(self, checkpoint: dict[str, Any]) -> None:
         """CheckpointError listing every setting where ``checkpoint`` differs from this call."""
-        clashes = []
-        for key, here in self.identity().items():
-            there = checkpoint.get(key)
-            if isinstance(here, dict) and isinstance(there, dict):
-                for name in sorted(here.keys() | there.keys()):
-                    if key == "train_config" and name in RESUMABLE_FIELDS:
-                        continue
-                    if here.get(name) != there.get(name):
-                        clashes.append(f"{key}.{name} is {there.get(name)!r} there, {here.get(name)!r} here")
-            elif here != there:
-                clashes.append(f"{key} is {there!r} there, {here!r} here")
+        clashes = config_clashes({key: checkpoint.get(key) for key in self.identity()}, self.identity(), RESUMED_SETTINGS)
         if clashes:
             raise CheckpointError(
                 f"{self.checkpoint_path} belongs to another run: " + "; ".join(clashes)
@@ -938,14 +953,7 @@ def train_or_load(
         "train_config": asdict(train_config),
         "data_sha256": data_fingerprint(train_windows, valid_windows),
     }
-    clashes = [
-        f"{key}.{name}: {stored.get(key, {}).get(name)!r} there, {value!r} here"
-        for key in ("model_config", "loss_config", "train_config")
-        for name, value in wanted[key].items()
-        if name not in RESUMABLE_FIELDS and stored.get(key, {}).get(name) != value
-    ]
-    if stored.get("data_sha256") != wanted["data_sha256"]:
-        clashes.append("the training or validation windows differ")
+    clashes = config_clashes({key: stored.get(key) for key in wanted}, wanted, RESUMED_SETTINGS)
     if clashes:
         raise RunFinishedError(
             f"{done}: a finished run with other settings is in {out_dir} ({'; '.join(clashes)}). "

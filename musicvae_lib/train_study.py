@@ -4,7 +4,7 @@
     python -m musicvae_lib.train_study --profile default -p max_minutes=120     # one process
 
 It trains exactly what notebook 03 would train in the run folder ``results/<profile>``: notebook
-03's own defaults, then the profile's [all] and ["03_training"] keys, then ``-p`` overrides, then
+03's defaults (``ChapterDefaults``, which its parameters cell mirrors), then the profile's [all] and ["03_training"] keys, then ``-p`` overrides, then
 the grid search's choice of beta and lambda (notebook 02) when the run folder holds one. Notebook
 03, run afterwards with the same profile, finds the finished run and goes on from it instead of
 training again (``train.train_or_load``). Under torchrun each process is one DistributedDataParallel
@@ -14,12 +14,10 @@ replica (nccl on GPUs, gloo on CPU); only rank 0 writes.
 from __future__ import annotations
 
 import argparse
-import ast
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import nbformat
 
 from musicvae_lib import data, runner, search
 from musicvae_lib.loss import LossConfig
@@ -53,21 +51,34 @@ def study_configs(
     return model_config, loss_config, TrainConfig(**train_fields), choice
 
 
-def notebook_defaults(path: Path) -> dict[str, Any]:
-    """The literal values assigned in the notebook's cell tagged ``parameters``."""
-    notebook = nbformat.read(path, as_version=4)
-    cell = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
-    return {
-        target.id: ast.literal_eval(statement.value)
-        for statement in ast.parse(cell.source).body
-        if isinstance(statement, ast.Assign)
-        for target in statement.targets
-        if isinstance(target, ast.Name)
-    }
+@dataclass(frozen=True)
+class ChapterDefaults:
+    """Notebook 03's parameters and their defaults, in its parameters cell's order (a test keeps both in step).
+
+    Small on purpose: run by hand, the notebook trains a "tiny" model for 2 epochs; the profiles
+    set the study's sizes.
+    """
+
+    model_preset: str = "tiny"
+    beta: float = 1.0  # thesis: 1
+    free_nats: float = 33.3  # lambda, thesis: 33.3 nats (48 bits)
+    kl_form: str = "thesis"
+    max_epochs: int = 2
+    max_minutes: float = 0.0  # 0: no time budget
+    batch_size: int = 64  # thesis: 64
+    learning_rate: float = 0.001  # thesis: Adam 1e-3
+    lr_schedule: str = "plateau"
+    transpose_semitones: int = 0
+    bf16: str = "auto"
+    eval_windows: int = 500
+    n_reconstructions: int = 4
+    compare_with: str = ""
+    seed: int = 0
+    run_dir: str = "../results/interactive"
 
 
 def profile_parameters(profile_name: str, overrides: list[str], notebooks_dir: Path, results_dir: Path) -> dict[str, Any]:
-    """Notebook 03's parameters as the runner would pass them, over the notebook's own defaults."""
+    """Notebook 03's parameters as the runner would pass them, over ``ChapterDefaults``."""
     notebooks = runner.find_notebooks(notebooks_dir)
     notebook = next((n for n in notebooks if n.stem == NOTEBOOK), None)
     if notebook is None:
@@ -78,7 +89,7 @@ def profile_parameters(profile_name: str, overrides: list[str], notebooks_dir: P
     if unknown:
         raise runner.ConfigError(f"-p {', '.join(sorted(unknown))}: not parameters of {NOTEBOOK}.ipynb")
     passed = runner.notebook_parameters(notebook, profile, parsed, results_dir / profile_name)
-    return notebook_defaults(notebook.path) | passed
+    return asdict(ChapterDefaults()) | passed
 
 
 def train_from_parameters(parameters: dict[str, Any], device: str | None = None) -> TrainResult:

@@ -210,3 +210,26 @@ def test_compare_sets_names_what_is_missing(feature_sets):
         compare.compare_sets(feature_sets, "validation", ["pitch_range"], seed=0)
     with pytest.raises(ValueError, match=r"lacks the feature columns \['tempo'\]"):
         compare.compare_sets(feature_sets, "train", ["pitch_range", "tempo"], seed=0)
+
+
+def test_total_variation_is_half_the_summed_absolute_difference():
+    shares = pd.DataFrame({"train": [0.5, 0.5, 0.0], "same": [0.5, 0.5, 0.0], "moved": [0.0, 0.5, 0.5]})
+    distance = compare.total_variation(shares, "train")
+    assert distance.to_dict() == {"same": 0.0, "moved": 0.5}
+    with pytest.raises(ValueError, match="'test' is not a column"):
+        compare.total_variation(shares, "test")
+
+
+def test_overlap_table_and_its_sentence_name_the_feature_the_generated_sets_miss_most():
+    comparison = pd.DataFrame({
+        "feature": ["a", "a", "a", "b", "b", "b"],
+        "set": ["train", "test", "T=1", "train", "test", "T=1"],
+        "overlap": [1.0, 0.9, 0.8, 1.0, 0.95, 0.4],
+    })
+    overlap = compare.overlap_table(comparison)
+    assert list(overlap.columns) == ["T=1", "test"] and overlap.loc["b", "T=1"] == 0.4
+    assert compare.furthest_feature(overlap) == "b"
+    assert compare.describe_overlap(overlap, "rhythm") == (
+        "Mean overlap over the rhythm features: T=1 0.60, test 0.93. "
+        "The generated sets are furthest from the training melodies in b (test 0.95)."
+    )

@@ -1,5 +1,6 @@
 import muspy
 import numpy as np
+import pandas as pd
 import pretty_midi
 import pytest
 from music21 import pitch
@@ -119,13 +120,23 @@ def test_feature_table_gives_the_written_out_values(melodies):
     assert table["n_notes"].dtype.kind == "i"
 
 
-def test_each_feature_function_matches_its_table_column(melodies):
-    table = features.feature_table(melodies)
-    for column in EXPECTED:
-        function = features.notes_per_window if column == "n_notes" else getattr(features, column)
-        np.testing.assert_array_equal(function(melodies), table[column].to_numpy(), err_msg=column)
-    assert features.attributes(melodies).columns.tolist() == list(features.ATTRIBUTES)
+def test_the_registry_names_each_feature_function_and_unit_once():
+    assert list(features.FEATURE_FUNCTIONS) == list(features.FEATURE_UNITS)
+    for column, function in features.FEATURE_FUNCTIONS.items():
+        name = "notes_per_window" if column == "n_notes" else column
+        assert function is getattr(features, name), column  # the column is named after its function
+        assert function.__doc__, column
+    assert len(set(features.FEATURE_FUNCTIONS.values())) == len(features.FEATURE_FUNCTIONS)
     assert set(features.ATTRIBUTES) <= set(features.FEATURE_UNITS)
+    assert set(features.RHYTHM_FEATURES) | set(features.MELODY_FEATURES) <= set(features.FEATURE_UNITS)
+
+
+def test_a_row_of_the_table_is_the_features_of_its_window_alone(melodies):
+    table = features.feature_table(melodies)
+    for row, window in enumerate(melodies):
+        alone = features.feature_table(window[None])
+        pd.testing.assert_frame_equal(alone, table.iloc[[row]].reset_index(drop=True), check_exact=True)
+    assert features.attributes(melodies).columns.tolist() == list(features.ATTRIBUTES)
 
 
 def test_features_of_one_window_are_a_set_of_one(melodies):
@@ -333,3 +344,12 @@ def test_largest_interval_is_the_biggest_jump_either_way_or_nan():
     ])
     largest = features.largest_interval(windows)
     assert largest[0] == 12 and np.isnan(largest[1])
+
+
+def test_set_overview_counts_distinct_and_empty_melodies(melodies):
+    sets = {"all": melodies, "twice": np.concatenate([melodies[3:4], melodies[3:4]])}
+    overview = features.set_overview(sets).set_index("set")
+    assert overview.loc["all", "melodies"] == 5 and overview.loc["twice", "distinct"] == 1
+    assert overview.loc["all", "without a note"] == 2  # the empty and the all-rest window
+    assert overview.loc["all", "notes per melody"] == pytest.approx((0 + 0 + 1 + 8 + 4) / 5)
+    assert overview.loc["twice", "pitch range (semitones)"] == features.pitch_range(melodies[3:4])[0]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from musicvae_lib import evaluate, latent
-from musicvae_lib.generate import reconstruct_melodies
+from musicvae_lib.inference import encode_windows, reconstruct_melodies
 from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.representation import NO_EVENT, NOTE_OFF, Note, notes_to_tokens, pitch_to_token
 
@@ -29,21 +29,6 @@ def random_windows(n: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def windows() -> np.ndarray:
     return random_windows(40, seed=1)
-
-
-# ------------------------------------------------------------------------------------------
-# encoding
-
-
-def test_encode_windows_gives_the_models_mu_and_sigma_in_any_batch_size(model, windows):
-    mu, sigma = latent.encode_windows(model, windows, batch_size=7)
-    expected_mu, expected_sigma = model.encode(torch.as_tensor(windows, dtype=torch.long))
-    assert mu.shape == sigma.shape == (40, 16)
-    np.testing.assert_allclose(mu, expected_mu.detach().numpy(), atol=1e-5)
-    np.testing.assert_allclose(sigma, expected_sigma.detach().numpy(), atol=1e-5)
-    assert (sigma > 0).all()
-    with pytest.raises(ValueError, match=r"\[n_windows, 32\]"):
-        latent.encode_windows(model, windows[:, :16])
 
 
 # ------------------------------------------------------------------------------------------
@@ -301,7 +286,7 @@ def test_attribute_vector_points_along_the_dimension_that_encodes_the_attribute(
 
 
 def test_apply_attribute_decodes_every_k_and_k_zero_is_the_reconstruction(model, windows):
-    mu, _ = latent.encode_windows(model, windows[:6])
+    mu, _ = encode_windows(model, windows[:6])
     vector = np.random.default_rng(0).standard_normal(16)
     decoded = latent.apply_attribute(model, mu, vector, ks=[-1.0, 0.0, 1.0])
     assert decoded.shape == (3, 6, 32) and decoded.dtype == np.uint8
@@ -311,7 +296,7 @@ def test_apply_attribute_decodes_every_k_and_k_zero_is_the_reconstruction(model,
 
 
 def test_attribute_effects_tabulates_every_vector_k_and_attribute(model, windows):
-    mu, _ = latent.encode_windows(model, windows[:6])
+    mu, _ = encode_windows(model, windows[:6])
     rng = np.random.default_rng(0)
     vectors = {"up": 5.0 * rng.standard_normal(16), "down": 5.0 * rng.standard_normal(16)}
     table = latent.attribute_effects(model, mu, vectors, ks=[-1.0, 1.0], columns=["n_notes", "silence_share"])
@@ -336,3 +321,48 @@ def test_compare_latent_spaces_gives_one_row_and_one_view_per_model():
     assert ((spaces.table["prior draws like training"] >= 0) & (spaces.table["prior draws like training"] <= 1)).all()
     assert spaces.table.loc[0, "aggregate KL to prior (nats)"] != spaces.table.loc[1, "aggregate KL to prior (nats)"]
     assert set(spaces.views) == {"a", "b"} and spaces.views["a"]["test"].shape == (12, 2) and spaces.views["a"]["prior"].shape == (12, 2)
+
+
+def test_mutual_information_above_log_n_is_explained_by_its_monte_carlo_noise():
+    below = latent.describe_mutual_information(2.0, 100, 16)
+    assert below == "I(x; z) is about 2.0 nats (at most log n = 4.6 for 100 windows)."
+    above = latent.describe_mutual_information(7.9, 2000, 256)  # the reference run: 0.3 nats over, noise 0.25
+    assert "0.3 nats above the bound, within the Monte-Carlo noise" in above and "about 0.25 nats" in above
+    assert "read it as I(x; z) = log n" in above
+    far_above = latent.describe_mutual_information(9.0, 2000, 16)
+    assert "more than the Monte-Carlo noise" in far_above and "not to be trusted" in far_above
+
+
+def test_mutual_information_of_windows_z_tells_apart_scatters_around_log_n_by_the_stated_noise():
+    rng = np.random.default_rng(0)
+    n, d = 200, 32
+    mu, sigma = 10 * rng.standard_normal((n, d)), np.full((n, d), 0.01)
+    estimates = np.array([latent.mutual_information(mu, sigma, seed=seed) for seed in range(12)])
+    noise = math.sqrt(d / 2 / n)
+    assert abs(estimates.mean() - math.log(n)) < 2 * noise / math.sqrt(len(estimates)) + 0.02
+    assert 0.5 * noise < estimates.std() < 1.5 * noise
+    assert estimates.max() > math.log(n)  # above the bound by noise alone
+
+
+def test_attribute_moves_say_which_vectors_move_their_own_attribute_the_wrong_way():
+    effects = pd.DataFrame({
+        "vector": ["up", "up", "down", "down"] * 2,
+        "k": [1.0] * 4 + [0.5] * 4,
+        "attribute": ["up", "down"] * 4,
+        "change": [2.0, 0.1, 0.5, -1.0, 9.0, 9.0, 9.0, 9.0],
+    })
+    moves = latent.own_attribute_moves(effects, {"up": 2.0, "down": 0.5})
+    assert moves.loc["up", "up"] == 1.0 and moves.loc["down", "down"] == -2.0 and moves.loc["down", "up"] == 0.25
+    text = latent.describe_attribute_moves(moves, 1.0)
+    assert "down -2.00, up +1.00" in text
+    assert "Raised as intended: up." in text and "Not raised (unchanged or moved the wrong way): down" in text
+    working = latent.describe_attribute_moves(moves.drop(index="down"), 1.0)
+    assert working.endswith("Every vector moves its own attribute the intended way (up).")
+    unmeasured = latent.describe_attribute_moves(moves.replace(-2.0, np.nan), 1.0)
+    assert unmeasured.endswith("Not measurable (no decoded melody has the attribute): down.")
+    assert "Not raised" not in unmeasured
+
+
+def test_contrasting_models_need_the_grid_search(tmp_path, model):
+    with pytest.raises(ValueError, match="02_grid_search"):
+        latent.contrasting_models(tmp_path, model)

@@ -84,12 +84,12 @@ def test_piano_roll_rejects_a_batch():
         ([], plots.EMPTY_PITCH_RANGE),
     ],
 )
-def test_pitch_range(notes, expected):
-    assert plots.pitch_range([melody(*notes)]) == expected
+def test_pitch_axis_limits(notes, expected):
+    assert plots.pitch_axis_limits([melody(*notes)]) == expected
 
 
-def test_pitch_range_spans_all_melodies_given():
-    assert plots.pitch_range([melody((0, 4, 50)), melody((0, 4, 70))]) == (50, 70)
+def test_pitch_axis_limits_span_all_melodies_given():
+    assert plots.pitch_axis_limits([melody((0, 4, 50)), melody((0, 4, 70))]) == (50, 70)
 
 
 def test_piano_roll_pair_stacks_input_over_output_on_one_pitch_scale():
@@ -191,7 +191,11 @@ def test_set_distributions_drop_nan_and_say_how_many_are_left():
     _, ax = plt.subplots()
     plots.set_distributions({"train": np.array([1.0, 2.0, np.nan]), "T=1": np.array([3.0, 4.0, 5.0])}, ax, "range", "semitones")
     labels = [tick.get_text() for tick in ax.get_xticklabels()]
-    assert labels == ["train\n(n = 2)", "T=1\n(n = 3)"]
+    assert labels == ["train\nn = 2", "T=1\nn = 3"]
+    _, ax = plt.subplots()
+    plots.set_distributions({"train": np.array([1.0, 2.0]), "T=1": np.array([3.0, 4.0])}, ax, "range", "semitones")
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["train", "T=1"]
+    assert ax.get_xlabel() == "set (2 melodies each)"
 
 
 def test_transition_heatmaps_normalise_rows_and_leave_empty_rows_at_zero():
@@ -253,6 +257,7 @@ def test_attribute_effects_scale_each_change_and_thicken_the_vector_own_attribut
     own, other = fig.axes[0].lines[:2]
     assert own.get_ydata().tolist() == [0.0, 1.0] and other.get_ydata().tolist() == [0.0, 2.0]
     assert own.get_linewidth() > other.get_linewidth()
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == ["density", "interval"]
 
 
 def test_interpolation_curves_draw_one_line_per_method_in_order():

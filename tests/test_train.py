@@ -233,11 +233,11 @@ def test_checkpoint_of_another_config_or_data_is_refused(finished, tmp_path):
     out_dir, _ = finished
     checkpoint = copy_run(out_dir, tmp_path / "copy")
     config = TrainConfig(batch_size=16, checkpoint_every_steps=3, max_epochs=2)
-    with pytest.raises(CheckpointError, match=rf"{checkpoint}.*model_config.z_size is 16 there, 8 here"):
+    with pytest.raises(CheckpointError, match=rf"{checkpoint}.*model_config.z_size: 16 there, 8 here"):
         training.train(replace(TINY, z_size=8), LossConfig(), config, scale_windows(64, 0), scale_windows(32, 1), tmp_path / "copy")
     with pytest.raises(CheckpointError, match=rf"{checkpoint}.*data_sha256"):
         training.train(TINY, LossConfig(), config, scale_windows(64, 5), scale_windows(32, 1), tmp_path / "copy")
-    with pytest.raises(CheckpointError, match=r"train_config.learning_rate is 0.001 there, 0.002 here"):
+    with pytest.raises(CheckpointError, match=r"train_config.learning_rate: 0.001 there, 0.002 here"):
         training.train(TINY, LossConfig(), replace(config, learning_rate=2e-3), scale_windows(64, 0), scale_windows(32, 1), tmp_path / "copy")
 
 
@@ -332,6 +332,30 @@ def test_two_ddp_processes_keep_equal_weights(tmp_path):
     assert json.loads((tmp_path / "run" / "done.json").read_text())["world_size"] == 2
 
 
+def test_a_tiny_hierarchical_model_trains_resumes_and_loads(tmp_path):
+    hierarchical = preset("tiny", conductor_size=16, conductor_layers=1)
+    config = TrainConfig(batch_size=16, checkpoint_every_steps=3, bf16=False, max_epochs=3)
+    result = training.train(
+        hierarchical, LossConfig(), config, scale_windows(64, 0), scale_windows(16, 1), tmp_path / "run", device="cpu"
+    )
+    assert result.model.config.hierarchical and result.epochs == 3
+    steps = pd.read_csv(tmp_path / "run" / training.STEPS_LOG)
+    assert steps["loss"].iloc[-4:].mean() < steps["loss"].iloc[:4].mean()
+    loaded = training.load_model(tmp_path / "run" / training.MODEL_FILE, "cpu")
+    assert loaded.config == hierarchical
+    assert state_dicts_equal(loaded.state_dict(), result.model.state_dict())
+
+
+def test_config_clashes_names_every_difference_and_skips_the_ignored():
+    stored = {"model": {"z": 16, "layers": 2}, "seed": 0, "old": 1, "budget": {"minutes": 5}}
+    wanted = {"model": {"z": 8, "layers": 2}, "seed": 0, "new": 2, "budget": {"minutes": 9}}
+    assert training.config_clashes(stored, wanted, ignore={"budget.minutes"}) == [
+        "model.z: 16 there, 8 here", "new: None there, 2 here", "old: 1 there, None here",
+    ]
+    assert training.config_clashes(stored, stored) == []
+    assert training.config_clashes({"seed": 0}, {"seed": 1}, stored_as="in the study") == ["seed: 0 in the study, 1 here"]
+
+
 # --- re-running a notebook, and reading the logs ------------------------------------------------
 
 
@@ -350,7 +374,7 @@ def test_train_or_load_refuses_a_finished_run_of_other_settings(finished):
     config = TrainConfig(batch_size=16, checkpoint_every_steps=3, bf16=False, max_epochs=2, learning_rate=0.01)
     with pytest.raises(RunFinishedError, match="learning_rate: 0.001 there, 0.01 here"):
         training.train_or_load(TINY, LossConfig(), config, scale_windows(64, 0), scale_windows(32, 1), out_dir, "cpu")
-    with pytest.raises(RunFinishedError, match="windows differ"):
+    with pytest.raises(RunFinishedError, match="data_sha256"):
         config = replace(config, learning_rate=0.001)
         training.train_or_load(TINY, LossConfig(), config, scale_windows(64, 5), scale_windows(32, 1), out_dir, "cpu")
 

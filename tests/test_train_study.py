@@ -1,9 +1,12 @@
+import ast
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 
@@ -22,10 +25,23 @@ def write_dataset(run_dir: Path, seed: int = 0) -> None:
     (folder / "summary.json").write_text(json.dumps({"steps_per_window": 32}))
 
 
-def test_notebook_defaults_are_the_literals_of_notebook_03():
-    defaults = train_study.notebook_defaults(REPOSITORY / "notebooks" / "03_training.ipynb")
+def parameters_cell_literals(path: Path) -> dict:
+    """The names and literal values the notebook's cell tagged ``parameters`` assigns, in order."""
+    notebook = nbformat.read(path, as_version=4)
+    cell = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
+    return {
+        statement.targets[0].id: ast.literal_eval(statement.value)
+        for statement in ast.parse(cell.source).body
+        if isinstance(statement, ast.Assign)
+    }
+
+
+def test_notebook_03_mirrors_the_library_defaults():
+    literals = parameters_cell_literals(REPOSITORY / "notebooks" / "03_training.ipynb")
+    defaults = dataclasses.asdict(train_study.ChapterDefaults())
+    assert list(literals.items()) == list(defaults.items())
     assert set(train_study.TRAIN_FIELDS) <= set(defaults)
-    assert defaults["beta"] == 1.0 and defaults["free_nats"] == 33.3 and defaults["batch_size"] == 64
+    assert {name: type(value) for name, value in literals.items()} == {name: type(value) for name, value in defaults.items()}
 
 
 def test_profile_parameters_put_the_profile_over_the_notebook_defaults(tmp_path):

@@ -1,0 +1,88 @@
+"""What every chapter after the data set does first: check the run folder, make its output folders, load the model.
+
+A chapter reads what earlier notebooks wrote into the run folder. ``open_run`` checks those files
+before anything runs and, when one is missing, stops with a message naming the notebook to run
+first (``runner.require_outputs``). Randomness needs no global seed here: every library function
+takes its ``seed`` and draws from generators of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from musicvae_lib import data, features, generate, runner, search
+from musicvae_lib.model import MusicVAE
+from musicvae_lib.train import MODEL_FILE, load_model
+
+TRAINING_FOLDER = "training"
+OUTPUTS = {  # notebook -> the files of the run folder that later chapters read from it
+    "01_dataset": ("dataset/summary.json", "dataset/train.npy", "dataset/valid.npy", "dataset/test.npy"),
+    "02_grid_search": (str(search.CHOICE_FILE),),
+    "03_training": (f"{TRAINING_FOLDER}/{MODEL_FILE}",),
+    "04_generation": (f"generation/{generate.GENERATED_FILE}",),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """A chapter's view of its run folder: where to read, where figures and tables go, the trained model if asked."""
+
+    folder: Path
+    figures: Path
+    tables: Path
+    model: MusicVAE | None  # notebook 03's model, when ``open_run`` was asked to load it
+
+
+def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool = False) -> Run:
+    """Check the outputs of the notebooks ``needs`` (earliest first), create figures/ and tables/, load the model if asked.
+
+    ``needs`` names notebooks of ``OUTPUTS`` ("01_dataset", ...); MissingInputError names the
+    first one whose outputs are missing, with the command that runs it.
+    """
+    folder = Path(run_dir)
+    unknown = [name for name in needs if name not in OUTPUTS]
+    if unknown:
+        raise ValueError(f"`needs` must name notebooks among {list(OUTPUTS)}, got {unknown}")
+    for notebook in sorted(needs):
+        runner.require_outputs(folder, list(OUTPUTS[notebook]), produced_by=notebook)
+    figures, tables = folder / "figures", folder / "tables"
+    figures.mkdir(parents=True, exist_ok=True)
+    tables.mkdir(parents=True, exist_ok=True)
+    model = load_model(folder / TRAINING_FOLDER / MODEL_FILE) if load_trained_model else None
+    return Run(folder, figures, tables, model)
+
+
+def comparison_sets(run_dir: str | Path, seed: int) -> tuple[dict[str, np.ndarray], dict[str, pd.DataFrame]]:
+    """Chapters 05 and 06's sets (``data.analysis_sets``: train, test, then notebook 04's) and their feature tables."""
+    generated = generate.load_sets(Path(run_dir) / "generation" / generate.GENERATED_FILE)
+    sets = data.analysis_sets(run_dir, generated, seed)
+    return sets, {name: features.feature_table(windows) for name, windows in sets.items()}
+
+
+def describe_sets(sets: dict[str, np.ndarray]) -> str:
+    """'Sets: train (200 melodies), ...'."""
+    return "Sets: " + ", ".join(f"{name} ({len(windows):,} melodies)" for name, windows in sets.items()) + "."
+
+
+def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A copy of ``table`` to show, not to save: floats rounded to ``digits``, whole numbers without decimals.
+
+    Columns mixing counts and shares (a ``value`` column beside ``unit``) show each entry as it
+    reads best: 157 rather than 157.000000, 0.918 rather than 0.917709.
+    """
+    def shown(value: object) -> object:
+        if isinstance(value, (float, np.floating)) and np.isfinite(value):
+            return int(value) if float(value).is_integer() else round(float(value), digits)
+        return value
+
+    def column_shown(column: pd.Series) -> pd.Series:
+        if column.dtype.kind not in "fO":
+            return column
+        return pd.Series([shown(value) for value in column], index=column.index, dtype=object)
+
+    return table.apply(column_shown)

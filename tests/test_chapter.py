@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from musicvae_lib import chapter, generate, runner, train
+from musicvae_lib.loss import LossConfig
+from musicvae_lib.model import preset
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def write_dataset(run_dir, seed=0):
+    folder = run_dir / "dataset"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for name, n in (("train", 40), ("valid", 16), ("test", 8)):
+        np.save(folder / f"{name}.npy", rng.integers(0, 90, (n, 32), dtype=np.uint8))
+    (folder / "summary.json").write_text('{"steps_per_window": 32}')
+
+
+def test_open_run_names_the_first_notebook_whose_outputs_are_missing(tmp_path):
+    with pytest.raises(runner.MissingInputError, match="01_dataset"):
+        chapter.open_run(tmp_path, needs=["03_training", "01_dataset"])
+    write_dataset(tmp_path)
+    with pytest.raises(runner.MissingInputError, match="03_training"):
+        chapter.open_run(tmp_path, needs=["01_dataset", "03_training"])
+    with pytest.raises(ValueError, match="`needs` must name notebooks"):
+        chapter.open_run(tmp_path, needs=["03"])
+    run = chapter.open_run(tmp_path, needs=["01_dataset"])
+    assert run.figures.is_dir() and run.tables.is_dir() and run.model is None and run.folder == tmp_path
+
+
+def test_open_run_loads_the_trained_model_and_the_sets_of_chapters_05_and_06(tmp_path):
+    write_dataset(tmp_path)
+    torch.set_num_threads(1)
+    trained = train.train(
+        preset("tiny"), LossConfig(), train.TrainConfig(batch_size=16, max_epochs=1, bf16=False),
+        np.load(tmp_path / "dataset" / "train.npy"), np.load(tmp_path / "dataset" / "valid.npy"),
+        tmp_path / chapter.TRAINING_FOLDER, device="cpu",
+    )
+    run = chapter.open_run(tmp_path, needs=["01_dataset", "03_training"], load_trained_model=True)
+    assert not run.model.training
+    for name, value in run.model.state_dict().items():
+        assert torch.equal(value, trained.model.state_dict()[name]), name
+    with pytest.raises(runner.MissingInputError, match="04_generation"):
+        chapter.open_run(tmp_path, needs=["04_generation"])
+    sets = generate.sample_sets(run.model, 5, (1.0,), seed=0)
+    generate.save_sets(sets, tmp_path / "generation" / generate.GENERATED_FILE)
+    sets, tables = chapter.comparison_sets(tmp_path, seed=0)
+    assert list(sets) == list(tables) == ["train", "test", "T=1"]
+    assert [len(table) for table in tables.values()] == [5, 5, 5]
+    assert chapter.describe_sets(sets) == "Sets: train (5 melodies), test (5 melodies), T=1 (5 melodies)."
+
+
+def test_readable_rounds_shares_and_shows_counts_as_whole_numbers():
+    table = pd.DataFrame({"metric": ["accuracy", "dimensions"], "value": [0.917709, 157.0], "n": [3, 4]})
+    shown = chapter.readable(table)
+    assert shown["value"].tolist() == [0.918, 157] and isinstance(shown["value"].iloc[1], int)
+    assert shown["metric"].tolist() == ["accuracy", "dimensions"] and shown["n"].tolist() == [3, 4]
+    assert table["value"].tolist() == [0.917709, 157.0]  # the table itself is left as it was
+    assert np.isnan(chapter.readable(pd.DataFrame({"x": [np.nan, 0.5]}))["x"].iloc[0])
+
+
+@pytest.mark.parametrize("name", ["03_training", "04_generation", "05_rhythm", "06_melody", "07_latent_space"])
+def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    title, parameters = notebook.cells[:2]
+    assert title.cell_type == "markdown" and title.source.startswith(f"# {name[:2]} ") and "?" in title.source.splitlines()[0]
+    assert "parameters" in parameters.metadata.get("tags", [])
+    long_cells = [len(cell.source.splitlines()) for cell in notebook.cells[2:] if cell.cell_type == "code"]
+    assert max(long_cells) <= 12
+    assert "chapter.open_run(run_dir" in notebook.cells[2].source
+    assert not any(cell.outputs for cell in notebook.cells if cell.cell_type == "code")  # outputs live in results/
