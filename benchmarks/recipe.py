@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from musicvae_lib import data, evaluate, latent, model, originality, prior, runner, train
+from musicvae_lib import data, evaluate, inference, latent, model, originality, prior, runner, train
 from musicvae_lib.loss import LossConfig
 
 THESIS = LossConfig(beta=1.0, free_nats=33.3)  # beta * max(KL, lambda), lambda 48 bits per window
@@ -60,15 +60,6 @@ def train_variant(
     return train.train_or_load(model_config, loss_config, config, train_windows, valid_windows, out_dir / name, "cpu")
 
 
-@torch.no_grad()
-def decode_sampled(vae: model.MusicVAE, z: np.ndarray, temperature: float, seed: int) -> np.ndarray:
-    """Each z decoded at ``temperature`` (seeded): uint8 [n, steps]."""
-    generator = torch.Generator().manual_seed(seed)
-    with latent.inference(vae):
-        tokens = [vae.decode(batch, temperature, generator=generator)[0] for batch in torch.from_numpy(z).split(500)]
-    return torch.cat(tokens).numpy().astype(np.uint8)
-
-
 def realism(windows: np.ndarray, ranges: pd.DataFrame, train_windows: np.ndarray) -> tuple[float, float]:
     """Share of windows inside every training range, and share copying a training window."""
     inside = latent.within_ranges(windows, ranges).all(axis=1).mean()
@@ -80,15 +71,15 @@ def score(
 ) -> dict:
     """The figures of one trained variant (see the module docstring)."""
     vae = result.model
-    reconstruction = evaluate.evaluate(vae, valid_windows, device="cpu", seed=0)
-    valid_mu, _ = latent.encode_windows(vae, valid_windows)
-    train_mu, _ = latent.encode_windows(vae, train_windows)
+    reconstruction = evaluate.evaluate(vae, valid_windows, seed=0)
+    valid_mu, _ = inference.encode_windows(vae, valid_windows)
+    train_mu, _ = inference.encode_windows(vae, train_windows)
     mixture = prior.fit_latent_mixture(train_mu, MIXTURE_COMPONENTS, seed=0)
     rng = np.random.default_rng(0)
     normal_z = prior.standard_normal(vae.config.z_size).sample(samples, rng)
     mixture_z = mixture.sample(samples, rng)
-    normal_inside, normal_copies = realism(decode_sampled(vae, normal_z, 1.0, 1), ranges, train_windows)
-    mixture_inside, mixture_copies = realism(decode_sampled(vae, mixture_z, 1.0, 2), ranges, train_windows)
+    normal_inside, normal_copies = realism(inference.decode_latents(vae, normal_z, 1.0, seed=1), ranges, train_windows)
+    mixture_inside, mixture_copies = realism(inference.decode_latents(vae, mixture_z, 1.0, seed=2), ranges, train_windows)
     return {
         "steps": result.steps,
         "greedy": reconstruction.greedy_accuracy,

@@ -23,9 +23,8 @@ from typing import Mapping
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
-import torch
 
-from musicvae_lib import data, features, generate, latent, render, train
+from musicvae_lib import data, features, generate, inference, latent, render, train
 from musicvae_lib.midi_melodies import melody_windows_from_midi
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
@@ -84,7 +83,7 @@ def load_explorer(run_dir: str | Path, attribute_windows: int = 2000, seed: int 
     model = train.load_model(run / "training" / "model.pt", device="cpu")
     train_windows = data.load_split(run, "train")
     reference = train_windows[data.sample_windows(train_windows, attribute_windows, seed + 1)]
-    reference_mu, _ = latent.encode_windows(model, reference)
+    reference_mu, _ = inference.encode_windows(model, reference)
     vectors = latent.attribute_vectors(reference_mu, features.feature_table(reference)[list(EXPLORER_ATTRIBUTES)])
     return Explorer(model, data.load_split(run, "test"), vectors, run)
 
@@ -126,21 +125,13 @@ def midi_windows(content: bytes, name: str) -> np.ndarray:
 
 def encode_melody(model: MusicVAE, tokens: np.ndarray) -> np.ndarray:
     """mu of q(z|x) for one melody: float [z_size]."""
-    mu, _ = latent.encode_windows(model, np.asarray(tokens)[None])
+    mu, _ = inference.encode_windows(model, np.asarray(tokens)[None])
     return mu[0].astype(np.float64)
 
 
 def decode_point(model: MusicVAE, z: np.ndarray, temperature: float, seed: int) -> np.ndarray:
     """One melody decoded from z (float [z_size]): uint8 [steps]; greedy at temperature 0, else sampled with ``seed``."""
-    if temperature < 0:
-        raise ValueError(f"`temperature` must be >= 0 (0 = greedy), got {temperature}")
-    if temperature == 0:
-        return latent.decode_greedy(model, np.asarray(z)[None])[0]
-    with latent.inference(model) as device:
-        generator = torch.Generator(device=device).manual_seed(seed)
-        z_tensor = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=device)[None]
-        tokens, _ = model.decode(z_tensor, temperature, generator=generator)
-    return tokens[0].cpu().numpy().astype(TOKEN_DTYPE)
+    return inference.decode_latents(model, np.asarray(z)[None], temperature, seed)[0]
 
 
 # --------------------------------------------------------------------------------------------

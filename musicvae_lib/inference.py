@@ -79,17 +79,26 @@ def encode_windows(model: MusicVAE, windows: np.ndarray, batch_size: int = 512) 
     return torch.cat(mus).numpy(), torch.cat(sigmas).numpy()
 
 
-def decode_greedy(model: MusicVAE, z: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Each latent vector decoded greedily (argmax at every step): uint8 [n, steps]. z: float [n, z_size]."""
+def decode_latents(
+    model: MusicVAE, z: np.ndarray, temperature: float = 0.0, seed: int = 0, batch_size: int = 512
+) -> np.ndarray:
+    """Each latent vector decoded: uint8 [n, steps]. z: float [n, z_size].
+
+    Temperature 0 is greedy (argmax at every step); above 0 each step is drawn at that temperature
+    from one generator seeded with ``seed``, batch after batch.
+    """
     z = latent_array(z, "z")
     if z.shape[1] != model.config.z_size:
         raise ValueError(f"`z` must have {model.config.z_size} columns for this model, got shape {z.shape}")
+    if temperature < 0:
+        raise ValueError(f"`temperature` must be >= 0 (0 = greedy), got {temperature}")
     check_batch_size(batch_size)
     if len(z) == 0:
         return np.zeros((0, model.config.steps), dtype=TOKEN_DTYPE)
     with inference(model) as device:
+        generator = torch.Generator(device=device).manual_seed(seed)
         batches = [
-            model.decode(batch.to(device), temperature=0.0)[0].cpu()
+            model.decode(batch.to(device), temperature, generator=generator)[0].cpu()
             for batch in torch.from_numpy(z.astype(np.float32)).split(batch_size)
         ]
     return torch.cat(batches).numpy().astype(TOKEN_DTYPE)

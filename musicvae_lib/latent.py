@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from musicvae_lib import search
 from musicvae_lib.evaluate import Reconstruction
 from musicvae_lib.features import ATTRIBUTES, feature_table
-from musicvae_lib.inference import decode_greedy, encode_windows, latent_array, model_windows, sample_melodies
+from musicvae_lib.inference import decode_latents, encode_windows, latent_array, model_windows, sample_melodies
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
 from musicvae_lib.train import MODEL_FILE, load_model
@@ -468,7 +468,7 @@ def interpolate(
         raise ValueError(f"`method` must be 'slerp' or 'lerp' (latent space), got {method!r}")
     mu, _ = encode_windows(model, np.stack([np.asarray(window_a), np.asarray(window_b)]))
     mix = slerp if method == "slerp" else lerp
-    return decode_greedy(model, np.stack([mix(mu[0], mu[1], alpha) for alpha in alphas(n_points)]))
+    return decode_latents(model, np.stack([mix(mu[0], mu[1], alpha) for alpha in alphas(n_points)]))
 
 
 def naive_interpolation(
@@ -558,7 +558,7 @@ def interpolation_study(
     paths = {}
     for method, mix in (("slerp", slerp), ("lerp", lerp)):
         z = np.stack([mix(mu_of[a], mu_of[b], alpha) for a, b in pairs for alpha in weights])  # (pairs*points, z)
-        paths[method] = decode_greedy(model, z).reshape(n_pairs, n_points, -1)
+        paths[method] = decode_latents(model, z).reshape(n_pairs, n_points, -1)
     naive_rng = np.random.default_rng(seed)
     paths["naive"] = np.stack([naive_interpolation(windows[a], windows[b], n_points, naive_rng) for a, b in pairs])
     summary, curves = [], []
@@ -625,7 +625,7 @@ def apply_attribute(model: MusicVAE, mu: np.ndarray, vector: np.ndarray, ks: Seq
         raise ValueError(f"`vector` must have shape ({mu.shape[1]},) to match `mu`, got {vector.shape}")
     ks = np.asarray(ks, dtype=np.float64)
     z = (mu[None] + ks[:, None, None] * vector).reshape(-1, mu.shape[1])  # (ks*n, z)
-    return decode_greedy(model, z).reshape(len(ks), len(mu), -1)
+    return decode_latents(model, z).reshape(len(ks), len(mu), -1)
 
 
 def attribute_effects(

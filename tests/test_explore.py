@@ -9,7 +9,7 @@ import pretty_midi
 import pytest
 import torch
 
-from musicvae_lib import explore, features, generate, latent
+from musicvae_lib import explore, features, generate, inference, latent
 from musicvae_lib.representation import NOTE_OFF, pitch_to_token, tokens_to_notes, write_midi
 
 UPLOADED = datetime(2026, 1, 1, tzinfo=timezone.utc)  # FileUpload serialises a datetime
@@ -95,7 +95,7 @@ def test_latent_point_slerps_and_moves_along_vectors():
 
 def test_decode_point_greedy_and_seeded(explorer):
     z = latent.prior_z(1, explorer.model.config.z_size, 0)[0]
-    np.testing.assert_array_equal(explore.decode_point(explorer.model, z, 0.0, 0), latent.decode_greedy(explorer.model, z[None])[0])
+    np.testing.assert_array_equal(explore.decode_point(explorer.model, z, 0.0, 0), inference.decode_latents(explorer.model, z[None])[0])
     hot = [explore.decode_point(explorer.model, z, 1.5, seed) for seed in (1, 1, 2)]
     np.testing.assert_array_equal(hot[0], hot[1])
     assert not np.array_equal(hot[0], hot[2])
@@ -105,11 +105,11 @@ def test_decode_point_greedy_and_seeded(explorer):
 
 def test_unmoved_choice_is_the_reconstruction(explorer):
     decoded = explore.decode_choice(explorer, explore.Choice(explorer.test[0], explorer.test[1]))
-    np.testing.assert_array_equal(decoded.tokens, generate.reconstruct_melodies(explorer.model, explorer.test[:1])[0])
+    np.testing.assert_array_equal(decoded.tokens, inference.reconstruct_melodies(explorer.model, explorer.test[:1])[0])
     assert list(decoded.attributes.index) == list(explore.EXPLORER_ATTRIBUTES)
     assert (decoded.attributes["change"].fillna(0) == 0).all()
     at_b = explore.decode_choice(explorer, explore.Choice(explorer.test[0], explorer.test[1], alpha=1.0))
-    np.testing.assert_array_equal(at_b.tokens, generate.reconstruct_melodies(explorer.model, explorer.test[1:2])[0])
+    np.testing.assert_array_equal(at_b.tokens, inference.reconstruct_melodies(explorer.model, explorer.test[1:2])[0])
 
 
 def test_note_density_vector_adds_notes(explorer):
@@ -160,14 +160,14 @@ def test_keep_melody_appends_to_one_midi_file(tmp_path):
 
 def test_panel_starts_on_melody_a_and_redecodes_on_every_change(explorer):
     panel = explore.ExplorerPanel(explorer, number_a=4, number_b=5)
-    np.testing.assert_array_equal(panel.decoded.tokens, generate.reconstruct_melodies(explorer.model, explorer.test[4:5])[0])
+    np.testing.assert_array_equal(panel.decoded.tokens, inference.reconstruct_melodies(explorer.model, explorer.test[4:5])[0])
     assert "<audio" in panel.view.value and panel.status.value.startswith("decoded and drawn in")
     before = panel.decoded.z
     panel.ks["note_density"].value = 1.5
     np.testing.assert_allclose(panel.decoded.z, before + 1.5 * explorer.vectors["note_density"])
     panel.alpha.value = 1.0
     panel.ks["note_density"].value = 0.0
-    np.testing.assert_array_equal(panel.decoded.tokens, generate.reconstruct_melodies(explorer.model, explorer.test[5:6])[0])
+    np.testing.assert_array_equal(panel.decoded.tokens, inference.reconstruct_melodies(explorer.model, explorer.test[5:6])[0])
     panel.random_a.click()
     number = explore.random_test_number(explorer, np.random.default_rng(0))
     assert panel.number_a.value == number

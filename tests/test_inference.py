@@ -56,12 +56,12 @@ def test_encode_windows_gives_the_models_mu_and_sigma_in_any_batch_size(model, w
 def test_decode_greedy_is_the_argmax_decoding_in_any_batch_size(model):
     z = np.random.default_rng(2).standard_normal((9, 16))
     expected = model.decode(torch.as_tensor(z, dtype=torch.float32), 0.0)[0].numpy()
-    np.testing.assert_array_equal(inference.decode_greedy(model, z, batch_size=4), expected)
-    assert inference.decode_greedy(model, z[:0]).shape == (0, 32)
+    np.testing.assert_array_equal(inference.decode_latents(model, z, batch_size=4), expected)
+    assert inference.decode_latents(model, z[:0]).shape == (0, 32)
     with pytest.raises(ValueError, match="16 columns"):
-        inference.decode_greedy(model, z[:, :8])
+        inference.decode_latents(model, z[:, :8])
     with pytest.raises(ValueError, match="NaN"):
-        inference.decode_greedy(model, np.full((1, 16), np.nan))
+        inference.decode_latents(model, np.full((1, 16), np.nan))
 
 
 def test_same_seed_same_melodies_other_seed_other_melodies(model):
@@ -95,4 +95,4 @@ def test_reconstruction_decodes_mu_greedily(model, windows):
     expected = model.decode(mu, 0.0)[0].numpy()
     np.testing.assert_array_equal(inference.reconstruct_melodies(model, windows[:3]), expected)
     mu_np, _ = inference.encode_windows(model, windows[:3])
-    np.testing.assert_array_equal(inference.decode_greedy(model, mu_np), expected)
+    np.testing.assert_array_equal(inference.decode_latents(model, mu_np), expected)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicvae_lib import export, latent, train
+from musicvae_lib import export, inference, latent, train
 from musicvae_lib.representation import tokens_to_notes
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def test_greedy_sample_equals_pytorch_and_is_drawn(page, model):
     z = np.array(page.evaluate("window.musicvae.lastZ"), dtype=np.float32)
     tokens = np.array(page.evaluate("window.musicvae.lastTokens"))
     assert z.shape == (model.config.z_size,) and tokens.shape == (model.config.steps,)
-    np.testing.assert_array_equal(tokens, latent.decode_greedy(model, z[None])[0])
+    np.testing.assert_array_equal(tokens, inference.decode_latents(model, z[None])[0])
     notes = tokens_to_notes(tokens.astype(np.uint8))
     assert len(notes) > 0
     assert page.get_attribute("#roll", "data-notes") == str(len(notes))
@@ -109,7 +109,7 @@ def test_interpolation_path_equals_pytorch(page, model):
         zs.append(np.array(page.evaluate("window.musicvae.lastZ"), dtype=np.float32))
     click_and_wait(page, "interpolate", "pathTokens")
     path = np.array(page.evaluate("window.musicvae.pathTokens"))
-    expected = latent.decode_greedy(model, np.stack([latent.slerp(*zs, alpha) for alpha in latent.alphas(11)]))
+    expected = inference.decode_latents(model, np.stack([latent.slerp(*zs, alpha) for alpha in latent.alphas(11)]))
     np.testing.assert_array_equal(path, expected)
     drawn = page.eval_on_selector_all("#path canvas", "canvases => canvases.map(c => Number(c.dataset.notes))")
     assert drawn == [len(tokens_to_notes(tokens)) for tokens in expected]
