@@ -30,7 +30,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Collection, Mapping, TextIO
 
@@ -398,6 +398,20 @@ def config_clashes(
     return clashes
 
 
+def with_added_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """``stored`` settings with the config fields added since they were written filled in with their defaults.
+
+    Each new field's default keeps the behaviour from before it existed (e.g. ``LossConfig.free_bits_over``
+    = "sequence"), so a run written then still counts as a run of those settings.
+    """
+    filled = dict(stored)
+    for key, config_class in (("model_config", ModelConfig), ("loss_config", LossConfig), ("train_config", TrainConfig)):
+        if isinstance(stored.get(key), dict):
+            defaults = {spec.name: spec.default for spec in fields(config_class) if spec.default is not MISSING}
+            filled[key] = defaults | stored[key]
+    return filled
+
+
 class CsvLog:
     """A CSV file written a row at a time; on resume cut back to the size the checkpoint recorded."""
 
@@ -559,7 +573,8 @@ class Trainer:
 
     def check_same_run(self, checkpoint: dict[str, Any]) -> None:
         """CheckpointError listing every setting where ``checkpoint`` differs from this call."""
-        clashes = config_clashes({key: checkpoint.get(key) for key in self.identity()}, self.identity(), RESUMED_SETTINGS)
+        stored = with_added_defaults({key: checkpoint.get(key) for key in self.identity()})
+        clashes = config_clashes(stored, self.identity(), RESUMED_SETTINGS)
         if clashes:
             raise CheckpointError(
                 f"{self.checkpoint_path} belongs to another run: " + "; ".join(clashes)
@@ -953,7 +968,7 @@ def train_or_load(
         "train_config": asdict(train_config),
         "data_sha256": data_fingerprint(train_windows, valid_windows),
     }
-    clashes = config_clashes({key: stored.get(key) for key in wanted}, wanted, RESUMED_SETTINGS)
+    clashes = config_clashes(with_added_defaults({key: stored.get(key) for key in wanted}), wanted, RESUMED_SETTINGS)
     if clashes:
         raise RunFinishedError(
             f"{done}: a finished run with other settings is in {out_dir} ({'; '.join(clashes)}). "

@@ -1,9 +1,10 @@
 """Notebook 03's training, from the command line: for several GPUs (torchrun) or a long run outside Jupyter.
 
-    torchrun --standalone --nproc_per_node 4 -m musicvae_lib.train_study --profile default
-    python -m musicvae_lib.train_study --profile default -p max_minutes=120     # one process
+    .venv/bin/torchrun --standalone --nproc_per_node 4 -m musicvae_lib.train_study --profile default
+    .venv/bin/python -m musicvae_lib.train_study --profile default -p max_minutes=120     # one process
 
-It trains exactly what notebook 03 would train in the run folder ``results/<profile>``: notebook
+It trains exactly what notebook 03 would train in the run folder ``results/local/<profile>`` (the
+one ``./study.sh --profile <profile>`` uses; ``--reference``: ``results/<profile>``): notebook
 03's defaults (``ChapterDefaults``, which its parameters cell mirrors), then the profile's [all] and ["03_training"] keys, then ``-p`` overrides, then
 the grid search's choice of beta and lambda (notebook 02) when the run folder holds one. Notebook
 03, run afterwards with the same profile, finds the finished run and goes on from it instead of
@@ -33,7 +34,8 @@ TRAIN_FIELDS = (
 
 
 def study_configs(
-    run_dir: str | Path, model_preset: str, beta: float, free_nats: float, kl_form: str, **train_fields: Any
+    run_dir: str | Path, model_preset: str, beta: float, free_nats: float, kl_form: str,
+    free_bits_over: str = "sequence", **train_fields: Any,
 ) -> tuple[ModelConfig, LossConfig, TrainConfig, dict | None]:
     """The configs notebook 03 trains with, and the grid search's choice (None without one).
 
@@ -47,7 +49,7 @@ def study_configs(
     if unknown:
         raise ValueError(f"not training parameters of notebook {NOTEBOOK}: {sorted(unknown)}; known: {TRAIN_FIELDS}")
     model_config = preset(model_preset, steps=data.load_summary(run_dir)["steps_per_window"])
-    loss_config = LossConfig(form=kl_form, beta=beta, free_nats=free_nats)
+    loss_config = LossConfig(form=kl_form, beta=beta, free_nats=free_nats, free_bits_over=free_bits_over)
     return model_config, loss_config, TrainConfig(**train_fields), choice
 
 
@@ -63,6 +65,7 @@ class ChapterDefaults:
     beta: float = 1.0  # thesis: 1
     free_nats: float = 33.3  # lambda, thesis: 33.3 nats (48 bits)
     kl_form: str = "thesis"
+    free_bits_over: str = "sequence"  # thesis and Magenta: lambda clamps each window's KL
     max_epochs: int = 2
     max_minutes: float = 0.0  # 0: no time budget
     batch_size: int = 64  # thesis: 64
@@ -89,6 +92,8 @@ def profile_parameters(profile_name: str, overrides: list[str], notebooks_dir: P
     if unknown:
         raise runner.ConfigError(f"-p {', '.join(sorted(unknown))}: not parameters of {NOTEBOOK}.ipynb")
     passed = runner.notebook_parameters(notebook, profile, parsed, results_dir / profile_name)
+    # the runner passes run_dir relative to notebooks/, where papermill runs; here it is read from anywhere
+    passed[runner.RUN_DIR_PARAMETER] = str((results_dir / profile_name).resolve())
     return asdict(ChapterDefaults()) | passed
 
 
@@ -98,7 +103,7 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None)
     runner.require_outputs(run_dir, ["dataset/summary.json", "dataset/train.npy"], produced_by="01_dataset")
     model_config, loss_config, train_config, _ = study_configs(
         run_dir, parameters["model_preset"], parameters["beta"], parameters["free_nats"], parameters["kl_form"],
-        **{name: parameters[name] for name in TRAIN_FIELDS},
+        parameters["free_bits_over"], **{name: parameters[name] for name in TRAIN_FIELDS},
     )
     train_windows, valid_windows = data.load_split(run_dir, "train"), data.load_split(run_dir, "valid")
     return train_or_load(
@@ -107,15 +112,17 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m musicvae_lib.train_study", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", required=True, help="profile in profiles/; the run folder is results/<profile>")
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m musicvae_lib.train_study", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", required=True, help="profile in profiles/; the run folder is results/local/<profile>")
     parser.add_argument("-p", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="a parameter of notebook 03, as the runner's -p")
     parser.add_argument("--notebooks", type=Path, default=runner.NOTEBOOKS_DIR)
-    parser.add_argument("--results", type=Path, default=None, help="folder of run folders (default: results/ beside notebooks/)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="folder of run folders (default: results/local/ beside notebooks/, as ./study.sh)")
+    parser.add_argument("--reference", action="store_true", help="train into the committed reference run results/<profile>/")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: this process' GPU if any, else CPU)")
     args = parser.parse_args(argv)
-    results_dir = args.results if args.results is not None else args.notebooks.parent / "results"
+    results_dir = args.results if args.results is not None else runner.default_results_dir(args.notebooks, args.reference)
     parameters = profile_parameters(args.profile, args.overrides, args.notebooks, results_dir)
     result = train_from_parameters(parameters, args.device)
     if os.environ.get("RANK", "0") == "0":

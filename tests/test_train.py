@@ -401,3 +401,18 @@ def test_the_fast_fall_at_the_start_is_no_spike():
     loss = np.r_[np.linspace(180, 90, 50), np.full(200, 90.0)]
     steps = pd.DataFrame({"step": np.arange(1, 251), "loss": loss, "global_norm": 1.0, "learning_rate": 1e-3})
     assert training.loss_spikes(steps).empty
+
+
+def test_a_run_written_before_a_config_field_existed_is_still_the_same_run(finished, tmp_path):
+    out_dir, _ = finished
+    older = tmp_path / "older"
+    shutil.copytree(out_dir, older)
+    done = json.loads((older / "done.json").read_text())
+    del done["identity"]["loss_config"]["free_bits_over"]  # as written before the field existed
+    (older / "done.json").write_text(json.dumps(done))
+    train_config = TrainConfig(batch_size=16, checkpoint_every_steps=3, bf16=False, max_epochs=2)
+    windows = scale_windows(64, 0), scale_windows(32, 1)
+    result = training.train_or_load(TINY, LossConfig(), train_config, *windows, older, "cpu")
+    assert (result.steps, result.resumed) == (done["steps"], False)
+    with pytest.raises(RunFinishedError, match="free_bits_over: 'sequence' there, 'batch' here"):
+        training.train_or_load(TINY, LossConfig(free_bits_over="batch"), train_config, *windows, older, "cpu")
