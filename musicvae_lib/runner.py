@@ -14,6 +14,9 @@ A profile is a TOML file ``profiles/<name>.toml`` (next to ``notebooks/``)::
     ["01_dataset"]    # passed to 01_dataset only; a key it does not declare is an error
     max_tunes = 300
 
+A profile of some chapters only lists them first, as ``notebooks = ["01", "03"]``: only these
+run, and only these must have finished before a later one.
+
 Every notebook is also passed ``run_dir``, the run folder relative to ``notebooks/`` (where papermill
 runs it) when it lies inside the repository, so executed copies name no path of the machine.
 Executed copies are tidied for reading: each cell's progress bars are kept at their last state and
@@ -56,6 +59,7 @@ KERNEL_NAME = "python3"
 MANIFEST_NAME = "manifest.json"
 RUN_DIR_PARAMETER = "run_dir"
 ALL_TABLE = "all"
+CHAPTERS_KEY = "notebooks"  # a profile's top-level list of the chapters it runs
 NOTEBOOK_FILE = re.compile(r"\d\d_\w+\.ipynb")
 DATASET_SUMMARY = Path("dataset") / "summary.json"  # written by 01_dataset; its hash ties results to data
 # Distributions whose versions can change a number or a figure of the study (names as pip knows them).
@@ -100,6 +104,7 @@ class Profile:
     text: str
     common: dict[str, Any]  # the [all] table
     tables: dict[str, dict[str, Any]]  # notebook stem -> that notebook's parameters
+    numbers: tuple[str, ...] | None = None  # the profile's chapters ("01", "03"), from ``notebooks = [...]``; None: all
 
 
 def declared_parameters(path: Path) -> frozenset[str]:
@@ -156,6 +161,7 @@ def load_profile(path: Path, notebooks: list[Notebook]) -> Profile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"profile {path} is not valid TOML: {error}") from error
+    numbers = profile_chapters(path, data.pop(CHAPTERS_KEY, None), notebooks)
     declared = {notebook.stem: notebook.parameters for notebook in notebooks}
     for table, values in data.items():
         if not isinstance(values, dict):
@@ -181,7 +187,23 @@ def load_profile(path: Path, notebooks: list[Notebook]) -> Profile:
                     f"declare; it declares: {', '.join(sorted(declared[table]))}"
                 )
     tables = {table: values for table, values in data.items() if table != ALL_TABLE}
-    return Profile(path.stem, path, text, data.get(ALL_TABLE, {}), tables)
+    return Profile(path.stem, path, text, data.get(ALL_TABLE, {}), tables, numbers)
+
+
+def profile_chapters(path: Path, listed: Any, notebooks: list[Notebook]) -> tuple[str, ...] | None:
+    """The notebook numbers a profile's top-level ``notebooks = ["01", "03"]`` names (a study of some chapters only).
+
+    Only these run and only these must have finished before a later one; None when the key is absent (every notebook).
+    """
+    if listed is None:
+        return None
+    known = {notebook.number for notebook in notebooks}
+    if not isinstance(listed, list) or not listed or not all(isinstance(number, str) for number in listed):
+        raise ConfigError(f'profile {path}: `{CHAPTERS_KEY}` must list notebook numbers such as ["01", "03"], got {listed!r}')
+    unknown = sorted(set(listed) - known)
+    if unknown:
+        raise ConfigError(f"profile {path}: `{CHAPTERS_KEY}` names {', '.join(unknown)}, no such notebook")
+    return tuple(sorted(listed))
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -485,8 +507,10 @@ def run(
     results_dir = (results_dir or default_results_dir(notebooks_dir, reference)).resolve()
     repo_dir = notebooks_dir.parent
     notebooks = find_notebooks(notebooks_dir)
-    selected = select(notebooks, only or [])
     profile = load_profile(notebooks_dir.parent / "profiles" / f"{profile_name}.toml", notebooks)
+    if profile.numbers is not None:
+        notebooks = [notebook for notebook in notebooks if notebook.number in profile.numbers]
+    selected = select(notebooks, only or [])
     overrides = overrides or {}
     for name in overrides:
         if not any(name in notebook.parameters for notebook in selected):

@@ -7,22 +7,12 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 import pytest
-import torch
 
 from musicvae_lib import explore, features, generate, inference, latent
 from musicvae_lib.representation import NOTE_OFF, pitch_to_token, tokens_to_notes, write_midi
 
 UPLOADED = datetime(2026, 1, 1, tzinfo=timezone.utc)  # FileUpload serialises a datetime
 REFERENCE_RUN = Path(__file__).resolve().parent.parent / "results" / "default"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One melody at a time gains nothing from threads, and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

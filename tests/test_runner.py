@@ -322,3 +322,17 @@ def test_the_readmes_example_commands_leave_the_committed_runs_alone() -> None:
         args = command_line().parse_args(words)
         assert not args.reference and args.results is None, words
         assert default_results_dir(args.notebooks, args.reference) == REPO_DIR / "results" / "local"
+
+
+def test_a_profile_of_some_chapters_runs_those_and_needs_no_other(project: Path, capsys: pytest.CaptureFixture) -> None:
+    write_notebook(project / "notebooks" / "03_after.ipynb", AFTER)
+    (project / "profiles" / "some.toml").write_text('notebooks = ["01", "03"]\n' + PROFILE)
+    assert main(["--profile", "some", "--notebooks", str(project / "notebooks"), "--only", "03"]) == 2
+    assert "01_make (never run)" in capsys.readouterr().err  # 02 is not the profile's, so not asked for
+    assert main(["--profile", "some", "--notebooks", str(project / "notebooks")]) == 0
+    run_dir = project / "results" / "local" / "some"
+    assert (run_dir / "after.txt").exists() and not (run_dir / "used.txt").exists()
+    assert list(json.loads((run_dir / "manifest.json").read_text())["notebooks"]) == ["01_make", "03_after"]
+    (project / "profiles" / "bad.toml").write_text('notebooks = ["01", "09"]\n' + PROFILE)
+    assert main(["--profile", "bad", "--notebooks", str(project / "notebooks")]) == 2
+    assert "`notebooks` names 09, no such notebook" in capsys.readouterr().err
