@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from musicvae_lib import data, features, generate, runner, search
+from musicvae_lib import data, features, generate, plots, runner, search
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.train import MODEL_FILE, load_model
 
@@ -41,6 +41,8 @@ class Run:
 def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool = False) -> Run:
     """Check the outputs of the notebooks ``needs`` (earliest first), create figures/ and tables/, load the model if asked.
 
+    Figures are shown as compact PNGs from here on (``plots.show_figures_compact``).
+
     ``needs`` names notebooks of ``OUTPUTS`` ("01_dataset", ...); MissingInputError names the
     first one whose outputs are missing, with the command that runs it.
     """
@@ -50,6 +52,7 @@ def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool
         raise ValueError(f"`needs` must name notebooks among {list(OUTPUTS)}, got {unknown}")
     for notebook in sorted(needs):
         runner.require_outputs(folder, list(OUTPUTS[notebook]), produced_by=notebook)
+    plots.show_figures_compact()
     figures, tables = folder / "figures", folder / "tables"
     figures.mkdir(parents=True, exist_ok=True)
     tables.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,26 @@ def key_results(run_dir: str | Path) -> str:
     if sets is not None:
         parts += ["", "Generated sets beside the held-out test and the training melodies:", "", markdown_table(sets, "measure")]
     parts += ["", markdown_table(timings)]
-    return "\n".join(parts)
+    note = reexecution_note(run_dir, timings)
+    return "\n".join(parts + (["", note] if note else []))
+
+
+def reexecution_note(run_dir: Path, timings: pd.DataFrame) -> str | None:
+    """A sentence when notebook 03 ran for less time than its model trained: it loaded a finished run.
+
+    The minutes of the timing table are then those of the re-execution, not of the study.
+    """
+    done = read_json(run_dir / "training" / "done.json")
+    row = timings[timings["notebook"] == "03_training"]
+    if done is None or row.empty or not row["minutes"].iloc[0]:
+        return None
+    trained = done["training_seconds"] / 60
+    if float(row["minutes"].iloc[0]) >= trained:
+        return None
+    return (
+        f"Re-executed from finished work: notebook 02 read its grid from the committed study database and 03 loaded "
+        f"its model (trained {trained:.1f} minutes); the minutes above are the re-execution's, not the study's."
+    )
 
 
 def replace_block(text: str, block: str) -> str:

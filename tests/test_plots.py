@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from PIL import Image
 
 from musicvae_lib import plots
 from musicvae_lib.representation import Note, notes_to_tokens
@@ -121,6 +125,34 @@ def test_save_figure_writes_the_same_png_bytes_twice(tmp_path):
     assert first.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert first.read_bytes() == second.read_bytes()
     assert b"Matplotlib" not in first.read_bytes()
+
+
+def test_compact_png_keeps_a_dense_scatter_alike_in_a_third_of_the_bytes():
+    rng = np.random.default_rng(0)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(*rng.standard_normal((2, 3000)), c=rng.random(3000), s=6, alpha=0.7)
+    full = io.BytesIO()
+    fig.savefig(full, format="png", dpi=plots.PNG_DPI)
+    compact = plots.compact_png(fig)
+    plt.close(fig)
+    assert len(compact) < len(full.getvalue()) / 2
+    original = np.asarray(Image.open(io.BytesIO(full.getvalue())).convert("RGB"), dtype=float)
+    palette = Image.open(io.BytesIO(compact))
+    assert palette.mode == "P" and len(palette.getcolors(1000)) <= 256
+    assert np.abs(np.asarray(palette.convert("RGB"), dtype=float) - original).mean() < 2  # of 255
+
+
+def test_show_figures_compact_makes_ipython_show_figures_as_compact_pngs():
+    shell = InteractiveShell.instance()
+    try:
+        plots.show_figures_compact()
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        shown = shell.display_formatter.formatters["image/png"](fig)
+        assert shown == plots.compact_png(fig, plots.INLINE_DPI, bbox_inches="tight")
+        plt.close(fig)
+    finally:
+        InteractiveShell.clear_instance()
 
 
 def test_save_figure_refuses_a_path_that_is_not_png(tmp_path):

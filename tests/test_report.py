@@ -42,6 +42,17 @@ def test_key_results_come_from_the_tables_and_the_manifest(run_dir):
     assert "NLL" not in text
 
 
+def test_a_re_execution_that_loaded_its_model_says_the_minutes_are_not_the_studys(run_dir):
+    assert "Re-executed" not in report.key_results(run_dir)  # no done.json: nothing to compare
+    (run_dir / "training").mkdir()
+    done = {"training_seconds": 1500.0, "epochs": 18, "steps": 7214, "device": "cpu", "stopped": "max_minutes"}
+    (run_dir / "training" / "done.json").write_text(json.dumps(done))
+    assert "03 loaded its model (trained 25.0 minutes)" in report.key_results(run_dir)  # 0.5 minutes < 25
+    done["training_seconds"] = 20.0
+    (run_dir / "training" / "done.json").write_text(json.dumps(done))
+    assert "Re-executed" not in report.key_results(run_dir)
+
+
 def test_a_run_without_manifest_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         report.key_results(tmp_path)
@@ -59,7 +70,7 @@ def test_replace_block_keeps_the_text_around_it():
 def test_the_readme_shows_the_committed_reference_run():
     readme = (REPOSITORY / "README.md").read_text()
     assert report.readme_block(readme) == report.key_results(REPOSITORY / "results" / "default"), (
-        "README's key results differ from results/default: python -m musicvae_lib.report results/default --readme README.md"
+        "README's key results differ from results/default: .venv/bin/python -m musicvae_lib.report results/default --readme README.md"
     )
 
 
