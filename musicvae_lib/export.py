@@ -12,7 +12,7 @@ sample at any temperature itself:
 written, onnxruntime runs each graph on fixed inputs and its outputs must equal PyTorch's within
 ``TOLERANCE``, and greedy decoding through the step graph must give PyTorch's greedy tokens.
 
-    python -m musicvae_lib.export results/default --out web/model
+    .venv/bin/python -m musicvae_lib.export results/default --out web/model
 
 The graphs come from the TorchScript exporter (``dynamo=False``): it writes ``nn.LSTM`` as one
 ONNX LSTM node, which onnxruntime-web runs in WebAssembly.

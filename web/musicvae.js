@@ -41,7 +41,7 @@ async function loadModel() {
   ort.env.wasm.wasmPaths = new URL("vendor/", location.href).href; // a URL: a bare "vendor/" is no module path
   ort.env.wasm.numThreads = 1; // threads need cross-origin isolation, which a plain local server lacks
   const response = await fetch(MODEL_DIR + "model.json");
-  if (!response.ok) throw new Error(`${MODEL_DIR}model.json not found: run python -m musicvae_lib.export RUN_DIR --out web/model`);
+  if (!response.ok) throw new Error(`${MODEL_DIR}model.json not found: run .venv/bin/python -m musicvae_lib.export RUN_DIR --out web/model in the repository`);
   state.config = await response.json();
   state.init = await ort.InferenceSession.create(MODEL_DIR + "decoder_init.onnx");
   state.step = await ort.InferenceSession.create(MODEL_DIR + "decoder_step.onnx");
