@@ -110,7 +110,7 @@ def piano_roll(
                 bbox={"facecolor": "white", "edgecolor": "0.7", "boxstyle": "round"})
 
     ax.set_xlim(0, n_steps)
-    ax.xaxis.set_major_locator(MultipleLocator(representation.STEPS_PER_QUARTER))
+    ax.xaxis.set_major_locator(MultipleLocator(step_tick_spacing(n_steps)))
     ax.set_ylim(low - 0.5, high + 0.5)
     labelled = [pitch for pitch in range(low, high + 1) if pitch % 12 == 0]
     ax.yaxis.set_major_locator(FixedLocator(labelled))
@@ -121,6 +121,11 @@ def piano_roll(
     if title:
         ax.set_title(title)
     return ax
+
+
+def step_tick_spacing(n_steps: int) -> int:
+    """Steps between labelled ticks: every beat up to 4 bars, every bar beyond (16 bars would crowd 64 labels)."""
+    return representation.STEPS_PER_QUARTER if n_steps <= 4 * representation.STEPS_PER_BAR else representation.STEPS_PER_BAR
 
 
 def piano_roll_pair(

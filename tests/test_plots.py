@@ -56,6 +56,18 @@ def test_piano_roll_marks_beats_and_bars_and_names_every_c():
     assert [label.get_text() for label in ax.get_yticklabels()] == ["C4 (60)", "C5 (72)"]
 
 
+def test_a_16_bar_piano_roll_labels_bars_not_beats():
+    ax = plots.piano_roll(melody(*NOTES, n_steps=256))
+    ax.figure.canvas.draw()
+    labels = [tick.get_text() for tick in ax.get_xticklabels() if 0 <= tick.get_position()[0] <= 256]
+    assert labels == [str(step) for step in range(0, 257, 16)]
+    two_bars = plots.piano_roll(melody(*NOTES))
+    two_bars.figure.canvas.draw()
+    shown = [tick.get_position()[0] for tick in two_bars.get_xticklabels() if 0 <= tick.get_position()[0] <= 32]
+    assert shown == list(range(0, 33, 4))
+    plt.close("all")
+
+
 def test_piano_roll_draws_on_the_axes_it_is_given():
     fig, (left, right) = plt.subplots(1, 2)
 
