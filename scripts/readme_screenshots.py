@@ -60,8 +60,9 @@ def page_screenshot(browser) -> None:
 def explorer_screenshot(browser) -> None:
     folder = Path(tempfile.mkdtemp())
     notebook = json.loads((REPOSITORY / "notebooks" / "08_explore.ipynb").read_text())
-    notebook["cells"][0]["source"] = [line if not line.startswith("run_dir") else f'run_dir = "{REPOSITORY / "results" / "default"}"'
-                                      for line in "".join(notebook["cells"][0]["source"]).splitlines(keepends=True)]
+    parameters = next(cell for cell in notebook["cells"] if "parameters" in cell["metadata"].get("tags", []))
+    parameters["source"] = [line if not line.startswith("run_dir") else f'run_dir = "{REPOSITORY / "results" / "default"}"'
+                            for line in "".join(parameters["source"]).splitlines(keepends=True)]
     # the README shows the explorer moved: halfway to melody B, denser, at a low temperature
     notebook["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": [
         "panel.number_a.value, panel.number_b.value = 12, 40\n",
