@@ -8,7 +8,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musicvae_lib import explore, features, generate, inference, latent
+from musicvae_lib import explore, features, inference, latent
 from musicvae_lib.representation import NOTE_OFF, pitch_to_token, tokens_to_notes, write_midi
 
 UPLOADED = datetime(2026, 1, 1, tzinfo=timezone.utc)  # FileUpload serialises a datetime
