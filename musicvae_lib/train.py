@@ -942,6 +942,14 @@ def train(
             dist.destroy_process_group()
 
 
+def raises_budget(summary: Mapping[str, Any], config: TrainConfig) -> bool:
+    """Whether ``config`` gives a run that its budget stopped (``done.json``'s ``summary``) more of that budget."""
+    stored = summary["identity"]["train_config"]
+    if summary["stopped"] == "max_minutes":
+        return (config.max_minutes or math.inf) > stored["max_minutes"]  # 0 minutes: no time budget
+    return summary["stopped"] == "max_epochs" and config.max_epochs > stored["max_epochs"]
+
+
 def train_or_load(
     model_config: ModelConfig,
     loss_config: LossConfig,
@@ -954,7 +962,9 @@ def train_or_load(
     """``train``, or, when ``out_dir`` holds a finished run of exactly these settings and data, that run.
 
     Re-running a notebook then re-uses its model instead of failing or training again; a finished
-    run of other settings raises RunFinishedError naming what differs (it is never overwritten).
+    run of other settings raises RunFinishedError naming what differs (it is never overwritten). A
+    run stopped by its time or epoch budget goes on from its last checkpoint when this call raises
+    that budget (``raises_budget``): the grid search's successive halving continues its best points.
     """
     out_dir = Path(out_dir)
     done = out_dir / DONE_FILE
@@ -974,6 +984,9 @@ def train_or_load(
             f"{done}: a finished run with other settings is in {out_dir} ({'; '.join(clashes)}). "
             "Use another run folder, or delete this one to train again"
         )
+    if raises_budget(summary, train_config):
+        done.unlink()  # checkpoint.pt holds the run where it stopped: train goes on from there
+        return train(model_config, loss_config, train_config, train_windows, valid_windows, out_dir, device)
     print(f"{out_dir} holds a finished run of these settings: loading its model instead of training again")
     return TrainResult(
         load_model(out_dir / MODEL_FILE, device),
