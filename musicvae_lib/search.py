@@ -1,30 +1,16 @@
 """The grid search over beta and lambda (notebook 02) and the choice it hands to training (notebook 03).
 
-Successive halving: every grid point trains for the first rung's budget (``GridSpec.rung_budgets``),
-then the best third (``KEEP_SHARE``, at least two) by sampling accuracy go on from their
-checkpoints to the next rung's larger budget, and so on; at the last rung the best two train again
-with the next training seed, which measures the noise a seed alone makes (``choose``). A point
-stopped at a lower rung is PRUNED and never trained again. After training, each job is scored by
-``evaluate.evaluate`` on a seeded sample of the validation windows.
-
-Each job (point, rung, re-run or not) is an Optuna trial queued with its job as a user attribute;
-a rung's jobs are queued once the rung before it has finished. Under ``<run_dir>/grid_search/``:
-``study.db`` (the study, SQLite, unless another ``storage`` is given), one folder per point
-(``<study>/beta=<b>_lambda=<l>/``: what ``train.train`` writes, through every rung, and
-``train.log``; the re-run in its ``seed=<n>/``) and ``choice.json`` (``write_choice``).
-
-Resuming and several workers (``shared_study``): a COMPLETE job is never trained again, any other
-goes on from its last checkpoint; a worker holds its job folder's lock while it trains, a killed
-worker's job is queued again. Create the study with notebook 02 (``-p storage=...``), then on
-other machines::
-
-    .venv/bin/python -m musicvae_lib.search --run-dir /mnt/nfs/musicvae-run \\
-        --storage postgresql://user:password@db-host/musicvae        # any SQLAlchemy URL: heartbeats
-    .venv/bin/python -m musicvae_lib.search --run-dir /mnt/nfs/musicvae-run \\
-        --storage /mnt/nfs/musicvae-run/grid_search/study.log        # a path: an Optuna journal file
-
-(one shared run folder; several processes of one machine: a journal file, SQLite may be "locked").
-A worker waits while jobs of the current rung run elsewhere, then takes the next rung's jobs.
+Successive halving: every grid point trains to the first rung's budget, the best third by sampling
+accuracy (at least two) go on from their checkpoints to the next rung's, and so on; the last rung's
+best two train again with the next seed, which measures the noise a seed alone makes (``choose``).
+Each job (a point at a rung, or a re-run) is an Optuna trial, queued with the job as a user
+attribute once the rung before it has finished, and scored on a seeded sample of validation
+windows. Under ``<run_dir>/grid_search/``: ``study.db`` (unless another ``storage`` is given), a
+folder per point (``<study>/beta=<b>_lambda=<l>/``, every rung of it, the re-run in ``seed=<n>/``)
+and ``choice.json``. A COMPLETE job or PRUNED point is never trained again; a killed worker's job
+is queued again and goes on from its checkpoint; a worker holds its job folder's lock while it
+trains and waits while a rung's last jobs run elsewhere (``shared_study``). More workers on a
+shared run folder and storage (an SQLAlchemy URL, or a journal file path): ``main``.
 """
 
 from __future__ import annotations
@@ -35,7 +21,6 @@ import math
 import os
 import re
 import sys
-import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -53,8 +38,9 @@ from musicvae_lib import data
 from musicvae_lib.evaluate import evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig
 from musicvae_lib.model import ModelConfig, preset
+from musicvae_lib.runner import MissingInputError, require_outputs
 from musicvae_lib.shared_study import (
-    WORKER_ATTR, StorageArg, claim, folder_lock, join_settings, open_storage, optuna_quiet, output_to, requeue_killed,
+    JOB_ATTR, LIVE, WORKER_ATTR, StorageArg, join_settings, open_storage, optuna_quiet, output_to, run_jobs,
 )
 from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, train_or_load
 
@@ -63,12 +49,9 @@ CHOICE_FILE = SEARCH_FOLDER / "choice.json"
 STUDY_FILE = "study.db"  # the default storage, SQLite
 STUDY_NAME = "beta_lambda"
 TRAIN_LOG = "train.log"  # train's lines, kept out of the notebook
-TRIAL_PATIENCE = 3  # epochs without progress that end a grid point: sooner than the thesis' 5
+TRIAL_PATIENCE = 3  # epochs without progress that end a job: sooner than the thesis' 5
 SPEC_ATTR = "grid_spec"  # study user attribute: the settings every worker must share (join_settings)
-JOB_ATTR = "job"  # trial user attribute: the job the trial trains (Job.to_dict)
 KEEP_SHARE = 3  # successive halving: a rung's best third go on to the next (at least two)
-WAIT_SECONDS = 2.0  # how often a worker looks whether jobs running elsewhere have finished
-UNSTARTED = "NOT_STARTED"  # results_table's state of a point without a trial
 BUDGET_UNITS = ("minutes", "epochs")
 
 SELECTION_RULE = (
@@ -78,21 +61,16 @@ SELECTION_RULE = (
 )
 # results_table's metric columns, a COMPLETE trial's user attributes
 METRIC_COLUMNS = (
-    "negative_elbo_nats",  # reconstruction + KL, nats per window
-    "reconstruction_nats",  # teacher-forced cross-entropy summed over steps, z ~ q(z|x), nats per window
+    "negative_elbo_nats", "reconstruction_nats",  # nats per window: reconstruction (z ~ q(z|x)) + KL, and the first
     "kl_bits",  # KL(q(z|x) || N(0, I)) summed over dimensions, bits per window
-    "teacher_forced_accuracy",  # z = mu, true previous tokens; share of steps
-    "sampling_accuracy",  # Magenta's eval, the paper's Table 1: z ~ q, own T = 1 samples, argmax scored; the ranking
-    "greedy_accuracy",  # z = mu, own argmax tokens fed back
+    "teacher_forced_accuracy", "greedy_accuracy",  # z = mu; true previous tokens, or its own argmax fed back
+    "sampling_accuracy",  # the ranking: Magenta's eval (the paper's Table 1), z ~ q, its own T = 1 samples fed back
     "active_dimensions",  # latent dimensions whose mean KL exceeds 0.01 bits (not Burda's Var(mu) count)
-    "epochs", "best_epoch", "steps", "minutes",  # minutes: training time summed over sessions and rungs
-    "stopped",  # early_stopping, max_epochs or max_minutes
-    "eval_windows",
+    "epochs", "best_epoch", "steps", "minutes", "stopped", "eval_windows",  # minutes: over sessions and rungs
 )
 # which end of a metric is better (plots.grid_heatmaps); KL, active dimensions and the rung have none
 BETTER = {"negative_elbo_nats": "lower", "reconstruction_nats": "lower", "teacher_forced_accuracy": "higher",
           "sampling_accuracy": "higher", "greedy_accuracy": "higher"}
-
 # results_table's columns as notebook 02 shows them (``shown_table``): short header, number format
 SHOWN_COLUMNS = {
     "beta": ("beta", "{:g}"), "free_nats": ("lambda", "{:g}"), "state": ("state", "{}"), "rung": ("rung", "{:g}"),
@@ -105,17 +83,14 @@ SHOWN_COLUMNS = {
 
 @dataclass(frozen=True)
 class ChapterDefaults:
-    """Notebook 02's parameters and their defaults, in its parameters cell's order (a test keeps both in step).
-
-    Small on purpose: run by hand (and in CI), the notebook searches 3 x 2 points of the "tiny"
-    model, one epoch each, the best two a second; profiles/default.toml sets the study's grid.
-    """
+    """Notebook 02's parameters and defaults, in its parameters cell's order (a test keeps both in step). Small on
+    purpose (CI): 3 x 2 points of the "tiny" model, one epoch each, the best two a second; profiles set the study's."""
 
     betas: tuple[float, ...] = (0.5, 1.0, 2.0)  # thesis: 1
     free_nats_values: tuple[float, ...] = (0.0, 64.0)  # lambda, nats off the total KL; thesis: 33.3
     kl_form: str = "thesis"  # LossConfig.form
     model_preset: str = "tiny"
-    rung_budgets: tuple[float, ...] = (1, 2)  # each rung's training budget, in budget_unit, summed over rungs
+    rung_budgets: tuple[float, ...] = (1, 2)  # each rung's training budget in budget_unit, counted from the start
     budget_unit: str = "epochs"  # or "minutes"
     eval_windows: int = 300
     margin: float = 0.01  # choose's margin
@@ -134,8 +109,8 @@ class GridSpec:
     model_config: ModelConfig
     train_config: TrainConfig  # its seed trains every rung; the re-runs take the next
     eval_windows: int  # validation windows each job is evaluated on: a seeded sample, all if fewer
-    rung_budgets: tuple[float, ...] = (1,)  # total training budget of each rung, increasing
-    budget_unit: str = "epochs"  # "minutes": max_minutes (train_config.max_epochs a ceiling); "epochs": max_epochs
+    rung_budgets: tuple[float, ...]  # training budget of each rung, counted from the start, increasing
+    budget_unit: str = "epochs"  # "epochs": max_epochs; "minutes": max_minutes (train_config.max_epochs a ceiling)
     kl_form: str = "thesis"  # LossConfig.form: beta * max(KL, lambda)
     seed: int = 0  # the evaluation sample and its draws
 
@@ -146,11 +121,10 @@ class GridSpec:
                 raise ValueError(f"`{name}` must be distinct values >= 0, at least one, got {getattr(self, name)!r}")
             object.__setattr__(self, name, values)  # sorted: the same grid in any order is the same study
         budgets = tuple(float(budget) for budget in self.rung_budgets)
-        if not budgets or min(budgets) <= 0 or list(budgets) != sorted(set(budgets)) or self.budget_unit not in BUDGET_UNITS:
-            raise ValueError(f"`rung_budgets` must increase from > 0 and `budget_unit` be one of {BUDGET_UNITS}, "
+        whole = self.budget_unit != "epochs" or all(budget == int(budget) for budget in budgets)
+        if not budgets or min(budgets) <= 0 or list(budgets) != sorted(set(budgets)) or self.budget_unit not in BUDGET_UNITS or not whole:
+            raise ValueError(f"`rung_budgets` must increase from > 0 (whole epochs) and `budget_unit` be one of {BUDGET_UNITS}, "
                              f"got {self.rung_budgets!r} {self.budget_unit!r}")
-        if self.budget_unit == "epochs" and any(budget != int(budget) for budget in budgets):
-            raise ValueError(f"`rung_budgets` in epochs must be whole numbers, got {self.rung_budgets!r}")
         object.__setattr__(self, "rung_budgets", budgets)
         LossConfig(form=self.kl_form)  # ValueError for an unknown form
         if self.eval_windows < 1:
@@ -169,11 +143,7 @@ class GridSpec:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GridSpec:
-        """The inverse of ``to_dict``; a study of the one-rung search before successive halving reads as one rung."""
-        if "rung_budgets" not in values:
-            minutes = values["train_config"]["max_minutes"]
-            values = values | {"rung_budgets": [minutes or values["train_config"]["max_epochs"]],
-                               "budget_unit": BUDGET_UNITS[0] if minutes else BUDGET_UNITS[1]}
+        """The inverse of ``to_dict``."""
         known = {name: values[name] for name in (spec_field.name for spec_field in fields(cls)) if name in values}
         configs = {"model_config": ModelConfig(**values["model_config"]), "train_config": TrainConfig(**values["train_config"])}
         return cls(**known | configs)
@@ -198,9 +168,6 @@ class Job:
     @property
     def point(self) -> tuple[float, float]:
         return self.beta, self.free_nats
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def chapter_spec(
@@ -245,53 +212,31 @@ def point_folder(run_dir: str | os.PathLike, beta: float, free_nats: float, stud
     return Path(run_dir) / SEARCH_FOLDER / study_name / point_name(beta, free_nats)
 
 
-def job_folder(run_dir: str | os.PathLike, spec: GridSpec, job: Job, study_name: str = STUDY_NAME) -> Path:
+def job_folder(run_dir: Path, spec: GridSpec, job: Job, study_name: str) -> Path:
     """The point's folder, or for a re-run its ``seed=<n>`` subfolder."""
     folder = point_folder(run_dir, *job.point, study_name)
     return folder / f"seed={spec.rung_config(job.rung, True).seed}" if job.rerun else folder
 
 
-def storage_file(run_dir: str | os.PathLike, storage: StorageArg) -> Path | None:
-    """The file a storage lives in: the run folder's SQLite file (None), a journal file (a path); None for the others."""
-    if storage is None:
-        return Path(run_dir) / SEARCH_FOLDER / STUDY_FILE
-    return Path(storage) if isinstance(storage, (str, os.PathLike)) and "://" not in str(storage) else None
-
-
-def open_study(
-    run_dir: str | os.PathLike, spec: GridSpec, data_sha256: str, storage: StorageArg = None, study_name: str = STUDY_NAME
-) -> optuna.Study:
-    """Create the grid study, or load it after checking it was created with ``spec`` and the same data."""
-    if not re.fullmatch(r"[\w.-]+", study_name):
-        raise ValueError(f"`study_name` names a folder: letters, digits, '_', '.', '-' only, got {study_name!r}")
-    with optuna_quiet():
-        study = optuna.create_study(storage=open_storage(storage, storage_file(run_dir, None)), study_name=study_name,
-                                    direction="maximize", load_if_exists=True)
-    join_settings(study, SPEC_ATTR, spec.to_dict() | {"data_sha256": data_sha256})
-    return study
-
-
 def load_study(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> tuple[optuna.Study, GridSpec]:
     """An existing grid study and its settings; ValueError naming notebook 02 when there is none."""
-    file = storage_file(run_dir, storage)
+    default = Path(run_dir) / SEARCH_FOLDER / STUDY_FILE
+    file = default if storage is None else Path(storage) if isinstance(storage, (str, os.PathLike)) and "://" not in str(storage) else None
     missing = (f"no grid study {study_name!r} in {file or storage}: run notebooks/02_grid_search.ipynb "
                "(or search.run_grid_search) first; it creates the study")
     if file is not None and not file.exists():  # opening would create it
         raise ValueError(missing)
     try:
         with optuna_quiet():
-            study = optuna.load_study(study_name=study_name, storage=open_storage(storage, storage_file(run_dir, None)))
+            study = optuna.load_study(study_name=study_name, storage=open_storage(storage, default))
         return study, GridSpec.from_dict(study.user_attrs[SPEC_ATTR])
     except KeyError as error:
         raise ValueError(missing) from error
 
 
 def job_of(trial: FrozenTrial | optuna.Trial) -> Job | None:
-    """The job a trial trains; a trial of the one-rung search before successive halving is its point's rung 0."""
-    if JOB_ATTR in trial.user_attrs:
-        return Job(**trial.user_attrs[JOB_ATTR])
-    params = trial.params
-    return Job(float(params["beta"]), float(params["free_nats"]), 0) if {"beta", "free_nats"} <= params.keys() else None
+    """The job a trial trains, None for a trial Optuna made when no job was queued."""
+    return Job(**trial.user_attrs[JOB_ATTR]) if JOB_ATTR in trial.user_attrs else None
 
 
 def trials_by_job(study: optuna.Study) -> dict[Job, list[FrozenTrial]]:
@@ -309,35 +254,21 @@ def finished_metrics(by_job: dict[Job, list[FrozenTrial]]) -> dict[Job, dict[str
             if (done := [t for t in trials if t.state == TrialState.COMPLETE])}
 
 
-def ranked_points(jobs: list[Job], finished: dict[Job, dict[str, Any]]) -> list[tuple[float, float]]:
-    """The points of ``jobs``, best first: higher sampling accuracy, then lower negative ELBO, smaller beta, lambda."""
-    key = {job.point: (-finished[job]["sampling_accuracy"], finished[job]["negative_elbo_nats"], *job.point) for job in jobs}
-    return sorted(key, key=key.__getitem__)
-
-
 def scheduled_jobs(spec: GridSpec, finished: dict[Job, dict[str, Any]]) -> list[Job]:
     """Every job the search has reached: each point at rung 0; once a rung has finished, its best third (at least
-    two) at the next; after the last rung, its best two again with the next seed."""
+    two; best: higher sampling accuracy, then lower negative ELBO) at the next; after the last, its best two re-run."""
     jobs = [Job(*point, 0) for point in spec.points]
     for rung in range(1, len(spec.rung_budgets) + 1):
         current = [job for job in jobs if job.rung == rung - 1]
         if any(job not in finished for job in current):
             break
-        best = ranked_points(current, finished)
+        best = [job.point for job in sorted(current, key=lambda job: (
+            -finished[job]["sampling_accuracy"], finished[job]["negative_elbo_nats"], *job.point))]
         if rung < len(spec.rung_budgets):
             jobs += [Job(*point, rung) for point in best[: max(2, math.ceil(len(best) / KEEP_SHARE))]]
         else:
             jobs += [Job(*point, rung - 1, rerun=True) for point in best[:2]]
     return jobs
-
-
-def queue_jobs(study: optuna.Study, spec: GridSpec, retry_failed: bool = False) -> None:
-    """Queue every scheduled job without a trial; with ``retry_failed`` also those whose trials all failed or were pruned."""
-    by_job = trials_by_job(study)
-    for job in scheduled_jobs(spec, finished_metrics(by_job)):
-        states = {t.state for t in by_job.get(job, [])}
-        if not states or (retry_failed and not states & {TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING}):
-            study.enqueue_trial({}, user_attrs={JOB_ATTR: job.to_dict()})
 
 
 # --- one job, the search -------------------------------------------------------------------------
@@ -367,32 +298,24 @@ def run_grid_search(
 ) -> pd.DataFrame:
     """Run every job of the successive halving over ``spec`` not yet done; return ``results_table``.
 
-    train_windows, valid_windows: uint8 [n, steps], notebook 01's splits. Creates study
-    ``study_name`` in ``storage`` (see StorageArg) or joins it (ValueError if it was created with
-    other settings or data). Waits while jobs run in other workers, and stops when none is left.
-    ``max_trials``: at most this many trials (0: only create or check the study). Train's output
-    goes to each point's train.log; one line per job is printed here.
+    train_windows, valid_windows: uint8 [n, steps], notebook 01's splits. Creates study ``study_name``
+    in ``storage`` (see StorageArg) or joins it (ValueError if it has other settings or data); waits
+    while jobs run in other workers, stops when none is left or after ``max_trials`` (0: only create
+    or check the study). Train's output goes to each folder's train.log, a line per job is printed.
     """
     if max_trials is not None and max_trials < 0:
         raise ValueError(f"`max_trials` must be >= 0 or None, got {max_trials}")
-    run_dir, held = Path(run_dir), []
-    opened = open_storage(storage, storage_file(run_dir, None))
-    study = open_study(run_dir, spec, data_fingerprint(train_windows, valid_windows), opened, study_name)
+    if not re.fullmatch(r"[\w.-]+", study_name):
+        raise ValueError(f"`study_name` names a folder: letters, digits, '_', '.', '-' only, got {study_name!r}")
+    run_dir = Path(run_dir)
+    opened = open_storage(storage, run_dir / SEARCH_FOLDER / STUDY_FILE)
+    with optuna_quiet():
+        study = optuna.create_study(storage=opened, study_name=study_name, direction="maximize", load_if_exists=True)
+    join_settings(study, SPEC_ATTR, spec.to_dict() | {"data_sha256": data_fingerprint(train_windows, valid_windows)})
 
-    def objective(trial: optuna.Trial) -> float:
-        job = job_of(trial)
-        if job is None:  # created by Optuna after another worker took the last queued job
-            raise optuna.TrialPruned("no job queued")
-        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            if job_of(other) == job and (other.state == TrialState.COMPLETE or other.number < trial.number):
-                raise optuna.TrialPruned(f"{job} is {other.state.name} in trial {other.number}")
-        folder = job_folder(run_dir, spec, job, study_name)
-        held.append(folder_lock(folder))  # held until the trial is told (release): else a live trial looks killed
-        if held[-1] is None:
-            raise optuna.TrialPruned(f"another process trains {folder}")
-        claim(trial)
-        print(f"beta={job.beta:g}, lambda={job.free_nats:g} nats, rung {job.rung}{' (seed re-run)' * job.rerun}: ",
-              end="", flush=True)
+    def run_job(trial: optuna.Trial, job: dict[str, Any], folder: Path) -> float:
+        job = Job(**job)
+        print(f"beta={job.beta:g}, lambda={job.free_nats:g} nats, rung {job.rung}{' re-run' * job.rerun}: ", end="", flush=True)
         try:
             with output_to(folder / TRAIN_LOG):
                 metrics = train_job(spec, job, folder, train_windows, valid_windows, device)
@@ -401,53 +324,26 @@ def run_grid_search(
             raise
         for name, value in metrics.items():
             trial.set_user_attr(name, value)
-        print(f"epochs {metrics['epochs']} ({metrics['stopped']}), {metrics['minutes']:.1f} min; -ELBO "
-              f"{metrics['negative_elbo_nats']:.1f} nats, KL {metrics['kl_bits']:.1f} bits, sampling accuracy "
-              f"{metrics['sampling_accuracy']:.3f}")
+        print(f"epochs {metrics['epochs']} ({metrics['stopped']}), {metrics['minutes']:.1f} min; -ELBO {metrics['negative_elbo_nats']:.1f} "
+              f"nats, KL {metrics['kl_bits']:.1f} bits, sampling accuracy {metrics['sampling_accuracy']:.3f}")
         return metrics["sampling_accuracy"]
 
-    def release(study: optuna.Study, trial: FrozenTrial | None = None) -> None:
-        while held:
-            if (lock := held.pop()) is not None:
-                lock.close()
-        requeue_killed(study, opened, lambda t: job_folder(run_dir, spec, job_of(t), study_name))
-
-    with optuna_quiet():
-        optuna.storages.fail_stale_trials(study)  # heartbeats tell which workers of other machines died
-        release(study)
-        queue_jobs(study, spec, retry_failed=True)
-        print(f"Grid search {study_name!r}: {len(spec.points)} points, rungs of {', '.join(f'{b:g}' for b in spec.rung_budgets)} "
-              f"{spec.budget_unit}; {sum(map(len, trials_by_job(study).values()))} trials so far")
-        trials = 0
-        try:
-            while max_trials is None or trials < max_trials:
-                queue_jobs(study, spec)
-                states = {t.state for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))}
-                if TrialState.WAITING in states:
-                    study.optimize(objective, n_trials=1, callbacks=[release])
-                    trials += 1
-                elif TrialState.RUNNING in states:  # the rung's last jobs run elsewhere: the next rung waits for them
-                    time.sleep(WAIT_SECONDS)
-                    optuna.storages.fail_stale_trials(study)
-                    release(study)
-                else:
-                    break
-        finally:
-            release(study)
-    return grid_table(study, spec, run_dir)
+    print(f"Grid search {study_name!r}: {len(spec.points)} points, rungs of {', '.join(f'{b:g}' for b in spec.rung_budgets)} "
+          f"{spec.budget_unit}; {sum(map(len, trials_by_job(study).values()))} trials so far")
+    run_jobs(study, opened, lambda: [asdict(job) for job in scheduled_jobs(spec, finished_metrics(trials_by_job(study)))],
+             lambda job: job_folder(run_dir, spec, Job(**job), study_name), run_job, max_trials)
+    return results_table(run_dir, opened, study_name)
 
 
 # --- results and the choice ----------------------------------------------------------------------
 
 
-def speaking_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The trial that speaks for a job: its first COMPLETE, else its first RUNNING, its first WAITING, its last."""
-    rank = {TrialState.COMPLETE: 0, TrialState.RUNNING: 1, TrialState.WAITING: 2}
-    return min(trials, key=lambda t: (rank[t.state], t.number) if t.state in rank else (3, -t.number), default=None)
-
-
-def grid_table(study: optuna.Study, spec: GridSpec, run_dir: Path) -> pd.DataFrame:
-    """``results_table`` of an open study."""
+def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> pd.DataFrame:
+    """One row per grid point, by beta then lambda: beta, free_nats, free_bits; state (COMPLETE: done at the furthest
+    rung reached; PRUNED: at a lower one; else its latest job's); rung (the highest it finished), trial (its latest
+    job's), trials (all its own); the ``METRIC_COLUMNS`` at that rung; rerun_sampling_accuracy; host; folder (its
+    last rung's model, relative to ``run_dir``)."""
+    study, spec = load_study(run_dir, storage, study_name)
     by_job = trials_by_job(study)
     finished = finished_metrics(by_job)
     scheduled = scheduled_jobs(spec, finished)
@@ -456,37 +352,22 @@ def grid_table(study: optuna.Study, spec: GridSpec, run_dir: Path) -> pd.DataFra
     for point in spec.points:
         jobs = [job for job in scheduled if job.point == point and not job.rerun]  # by rung
         done = [job for job in jobs if job in finished]
-        trial = speaking_trial(by_job.get(jobs[-1], []))
-        state = trial.state.name if trial is not None else UNSTARTED
-        if jobs[-1] in finished and jobs[-1].rung < top_rung:
-            state = "PRUNED"  # the search went on to a rung without it
+        # the trial that speaks for the point's latest job: its first COMPLETE, RUNNING, WAITING, else its first
+        trial = min(by_job.get(jobs[-1], []), key=lambda t: (LIVE.index(t.state) if t.state in LIVE else 3, t.number), default=None)
+        pruned = jobs[-1] in finished and jobs[-1].rung < top_rung  # the search went on to a rung without it
         metrics = finished[done[-1]] if done else {}
         rows.append({
-            "beta": point[0], "free_nats": point[1], "free_bits": point[1] / NATS_PER_BIT, "state": state,
+            "beta": point[0], "free_nats": point[1], "free_bits": point[1] / NATS_PER_BIT,
+            "state": "PRUNED" if pruned else trial.state.name if trial is not None else "NOT_STARTED",
             "rung": done[-1].rung if done else None, "trial": trial.number if trial is not None else None,
             "trials": sum(len(trials) for job, trials in by_job.items() if job.point == point),
             **{name: metrics.get(name) for name in METRIC_COLUMNS},
             "rerun_sampling_accuracy": finished.get(Job(*point, last_rung, True), {}).get("sampling_accuracy"),
             "host": trial.user_attrs.get(WORKER_ATTR, {}).get("host") if trial is not None else None,
-            "folder": point_folder(run_dir, *point, study.study_name).relative_to(run_dir).as_posix(),
+            "folder": point_folder(run_dir, *point, study_name).relative_to(run_dir).as_posix(),
         })
     numeric = [name for name in (*METRIC_COLUMNS, "rung", "rerun_sampling_accuracy") if name != "stopped"]
     return pd.DataFrame(rows).astype({**dict.fromkeys(numeric, float), "trial": "Int64"})
-
-
-def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> pd.DataFrame:
-    """One row per grid point of the study, by beta then lambda.
-
-    Columns: beta, free_nats (lambda, nats), free_bits; state (COMPLETE: done at the furthest rung
-    the search reached; PRUNED: done at a lower one, never trained again; else RUNNING, WAITING,
-    FAIL or NOT_STARTED); rung (the highest the point finished); trial (the number of its latest
-    job's trial) and trials (how many the point had); the ``METRIC_COLUMNS`` at that rung,
-    measured on the validation sample; rerun_sampling_accuracy (the last rung's re-run with the
-    next seed, for the best two); host (that ran the trial) and folder (the point's training
-    folder, its last rung's model, relative to ``run_dir``, so tables stay right when it moves).
-    """
-    study, spec = load_study(run_dir, storage, study_name)
-    return grid_table(study, spec, Path(run_dir))
 
 
 def shown_table(table: pd.DataFrame) -> pd.io.formats.style.Styler:
@@ -504,14 +385,11 @@ def completed(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
-    """The point of ``SELECTION_RULE`` among the last rung's rows of ``results_table``'s ``table``.
+    """The point of ``SELECTION_RULE`` among the last rung's rows of ``results_table``, and why (``write_choice``).
 
-    A point is preferred for its sampling accuracy only by more than the seed noise (the larger
-    difference between the two seeds of a re-run point) or ``margin``, whichever is larger. Returns
-    beta, free_nats and why, for ``write_choice(run_dir, **choice)``: rule, margin (applied),
-    margin_set, seed_noise (None when no point was re-run), lead (the best accuracy over the
-    runner-up's), separated (the lead exceeds the margin applied), eligible_points, last_rung_points,
-    the chosen row's rung, metrics and folder.
+    Accuracy prefers a point only by more than the seed noise (the larger difference between the two
+    seeds of a re-run point; None without one) or ``margin``, whichever is larger (the margin
+    applied); lead: the best accuracy over the runner-up's; separated: whether it exceeds that margin.
     """
     if margin < 0:
         raise ValueError(f"`margin` must be >= 0, got {margin}")
@@ -521,7 +399,7 @@ def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
     noise = float((reran["sampling_accuracy"] - reran["rerun_sampling_accuracy"]).abs().max()) if len(reran) else None
     applied = max(margin, noise or 0.0)
     accuracies = rows["sampling_accuracy"].sort_values(ascending=False).tolist()
-    lead = accuracies[0] - accuracies[1] if len(accuracies) > 1 else None
+    lead = accuracies[0] - (accuracies[1:] or accuracies)[0]  # 0 for a single point: nothing separated
     eligible = rows[rows["sampling_accuracy"] >= accuracies[0] - applied - 1e-12]  # 1e-12: 0.81 - 0.01 > 0.80 in floats
     chosen = eligible.sort_values(
         ["negative_elbo_nats", "sampling_accuracy", "beta", "free_nats"], ascending=[True, False, True, True]
@@ -529,7 +407,7 @@ def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
     return {
         "beta": float(chosen["beta"]), "free_nats": float(chosen["free_nats"]),
         "rule": SELECTION_RULE.format(margin=applied), "margin": applied, "margin_set": margin, "seed_noise": noise,
-        "lead": lead, "separated": lead is not None and lead > applied + 1e-12, "best_sampling_accuracy": accuracies[0],
+        "lead": lead, "separated": lead > applied + 1e-12, "best_sampling_accuracy": accuracies[0],
         "eligible_points": len(eligible), "last_rung_points": len(rows), "folder": str(chosen["folder"]),
         **{name: chosen[name].item() if isinstance(chosen[name], np.generic) else chosen[name]
            for name in (*METRIC_COLUMNS, "rung", "rerun_sampling_accuracy")},
@@ -541,8 +419,6 @@ def describe_choice(choice: dict[str, Any]) -> str:
     noise = ("no point was trained with a second seed, so the seed noise is unmeasured" if choice["seed_noise"] is None
              else f"two seeds of one point differ by up to {choice['seed_noise']:.3f} in sampling accuracy")
     point = f"beta = {choice['beta']:g}, lambda = {choice['free_nats']:g} nats"
-    if choice["lead"] is None:
-        return f"Only one point reached the last rung: {point}, chosen without a rival; {noise}."
     if choice["separated"]:
         return (f"The grid separates its points: {noise}, and the best point's sampling accuracy leads the runner-up's by "
                 f"{choice['lead']:.3f}, {choice['lead'] / choice['margin']:.1f} times the margin of {choice['margin']:.3f}; "
@@ -568,20 +444,16 @@ def contrasting_points(table: pd.DataFrame, choice: dict[str, Any]) -> pd.DataFr
 def main(argv: list[str] | None = None) -> int:
     """One more worker on the grid study of a run folder, with the study's own settings."""
     parser = argparse.ArgumentParser(prog=".venv/bin/python -m musicvae_lib.search", description=main.__doc__)
-    parser.add_argument("--run-dir", type=Path, required=True,
-                        help="run folder holding dataset/ (notebook 01); one shared folder for all workers")
-    parser.add_argument("--storage", default=None,
-                        help="SQLAlchemy URL or journal file path (default: <run-dir>/grid_search/study.db)")
+    parser.add_argument("--run-dir", type=Path, required=True, help="run folder of dataset/ (notebook 01), shared by all workers")
+    parser.add_argument("--storage", default=None, help="SQLAlchemy URL or journal file path (default: <run-dir>/grid_search/study.db)")
     parser.add_argument("--study-name", default=STUDY_NAME)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: a GPU if any, else CPU)")
     parser.add_argument("--max-trials", type=int, default=None, help="stop after this many trials")
     args = parser.parse_args(argv)
-    missing = [name for name in ("train", "valid") if not (args.run_dir / "dataset" / f"{name}.npy").exists()]
-    if missing:
-        parser.error(f"{args.run_dir}/dataset lacks {missing}: run notebooks/01_dataset.ipynb for this run folder first")
     try:
+        require_outputs(args.run_dir, ["dataset/train.npy", "dataset/valid.npy"], produced_by="01_dataset")
         _, spec = load_study(args.run_dir, args.storage, args.study_name)
-    except ValueError as error:
+    except (MissingInputError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
     table = run_grid_search(args.run_dir, spec, data.load_split(args.run_dir, "train"), data.load_split(args.run_dir, "valid"),
                             args.storage, args.study_name, args.device, args.max_trials)

@@ -1,7 +1,8 @@
-"""An Optuna study that several worker processes share, each trial training in a folder of its own.
+"""An Optuna study that several worker processes share, each trial running a queued job in a folder of its own.
 
-What Optuna leaves to its user when a worker dies mid-trial (notebook 02's grid search uses it,
-``search``). A worker holds its trial folder's lock file (``fcntl.flock``, freed when the process
+A job is a JSON-ready dict queued as a WAITING trial's user attribute (``run_jobs``); notebook 02's
+grid search (``search``) queues its trainings so. What Optuna leaves to its user when a worker dies
+mid-trial: a worker holds its job folder's lock file (``fcntl.flock``, freed when the process
 ends, killed or not) from before it records itself in the trial (``claim``) until the trial is
 told. A RUNNING trial is stale when it was claimed on this machine and its folder's lock is free,
 or, with an RDB storage, when its heartbeat is older than ``GRACE_SECONDS`` (Optuna's
@@ -19,6 +20,7 @@ import fcntl
 import io
 import os
 import socket
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +37,10 @@ HEARTBEAT_SECONDS = 60  # RDB storages: a running trial records a heartbeat this
 GRACE_SECONDS = 180  # ... and is failed as stale when its last one is older than this
 LOCK_FILE = ".point.lock"
 WORKER_ATTR = "worker"  # trial user attribute: host, pid and trial number of the process running it
+JOB_ATTR = "job"  # trial user attribute: the job (a JSON-ready dict) a queued trial runs
+WAIT_SECONDS = 2.0  # how often a worker looks whether jobs running elsewhere have finished
+LIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)  # a job with such a trial is not queued again
+Job = dict[str, Any]
 # an SQLAlchemy URL, a journal file path, an Optuna storage, or None (the caller's default SQLite file)
 StorageArg = str | os.PathLike | optuna.storages.BaseStorage | None
 
@@ -119,6 +125,59 @@ def requeue_killed(study: optuna.Study, storage: optuna.storages.BaseStorage, fo
             if lock is not None:
                 lock.close()
                 requeue(study, storage, trial)
+
+
+def run_jobs(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, due_jobs: Callable[[], list[Job]],
+    folder_of: Callable[[Job], Path], run_job: Callable[[optuna.Trial, Job, Path], float], max_trials: int | None = None,
+) -> None:
+    """Run the study's queued jobs, a trial each, until none is left (or after ``max_trials``); every worker calls this.
+
+    Before and after each trial: jobs of killed workers are queued again (``requeue_killed``,
+    Optuna's ``fail_stale_trials``), and each job of ``due_jobs()`` without a COMPLETE, RUNNING or
+    WAITING trial is queued (so one that failed runs again). A trial whose job is COMPLETE or RUNNING
+    in an earlier trial, or whose folder another process holds, is PRUNED; ``run_job`` runs the rest
+    while this process holds the job folder's lock. While only other workers' jobs run, it waits:
+    the jobs due next may depend on theirs.
+    """
+    held: list[TextIO | None] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        if (job := trial.user_attrs.get(JOB_ATTR)) is None:  # made by Optuna: another worker took the last queued job
+            raise optuna.TrialPruned("no job queued")
+        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if other.user_attrs.get(JOB_ATTR) == job and (other.state == TrialState.COMPLETE or other.number < trial.number):
+                raise optuna.TrialPruned(f"{job} is {other.state.name} in trial {other.number}")
+        held.append(folder_lock(folder_of(job)))  # held until the trial is told (tidy): else a live trial looks killed
+        if held[-1] is None:
+            raise optuna.TrialPruned(f"another process works in {folder_of(job)}")
+        claim(trial)
+        return run_job(trial, job, folder_of(job))
+
+    def tidy(study: optuna.Study, trial: FrozenTrial | None = None) -> None:
+        while held:
+            if (lock := held.pop()) is not None:
+                lock.close()
+        requeue_killed(study, storage, lambda killed: folder_of(killed.user_attrs[JOB_ATTR]))
+        optuna.storages.fail_stale_trials(study)  # heartbeats tell which workers of other machines died
+        live = [t.user_attrs.get(JOB_ATTR) for t in study.get_trials(deepcopy=False, states=LIVE)]
+        for job in due_jobs():
+            if job not in live:
+                study.enqueue_trial({}, user_attrs={JOB_ATTR: job})
+
+    trials = 0
+    with optuna_quiet():
+        try:
+            tidy(study)
+            while (max_trials is None or trials < max_trials) and (states := {t.state for t in study.get_trials(deepcopy=False, states=LIVE[1:])}):
+                if TrialState.WAITING in states:
+                    study.optimize(objective, n_trials=1, callbacks=[tidy])
+                    trials += 1
+                else:
+                    time.sleep(WAIT_SECONDS)
+                    tidy(study)
+        finally:
+            tidy(study)
 
 
 def terminal_line(line: str) -> str:

@@ -305,18 +305,6 @@ def test_grid_spec_sorts_checks_and_round_trips(tmp_path):
         search.run_grid_search(tmp_path, SPEC, TRAIN, VALID, study_name="../elsewhere")
 
 
-def test_a_study_of_the_one_rung_search_reads_as_rung_0():
-    stored = SPEC.to_dict()
-    del stored["rung_budgets"], stored["budget_unit"]
-    stored["train_config"]["max_minutes"] = 1.3  # as the reference study before successive halving
-    old = search.GridSpec.from_dict(stored)
-    assert (old.rung_budgets, old.budget_unit) == ((1.3,), "minutes")
-    trial = optuna.trial.create_trial(params={"beta": 0.5, "free_nats": 16.0}, distributions={
-        "beta": optuna.distributions.CategoricalDistribution([0.5]), "free_nats": optuna.distributions.CategoricalDistribution([16.0]),
-    }, value=0.0)
-    assert search.job_of(trial) == search.Job(0.5, 16.0, 0)
-
-
 def notebook_parameters() -> dict:
     """The names and literal values of notebook 02's parameters cell, in its order."""
     cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
