@@ -239,19 +239,9 @@ def job_of(trial: FrozenTrial | optuna.Trial) -> Job | None:
     return Job(**trial.user_attrs[JOB_ATTR]) if JOB_ATTR in trial.user_attrs else None
 
 
-def trials_by_job(study: optuna.Study) -> dict[Job, list[FrozenTrial]]:
-    """Every job's trials, by trial number."""
-    by_job: dict[Job, list[FrozenTrial]] = {}
-    for trial in study.get_trials(deepcopy=False):
-        if (job := job_of(trial)) is not None:
-            by_job.setdefault(job, []).append(trial)
-    return by_job
-
-
-def finished_metrics(by_job: dict[Job, list[FrozenTrial]]) -> dict[Job, dict[str, Any]]:
-    """The metrics of every job with a COMPLETE trial."""
-    return {job: done[0].user_attrs for job, trials in by_job.items()
-            if (done := [t for t in trials if t.state == TrialState.COMPLETE])}
+def finished_metrics(trials: list[FrozenTrial]) -> dict[Job, dict[str, Any]]:
+    """The metrics of every job with a COMPLETE trial among ``trials``."""
+    return {job_of(t): t.user_attrs for t in trials if t.state == TrialState.COMPLETE and job_of(t) is not None}
 
 
 def scheduled_jobs(spec: GridSpec, finished: dict[Job, dict[str, Any]]) -> list[Job]:
@@ -329,8 +319,8 @@ def run_grid_search(
         return metrics["sampling_accuracy"]
 
     print(f"Grid search {study_name!r}: {len(spec.points)} points, rungs of {', '.join(f'{b:g}' for b in spec.rung_budgets)} "
-          f"{spec.budget_unit}; {sum(map(len, trials_by_job(study).values()))} trials so far")
-    run_jobs(study, opened, lambda: [asdict(job) for job in scheduled_jobs(spec, finished_metrics(trials_by_job(study)))],
+          f"{spec.budget_unit}; {len(study.get_trials(deepcopy=False))} trials so far")
+    run_jobs(study, opened, lambda: [asdict(job) for job in scheduled_jobs(spec, finished_metrics(study.get_trials(deepcopy=False)))],
              lambda job: job_folder(run_dir, spec, Job(**job), study_name), run_job, max_trials)
     return results_table(run_dir, opened, study_name)
 
@@ -340,34 +330,29 @@ def run_grid_search(
 
 def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> pd.DataFrame:
     """One row per grid point, by beta then lambda: beta, free_nats, free_bits; state (COMPLETE: done at the furthest
-    rung reached; PRUNED: at a lower one; else its latest job's); rung (the highest it finished), trial (its latest
-    job's), trials (all its own); the ``METRIC_COLUMNS`` at that rung; rerun_sampling_accuracy; host; folder (its
-    last rung's model, relative to ``run_dir``)."""
+    rung reached; PRUNED: at a lower one; else its latest job's trial's); rung (the highest it finished) and the
+    ``METRIC_COLUMNS`` there; rerun_sampling_accuracy; host (that ran the latest job); folder (its last rung's
+    model, relative to ``run_dir``)."""
     study, spec = load_study(run_dir, storage, study_name)
-    by_job = trials_by_job(study)
-    finished = finished_metrics(by_job)
+    trials = study.get_trials(deepcopy=False)
+    finished = finished_metrics(trials)
     scheduled = scheduled_jobs(spec, finished)
-    top_rung, last_rung = max(job.rung for job in scheduled), len(spec.rung_budgets) - 1
     rows = []
     for point in spec.points:
-        jobs = [job for job in scheduled if job.point == point and not job.rerun]  # by rung
-        done = [job for job in jobs if job in finished]
-        # the trial that speaks for the point's latest job: its first COMPLETE, RUNNING, WAITING, else its first
-        trial = min(by_job.get(jobs[-1], []), key=lambda t: (LIVE.index(t.state) if t.state in LIVE else 3, t.number), default=None)
-        pruned = jobs[-1] in finished and jobs[-1].rung < top_rung  # the search went on to a rung without it
-        metrics = finished[done[-1]] if done else {}
+        last = [job for job in scheduled if job.point == point and not job.rerun][-1]
+        done = max((job for job in finished if job.point == point and not job.rerun), key=lambda job: job.rung, default=None)
+        # the trial that speaks for the latest job: its first COMPLETE, RUNNING, WAITING, else its first
+        trial = min((t for t in trials if job_of(t) == last), key=lambda t: (LIVE.index(t.state) if t.state in LIVE else 3, t.number), default=None)
         rows.append({
             "beta": point[0], "free_nats": point[1], "free_bits": point[1] / NATS_PER_BIT,
-            "state": "PRUNED" if pruned else trial.state.name if trial is not None else "NOT_STARTED",
-            "rung": done[-1].rung if done else None, "trial": trial.number if trial is not None else None,
-            "trials": sum(len(trials) for job, trials in by_job.items() if job.point == point),
-            **{name: metrics.get(name) for name in METRIC_COLUMNS},
-            "rerun_sampling_accuracy": finished.get(Job(*point, last_rung, True), {}).get("sampling_accuracy"),
-            "host": trial.user_attrs.get(WORKER_ATTR, {}).get("host") if trial is not None else None,
+            "state": "PRUNED" if last in finished and last.rung < scheduled[-1].rung else trial.state.name if trial else "NOT_STARTED",
+            "rung": done.rung if done else None, **{name: finished[done][name] if done else None for name in METRIC_COLUMNS},
+            "rerun_sampling_accuracy": finished.get(replace(last, rerun=True), {}).get("sampling_accuracy"),
+            "host": trial.user_attrs.get(WORKER_ATTR, {}).get("host") if trial else None,
             "folder": point_folder(run_dir, *point, study_name).relative_to(run_dir).as_posix(),
         })
     numeric = [name for name in (*METRIC_COLUMNS, "rung", "rerun_sampling_accuracy") if name != "stopped"]
-    return pd.DataFrame(rows).astype({**dict.fromkeys(numeric, float), "trial": "Int64"})
+    return pd.DataFrame(rows).astype(dict.fromkeys(numeric, float))
 
 
 def shown_table(table: pd.DataFrame) -> pd.io.formats.style.Styler:

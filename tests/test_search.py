@@ -142,7 +142,7 @@ def test_results_table_reads_the_same_table_from_storage(finished):
     run_dir, table = finished
     read = search.results_table(run_dir)
     assert list(read.columns) == [
-        "beta", "free_nats", "free_bits", "state", "rung", "trial", "trials", *search.METRIC_COLUMNS,
+        "beta", "free_nats", "free_bits", "state", "rung", *search.METRIC_COLUMNS,
         "rerun_sampling_accuracy", "host", "folder",
     ]
     pd.testing.assert_frame_equal(read, table)
