@@ -405,9 +405,9 @@ def describe_choice(choice: dict[str, Any]) -> str:
              else f"two seeds of one point differ by up to {choice['seed_noise']:.3f} in sampling accuracy")
     point = f"beta = {choice['beta']:g}, lambda = {choice['free_nats']:g} nats"
     if choice["separated"]:
+        times = f"{choice['lead'] / choice['margin']:.1f} times " if choice["margin"] else "more than "
         return (f"The grid separates its points: {noise}, and the best point's sampling accuracy leads the runner-up's by "
-                f"{choice['lead']:.3f}, {choice['lead'] / choice['margin']:.1f} times the margin of {choice['margin']:.3f}; "
-                f"the choice, {point}, holds against that noise.")
+                f"{choice['lead']:.3f}, {times}the margin of {choice['margin']:.3f}; the choice, {point}, holds against that noise.")
     return (f"The grid cannot separate its points: {noise}, and {choice['eligible_points']} of the "
             f"{choice['last_rung_points']} points of the last rung lie within {choice['margin']:.3f} of the best sampling "
             f"accuracy (the runner-up {choice['lead']:.3f} below it). Among them the lowest negative ELBO picks {point}: "
