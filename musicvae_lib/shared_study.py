@@ -8,8 +8,8 @@ told. A RUNNING trial is stale when it was claimed on this machine and its folde
 or, with an RDB storage, when its heartbeat is older than ``GRACE_SECONDS`` (Optuna's
 ``fail_stale_trials``, the only way to see a death on another machine; a journal file has no
 heartbeat). A stale trial is failed and queued again by Optuna's ``RetryHeartbeatStaleTrialCallback``:
-a WAITING copy with its parameters and system attributes (GridSampler's ``grid_id``) and its
-``retry_history``. Every worker checks it trains with the settings stored in the study
+a WAITING copy with its user attributes (the job) and its ``retry_history``; a job whose trials
+all failed is queued again by the next worker that looks. Every worker checks it trains with the settings stored in the study
 (``join_settings``). Only public Optuna API: storages, their trial ids by number, the callback.
 """
 
