@@ -65,3 +65,28 @@ def test_a_study_keeps_the_first_settings_and_names_every_clash():
     with pytest.raises(ValueError, match=r"a: 1 in the study, 3 here; train\.epochs: 2 in the study, None here"):
         shared_study.join_settings(study, "settings", {"a": 3, "train": {}})
     assert study.user_attrs["settings"] == {"a": 1, "train": {"epochs": 2}}
+
+
+def test_run_jobs_runs_each_due_job_once_and_queues_a_failed_one_again(tmp_path):
+    storage = shared_study.open_storage(tmp_path / "study.log", tmp_path / "unused.db")
+    study = optuna.create_study(storage=storage)
+    ran, failing = [], {1}
+
+    def due() -> list[dict]:  # job 0 first; jobs 1 and 2 once it is done, as a rung follows the one before
+        done = {t.user_attrs[shared_study.JOB_ATTR]["n"] for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
+        return [{"n": 0}] + ([{"n": 1}, {"n": 2}] if 0 in done else [])
+
+    def run_job(trial, job, folder):
+        assert shared_study.folder_lock(folder) is None  # this process holds the job folder
+        ran.append(job["n"])
+        if job["n"] in failing:
+            failing.clear()
+            raise RuntimeError("out of memory")
+        return float(job["n"])
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        shared_study.run_jobs(study, storage, due, lambda job: tmp_path / str(job["n"]), run_job)
+    shared_study.run_jobs(study, storage, due, lambda job: tmp_path / str(job["n"]), run_job)
+    assert ran == [0, 1, 2, 1]  # the failed job once more, the others never again
+    shared_study.run_jobs(study, storage, due, lambda job: tmp_path / str(job["n"]), run_job)
+    assert ran == [0, 1, 2, 1] and sorted(t.value for t in study.trials if t.value is not None) == [0.0, 1.0, 2.0]
