@@ -93,6 +93,12 @@ def fit_to_model(model: MusicVAE, windows: np.ndarray, components: int = 32, see
     return fit_latent_mixture(mu, components, seed)
 
 
+def check_prior_name(name: str) -> None:
+    """ValueError unless ``name`` is one of ``PRIORS``: notebook 03 checks it before training, not after."""
+    if name not in PRIORS:
+        raise ValueError(f"`prior` must be one of {PRIORS}, got {name!r}")
+
+
 @dataclass(frozen=True)
 class StudyPrior:
     """The prior a run samples from (``name``), and the mixture fitted to it, kept even when ``name`` is "normal"."""
@@ -101,8 +107,7 @@ class StudyPrior:
     mixture: LatentMixture
 
     def __post_init__(self) -> None:
-        if self.name not in PRIORS:
-            raise ValueError(f"`prior` must be one of {PRIORS}, got {self.name!r}")
+        check_prior_name(self.name)
 
     @property
     def density(self) -> LatentMixture:

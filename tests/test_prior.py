@@ -11,7 +11,7 @@ from musicvae_lib import generate
 from musicvae_lib.inference import decode_latents
 from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.prior import (
-    LatentMixture, StudyPrior, fit_latent_mixture, fit_to_model, load_latent_mixture, load_study_prior, save_study_prior,
+    LatentMixture, StudyPrior, check_prior_name, fit_latent_mixture, fit_to_model, load_latent_mixture, load_study_prior, save_study_prior,
     standard_normal,
 )
 from musicvae_lib.runner import MissingInputError
@@ -100,3 +100,9 @@ def test_generation_draws_z_from_the_prior_it_is_given(model):
     assert np.array_equal(sets["T=1"], decode_latents(model, point.sample(5, np.random.default_rng(4)), 1.0, seed=4))
     normal = generate.sample_sets(model, 5, (0.0,), seed=3)["greedy"]
     assert not np.array_equal(normal, sets["greedy"])
+
+
+def test_an_unknown_prior_name_is_refused_before_anything_is_fitted():
+    check_prior_name("mixture")
+    with pytest.raises(ValueError, match="`prior` must be one of \\('mixture', 'normal'\\), got 'gauss'"):
+        check_prior_name("gauss")
