@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from musicvae_lib.features import notes_of
+from musicvae_lib.features import notes_of, notes_per_window
 from musicvae_lib.inference import check_batch_size, inference, model_windows
 from musicvae_lib.loss import NATS_PER_BIT, kl_per_dimension, reconstruction_nats
 from musicvae_lib.model import MusicVAE
@@ -158,6 +158,7 @@ class Reconstruction:
     # A4, the ELBO's parts; reconstruction is a one-sample estimate with z ~ q(z|x)
     reconstruction_nats: float  # cross-entropy summed over steps, mean over windows
     kl_per_dimension_bits: np.ndarray  # float [z_size], mean over windows
+    kl_per_window_bits: np.ndarray  # float [n_windows], each window's KL summed over dimensions
     active_kl_bits: float  # threshold for kl_active_dimensions
     # B3, decoder reliance on z; NaN for shuffled z with fewer than 2 windows
     teacher_forced_accuracy_shuffled_z: float
@@ -314,6 +315,7 @@ def summarise(windows: np.ndarray, decodings: Decodings, active_kl_bits: float) 
         greedy_windows=decodings.greedy.astype(np.uint8),
         reconstruction_nats=float(decodings.reconstruction_nats.mean()),
         kl_per_dimension_bits=decodings.kl_per_dimension_nats.mean(0) / NATS_PER_BIT,
+        kl_per_window_bits=decodings.kl_per_dimension_nats.sum(1) / NATS_PER_BIT,
         active_kl_bits=active_kl_bits,
         teacher_forced_accuracy_shuffled_z=token_accuracy(decodings.teacher_forced_shuffled, windows) if has_partner else nan,
         teacher_forced_accuracy_prior_z=token_accuracy(decodings.teacher_forced_prior, windows),
@@ -337,3 +339,63 @@ def paper_comparison(result: Reconstruction) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["metric", "ours", "paper", "definition"])
     table["paper_setting"] = PAPER_SETTING
     return table
+
+
+ONSET_BIN_EDGES = (0, 5, 10, 14, 18)  # onsets per 2-bar window: bins 0-4, 5-9, 10-13, 14-17, 18 and more
+
+
+def accuracy_by_onsets(
+    windows: np.ndarray, reconstructions: np.ndarray, edges: tuple[int, ...] = ONSET_BIN_EDGES
+) -> pd.DataFrame:
+    """Token accuracy of ``reconstructions`` against ``windows`` (both [n, steps]), by the windows' number of onsets.
+
+    Dense melodies need more information in z; binning shows where a model runs short. ``edges``
+    are the lower ends of the bins, increasing from 0, the last bin open. One row per bin: onsets
+    ("5-9", "18+"), windows, share of windows, accuracy (NaN for an empty bin).
+    """
+    reconstructions, windows = same_shape(reconstructions, windows)
+    if not edges or edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"`edges` must increase from 0, got {edges}")
+    onsets = notes_per_window(windows)
+    bins = np.searchsorted(np.asarray(edges), onsets, side="right") - 1
+    correct = (windows == reconstructions).mean(axis=1)
+    labels = [f"{low}-{high - 1}" if high - 1 > low else str(low) for low, high in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+    rows = []
+    for index, label in enumerate(labels):
+        inside = bins == index
+        rows.append({
+            "onsets": label,
+            "windows": int(inside.sum()),
+            "share of windows": float(inside.mean()) if len(windows) else float("nan"),
+            "accuracy": float(correct[inside].mean()) if inside.any() else float("nan"),
+        })
+    return pd.DataFrame(rows)
+
+
+def describe_accuracy_by_onsets(table: pd.DataFrame) -> str:
+    """A sentence on the sparsest and the densest bin that hold windows (``accuracy_by_onsets``' table)."""
+    filled = table[table["windows"] > 0]
+    if filled.empty:
+        return "No window to bin."
+    sparse, dense = filled.iloc[0], filled.iloc[-1]
+    if len(filled) == 1:
+        return f"Every window has {sparse['onsets']} onsets; greedy accuracy {sparse['accuracy']:.3f}."
+    change = "falls" if dense["accuracy"] < sparse["accuracy"] else "rises"
+    return (
+        f"Greedy accuracy {change} from {sparse['accuracy']:.3f} on windows with {sparse['onsets']} onsets "
+        f"({sparse['share of windows']:.0%} of the windows) to {dense['accuracy']:.3f} on those with "
+        f"{dense['onsets']} ({dense['share of windows']:.0%})."
+    )
+
+
+def describe_kl_spread(kl_bits: np.ndarray) -> str:
+    """How evenly the windows spend their KL: median and central 80% in bits, and the spread relative to the median."""
+    kl_bits = np.asarray(kl_bits, dtype=np.float64)
+    if kl_bits.ndim != 1 or not len(kl_bits):
+        raise ValueError(f"need a non-empty 1-D array of KL per window, got shape {kl_bits.shape}")
+    low, median, high = np.percentile(kl_bits, [10, 50, 90])
+    evenly = "nearly the same" if high - low < 0.2 * median else "very different"
+    return (
+        f"The median window spends {median:.1f} bits of KL; 80% spend between {low:.1f} and {high:.1f} bits "
+        f"({(high - low) / median:.0%} of the median): the windows spend {evenly} amounts of information."
+    )

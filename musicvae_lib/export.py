@@ -8,7 +8,9 @@ sample at any temperature itself:
 - ``decoder_step.onnx``: z, previous (one-hot float [batch, 90], zeros at the first step), h, c
   -> logits [batch, 90], h_next, c_next.
 
-``model.json`` beside them holds the sizes and the token layout the page needs. Before anything is
+``model.json`` beside them holds the sizes, the token layout and the prior the page samples z from:
+the run folder's (notebook 03's ``prior``, e.g. the mixture fitted to the training mu), or N(0, I)
+for a model.pt file or a run folder without ``prior/``. Before anything is
 written, onnxruntime runs each graph on fixed inputs and its outputs must equal PyTorch's within
 ``TOLERANCE``, and greedy decoding through the step graph must give PyTorch's greedy tokens.
 
@@ -32,7 +34,7 @@ import onnxruntime
 import torch
 from torch import Tensor, nn
 
-from musicvae_lib import train
+from musicvae_lib import prior, train
 from musicvae_lib.model import MusicVAE, initial_state
 from musicvae_lib.representation import FIRST_PITCH_TOKEN, MIN_PITCH, NO_EVENT, NOTE_OFF, STEPS_PER_QUARTER
 
@@ -164,10 +166,24 @@ def check_differences(differences: dict[str, float]) -> None:
         raise ExportError(f"the ONNX graphs disagree with PyTorch beyond {TOLERANCE}: {differences}; nothing written")
 
 
-def page_config(model: MusicVAE) -> dict:
-    """What the page needs besides the graphs: sizes and the token layout of ``representation``."""
+def page_prior(model: MusicVAE, study_prior: prior.StudyPrior | None) -> dict:
+    """The density the page draws z from, as JSON lists (N(0, I) without a study prior) and its description."""
+    density = study_prior.density if study_prior else prior.standard_normal(model.config.z_size)
+    if density.z_size != model.config.z_size:
+        raise ValueError(f"the prior has {density.z_size} dimensions, the model's z {model.config.z_size}")
+    return {
+        "description": study_prior.describe() if study_prior else "N(0, I)",
+        "weights": density.weights.tolist(),
+        "means": density.means.tolist(),
+        "stds": np.sqrt(density.variances).tolist(),
+    }
+
+
+def page_config(model: MusicVAE, study_prior: prior.StudyPrior | None = None) -> dict:
+    """What the page needs besides the graphs: sizes, the token layout of ``representation`` and the prior."""
     return {
         "model_config": asdict(model.config),
+        "prior": page_prior(model, study_prior),
         "no_event": NO_EVENT,
         "note_off": NOTE_OFF,
         "first_pitch_token": FIRST_PITCH_TOKEN,
@@ -176,8 +192,12 @@ def page_config(model: MusicVAE) -> dict:
     }
 
 
-def export(model: MusicVAE, out_dir: str | Path, seed: int = 0) -> dict[str, float]:
+def export(
+    model: MusicVAE, out_dir: str | Path, seed: int = 0, study_prior: prior.StudyPrior | None = None
+) -> dict[str, float]:
     """Write the three graphs and ``model.json`` to ``out_dir`` after checking them; returns the largest differences.
+
+    The page samples z from ``study_prior`` (``prior.load_study_prior``), from N(0, I) without one.
 
     ExportError (and nothing written) if any output differs from PyTorch by more than ``TOLERANCE``
     or a greedy token differs.
@@ -189,7 +209,7 @@ def export(model: MusicVAE, out_dir: str | Path, seed: int = 0) -> dict[str, flo
     out.mkdir(parents=True, exist_ok=True)
     for name, data in graph_bytes.items():
         (out / name).write_bytes(data)
-    (out / CONFIG_FILE).write_text(json.dumps(page_config(model), indent=2) + "\n")
+    (out / CONFIG_FILE).write_text(json.dumps(page_config(model, study_prior), indent=2) + "\n")
     return differences
 
 
@@ -203,15 +223,25 @@ def model_path(source: str | Path) -> Path:
     return path
 
 
+def run_prior(source: str | Path) -> prior.StudyPrior | None:
+    """The prior of the run folder ``source`` (notebook 03's ``prior/``); None for a model.pt file or a run without one."""
+    folder = Path(source)
+    if folder.is_dir() and (folder / prior.CHOICE_FILE).is_file():
+        return prior.load_study_prior(folder)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="a run folder (its training/model.pt is exported) or a model.pt file")
     parser.add_argument("--out", default="web/model", help="folder for the ONNX graphs and model.json (default: web/model)")
     arguments = parser.parse_args(argv)
     path = model_path(arguments.source)
-    differences = export(train.load_model(path, device="cpu"), arguments.out)
+    study_prior = run_prior(arguments.source)
+    differences = export(train.load_model(path, device="cpu"), arguments.out, study_prior=study_prior)
     print(f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from PyTorch: "
-          f"{max(differences['mu'], differences['sigma'], differences['logits']):.2e}")
+          f"{max(differences['mu'], differences['sigma'], differences['logits']):.2e}; the page samples z from "
+          f"{study_prior.describe() if study_prior else 'N(0, I)'}")
     return 0
 
 

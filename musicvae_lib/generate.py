@@ -1,7 +1,7 @@
 """Melodies from the prior of a trained MusicVAE, and the MIDI files a DAW opens.
 
-The sets of notebook 04, one per temperature, drawn by ``inference.sample_melodies`` (batched and
-seeded: the same model, seed and temperature give the same melodies on the same device), saved
+The sets of notebook 04, one per temperature, drawn by ``inference.sample_melodies`` from the
+run's prior (batched and seeded: the same model, seed and temperature give the same melodies on the same device), saved
 for chapters 05 and 06 and written as MIDI files.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicvae_lib.inference import sample_melodies
+from musicvae_lib.inference import LatentDensity, sample_melodies
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import NO_EVENT, NOTE_OFF, STEPS_PER_BAR, TOKEN_DTYPE, write_midi
 
@@ -35,10 +35,16 @@ def file_stem(name: str) -> str:
 
 
 def sample_sets(
-    model: MusicVAE, n: int, temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES, seed: int = 0
+    model: MusicVAE, n: int, temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES, seed: int = 0,
+    prior: LatentDensity | None = None,
 ) -> dict[str, np.ndarray]:
-    """``n`` melodies at each temperature, keyed by ``set_name``; each set its own seed (seed + index)."""
-    return {set_name(t): sample_melodies(model, n, t, seed + index) for index, t in enumerate(temperatures)}
+    """``n`` melodies at each temperature, keyed by ``set_name``; each set its own seed (seed + index).
+
+    z comes from ``prior`` (the run's, ``prior.load_study_prior(...).density``), N(0, I) without one.
+    """
+    return {
+        set_name(t): sample_melodies(model, n, t, seed + index, prior=prior) for index, t in enumerate(temperatures)
+    }
 
 
 def save_sets(sets: dict[str, np.ndarray], path: str | Path) -> Path:

@@ -10,7 +10,7 @@ same melodies on the same device.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
@@ -18,6 +18,12 @@ from torch import Tensor
 
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
+
+
+class LatentDensity(Protocol):
+    """A density over z that draws samples, such as ``prior.LatentMixture`` (not imported here: prior imports this module)."""
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
 
 
 def model_device(model: MusicVAE) -> torch.device:
@@ -112,20 +118,23 @@ def reconstruct_melodies(model: MusicVAE, windows: np.ndarray) -> np.ndarray:
 
 
 def sample_melodies(
-    model: MusicVAE, n: int, temperature: float, seed: int, batch_size: int = 1000
+    model: MusicVAE, n: int, temperature: float, seed: int, batch_size: int = 1000, prior: LatentDensity | None = None
 ) -> np.ndarray:
-    """``n`` melodies decoded from z ~ N(0, I): uint8 [n, steps].
+    """``n`` melodies decoded from z ~ N(0, I), or from z ~ ``prior`` when given: uint8 [n, steps].
 
     Temperature 0 decodes greedily (argmax at every step); above 0 each step is drawn from the
-    softmax of logits / temperature (Magenta's ``sample`` with ``temperature``). One generator
-    seeded with ``seed`` draws every batch's z and sampling noise in turn, so the result depends
-    on ``batch_size`` only through the order of draws (keep it fixed to reproduce).
+    softmax of logits / temperature (Magenta's ``sample`` with ``temperature``). Without a prior,
+    one generator seeded with ``seed`` draws every batch's z and sampling noise in turn, so the
+    result depends on ``batch_size`` only through the order of draws (keep it fixed to reproduce);
+    with one, its z come from a numpy generator seeded with ``seed`` (``decode_latents`` decodes them).
     """
     if n < 0:
         raise ValueError(f"`n` must be >= 0, got {n}")
     if temperature < 0:
         raise ValueError(f"`temperature` must be >= 0 (0 = greedy), got {temperature}")
     check_batch_size(batch_size)
+    if prior is not None:
+        return decode_latents(model, prior.sample(n, np.random.default_rng(seed)), temperature, seed, batch_size)
     with inference(model) as device:
         generator = torch.Generator(device=device).manual_seed(seed)
         batches = [

@@ -31,7 +31,8 @@ from threadpoolctl import threadpool_limits
 from musicvae_lib import search
 from musicvae_lib.evaluate import Reconstruction
 from musicvae_lib.features import ATTRIBUTES, feature_table
-from musicvae_lib.inference import decode_latents, encode_windows, latent_array, model_windows, sample_melodies
+from musicvae_lib.inference import LatentDensity, decode_latents, encode_windows, latent_array, model_windows, sample_melodies
+from musicvae_lib.originality import exact_copy_rate
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
 from musicvae_lib.train import MODEL_FILE, load_model
@@ -389,11 +390,12 @@ def prior_realism(
     reference_windows: Mapping[str, np.ndarray] | None = None,
     lower: float = 1.0,
     upper: float = 99.0,
+    prior: LatentDensity | None = None,
 ) -> pd.DataFrame:
     """Share of melodies decoded from the prior that "look like the training data by the features of C".
 
-    ``n`` melodies are decoded from z ~ N(0, I) at ``temperature`` (``inference.sample_melodies``
-    with ``seed``). A melody looks like the training data by a feature when its value lies within
+    ``n`` melodies are decoded from z ~ ``prior`` (N(0, I) when None) at ``temperature``
+    (``inference.sample_melodies`` with ``seed``). A melody looks like the training data by a feature when its value lies within
     the training set's central 98% of that feature (``lower``-th to ``upper``-th percentile, 1st
     to 99th by default; NaN handled as ``within_ranges`` says), and overall when every feature
     of ``columns`` does (default: every column of ``features.feature_table``). Per feature a
@@ -404,7 +406,7 @@ def prior_realism(
     then a column "prior" and one per reference set with the share of its melodies inside.
     """
     ranges = feature_ranges(training_windows, columns, lower, upper)
-    sets = {"prior": sample_melodies(model, n, temperature, seed)} | dict(reference_windows or {})
+    sets = {"prior": sample_melodies(model, n, temperature, seed, prior=prior)} | dict(reference_windows or {})
     table = ranges[["low", "high"]].copy()
     table.loc["all features"] = math.nan
     for name, windows in sets.items():
@@ -412,6 +414,28 @@ def prior_realism(
         shares = inside.mean(axis=0) if len(inside) else inside.sum(axis=0) * math.nan
         table[name] = [*shares.to_numpy(), inside.all(axis=1).mean() if len(inside) else math.nan]
     return table
+
+
+def realism_by_prior(
+    model: MusicVAE, training_windows: np.ndarray, priors: Mapping[str, LatentDensity], n: int, seed: int
+) -> pd.DataFrame:
+    """Per prior, the share of ``n`` melodies decoded from it at T = 1 inside every training range, and of copies.
+
+    One row per entry of ``priors`` (name -> density, e.g. N(0, I) and the fitted mixture): the
+    realism of ``prior_realism`` ("all features") and the share of melodies that copy a training
+    window up to transposition (``originality.exact_copy_rate``, notebook 06's measure). Every
+    prior draws with the same ``seed``.
+    """
+    ranges = feature_ranges(training_windows)
+    rows = []
+    for name, density in priors.items():
+        melodies = sample_melodies(model, n, 1.0, seed, prior=density)
+        rows.append({
+            "prior": name,
+            "melodies like training": float(within_ranges(melodies, ranges).all(axis=1).mean()),
+            "copies of a training window": exact_copy_rate(melodies, training_windows),
+        })
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------

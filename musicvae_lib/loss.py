@@ -16,6 +16,9 @@ Where lambda applies: to each sequence's KL (the thesis and Magenta: every windo
 for free, so with a large beta every window ends up spending about lambda), or to the batch's mean
 KL (``free_bits_over="batch"``: the budget is shared, so bits can move to the windows that need
 them, dense melodies, while simple ones spend little). Under DDP the batch is each process' share.
+
+The study trains one of two recipes (``RECIPES``): Magenta's cat-mel_2bar (the default; at equal
+6-minute budgets it reconstructed best in benchmarks/recipe.py) or the thesis' (one parameter away).
 """
 
 from __future__ import annotations
@@ -53,6 +56,21 @@ class LossConfig:
     def beta_at(self, step: int) -> float:
         """beta at training step ``step`` (Magenta's annealing when beta_rate > 0)."""
         return (1.0 - self.beta_rate**step) * self.beta if self.beta_rate > 0 else self.beta
+
+
+RECIPES: dict[str, LossConfig] = {
+    # Magenta's cat-mel_2bar_small: beta annealed towards 0.2, no free bits
+    "magenta": LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.99999),
+    # Lerch 2023: beta 1, lambda 33.3 nats (48 bits) per window; the grid search may replace both
+    "thesis": LossConfig(form="thesis", beta=1.0, free_nats=33.3),
+}
+
+
+def recipe(name: str) -> LossConfig:
+    """The loss settings of a training recipe of ``RECIPES``; ValueError names the known ones."""
+    if name not in RECIPES:
+        raise ValueError(f"`recipe` must be one of {sorted(RECIPES)}, got {name!r}")
+    return RECIPES[name]
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,24 @@ def histogram(values: Sequence[float], ax: Axes, title: str, xlabel: str, ylabel
     return ax
 
 
+def kl_per_window(kl_bits: np.ndarray, ax: Axes, title: str, free_bits: float | None = None) -> Axes:
+    """Histogram of each window's KL in bits, with lambda marked when the loss has free bits: is the budget spent evenly?"""
+    ax.hist(np.asarray(kl_bits), bins=40, color=COUNT_COLOR)
+    if free_bits:
+        ax.axvline(free_bits, color="0.3", linestyle="--", label=f"lambda = {free_bits:.1f} bits")
+        ax.legend()
+    ax.set(title=title, xlabel="KL(q(z|x) || N(0, I)), bits", ylabel="windows")
+    return ax
+
+
+def accuracy_by_onsets(table: pd.DataFrame, ax: Axes, title: str) -> Axes:
+    """Bars of accuracy per onset bin (``evaluate.accuracy_by_onsets``), each labelled with its share of windows."""
+    bars = ax.bar(table["onsets"], table["accuracy"], color=COUNT_COLOR)
+    ax.bar_label(bars, labels=[f"{share:.0%}" for share in table["share of windows"]], padding=2)
+    ax.set(title=title, xlabel="onsets in the window", ylabel="greedy accuracy (z = mu)", ylim=(0, 1.08))
+    return ax
+
+
 def beat_count_labels(n_positions: int = representation.STEPS_PER_BAR) -> list[str]:
     """How musicians count the 16th positions of a bar: 1, 1e, 1&, 1a, 2, ..."""
     return [f"{p // 4 + 1}{BEAT_SYLLABLES[p % 4]}" for p in range(n_positions)]

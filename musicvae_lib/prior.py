@@ -7,15 +7,29 @@ fits a density to the training windows' posterior means instead and samples z fr
 decoder then sees the kind of z it was trained on, and a model can keep its bits for
 reconstruction and still generate realistic melodies. Here the density is a Gaussian mixture with
 diagonal covariances (scikit-learn), stored as plain arrays so that loading it unpickles nothing.
+
+The study's prior: notebook 03 fits the mixture to its model's training windows and stores it in
+the run folder (``prior/``) with its choice of prior, "mixture" or "normal" (N(0, I)); the
+generating chapters read both with ``load_study_prior``, so they sample from the prior chosen there.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
+
+from musicvae_lib import runner
+from musicvae_lib.inference import encode_windows
+from musicvae_lib.model import MusicVAE
+
+PRIORS = ("mixture", "normal")  # the fitted mixture, or N(0, I)
+PRIOR_FOLDER = "prior"
+MIXTURE_FILE = f"{PRIOR_FOLDER}/mixture.npz"
+CHOICE_FILE = f"{PRIOR_FOLDER}/choice.json"
 
 
 @dataclass(frozen=True)
@@ -71,3 +85,59 @@ def load_latent_mixture(path: str | Path) -> LatentMixture:
     """A mixture saved by ``LatentMixture.save`` (plain arrays: ``allow_pickle`` stays off)."""
     with np.load(Path(path), allow_pickle=False) as arrays:
         return LatentMixture(arrays["weights"], arrays["means"], arrays["variances"])
+
+
+def fit_to_model(model: MusicVAE, windows: np.ndarray, components: int = 32, seed: int = 0) -> LatentMixture:
+    """The mixture fitted to the posterior means of ``windows`` (uint8 [n, steps]) under ``model``."""
+    mu, _ = encode_windows(model, windows)
+    return fit_latent_mixture(mu, components, seed)
+
+
+def check_prior_name(name: str) -> None:
+    """ValueError unless ``name`` is one of ``PRIORS``: notebook 03 checks it before training, not after."""
+    if name not in PRIORS:
+        raise ValueError(f"`prior` must be one of {PRIORS}, got {name!r}")
+
+
+@dataclass(frozen=True)
+class StudyPrior:
+    """The prior a run samples from (``name``), and the mixture fitted to it, kept even when ``name`` is "normal"."""
+
+    name: str  # one of PRIORS
+    mixture: LatentMixture
+
+    def __post_init__(self) -> None:
+        check_prior_name(self.name)
+
+    @property
+    def density(self) -> LatentMixture:
+        """What z is drawn from: the fitted mixture, or N(0, I) as a one-component mixture."""
+        return self.mixture if self.name == "mixture" else standard_normal(self.mixture.z_size)
+
+    def describe(self) -> str:
+        """The prior in words, for the chapters' text."""
+        if self.name == "normal":
+            return "N(0, I), the prior the model was trained towards"
+        return (f"a {len(self.mixture.weights)}-component Gaussian mixture fitted to the training windows' "
+                "posterior means (notebook 03)")
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """``n`` draws of z from ``density``, float32 [n, z], from a generator seeded with ``seed``."""
+        return self.density.sample(n, np.random.default_rng(seed))
+
+
+def save_study_prior(run_dir: str | Path, study_prior: StudyPrior, components: int, seed: int) -> Path:
+    """Write the mixture and the choice (with how it was fitted) into ``run_dir/prior/``; returns the folder."""
+    folder = Path(run_dir) / PRIOR_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    study_prior.mixture.save(Path(run_dir) / MIXTURE_FILE)
+    choice = {"prior": study_prior.name, "components": components, "seed": seed}
+    (Path(run_dir) / CHOICE_FILE).write_text(json.dumps(choice, indent=2) + "\n")
+    return folder
+
+
+def load_study_prior(run_dir: str | Path) -> StudyPrior:
+    """The prior notebook 03 chose and the mixture it fitted; MissingInputError names notebook 03 when absent."""
+    runner.require_outputs(run_dir, [MIXTURE_FILE, CHOICE_FILE], produced_by="03_training")
+    choice = json.loads((Path(run_dir) / CHOICE_FILE).read_text())
+    return StudyPrior(choice["prior"], load_latent_mixture(Path(run_dir) / MIXTURE_FILE))

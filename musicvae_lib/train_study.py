@@ -5,8 +5,9 @@
 
 It trains exactly what notebook 03 would train in the run folder ``results/local/<profile>`` (the
 one ``./study.sh --profile <profile>`` uses; ``--reference``: ``results/<profile>``): notebook
-03's defaults (``ChapterDefaults``, which its parameters cell mirrors), then the profile's [all] and ["03_training"] keys, then ``-p`` overrides, then
-the grid search's choice of beta and lambda (notebook 02) when the run folder holds one. Notebook
+03's defaults (``ChapterDefaults``, which its parameters cell mirrors), then the profile's [all] and ["03_training"] keys, then ``-p`` overrides; the loss is
+the recipe's (``-p recipe=thesis``: the thesis', with the grid search's beta and lambda of notebook 02
+when the run folder holds one), explicit loss parameters over it. Notebook
 03, run afterwards with the same profile, finds the finished run and goes on from it instead of
 training again (``train.train_or_load``). Under torchrun each process is one DistributedDataParallel
 replica (nccl on GPUs, gloo on CPU); only rank 0 writes.
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from musicvae_lib import data, runner, search
+from musicvae_lib import data, loss, runner, search
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import ModelConfig, preset
 from musicvae_lib.train import TrainConfig, TrainResult, train_or_load
@@ -33,24 +34,88 @@ TRAIN_FIELDS = (
 )
 
 
+# notebook 03's loss parameters -> LossConfig fields; a negative number or "" keeps the recipe's value
+LOSS_OVERRIDES = {"beta": "beta", "free_nats": "free_nats", "beta_rate": "beta_rate", "kl_form": "form",
+                  "free_bits_over": "free_bits_over"}
+
+
+def loss_overrides(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The loss settings ``parameters`` set explicitly, as LossConfig fields: those not left at -1 or ""."""
+    return {
+        field: parameters[name] for name, field in LOSS_OVERRIDES.items()
+        if name in parameters and parameters[name] != "" and not (isinstance(parameters[name], (int, float)) and parameters[name] < 0)
+    }
+
+
+def recipe_loss(recipe: str, choice: dict | None, overrides: dict[str, Any] | None = None) -> LossConfig:
+    """The loss of ``recipe`` (``loss.RECIPES``); the thesis' takes the grid search's beta and lambda; then ``overrides``.
+
+    Magenta's recipe ignores the grid's choice: the grid searched the thesis' form.
+    """
+    config = loss.recipe(recipe)
+    if recipe == "thesis" and choice:
+        config = replace(config, beta=choice["beta"], free_nats=choice["free_nats"])
+    return replace(config, **(overrides or {}))
+
+
 def study_configs(
-    run_dir: str | Path, model_preset: str, beta: float, free_nats: float, kl_form: str,
-    free_bits_over: str = "sequence", **train_fields: Any,
+    run_dir: str | Path, model_preset: str, recipe: str = "magenta", overrides: dict[str, Any] | None = None,
+    **train_fields: Any,
 ) -> tuple[ModelConfig, LossConfig, TrainConfig, dict | None]:
     """The configs notebook 03 trains with, and the grid search's choice (None without one).
 
-    The choice of notebook 02 (``search.load_choice``) replaces ``beta`` and ``free_nats``; the
-    window length comes from the dataset of notebook 01 in ``run_dir``.
+    The loss is ``recipe_loss``: the thesis' recipe takes the choice of notebook 02
+    (``search.load_choice``); ``overrides`` (LossConfig fields) win over both. The window length
+    comes from the dataset of notebook 01 in ``run_dir``.
     """
     choice = search.load_choice(run_dir)
-    if choice:
-        beta, free_nats = choice["beta"], choice["free_nats"]
     unknown = set(train_fields) - set(TRAIN_FIELDS)
     if unknown:
         raise ValueError(f"not training parameters of notebook {NOTEBOOK}: {sorted(unknown)}; known: {TRAIN_FIELDS}")
     model_config = preset(model_preset, steps=data.load_summary(run_dir)["steps_per_window"])
-    loss_config = LossConfig(form=kl_form, beta=beta, free_nats=free_nats, free_bits_over=free_bits_over)
-    return model_config, loss_config, TrainConfig(**train_fields), choice
+    return model_config, recipe_loss(recipe, choice, overrides), TrainConfig(**train_fields), choice
+
+
+RECIPE_REASONS = {
+    "magenta": (
+        "it is the study's default: at equal training time on the study's data it reconstructed more accurately "
+        "than the thesis' recipe (benchmarks/recipe.py, README \"Which recipe?\"), since without free bits each "
+        "window spends the KL it needs, where the thesis' lambda, clamped per window, holds every window near the same amount"
+    ),
+    "thesis": "it is the thesis' own recipe, one parameter away from the study's default (Magenta's), so both can be reported",
+}
+
+
+def describe_loss(config: LossConfig) -> str:
+    """The objective in words and numbers: form, beta (annealed or not) and free bits."""
+    if config.form == "magenta":
+        objective = f"reconstruction + beta * max(KL - {config.free_nats:g} nats, 0)" if config.free_nats else "reconstruction + beta * KL"
+    else:
+        objective = f"reconstruction + beta * max(KL, {config.free_nats:g} nats)"
+    if config.beta_rate:
+        weight = f"beta annealed towards {config.beta:g} as (1 - {config.beta_rate:g}^step) * {config.beta:g}"
+    else:
+        weight = f"beta = {config.beta:g}"
+    where = "each window's KL" if config.free_bits_over == "sequence" else "the batch's mean KL"
+    free_bits = f"lambda = {config.free_nats / loss.NATS_PER_BIT:.1f} bits on {where}" if config.free_nats else "no free bits"
+    return f"{objective}, {weight}, {free_bits}"
+
+
+def describe_recipe(recipe: str, loss_config: LossConfig, choice: dict | None) -> str:
+    """Which recipe notebook 03 trains, its loss, why, what became of the grid search's choice, and any override."""
+    grid = "Notebook 02 has not run."
+    if choice:
+        used = "used here" if recipe == "thesis" else "reported, not used: the grid searched the thesis' form"
+        grid = f"The grid search (notebook 02) chose beta = {choice['beta']:g}, lambda = {choice['free_nats']:g} nats ({used})."
+    changed = [
+        f"{field} = {getattr(loss_config, field)!r}" for field in LOSS_OVERRIDES.values()
+        if getattr(loss_config, field) != getattr(recipe_loss(recipe, choice), field)
+    ]
+    overridden = f" This run's parameters change the recipe: {', '.join(changed)}." if changed else ""
+    return (
+        f"This run trains the {recipe} recipe: {describe_loss(loss_config)}. Why this recipe: {RECIPE_REASONS[recipe]}. "
+        f"{grid}{overridden}"
+    )
 
 
 @dataclass(frozen=True)
@@ -58,14 +123,16 @@ class ChapterDefaults:
     """Notebook 03's parameters and their defaults, in its parameters cell's order (a test keeps both in step).
 
     Small on purpose: run by hand, the notebook trains a "tiny" model for 2 epochs; the profiles
-    set the study's sizes.
+    set the study's sizes. The loss follows ``recipe``; the loss parameters below it override it.
     """
 
     model_preset: str = "tiny"
-    beta: float = 1.0  # thesis: 1
-    free_nats: float = 33.3  # lambda, thesis: 33.3 nats (48 bits)
-    kl_form: str = "thesis"
-    free_bits_over: str = "sequence"  # thesis and Magenta: lambda clamps each window's KL
+    recipe: str = "magenta"  # loss.RECIPES: "magenta" (cat-mel_2bar) or "thesis" (with the grid's beta and lambda)
+    beta: float = -1.0  # -1: the recipe's (Magenta 0.2, annealed; thesis 1 or the grid's)
+    free_nats: float = -1.0  # lambda in nats; -1: the recipe's (Magenta 0; thesis 33.3 or the grid's)
+    beta_rate: float = -1.0  # -1: the recipe's (Magenta 0.99999; thesis 0, no annealing)
+    kl_form: str = ""  # "": the recipe's; "thesis" or "magenta"
+    free_bits_over: str = ""  # "": the recipe's ("sequence"); or "batch"
     max_epochs: int = 2
     max_minutes: float = 0.0  # 0: no time budget
     batch_size: int = 64  # thesis: 64
@@ -73,6 +140,8 @@ class ChapterDefaults:
     lr_schedule: str = "plateau"
     transpose_semitones: int = 0
     bf16: str = "auto"
+    prior: str = "mixture"  # prior.PRIORS: the mixture fitted to the training windows' mu, or "normal", N(0, I)
+    prior_components: int = 32
     eval_windows: int = 500
     n_reconstructions: int = 4
     compare_with: str = ""
@@ -102,8 +171,8 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None)
     run_dir = Path(parameters[runner.RUN_DIR_PARAMETER])
     runner.require_outputs(run_dir, ["dataset/summary.json", "dataset/train.npy"], produced_by="01_dataset")
     model_config, loss_config, train_config, _ = study_configs(
-        run_dir, parameters["model_preset"], parameters["beta"], parameters["free_nats"], parameters["kl_form"],
-        parameters["free_bits_over"], **{name: parameters[name] for name in TRAIN_FIELDS},
+        run_dir, parameters["model_preset"], parameters["recipe"], loss_overrides(parameters),
+        **{name: parameters[name] for name in TRAIN_FIELDS},
     )
     train_windows, valid_windows = data.load_split(run_dir, "train"), data.load_split(run_dir, "valid")
     return train_or_load(

@@ -204,3 +204,52 @@ def test_paper_comparison_sets_ours_beside_table_1(untrained):
     assert table.metric.tolist() == ["teacher-forced accuracy", "sampling accuracy"]
     assert table.paper.tolist() == [0.986, 0.951]
     assert table.ours.tolist() == [result.posterior_teacher_forced_accuracy, result.posterior_sampling_accuracy]
+
+
+def windows_with_onsets(counts: list[int]) -> np.ndarray:
+    """One 32-step window per count, with that many sixteenth notes from step 0 (pitch 60)."""
+    return np.stack([notes_to_tokens([Note(step, step + 1, 60) for step in range(count)], 32) for count in counts])
+
+
+def test_accuracy_by_onsets_bins_windows_by_their_notes():
+    windows = windows_with_onsets([2, 3, 7, 20])
+    reconstructions = windows.copy()
+    reconstructions[2, :8] = 0  # the 7-onset window loses 8 of its 32 steps
+    table = evaluate.accuracy_by_onsets(windows, reconstructions)
+    assert list(table["onsets"]) == ["0-4", "5-9", "10-13", "14-17", "18+"]
+    assert list(table["windows"]) == [2, 1, 0, 0, 1]
+    assert table["share of windows"].tolist() == [0.5, 0.25, 0.0, 0.0, 0.25]
+    assert table.loc[0, "accuracy"] == 1.0 and table.loc[1, "accuracy"] == 0.75 and table.loc[4, "accuracy"] == 1.0
+    assert math.isnan(table.loc[2, "accuracy"])
+    assert evaluate.describe_accuracy_by_onsets(table) == (
+        "Greedy accuracy rises from 1.000 on windows with 0-4 onsets (50% of the windows) to 1.000 on those with 18+ (25%)."
+    )
+    fewer = evaluate.accuracy_by_onsets(windows, reconstructions, edges=(0, 7))
+    assert list(fewer["onsets"]) == ["0-6", "7+"] and fewer.loc[1, "accuracy"] == pytest.approx((0.75 + 1) / 2)
+    with pytest.raises(ValueError, match="`edges` must increase from 0"):
+        evaluate.accuracy_by_onsets(windows, reconstructions, edges=(1, 5))
+    with pytest.raises(ValueError, match="same shape"):
+        evaluate.accuracy_by_onsets(windows, reconstructions[:2])
+
+
+def test_describe_accuracy_by_onsets_names_a_fall_towards_dense_windows():
+    windows = windows_with_onsets([2, 20])
+    reconstructions = windows.copy()
+    reconstructions[1, :16] = 0
+    text = evaluate.describe_accuracy_by_onsets(evaluate.accuracy_by_onsets(windows, reconstructions))
+    assert text.startswith("Greedy accuracy falls from 1.000 on windows with 0-4 onsets") and "0.500 on those with 18+" in text
+
+
+def test_kl_spread_tells_even_from_uneven_spending():
+    even = evaluate.describe_kl_spread(np.full(100, 47.0) + np.linspace(-1, 1, 100))
+    assert even.startswith("The median window spends 47.0 bits") and "nearly the same" in even
+    uneven = evaluate.describe_kl_spread(np.linspace(50, 400, 100))
+    assert "very different" in uneven
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        evaluate.describe_kl_spread(np.zeros(0))
+
+
+def test_kl_per_window_adds_up_to_the_mean_kl(untrained):
+    result = evaluate.evaluate(untrained, melody_windows(6, seed=2), seed=1)
+    assert result.kl_per_window_bits.shape == (6,)
+    assert result.kl_per_window_bits.mean() == pytest.approx(result.kl_bits, rel=1e-5)

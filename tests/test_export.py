@@ -2,6 +2,7 @@
 written, and bad input (no model, a hierarchical model, graphs that disagree) is refused."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import onnxruntime
 import pytest
 import torch
 
-from musicvae_lib import export, inference, train
+from musicvae_lib import export, inference, prior, train
 from musicvae_lib.model import MusicVAE, preset
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -43,6 +44,23 @@ def test_export_writes_the_graphs_and_the_page_config(exported, model):
     config = json.loads((exported / export.CONFIG_FILE).read_text())
     assert config["model_config"]["z_size"] == model.config.z_size == 16
     assert (config["note_off"], config["first_pitch_token"], config["min_pitch_midi"]) == (1, 2, 21)
+
+
+def test_the_page_samples_from_the_run_prior_or_from_n01(exported, run_dir, model, tmp_path):
+    normal = json.loads((exported / export.CONFIG_FILE).read_text())["prior"]  # the run has no prior/: N(0, I)
+    assert normal["description"] == "N(0, I)" and normal["weights"] == [1.0]
+    assert normal["means"] == [[0.0] * 16] and normal["stds"] == [[1.0] * 16]
+    with_prior = tmp_path / "run"
+    shutil.copytree(run_dir, with_prior)
+    mixture = prior.fit_to_model(model, np.load(run_dir / "dataset" / "train.npy"), components=3, seed=0)
+    prior.save_study_prior(with_prior, prior.StudyPrior("mixture", mixture), components=3, seed=0)
+    assert export.main([str(with_prior), "--out", str(tmp_path / "model")]) == 0
+    page_prior = json.loads((tmp_path / "model" / export.CONFIG_FILE).read_text())["prior"]
+    assert page_prior["description"].startswith("a 3-component Gaussian mixture")
+    np.testing.assert_allclose(page_prior["weights"], mixture.weights)
+    np.testing.assert_allclose(np.square(page_prior["stds"]), mixture.variances)
+    with pytest.raises(ValueError, match="the prior has 4 dimensions"):
+        export.page_config(model, prior.StudyPrior("normal", prior.standard_normal(4)))
 
 
 def test_onnxruntime_matches_pytorch_within_tolerance(exported, model):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from musicvae_lib import evaluate, latent
-from musicvae_lib.inference import encode_windows, reconstruct_melodies
+from musicvae_lib.inference import encode_windows, reconstruct_melodies, sample_melodies
+from musicvae_lib.prior import LatentMixture, standard_normal
 from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.representation import NO_EVENT, NOTE_OFF, Note, notes_to_tokens, pitch_to_token
 
@@ -184,6 +185,20 @@ def test_prior_realism_reports_shares_per_feature_and_for_all_features(model):
         assert 0.0 <= table.loc["all features", name] <= per_feature[name].min()
     again = latent.prior_realism(model, training, n=40, temperature=1.0, seed=0)
     assert again["prior"].equals(table["prior"])
+
+
+def test_realism_by_prior_scores_each_prior_and_counts_copies_of_training_windows(model):
+    z0 = np.linspace(-2, 2, model.config.z_size)
+    point = LatentMixture(np.ones(1), z0[None], np.full((1, model.config.z_size), 1e-12))
+    decoded_from_point = sample_melodies(model, 30, 1.0, seed=5, prior=point)
+    training = np.concatenate([random_windows(300, seed=2), decoded_from_point])  # the point's melodies are training windows
+    priors = {"N(0, I)": standard_normal(model.config.z_size), "point": point}
+    table = latent.realism_by_prior(model, training, priors, n=30, seed=5)
+    assert list(table["prior"]) == ["N(0, I)", "point"]
+    assert table["melodies like training"].between(0, 1).all()
+    assert table.loc[1, "copies of a training window"] == 1.0
+    assert table.loc[0, "copies of a training window"] < 1.0
+    assert table.equals(latent.realism_by_prior(model, training, priors, n=30, seed=5))
 
 
 # ------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from musicvae_lib.loss import LossConfig, kl_nats, kl_per_dimension, reconstruction_nats, vae_loss
+from musicvae_lib.loss import RECIPES, LossConfig, kl_nats, kl_per_dimension, reconstruction_nats, recipe, vae_loss
 
 
 def test_uniform_logits_cost_log_90_nats_per_step():
@@ -93,3 +93,20 @@ def test_batch_free_bits_above_lambda_pull_on_every_window_alike_in_both_forms()
 def test_free_bits_over_must_be_sequence_or_batch():
     with pytest.raises(ValueError, match="`free_bits_over` must be 'sequence' or 'batch', got 'window'"):
         LossConfig(free_bits_over="window")
+
+
+def test_vae_loss_weights_the_kl_by_the_annealed_beta_of_its_step():
+    batch = two_windows(20.0, 40.0)  # mean KL 30 nats, no free bits: the term is the KL itself
+    config = LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.99)
+    early, late = vae_loss(*batch, config, step=10), vae_loss(*batch, config, step=1000)
+    assert early.beta == pytest.approx((1 - 0.99**10) * 0.2) and late.beta == pytest.approx(0.2, rel=1e-4)
+    assert late.loss.item() - early.loss.item() == pytest.approx((late.beta - early.beta) * 30.0, rel=1e-4)
+    assert vae_loss(*batch, config, step=0).loss.item() == pytest.approx(early.r_loss.item())  # beta_0 = 0: no KL
+
+
+def test_recipes_are_magentas_2bar_and_the_thesis_settings():
+    assert recipe("magenta") == LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.99999)
+    assert recipe("thesis") == LossConfig(form="thesis", beta=1.0, free_nats=33.3, beta_rate=0.0)
+    assert set(RECIPES) == {"magenta", "thesis"}
+    with pytest.raises(ValueError, match="`recipe` must be one of \\['magenta', 'thesis'\\], got 'bowman'"):
+        recipe("bowman")

@@ -335,3 +335,22 @@ def test_grid_heatmaps_give_the_better_end_one_colour_and_every_panel_a_colour_b
     assert labels == ["better: higher (yellow)", "better: lower (yellow)", "no better end (darker: larger)"]
     with pytest.raises(ValueError, match="`better\\['loss'\\]` must be 'higher' or 'lower', got 'less'"):
         plots.grid_heatmaps(table, {"loss": "b"}, better={"loss": "less"})
+
+
+def test_kl_per_window_marks_lambda_only_with_free_bits():
+    fig, (left, right) = plt.subplots(1, 2)
+    plots.kl_per_window(np.array([40.0, 48.0, 50.0]), left, "with", free_bits=48.0)
+    plots.kl_per_window(np.array([40.0, 48.0, 50.0]), right, "without", free_bits=0.0)
+    assert sum(patch.get_height() for patch in left.patches) == 3
+    assert len(left.get_lines()) == 1 and left.get_lines()[0].get_xdata()[0] == 48.0
+    assert not right.get_lines() and right.get_legend() is None
+    plt.close(fig)
+
+
+def test_accuracy_by_onsets_draws_one_bar_per_bin_labelled_with_its_share():
+    table = pd.DataFrame({"onsets": ["0-4", "5+"], "windows": [3, 1], "share of windows": [0.75, 0.25], "accuracy": [0.9, 0.6]})
+    fig, ax = plt.subplots()
+    plots.accuracy_by_onsets(table, ax, "by onsets")
+    assert [patch.get_height() for patch in ax.patches] == [0.9, 0.6]
+    assert [text.get_text() for text in ax.texts] == ["75%", "25%"]
+    plt.close(fig)

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from conftest import scale_windows
 
-from musicvae_lib.prior import LatentMixture, fit_latent_mixture, load_latent_mixture, standard_normal
+from musicvae_lib import generate
+from musicvae_lib.inference import decode_latents
+from musicvae_lib.model import MusicVAE, preset
+from musicvae_lib.prior import (
+    LatentMixture, StudyPrior, check_prior_name, fit_latent_mixture, fit_to_model, load_latent_mixture, load_study_prior, save_study_prior,
+    standard_normal,
+)
+from musicvae_lib.runner import MissingInputError
 
 
 def two_clusters(n: int = 2000, seed: int = 0) -> np.ndarray:
@@ -57,3 +66,43 @@ def test_bad_shapes_and_weights_are_refused():
         LatentMixture(np.ones(2), np.zeros((2, 4)), np.ones((2, 4)))
     with pytest.raises(ValueError, match="n >= components"):
         fit_latent_mixture(np.zeros((5, 2)), components=8)
+
+
+@pytest.fixture(scope="module")
+def model() -> MusicVAE:
+    torch.manual_seed(0)
+    return MusicVAE(preset("tiny")).eval()
+
+
+def test_the_run_folder_keeps_the_chosen_prior_and_the_fitted_mixture(tmp_path, model):
+    with pytest.raises(MissingInputError, match="03_training"):
+        load_study_prior(tmp_path)
+    mixture = fit_to_model(model, scale_windows(64, seed=0), components=4, seed=1)
+    assert mixture.z_size == model.config.z_size and len(mixture.weights) == 4
+    save_study_prior(tmp_path, StudyPrior("normal", mixture), components=4, seed=1)
+    loaded = load_study_prior(tmp_path)
+    assert loaded.name == "normal" and np.array_equal(loaded.mixture.means, mixture.means)
+    assert len(loaded.density.weights) == 1 and np.array_equal(loaded.density.variances, np.ones((1, mixture.z_size)))
+    assert loaded.describe().startswith("N(0, I)")
+    save_study_prior(tmp_path, StudyPrior("mixture", mixture), components=4, seed=1)
+    chosen = load_study_prior(tmp_path)
+    assert chosen.density is chosen.mixture
+    assert "4-component" in load_study_prior(tmp_path).describe()
+    with pytest.raises(ValueError, match="`prior` must be one of"):
+        StudyPrior("uniform", mixture)
+
+
+def test_generation_draws_z_from_the_prior_it_is_given(model):
+    z0 = np.linspace(-3, 3, model.config.z_size)
+    point = LatentMixture(np.ones(1), z0[None], np.full((1, model.config.z_size), 1e-12))  # every draw is z0
+    sets = generate.sample_sets(model, 5, (0.0, 1.0), seed=3, prior=point)
+    assert np.array_equal(sets["greedy"], np.repeat(decode_latents(model, z0[None]), 5, axis=0))
+    assert np.array_equal(sets["T=1"], decode_latents(model, point.sample(5, np.random.default_rng(4)), 1.0, seed=4))
+    normal = generate.sample_sets(model, 5, (0.0,), seed=3)["greedy"]
+    assert not np.array_equal(normal, sets["greedy"])
+
+
+def test_an_unknown_prior_name_is_refused_before_anything_is_fitted():
+    check_prior_name("mixture")
+    with pytest.raises(ValueError, match="`prior` must be one of \\('mixture', 'normal'\\), got 'gauss'"):
+        check_prior_name("gauss")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from musicvae_lib import runner, search, train, train_study
+from musicvae_lib.loss import LossConfig
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -54,16 +55,46 @@ def test_profile_parameters_put_the_profile_over_the_notebook_defaults(tmp_path)
         train_study.profile_parameters("quick", ["max_tunes=5"], REPOSITORY / "notebooks", tmp_path)
 
 
-def test_study_configs_take_the_grid_search_choice(tmp_path):
+def test_the_magenta_recipe_is_the_default_and_ignores_the_grid_search_choice(tmp_path):
     write_dataset(tmp_path)
-    _, loss_config, train_config, choice = train_study.study_configs(tmp_path, "tiny", 1.0, 33.3, "thesis", batch_size=32)
-    assert choice is None and (loss_config.beta, loss_config.free_nats) == (1.0, 33.3) and train_config.batch_size == 32
     search.write_choice(tmp_path, beta=0.5, free_nats=16.0)
-    model_config, loss_config, _, choice = train_study.study_configs(tmp_path, "tiny", 1.0, 33.3, "thesis")
-    assert choice["beta"] == 0.5 and (loss_config.beta, loss_config.free_nats) == (0.5, 16.0)
-    assert model_config.steps == 32
+    model_config, loss_config, train_config, choice = train_study.study_configs(tmp_path, "tiny", batch_size=32)
+    assert loss_config == LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.99999)
+    assert choice["beta"] == 0.5 and model_config.steps == 32 and train_config.batch_size == 32
+    assert train_study.ChapterDefaults().recipe == "magenta"
+    assert "not used" in train_study.describe_recipe("magenta", loss_config, choice)
     with pytest.raises(ValueError, match="eval_windows"):
-        train_study.study_configs(tmp_path, "tiny", 1.0, 33.3, "thesis", eval_windows=5)
+        train_study.study_configs(tmp_path, "tiny", eval_windows=5)
+
+
+def test_the_thesis_recipe_takes_the_grid_search_choice_or_beta_1_lambda_33(tmp_path):
+    write_dataset(tmp_path)
+    _, loss_config, _, choice = train_study.study_configs(tmp_path, "tiny", "thesis")
+    assert choice is None and loss_config == LossConfig(form="thesis", beta=1.0, free_nats=33.3)
+    search.write_choice(tmp_path, beta=0.5, free_nats=16.0)
+    _, loss_config, _, choice = train_study.study_configs(tmp_path, "tiny", "thesis")
+    assert loss_config == LossConfig(form="thesis", beta=0.5, free_nats=16.0)
+    assert "(used here)" in train_study.describe_recipe("thesis", loss_config, choice)
+    with pytest.raises(ValueError, match="`recipe` must be one of"):
+        train_study.study_configs(tmp_path, "tiny", "elbo")
+
+
+def test_explicit_loss_parameters_win_over_the_recipe_and_the_grid(tmp_path):
+    write_dataset(tmp_path)
+    search.write_choice(tmp_path, beta=0.5, free_nats=16.0)
+    left_alone = dataclasses.asdict(train_study.ChapterDefaults())
+    assert train_study.loss_overrides(left_alone) == {}
+    overrides = train_study.loss_overrides(left_alone | {"beta": 2, "free_bits_over": "batch", "free_nats": 0.0})
+    assert overrides == {"beta": 2, "free_bits_over": "batch", "free_nats": 0.0}
+    _, loss_config, _, choice = train_study.study_configs(tmp_path, "tiny", "thesis", overrides)
+    assert (loss_config.form, loss_config.beta, loss_config.free_nats, loss_config.free_bits_over) == ("thesis", 2, 0.0, "batch")
+    assert "free_bits_over = 'batch'" in train_study.describe_recipe("thesis", loss_config, choice)
+
+
+def test_one_parameter_brings_back_the_thesis_recipe(tmp_path):
+    parameters = train_study.profile_parameters("default", ["recipe=thesis"], REPOSITORY / "notebooks", tmp_path)
+    assert parameters["recipe"] == "thesis" and train_study.loss_overrides(parameters) == {}
+    assert train_study.profile_parameters("default", [], REPOSITORY / "notebooks", tmp_path)["recipe"] == "magenta"
 
 
 def test_torchrun_trains_what_notebook_03_then_finds_finished(tmp_path):

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicvae_lib import export, inference, latent, train
+from conftest import scale_windows
+
+from musicvae_lib import export, inference, latent, prior, train
 from musicvae_lib.representation import tokens_to_notes
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -39,12 +41,18 @@ def site(tmp_path_factory, model) -> str:
     for name in ("index.html", "musicvae.js"):
         shutil.copy(REPOSITORY / "web" / name, root / name)
     shutil.copytree(REPOSITORY / "web" / "vendor", root / "vendor")
-    export.export(model, root / "model")
+    export.export(model, root / "model", study_prior=prior.StudyPrior("mixture", narrow_mixture(model)))
     handler = functools.partial(QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
     server.shutdown()
+
+
+def narrow_mixture(model) -> prior.LatentMixture:
+    """Two narrow Gaussians (std 0.01) at the mu of two scales: a page sampling from it draws z next to one of them."""
+    mu, _ = inference.encode_windows(model, scale_windows(2, seed=0))
+    return prior.LatentMixture(np.array([0.5, 0.5]), mu.astype(np.float64), np.full(mu.shape, 1e-4))
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -86,6 +94,15 @@ def test_greedy_sample_equals_pytorch_and_is_drawn(page, model):
     notes = tokens_to_notes(tokens.astype(np.uint8))
     assert len(notes) > 0
     assert page.get_attribute("#roll", "data-notes") == str(len(notes))
+
+
+def test_the_page_draws_z_from_the_exported_prior(page, model):
+    assert page.inner_text("#prior").startswith("a 2-component Gaussian mixture")
+    means = narrow_mixture(model).means
+    for _ in range(3):
+        click_and_wait(page, "sample", "lastTokens")
+        z = np.array(page.evaluate("window.musicvae.lastZ"))
+        assert np.abs(z - means).max(axis=1).min() < 0.06  # within 6 standard deviations of a component's mean
 
 
 def test_same_seed_same_sample(page):

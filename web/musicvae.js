@@ -35,6 +35,14 @@ function standardNormal(rng, n) {
   return z;
 }
 
+function priorSample(prior, rng) {
+  // a component by its weight, then its diagonal Gaussian (prior.LatentMixture.sample in Python)
+  let u = rng(), k = 0;
+  while (k < prior.weights.length - 1 && (u -= prior.weights[k]) >= 0) k++;
+  const noise = standardNormal(rng, prior.means[k].length);
+  return noise.map((value, d) => prior.means[k][d] + prior.stds[k][d] * value);
+}
+
 // --- the model ---------------------------------------------------------------------------------
 
 async function loadModel() {
@@ -168,7 +176,7 @@ function reseed() {
 }
 
 async function sample() {
-  const z = standardNormal(state.rng, state.config.model_config.z_size);
+  const z = priorSample(state.config.prior, state.rng);
   const started = performance.now();
   const [tokens] = await decode([z], temperature(), state.rng);
   state.zs = [state.zs.at(-1), z].filter(Boolean);
@@ -220,6 +228,7 @@ async function main() {
   $("sample").disabled = false;
   $("play").disabled = false;
   const { z_size: zSize, steps } = state.config.model_config;
+  $("prior").textContent = state.config.prior.description;
   $("status").textContent = `model loaded: z of ${zSize} dimensions, ${steps} steps. Press "sample".`;
   window.musicvae.ready = true;
 }
