@@ -473,7 +473,7 @@ def dataset_hash(splits: dict[str, Split]) -> str:
 
 def dataset_summary(window_set: WindowSet, splits: dict[str, Split], fractions: Sequence[float], seed: int) -> dict:
     """Counts, skips by reason, leakage, licence notes and hashes, as written to summary.json."""
-    per_collection = window_set.tunes.groupby("collection")["n_windows"].agg(["count", "sum"]) if len(window_set.tunes) else None
+    per_collection = window_set.tunes.groupby("collection") if len(window_set.tunes) else []
     return {
         "source": window_set.source,
         "parameters": {**window_set.parameters, "split_fractions": list(fractions), "split_seed": seed},
@@ -489,8 +489,9 @@ def dataset_summary(window_set: WindowSet, splits: dict[str, Split], fractions: 
         },
         "shared_with_train": shared_windows(splits),
         "per_collection": {
-            str(name): {"tunes": int(row["count"]), "windows": int(row["sum"])}
-            for name, row in (per_collection.iterrows() if per_collection is not None else [])
+            str(name): {"tunes": len(tunes), "windows": int(tunes["n_windows"].sum()),
+                        "distinct_windows": distinct_windows(window_set, tunes.index)}
+            for name, tunes in per_collection
         },
         "skips": {"counts": window_set.skips.counts, "examples": window_set.skips.examples},
         "n_skipped": sum(window_set.skips.counts.values()),

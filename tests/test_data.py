@@ -121,6 +121,7 @@ def test_dataset_folder_round_trip(tmp_path):
     loaded = data.load_summary(tmp_path)
     assert loaded["dataset_hash"] == data.dataset_hash(splits)
     assert loaded["n_skipped"] == 3 and loaded["licence_notes"]["miscFolk"].startswith("American")
+    assert loaded["per_collection"] == {"toy": {"tunes": 20, "windows": 100, "distinct_windows": loaded["n_unique_windows"]}}
     assert json.loads((tmp_path / "dataset" / "summary.json").read_text())["splits"]["train"]["tunes"] == 16
     collections = data.load_collections(tmp_path, "valid")
     by_tune = window_set.tunes["collection"]

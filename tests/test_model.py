@@ -75,6 +75,17 @@ def test_hierarchical_greedy_decoding_feeds_each_bar_the_last_token_of_the_bar_b
     torch.testing.assert_close(model.decode_teacher_forced(z, greedy), greedy_logits, rtol=1e-5, atol=1e-5)
 
 
+def test_hierarchical_scheduled_sampling_starts_each_bar_from_the_true_token_before_it():
+    """As Magenta's training helper: a bar's first input is the data's, whatever was sampled before."""
+    torch.manual_seed(7)
+    model = MusicVAE(TINY_HIER).eval()
+    x, z = tokens(2, 64, seed=7), torch.randn(2, TINY_HIER.z_size)
+    _, scheduled = model.decode(z, 1.0, x, teacher_probability=0.5, generator=torch.Generator().manual_seed(0))
+    forced = model.decode_teacher_forced(z, x)
+    torch.testing.assert_close(scheduled[:, ::16], forced[:, ::16], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(scheduled, forced)
+
+
 def test_sampling_is_reproducible_with_a_generator_and_greedy_is_deterministic():
     torch.manual_seed(4)
     model = MusicVAE(TINY).eval()
