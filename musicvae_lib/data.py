@@ -261,11 +261,16 @@ def folk_corpus_windows(
     seed: int = 0,
     processes: int | None = None,
     cache_dir: Path | None = None,
+    all_parts: bool = False,
+    expand_repeats: bool = False,
 ) -> WindowSet:
     """Windows of ``bars`` bars from music21's folk collections (see the module docstring).
 
     ``max_tunes`` > 0 parses only that many of the 4/4-2/2 tunes, drawn with ``seed``, for quick runs.
-    Cached: a second call with the same corpus files and parameters loads in about a second.
+    ``all_parts`` reads every part (``V:`` voice) of a tune, not the first only; ``expand_repeats``
+    reads repeats as played, which gives repeated passages' windows twice within their tune (the
+    splits, made by tune, drop them). Cached: a second call with the same corpus files and
+    parameters loads in about a second.
     """
     if bars < 1:
         raise ValueError(f"`bars` must be >= 1, got {bars}")
@@ -273,6 +278,7 @@ def folk_corpus_windows(
     files = [file for collection in collections for file in collection_files(collection)]
     source_hash = files_hash(files, corpus_root())
     parameters = {"collections": collections, "bars": bars, "max_tunes": max_tunes, "seed": seed if max_tunes else None}
+    parameters |= {"all_parts": all_parts, "expand_repeats": expand_repeats}
 
     def build() -> WindowSet:
         skips = SkipReport()
@@ -284,7 +290,7 @@ def folk_corpus_windows(
                 skips.add(SKIP_METER, tune.name)
         chosen = draw(eligible, max_tunes, seed, lambda tune: tune.name, skips)
         results = parallel_map(
-            _TuneWindows(bars), chosen, processes or os.cpu_count() or 1, "parsing folk tunes"
+            _TuneWindows(bars, all_parts, expand_repeats), chosen, processes or os.cpu_count() or 1, "parsing folk tunes"
         )
         rows = [
             {"collection": t.collection, "path": t.path, "number": t.number, "title": t.title} for t in chosen
@@ -302,9 +308,11 @@ class _TuneWindows:
     """Picklable ``tune -> TuneResult`` for the worker pool."""
 
     bars: int
+    all_parts: bool
+    expand_repeats: bool
 
     def __call__(self, tune: AbcTune) -> TuneResult:
-        return tune_windows(tune, self.bars)
+        return tune_windows(tune, self.bars, self.all_parts, self.expand_repeats)
 
 
 @dataclass(frozen=True)
@@ -379,10 +387,16 @@ def source_windows(
     seed: int = 0,
     processes: int | None = None,
     cache_dir: Path | None = None,
+    all_parts: bool = False,
+    expand_repeats: bool = False,
 ) -> WindowSet:
-    """The windows of ``source``: ``"folk"`` for music21's folk corpus, or the path of a MIDI folder."""
+    """The windows of ``source``: ``"folk"`` for music21's folk corpus, or the path of a MIDI folder.
+
+    ``all_parts`` and ``expand_repeats`` are the folk reader's options (see ``folk_corpus_windows``);
+    a MIDI folder is read as Magenta reads it, whatever they say.
+    """
     if source == "folk":
-        return folk_corpus_windows(collections, bars, max_tunes, seed, processes, cache_dir)
+        return folk_corpus_windows(collections, bars, max_tunes, seed, processes, cache_dir, all_parts, expand_repeats)
     return midi_folder_windows(source, bars, max_tunes, seed, processes, cache_dir)
 
 
@@ -459,7 +473,7 @@ def dataset_hash(splits: dict[str, Split]) -> str:
 
 def dataset_summary(window_set: WindowSet, splits: dict[str, Split], fractions: Sequence[float], seed: int) -> dict:
     """Counts, skips by reason, leakage, licence notes and hashes, as written to summary.json."""
-    per_collection = window_set.tunes.groupby("collection")["n_windows"].agg(["count", "sum"]) if len(window_set.tunes) else None
+    per_collection = window_set.tunes.groupby("collection") if len(window_set.tunes) else []
     return {
         "source": window_set.source,
         "parameters": {**window_set.parameters, "split_fractions": list(fractions), "split_seed": seed},
@@ -475,8 +489,9 @@ def dataset_summary(window_set: WindowSet, splits: dict[str, Split], fractions: 
         },
         "shared_with_train": shared_windows(splits),
         "per_collection": {
-            str(name): {"tunes": int(row["count"]), "windows": int(row["sum"])}
-            for name, row in (per_collection.iterrows() if per_collection is not None else [])
+            str(name): {"tunes": len(tunes), "windows": int(tunes["n_windows"].sum()),
+                        "distinct_windows": distinct_windows(window_set, tunes.index)}
+            for name, tunes in per_collection
         },
         "skips": {"counts": window_set.skips.counts, "examples": window_set.skips.examples},
         "n_skipped": sum(window_set.skips.counts.values()),
@@ -534,14 +549,23 @@ def load_summary(run_dir: str | os.PathLike) -> dict:
 
 
 def windows_per_collection(window_set: WindowSet) -> pd.DataFrame:
-    """Tunes and windows per collection and meter, with a total row."""
-    table = (
-        window_set.tunes.groupby(["collection", "meter"])["n_windows"]
-        .agg(tunes="count", windows="sum")
-        .reset_index()
-    )
-    total = pd.DataFrame([{"collection": "all", "meter": "", "tunes": table["tunes"].sum(), "windows": table["windows"].sum()}])
-    return pd.concat([table, total], ignore_index=True)
+    """Tunes, windows and distinct windows per collection and meter, with a total row.
+
+    Distinct: a phrase a tune repeats, or that two tunes share, counts once (within the row).
+    """
+    rows = [
+        {"collection": collection, "meter": meter, "tunes": len(tunes), "windows": tunes["n_windows"].sum(),
+         "distinct windows": distinct_windows(window_set, tunes.index)}
+        for (collection, meter), tunes in window_set.tunes.groupby(["collection", "meter"])
+    ]
+    total = {"collection": "all", "meter": "", "tunes": len(window_set.tunes), "windows": len(window_set.windows),
+             "distinct windows": len(unique_rows(window_set.windows))}
+    return pd.DataFrame(rows + [total])
+
+
+def distinct_windows(window_set: WindowSet, tune_ids: Iterable[int]) -> int:
+    """How many distinct windows the given tunes (rows of ``window_set.tunes``) hold together."""
+    return len(unique_rows(window_set.windows[np.isin(window_set.tune_ids, list(tune_ids))]))
 
 
 def split_table(summary: dict) -> pd.DataFrame:

@@ -1,11 +1,14 @@
 """Melody windows from music21's folk corpus: ABC tunes read with music21, cut into bars.
 
 The folk collections shipped inside music21 (nothing is downloaded). Tunes in 4/4 and 2/2; the
-first part; ties merged; chord symbols and grace notes dropped; the top note of a chord kept. A
-window is ``bars`` consecutive COMPLETE bars of one meter (pickups and short bars never start or
-join a window), hop one bar, with at least one onset. Triplets and other notes off the 16th grid
-are not rounded, as Magenta's quantizer would do: rounding turns a triplet into a dotted rhythm
-the tune never had, so a window holding such a note is dropped and counted.
+first part (``all_parts``: every part, i.e. every ``V:`` voice); repeats as written
+(``expand_repeats``: as played, ``|: :|`` and first/second endings expanded by music21; ``P:``
+sections and da capo play orders are not followed); ties merged; chord symbols and grace notes
+dropped; the top note of a chord kept. A window is ``bars`` consecutive COMPLETE bars of one
+meter (pickups and short bars never start or join a window), hop one bar, with at least one onset.
+Triplets and other notes off the 16th grid are not rounded, as Magenta's quantizer would do:
+rounding turns a triplet into a dotted rhythm the tune never had, so a window holding such a note
+is dropped and counted.
 
 The windows follow music21 where it reads ABC otherwise than the ABC 2.1 standard. Cross-checked
 against note_seq's ABC parser (``tests/test_folk_melodies.py``) on the 872 corpus tunes in 4/4-2/2
@@ -155,26 +158,52 @@ def has_accepted_meter(tune: AbcTune) -> bool:
     return any(meter in ACCEPTED_METERS for meter in tune.meters)
 
 
-def tune_windows(tune: AbcTune, bars: int) -> TuneResult:
+def tune_windows(tune: AbcTune, bars: int, all_parts: bool = False, expand_repeats: bool = False) -> TuneResult:
     """Parse one ABC tune with music21 and cut its windows; never raises for a bad tune."""
     try:
         score = converter.parseData(tune.text, format="abc")
     except Exception:  # music21 raises many exception types on malformed ABC
         return TuneResult(empty_windows(bars), np.zeros(0, np.int32), SKIP_PARSE, {})
-    return score_windows(score, bars)
+    return score_windows(score, bars, all_parts, expand_repeats)
 
 
 def empty_windows(bars: int) -> np.ndarray:
     return np.zeros((0, bars * STEPS_PER_BAR), dtype=TOKEN_DTYPE)
 
 
-def score_windows(score: stream.Score, bars: int) -> TuneResult:
+def score_windows(score: stream.Score, bars: int, all_parts: bool = False, expand_repeats: bool = False) -> TuneResult:
     """Windows of ``bars`` consecutive complete bars of one accepted meter from a music21 score.
 
-    The first part is used. Returns every window with an onset whose notes lie on the 16th grid
-    and in 21..108; the others are counted in ``window_drops`` by reason.
+    The first part is used, or every part with ``all_parts``; with ``expand_repeats`` each part is
+    read as played. A repeated passage then gives the same windows twice: they are kept here (the
+    splits drop duplicates), so count distinct windows with ``data.unique_rows``.
     """
-    part = score.parts[0] if score.parts else score
+    parts = list(score.parts) if score.parts else [score]
+    readings = [part_windows(played(part) if expand_repeats else part, bars) for part in parts[: None if all_parts else 1]]
+    found = [reading for reading in readings if reading.skip_reason is None]
+    drops = sum((Counter(reading.window_drops) for reading in readings), Counter())
+    if not found:
+        reasons = [reading.skip_reason for reading in readings]
+        reason = SKIP_NO_BARS if all(r == SKIP_NO_BARS for r in reasons) else SKIP_NO_WINDOW_LEFT
+        return TuneResult(empty_windows(bars), np.zeros(0, np.int32), reason, dict(drops))
+    meters = sorted({meter for reading in found for meter in reading.meter.split("+")})
+    return TuneResult(
+        np.concatenate([reading.windows for reading in found]),
+        np.concatenate([reading.bar_index for reading in found]),
+        None, dict(drops), "+".join(meters),
+    )
+
+
+def played(part: stream.Part) -> stream.Part:
+    """The part with its repeats and first/second endings expanded; as written where music21 cannot expand them."""
+    try:
+        return part.expandRepeats()
+    except Exception:  # music21's repeat expander raises on repeat marks it cannot pair
+        return part
+
+
+def part_windows(part: stream.Stream, bars: int) -> TuneResult:
+    """The windows of one part (see ``score_windows``); dropped windows counted in ``window_drops`` by reason."""
     bar_spans = complete_bar_spans(part.getElementsByClass(stream.Measure))  # before ties are merged across bars
     if not any(len(run) >= bars for run in bar_spans):
         return TuneResult(empty_windows(bars), np.zeros(0, np.int32), SKIP_NO_BARS, {})

@@ -8,8 +8,11 @@ previous token (one-hot) concatenated with z, emits 90 logits per step.
 
 Decoder, hierarchical (Magenta's hierdec): a conductor LSTM, initialised from z, emits one
 embedding per bar; a bar decoder LSTM, initialised from that embedding and fed it at every step,
-decodes the bar's 16 steps. Bars are decoded independently given their embeddings, as in
-Magenta's hierdec-mel_16bar (``disable_autoregression``), so teacher forcing runs all bars at once.
+decodes the bar's 16 steps. The conductor takes no inputs (Magenta's hierdec-mel_16bar,
+``disable_autoregression``), but the bar decoder's inputs are the previous tokens over the WHOLE
+sequence, as Magenta shifts them before splitting into bars: bar i starts from bar i-1's last
+token (its last sample when sampling), so a bar knows whether a note carries over its bar line.
+Teacher forcing still runs all bars at once; free sampling decodes the bars one after another.
 
 Teacher-forced training runs each LSTM as ONE fused ``nn.LSTM`` call over the whole sequence;
 only sampling and scheduled sampling step through time.
@@ -67,6 +70,8 @@ PRESETS: dict[str, ModelConfig] = {
     "study": ModelConfig(),
     # the hierarchical profile's 16-bar model for a 2-core CPU: the study's sizes with a 256-unit conductor
     "study-hier16": ModelConfig(steps=256, encoder_size=256, conductor_size=256),
+    # its flat baseline: the same encoder, z and 2x256 decoder without the conductor (does the conductor help?)
+    "study-flat16": ModelConfig(steps=256, encoder_size=256),
     # tiny sizes for tests and CI-sized runs
     "tiny": ModelConfig(z_size=16, encoder_size=32, decoder_size=32, decoder_layers=1),
 }
@@ -130,10 +135,9 @@ class LstmDecoder(nn.Module):
         self.lstm = nn.LSTM(config.n_classes + embedding_size, self.size, self.layers, batch_first=True)
         self.to_logits = nn.Linear(self.size, config.n_classes)
 
-    def teacher_forced(self, embedding: Tensor, tokens: Tensor) -> Tensor:
-        """Logits [B, T, C] given the true previous tokens; one fused LSTM call."""
-        inputs = shifted_inputs(tokens, self.n_classes)
-        inputs = torch.cat([inputs, embedding[:, None].expand(-1, tokens.shape[1], -1)], dim=-1)
+    def teacher_forced(self, embedding: Tensor, inputs: Tensor) -> Tensor:
+        """Logits [B, T, C] given the previous tokens' one-hots [B, T, C] (``shifted_inputs``); one fused LSTM call."""
+        inputs = torch.cat([inputs, embedding[:, None].expand(-1, inputs.shape[1], -1)], dim=-1)
         outputs, _ = self.lstm(inputs, initial_state(self.to_state, embedding, self.layers, self.size))
         return self.to_logits(outputs)
 
@@ -145,15 +149,17 @@ class LstmDecoder(nn.Module):
         targets: Tensor | None = None,
         teacher_probability: float = 0.0,
         generator: torch.Generator | None = None,
+        start: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Decode step by step feeding back the model's own tokens: (tokens [B, T], logits [B, T, C]).
 
         With ``targets`` and ``teacher_probability`` > 0, each input is the true previous token with that
-        probability (scheduled sampling, Bengio et al. 2015, as Magenta's decoder does).
+        probability (scheduled sampling, Bengio et al. 2015, as Magenta's decoder does). ``start`` is the
+        first input [B, C] (a bar decoder's: the previous bar's last token); zeros when None.
         """
         batch = embedding.shape[0]
         state = initial_state(self.to_state, embedding, self.layers, self.size)
-        previous = torch.zeros(batch, self.n_classes, device=embedding.device)
+        previous = torch.zeros(batch, self.n_classes, device=embedding.device) if start is None else start
         tokens, logits = [], []
         for step in range(steps):
             output, state = self.lstm(torch.cat([previous, embedding], dim=-1)[:, None], state)
@@ -218,12 +224,13 @@ class MusicVAE(nn.Module):
 
     def decode_teacher_forced(self, z: Tensor, tokens: Tensor) -> Tensor:
         """Logits [B, T, C] of p(x|z) given the true previous tokens."""
+        inputs = shifted_inputs(tokens, self.config.n_classes)  # shifted over the whole sequence, then split
         if self.conductor is None:
-            return self.decoder.teacher_forced(z, tokens)
+            return self.decoder.teacher_forced(z, inputs)
         batch, bars = tokens.shape[0], self.config.bars
         embeddings = self.conductor(z).reshape(batch * bars, -1)  # (B*bars, E)
-        bar_tokens = tokens.reshape(batch * bars, STEPS_PER_BAR)
-        return self.decoder.teacher_forced(embeddings, bar_tokens).reshape(batch, self.config.steps, -1)
+        bar_inputs = inputs.reshape(batch * bars, STEPS_PER_BAR, -1)
+        return self.decoder.teacher_forced(embeddings, bar_inputs).reshape(batch, self.config.steps, -1)
 
     def decode(
         self,
@@ -233,16 +240,44 @@ class MusicVAE(nn.Module):
         teacher_probability: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Free-running decode from z [B, z_size]: (tokens [B, T], logits [B, T, C]). Temperature 0 is greedy."""
+        """Free-running decode from z [B, z_size]: (tokens [B, T], logits [B, T, C]). Temperature 0 is greedy.
+
+        Hierarchical with scheduled sampling (``targets``, ``teacher_probability`` > 0): every bar starts
+        from the true last token of the bar before, as Magenta's training does, so the bars run at once.
+        Otherwise each bar starts from the last token decoded in the bar before, so they run in turn.
+        """
         if self.conductor is None:
             return self.decoder.step_through(z, self.config.steps, temperature, targets, teacher_probability, generator)
-        batch, bars = z.shape[0], self.config.bars
-        embeddings = self.conductor(z).reshape(batch * bars, -1)
-        bar_targets = None if targets is None else targets.reshape(batch * bars, STEPS_PER_BAR)
+        embeddings = self.conductor(z)  # (B, bars, E)
+        if targets is not None and teacher_probability > 0:
+            return self.decode_bars_at_once(embeddings, temperature, targets, teacher_probability, generator)
+        return self.decode_bars_in_turn(embeddings, temperature, generator)
+
+    def decode_bars_at_once(
+        self, embeddings: Tensor, temperature: float, targets: Tensor, teacher_probability: float, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """Scheduled sampling over all bars as one batch, each bar starting from the true previous token."""
+        batch, bars = targets.shape[0], self.config.bars
+        starts = shifted_inputs(targets, self.config.n_classes)[:, ::STEPS_PER_BAR].reshape(batch * bars, -1)
         tokens, logits = self.decoder.step_through(
-            embeddings, STEPS_PER_BAR, temperature, bar_targets, teacher_probability, generator
+            embeddings.reshape(batch * bars, -1), STEPS_PER_BAR, temperature,
+            targets.reshape(batch * bars, STEPS_PER_BAR), teacher_probability, generator, starts.to(embeddings.dtype),
         )
         return tokens.reshape(batch, self.config.steps), logits.reshape(batch, self.config.steps, -1)
+
+    def decode_bars_in_turn(
+        self, embeddings: Tensor, temperature: float, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """Free decoding bar after bar, each bar starting from the last token decoded in the one before."""
+        tokens, logits, start = [], [], None
+        for bar in range(self.config.bars):
+            bar_tokens, bar_logits = self.decoder.step_through(
+                embeddings[:, bar], STEPS_PER_BAR, temperature, generator=generator, start=start
+            )
+            start = F.one_hot(bar_tokens[:, -1], self.config.n_classes).to(embeddings.dtype)
+            tokens.append(bar_tokens)
+            logits.append(bar_logits)
+        return torch.cat(tokens, 1), torch.cat(logits, 1)
 
     @torch.no_grad()
     def sample(

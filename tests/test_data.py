@@ -50,6 +50,15 @@ def test_max_tunes_draws_a_seeded_sample(tmp_path):
     np.testing.assert_array_equal(sample.windows, again.windows)
 
 
+def test_every_part_and_repeats_as_played_add_distinct_windows(tmp_path):
+    plain = data.folk_corpus_windows(["miscFolk"], bars=4, processes=2, cache_dir=tmp_path)
+    richer = data.folk_corpus_windows(["miscFolk"], bars=4, processes=2, cache_dir=tmp_path, all_parts=True, expand_repeats=True)
+    assert richer.parameters["all_parts"] and richer.parameters["expand_repeats"] and not plain.parameters["all_parts"]
+    assert len(data.unique_rows(richer.windows)) > len(data.unique_rows(plain.windows))
+    assert len(richer.windows) > len(data.unique_rows(richer.windows))  # repeats as played: windows heard twice
+    assert len(list(tmp_path.glob("windows-*.npz"))) == 2  # each reading cached under its own key
+
+
 def toy_window_set(n_tunes=20, windows_per_tune=5, seed=0) -> data.WindowSet:
     rng = np.random.default_rng(seed)
     windows = rng.integers(0, 4, size=(n_tunes * windows_per_tune, 32)).astype(np.uint8)
@@ -58,13 +67,21 @@ def toy_window_set(n_tunes=20, windows_per_tune=5, seed=0) -> data.WindowSet:
         windows=windows,
         tune_ids=np.repeat(np.arange(n_tunes, dtype=np.int32), windows_per_tune),
         bar_index=np.tile(np.arange(windows_per_tune, dtype=np.int32), n_tunes),
-        tunes=pd.DataFrame({"collection": ["toy"] * n_tunes, "n_windows": [windows_per_tune] * n_tunes}),
+        tunes=pd.DataFrame({"collection": ["toy"] * n_tunes, "meter": "4/4", "n_windows": [windows_per_tune] * n_tunes}),
         skips=data.SkipReport({"meter not 4/4 or 2/2": 3}, {"meter not 4/4 or 2/2": ["a", "b", "c"]}),
         window_drops={},
         source="folk",
         parameters={"collections": ["miscFolk"], "bars": 2},
         source_hash="toy",
     )
+
+
+def test_windows_per_collection_counts_a_window_heard_twice_once():
+    window_set = toy_window_set()
+    table = data.windows_per_collection(window_set).set_index("collection")
+    distinct = len(np.unique(window_set.windows, axis=0))
+    assert table.loc["all", "windows"] == table.loc["toy", "windows"] == 100
+    assert table.loc["all", "distinct windows"] == table.loc["toy", "distinct windows"] == distinct < 100
 
 
 def test_splits_are_by_tune_deterministic_and_deduplicated():
@@ -104,6 +121,7 @@ def test_dataset_folder_round_trip(tmp_path):
     loaded = data.load_summary(tmp_path)
     assert loaded["dataset_hash"] == data.dataset_hash(splits)
     assert loaded["n_skipped"] == 3 and loaded["licence_notes"]["miscFolk"].startswith("American")
+    assert loaded["per_collection"] == {"toy": {"tunes": 20, "windows": 100, "distinct_windows": loaded["n_unique_windows"]}}
     assert json.loads((tmp_path / "dataset" / "summary.json").read_text())["splits"]["train"]["tunes"] == 16
     collections = data.load_collections(tmp_path, "valid")
     by_tune = window_set.tunes["collection"]

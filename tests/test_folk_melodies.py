@@ -29,9 +29,9 @@ C2 | C2E2 G2c2 | (3cBA G2 z4 | "Am"[CEA]2 {g}A2 A4- | A2B2 c4 |
 """
 
 
-def windows_of(abc: str, bars: int = 2) -> folk_melodies.TuneResult:
+def windows_of(abc: str, bars: int = 2, **options) -> folk_melodies.TuneResult:
     (tune,) = folk_melodies.split_abc_tunes(abc, "test", "test.abc")
-    return folk_melodies.tune_windows(tune, bars)
+    return folk_melodies.tune_windows(tune, bars, **options)
 
 
 def test_split_abc_tunes_reads_number_title_and_every_meter():
@@ -89,6 +89,34 @@ def test_tune_without_two_complete_bars_is_skipped():
 def test_unparseable_tune_is_skipped_not_raised():
     bad = "X:1\nT:bad\nM:4/4\nK:C\n|]]]:::[[[ &&& %%%% \x00\x01 K:ZZ ((((( \n"
     assert windows_of(bad).skip_reason == folk_melodies.SKIP_PARSE
+
+
+REPEATED = """X:1
+M:4/4
+L:1/1
+K:C
+|: C | D |[1 E :|[2 F |: G | A :|
+"""  # whole notes; as played: C D E C D F G A G A
+
+
+def bar_pitches(result: folk_melodies.TuneResult) -> list[list[int]]:
+    """Each window as the pitch starting each of its bars (whole-note tunes)."""
+    return [[int(token) - pitch_to_token(60) + 60 for token in window[::16]] for window in result.windows]
+
+
+def test_repeats_are_read_as_written_unless_expanded():
+    c, d, e, f, g, a = 60, 62, 64, 65, 67, 69
+    assert bar_pitches(windows_of(REPEATED)) == [[c, d], [d, e], [e, f], [f, g], [g, a]]
+    played = windows_of(REPEATED, expand_repeats=True)
+    assert bar_pitches(played) == [[c, d], [d, e], [e, c], [c, d], [d, f], [f, g], [g, a], [a, g], [g, a]]
+    assert played.bar_index.tolist() == list(range(9))  # bars as played
+    assert len(np.unique(played.windows, axis=0)) == 7  # a repeated passage gives its windows twice
+
+
+def test_every_voice_is_read_when_asked():
+    abc = "X:1\nM:4/4\nL:1/1\nK:C\nV:1\nc | d | e |\nV:2\nC | D | E |\n"
+    assert bar_pitches(windows_of(abc)) == [[72, 74], [74, 76]]
+    assert bar_pitches(windows_of(abc, all_parts=True)) == [[72, 74], [74, 76], [60, 62], [62, 64]]
 
 
 def test_unknown_collection_names_the_valid_ones():

@@ -47,18 +47,43 @@ def test_flat_decoder_is_causal():
     assert not torch.allclose(before[:, 21:], after[:, 21:])
 
 
-def test_hierarchical_bars_depend_on_z_not_on_the_other_bars_tokens():
+def test_hierarchical_bars_see_the_earlier_bars_only_through_the_token_before_them():
     torch.manual_seed(3)
     model = MusicVAE(TINY_HIER).eval()
     x = tokens(1, 64, seed=3)
-    changed = x.clone()
-    changed[0, :16] = (changed[0, :16] + 7) % 90  # rewrite bar 1
     z = torch.randn(1, TINY_HIER.z_size)
-    before, after = model.decode_teacher_forced(z, x), model.decode_teacher_forced(z, changed)
-    torch.testing.assert_close(before[:, 16:], after[:, 16:])  # bars 2-4 untouched
-    assert not torch.allclose(before[:, 1:16], after[:, 1:16])
+    before = model.decode_teacher_forced(z, x)
+    inside = x.clone()
+    inside[0, :15] = (inside[0, :15] + 7) % 90  # rewrite bar 1 but its last token
+    torch.testing.assert_close(before[:, 16:], model.decode_teacher_forced(z, inside)[:, 16:])  # bars 2-4 untouched
+    last = x.clone()
+    last[0, 15] = (last[0, 15] + 7) % 90  # rewrite bar 1's last token: bar 2 starts from it
+    after = model.decode_teacher_forced(z, last)
+    torch.testing.assert_close(before[:, :16], after[:, :16])
+    assert not torch.allclose(before[:, 16:32], after[:, 16:32])
+    torch.testing.assert_close(before[:, 32:], after[:, 32:])  # bar 3 starts from bar 2's last token
     other_z = model.decode_teacher_forced(torch.randn(1, TINY_HIER.z_size), x)
     assert not torch.allclose(before[:, 16:], other_z[:, 16:])
+
+
+def test_hierarchical_greedy_decoding_feeds_each_bar_the_last_token_of_the_bar_before():
+    """Greedy logits equal teacher forcing on the greedy path, whose bar i starts from bar i-1's last token."""
+    torch.manual_seed(5)
+    model = MusicVAE(TINY_HIER).eval()
+    z = torch.randn(3, TINY_HIER.z_size)
+    greedy, greedy_logits = model.decode(z, 0.0)
+    torch.testing.assert_close(model.decode_teacher_forced(z, greedy), greedy_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_hierarchical_scheduled_sampling_starts_each_bar_from_the_true_token_before_it():
+    """As Magenta's training helper: a bar's first input is the data's, whatever was sampled before."""
+    torch.manual_seed(7)
+    model = MusicVAE(TINY_HIER).eval()
+    x, z = tokens(2, 64, seed=7), torch.randn(2, TINY_HIER.z_size)
+    _, scheduled = model.decode(z, 1.0, x, teacher_probability=0.5, generator=torch.Generator().manual_seed(0))
+    forced = model.decode_teacher_forced(z, x)
+    torch.testing.assert_close(scheduled[:, ::16], forced[:, ::16], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(scheduled, forced)
 
 
 def test_sampling_is_reproducible_with_a_generator_and_greedy_is_deterministic():
@@ -94,3 +119,16 @@ def test_presets_match_magenta_sizes_and_errors_are_clear():
         preset("huge")
     with pytest.raises(ValueError, match="16-step bars"):
         ModelConfig(steps=40, conductor_size=8)
+
+
+def test_the_16_bar_presets_differ_only_in_the_conductor_and_run_on_256_steps():
+    hier, flat = preset("study-hier16"), preset("study-flat16")
+    assert hier.hierarchical and not flat.hierarchical
+    assert (flat.steps, flat.encoder_size, flat.encoder_layers, flat.z_size, flat.decoder_size, flat.decoder_layers) == (
+        hier.steps, hier.encoder_size, hier.encoder_layers, hier.z_size, hier.decoder_size, hier.decoder_layers
+    ) == (256, 256, 1, 256, 256, 2)
+    torch.manual_seed(6)
+    x = tokens(2, 256, seed=6)
+    for config in (hier, flat):
+        logits, mu, _ = MusicVAE(config)(x)
+        assert logits.shape == (2, 256, 90) and mu.shape == (2, 256) and torch.isfinite(logits).all()
