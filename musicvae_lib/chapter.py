@@ -89,3 +89,19 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         return pd.Series([shown(value) for value in column], index=column.index, dtype=object)
 
     return table.apply(column_shown)
+
+
+# search.results_table's columns as notebook 02 shows them (``grid_table``): short header, number format
+GRID_COLUMNS = {
+    "beta": ("beta", "{:g}"), "free_nats": ("lambda", "{:g}"), "state": ("state", "{}"), "rung": ("rung", "{:g}"),
+    "negative_elbo_nats": ("-ELBO", "{:.1f}"), "reconstruction_nats": ("recon.", "{:.1f}"), "kl_bits": ("KL bits", "{:.1f}"),
+    "teacher_forced_accuracy": ("acc. TF", "{:.3f}"), "sampling_accuracy": ("acc. sampl.", "{:.3f}"),
+    "rerun_sampling_accuracy": ("seed 2", "{:.3f}"), "greedy_accuracy": ("acc. greedy", "{:.3f}"),
+    "active_dimensions": ("active dims", "{:g}"), "epochs": ("epochs", "{:g}"), "minutes": ("min", "{:.1f}"),
+}
+
+
+def grid_table(table: pd.DataFrame) -> pd.io.formats.style.Styler:
+    """``search.results_table``'s ``GRID_COLUMNS`` under their short headers, each number to its precision: fits a page."""
+    shown = table[list(GRID_COLUMNS)].rename(columns={name: short for name, (short, _) in GRID_COLUMNS.items()})
+    return shown.style.hide(axis="index").format(dict(GRID_COLUMNS.values()), na_rep="")

@@ -522,6 +522,9 @@ GRID_COLOURS = {
     "lower": ("viridis_r", "better: lower (yellow)"),
     None: ("Greys", "no better end (darker: larger)"),
 }
+# which end of a grid search metric (search.results_table) is better; KL, active dimensions and the rung have none
+GRID_BETTER = {"negative_elbo_nats": "lower", "reconstruction_nats": "lower", "teacher_forced_accuracy": "higher",
+               "sampling_accuracy": "higher", "greedy_accuracy": "higher"}
 
 
 def grid_heatmaps(
@@ -532,7 +535,7 @@ def grid_heatmaps(
 
     ``table`` has columns beta, free_nats and the metrics (``search.results_table``); ``metrics``
     maps a column to its title with unit; ``better`` maps a column to "higher" or "lower" (e.g.
-    ``search.BETTER``). One colour meaning throughout: in viridis, yellow is the better end of a
+    ``GRID_BETTER``). One colour meaning throughout: in viridis, yellow is the better end of a
     metric with one, at the top of its colour bar, which says so; grey shades those without
     (darker = larger). Points without a value stay blank.
     """

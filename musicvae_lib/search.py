@@ -3,14 +3,11 @@
 Successive halving: every grid point trains to the first rung's budget, the best third by sampling
 accuracy (at least two) go on from their checkpoints to the next rung's, and so on; the last rung's
 best two train again with the next seed, which measures the noise a seed alone makes (``choose``).
-Each job (a point at a rung, or a re-run) is an Optuna trial, queued with the job as a user
-attribute once the rung before it has finished, and scored on a seeded sample of validation
-windows. Under ``<run_dir>/grid_search/``: ``study.db`` (unless another ``storage`` is given), a
-folder per point (``<study>/beta=<b>_lambda=<l>/``, every rung of it, the re-run in ``seed=<n>/``)
-and ``choice.json``. A COMPLETE job or PRUNED point is never trained again; a killed worker's job
-is queued again and goes on from its checkpoint; a worker holds its job folder's lock while it
-trains and waits while a rung's last jobs run elsewhere (``shared_study``). More workers on a
-shared run folder and storage (an SQLAlchemy URL, or a journal file path): ``main``.
+Each job (a point at a rung, or a re-run) is a trial of an Optuna study that several workers share
+(``shared_study``; one more worker: ``main``), scored on a seeded sample of validation windows. A
+COMPLETE job or PRUNED point is never trained again; a killed worker's job goes on from its checkpoint.
+Under ``<run_dir>/grid_search/``: ``study.db`` (unless another ``storage`` is given), ``choice.json``
+and a folder per point (``<study>/beta=<b>_lambda=<l>/``, every rung of it, the re-run in ``seed=<n>/``).
 """
 
 from __future__ import annotations
@@ -46,12 +43,10 @@ from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, train_o
 
 SEARCH_FOLDER = Path("grid_search")
 CHOICE_FILE = SEARCH_FOLDER / "choice.json"
-STUDY_FILE = "study.db"  # the default storage, SQLite
+STUDY_FILE = SEARCH_FOLDER / "study.db"  # the default storage, SQLite
 STUDY_NAME = "beta_lambda"
-TRAIN_LOG = "train.log"  # train's lines, kept out of the notebook
 TRIAL_PATIENCE = 3  # epochs without progress that end a job: sooner than the thesis' 5
 SPEC_ATTR = "grid_spec"  # study user attribute: the settings every worker must share (join_settings)
-KEEP_SHARE = 3  # successive halving: a rung's best third go on to the next (at least two)
 BUDGET_UNITS = ("minutes", "epochs")
 
 SELECTION_RULE = (
@@ -59,32 +54,16 @@ SELECTION_RULE = (
     "(the larger of the seed noise and the margin set), the lowest validation negative ELBO (reconstruction + KL, "
     "nats per window); ties: higher sampling accuracy, then smaller beta, then smaller lambda"
 )
-# results_table's metric columns, a COMPLETE trial's user attributes
+# results_table's metric columns, a COMPLETE trial's user attributes: train_job's (minutes: over sessions and rungs)
 METRIC_COLUMNS = (
-    "negative_elbo_nats", "reconstruction_nats",  # nats per window: reconstruction (z ~ q(z|x)) + KL, and the first
-    "kl_bits",  # KL(q(z|x) || N(0, I)) summed over dimensions, bits per window
-    "teacher_forced_accuracy", "greedy_accuracy",  # z = mu; true previous tokens, or its own argmax fed back
-    "sampling_accuracy",  # the ranking: Magenta's eval (the paper's Table 1), z ~ q, its own T = 1 samples fed back
-    "active_dimensions",  # latent dimensions whose mean KL exceeds 0.01 bits (not Burda's Var(mu) count)
-    "epochs", "best_epoch", "steps", "minutes", "stopped", "eval_windows",  # minutes: over sessions and rungs
+    "negative_elbo_nats", "reconstruction_nats", "kl_bits", "teacher_forced_accuracy", "greedy_accuracy",
+    "sampling_accuracy", "active_dimensions", "epochs", "best_epoch", "steps", "minutes", "stopped", "eval_windows",
 )
-# which end of a metric is better (plots.grid_heatmaps); KL, active dimensions and the rung have none
-BETTER = {"negative_elbo_nats": "lower", "reconstruction_nats": "lower", "teacher_forced_accuracy": "higher",
-          "sampling_accuracy": "higher", "greedy_accuracy": "higher"}
-# results_table's columns as notebook 02 shows them (``shown_table``): short header, number format
-SHOWN_COLUMNS = {
-    "beta": ("beta", "{:g}"), "free_nats": ("lambda", "{:g}"), "state": ("state", "{}"), "rung": ("rung", "{:g}"),
-    "negative_elbo_nats": ("-ELBO", "{:.1f}"), "reconstruction_nats": ("recon.", "{:.1f}"), "kl_bits": ("KL bits", "{:.1f}"),
-    "teacher_forced_accuracy": ("acc. TF", "{:.3f}"), "sampling_accuracy": ("acc. sampl.", "{:.3f}"),
-    "rerun_sampling_accuracy": ("seed 2", "{:.3f}"), "greedy_accuracy": ("acc. greedy", "{:.3f}"),
-    "active_dimensions": ("active dims", "{:g}"), "epochs": ("epochs", "{:g}"), "minutes": ("min", "{:.1f}"),
-}
 
 
 @dataclass(frozen=True)
 class ChapterDefaults:
-    """Notebook 02's parameters and defaults, in its parameters cell's order (a test keeps both in step). Small on
-    purpose (CI): 3 x 2 points of the "tiny" model, one epoch each, the best two a second; profiles set the study's."""
+    """Notebook 02's parameters and defaults, in its cell's order (a test keeps both in step): small for CI, profiles set the study's."""
 
     betas: tuple[float, ...] = (0.5, 1.0, 2.0)  # thesis: 1
     free_nats_values: tuple[float, ...] = (0.0, 64.0)  # lambda, nats off the total KL; thesis: 33.3
@@ -144,7 +123,7 @@ class GridSpec:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GridSpec:
         """The inverse of ``to_dict``."""
-        known = {name: values[name] for name in (spec_field.name for spec_field in fields(cls)) if name in values}
+        known = {field.name: values[field.name] for field in fields(cls) if field.name in values}
         configs = {"model_config": ModelConfig(**values["model_config"]), "train_config": TrainConfig(**values["train_config"])}
         return cls(**known | configs)
 
@@ -186,8 +165,8 @@ def load_choice(run_dir: str | os.PathLike) -> dict | None:
     if not path.exists():
         return None
     choice = json.loads(path.read_text())
-    if {"beta", "free_nats"} - choice.keys():
-        raise ValueError(f"{path} lacks {sorted({'beta', 'free_nats'} - choice.keys())}: re-run notebooks/02_grid_search.ipynb")
+    if missing := {"beta", "free_nats"} - choice.keys():
+        raise ValueError(f"{path} lacks {sorted(missing)}: re-run notebooks/02_grid_search.ipynb")
     return choice
 
 
@@ -197,9 +176,6 @@ def write_choice(run_dir: str | os.PathLike, beta: float, free_nats: float, **wh
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"beta": beta, "free_nats": free_nats, **why}, indent=2, sort_keys=True))
     return path
-
-
-# --- storage, study and jobs ---------------------------------------------------------------------
 
 
 def point_name(beta: float, free_nats: float) -> str:
@@ -220,18 +196,14 @@ def job_folder(run_dir: Path, spec: GridSpec, job: Job, study_name: str) -> Path
 
 def load_study(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> tuple[optuna.Study, GridSpec]:
     """An existing grid study and its settings; ValueError naming notebook 02 when there is none."""
-    default = Path(run_dir) / SEARCH_FOLDER / STUDY_FILE
-    file = default if storage is None else Path(storage) if isinstance(storage, (str, os.PathLike)) and "://" not in str(storage) else None
-    missing = (f"no grid study {study_name!r} in {file or storage}: run notebooks/02_grid_search.ipynb "
-               "(or search.run_grid_search) first; it creates the study")
-    if file is not None and not file.exists():  # opening would create it
-        raise ValueError(missing)
+    default = Path(run_dir) / STUDY_FILE
     try:
         with optuna_quiet():
-            study = optuna.load_study(study_name=study_name, storage=open_storage(storage, default))
+            study = optuna.load_study(study_name=study_name, storage=open_storage(storage, default, must_exist=True))
         return study, GridSpec.from_dict(study.user_attrs[SPEC_ATTR])
-    except KeyError as error:
-        raise ValueError(missing) from error
+    except (FileNotFoundError, KeyError) as error:
+        raise ValueError(f"no grid study {study_name!r} in {storage or default}: run notebooks/02_grid_search.ipynb "
+                         "(or search.run_grid_search) first; it creates the study") from error
 
 
 def job_of(trial: FrozenTrial | optuna.Trial) -> Job | None:
@@ -245,8 +217,8 @@ def finished_metrics(trials: list[FrozenTrial]) -> dict[Job, dict[str, Any]]:
 
 
 def scheduled_jobs(spec: GridSpec, finished: dict[Job, dict[str, Any]]) -> list[Job]:
-    """Every job the search has reached: each point at rung 0; once a rung has finished, its best third (at least
-    two; best: higher sampling accuracy, then lower negative ELBO) at the next; after the last, its best two re-run."""
+    """Every job the search has reached: rung 0, then the next rung's once one has finished (best: higher sampling
+    accuracy, then lower negative ELBO), then the last rung's best two re-run."""
     jobs = [Job(*point, 0) for point in spec.points]
     for rung in range(1, len(spec.rung_budgets) + 1):
         current = [job for job in jobs if job.rung == rung - 1]
@@ -255,13 +227,10 @@ def scheduled_jobs(spec: GridSpec, finished: dict[Job, dict[str, Any]]) -> list[
         best = [job.point for job in sorted(current, key=lambda job: (
             -finished[job]["sampling_accuracy"], finished[job]["negative_elbo_nats"], *job.point))]
         if rung < len(spec.rung_budgets):
-            jobs += [Job(*point, rung) for point in best[: max(2, math.ceil(len(best) / KEEP_SHARE))]]
+            jobs += [Job(*point, rung) for point in best[: max(2, math.ceil(len(best) / 3))]]  # a third, two at least
         else:
             jobs += [Job(*point, rung - 1, rerun=True) for point in best[:2]]
     return jobs
-
-
-# --- one job, the search -------------------------------------------------------------------------
 
 
 def train_job(spec: GridSpec, job: Job, folder: Path, train_windows: np.ndarray, valid_windows: np.ndarray,
@@ -286,19 +255,14 @@ def run_grid_search(
     run_dir: str | os.PathLike, spec: GridSpec, train_windows: np.ndarray, valid_windows: np.ndarray,
     storage: StorageArg = None, study_name: str = STUDY_NAME, device: str | None = None, max_trials: int | None = None,
 ) -> pd.DataFrame:
-    """Run every job of the successive halving over ``spec`` not yet done; return ``results_table``.
-
-    train_windows, valid_windows: uint8 [n, steps], notebook 01's splits. Creates study ``study_name``
-    in ``storage`` (see StorageArg) or joins it (ValueError if it has other settings or data); waits
-    while jobs run in other workers, stops when none is left or after ``max_trials`` (0: only create
-    or check the study). Train's output goes to each folder's train.log, a line per job is printed.
-    """
+    """Create or join (ValueError if it has other settings or data) study ``study_name``, run the jobs not yet done
+    (``shared_study.run_jobs``; ``max_trials`` 0: only create it) with notebook 01's splits; return ``results_table``."""
     if max_trials is not None and max_trials < 0:
         raise ValueError(f"`max_trials` must be >= 0 or None, got {max_trials}")
     if not re.fullmatch(r"[\w.-]+", study_name):
         raise ValueError(f"`study_name` names a folder: letters, digits, '_', '.', '-' only, got {study_name!r}")
     run_dir = Path(run_dir)
-    opened = open_storage(storage, run_dir / SEARCH_FOLDER / STUDY_FILE)
+    opened = open_storage(storage, run_dir / STUDY_FILE)
     with optuna_quiet():
         study = optuna.create_study(storage=opened, study_name=study_name, direction="maximize", load_if_exists=True)
     join_settings(study, SPEC_ATTR, spec.to_dict() | {"data_sha256": data_fingerprint(train_windows, valid_windows)})
@@ -306,11 +270,12 @@ def run_grid_search(
     def run_job(trial: optuna.Trial, job: dict[str, Any], folder: Path) -> float:
         job = Job(**job)
         print(f"beta={job.beta:g}, lambda={job.free_nats:g} nats, rung {job.rung}{' re-run' * job.rerun}: ", end="", flush=True)
+        log = folder / "train.log"  # train's lines, kept out of the notebook
         try:
-            with output_to(folder / TRAIN_LOG):
+            with output_to(log):
                 metrics = train_job(spec, job, folder, train_windows, valid_windows, device)
         except BaseException:
-            print(f"failed (see {folder / TRAIN_LOG})")
+            print(f"failed (see {log})")
             raise
         for name, value in metrics.items():
             trial.set_user_attr(name, value)
@@ -325,14 +290,10 @@ def run_grid_search(
     return results_table(run_dir, opened, study_name)
 
 
-# --- results and the choice ----------------------------------------------------------------------
-
-
 def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> pd.DataFrame:
-    """One row per grid point, by beta then lambda: beta, free_nats, free_bits; state (COMPLETE: done at the furthest
-    rung reached; PRUNED: at a lower one; else its latest job's trial's); rung (the highest it finished) and the
-    ``METRIC_COLUMNS`` there; rerun_sampling_accuracy; host (that ran the latest job); folder (its last rung's
-    model, relative to ``run_dir``)."""
+    """One row per grid point, by beta then lambda: beta, free_nats, free_bits; state (COMPLETE: done at the furthest rung
+    reached; PRUNED: at a lower one; else its latest job's trial's); rung (the highest it finished) and the ``METRIC_COLUMNS``
+    there; rerun_sampling_accuracy; host (that ran the latest job); folder (its last rung's model, relative to ``run_dir``)."""
     study, spec = load_study(run_dir, storage, study_name)
     trials = study.get_trials(deepcopy=False)
     finished = finished_metrics(trials)
@@ -355,12 +316,6 @@ def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_
     return pd.DataFrame(rows).astype(dict.fromkeys(numeric, float))
 
 
-def shown_table(table: pd.DataFrame) -> pd.io.formats.style.Styler:
-    """``table``'s ``SHOWN_COLUMNS`` under their short headers, each number to its precision: narrow enough for a page."""
-    shown = table[list(SHOWN_COLUMNS)].rename(columns={name: short for name, (short, _) in SHOWN_COLUMNS.items()})
-    return shown.style.hide(axis="index").format(dict(SHOWN_COLUMNS.values()), na_rep="")
-
-
 def completed(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The COMPLETE or PRUNED rows with every one of ``columns`` known; ValueError if there is none."""
     rows = table[table["state"].isin(["COMPLETE", "PRUNED"])].dropna(subset=columns)
@@ -370,12 +325,9 @@ def completed(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
-    """The point of ``SELECTION_RULE`` among the last rung's rows of ``results_table``, and why (``write_choice``).
-
-    Accuracy prefers a point only by more than the seed noise (the larger difference between the two
-    seeds of a re-run point; None without one) or ``margin``, whichever is larger (the margin
-    applied); lead: the best accuracy over the runner-up's; separated: whether it exceeds that margin.
-    """
+    """The point of ``SELECTION_RULE`` among the last rung's rows of ``results_table``, and why (``write_choice``):
+    the margin applied (the larger of ``margin`` and seed_noise, the larger difference between the two seeds of a
+    re-run point, None without one), the lead of the best accuracy over the runner-up's and whether it exceeds it."""
     if margin < 0:
         raise ValueError(f"`margin` must be >= 0, got {margin}")
     rows = completed(table, ["sampling_accuracy", "negative_elbo_nats", "rung"])
@@ -390,12 +342,10 @@ def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
         ["negative_elbo_nats", "sampling_accuracy", "beta", "free_nats"], ascending=[True, False, True, True]
     ).iloc[0]
     return {
-        "beta": float(chosen["beta"]), "free_nats": float(chosen["free_nats"]),
         "rule": SELECTION_RULE.format(margin=applied), "margin": applied, "margin_set": margin, "seed_noise": noise,
         "lead": lead, "separated": lead > applied + 1e-12, "best_sampling_accuracy": accuracies[0],
-        "eligible_points": len(eligible), "last_rung_points": len(rows), "folder": str(chosen["folder"]),
-        **{name: chosen[name].item() if isinstance(chosen[name], np.generic) else chosen[name]
-           for name in (*METRIC_COLUMNS, "rung", "rerun_sampling_accuracy")},
+        "eligible_points": len(eligible), "last_rung_points": len(rows),
+        **chosen[["beta", "free_nats", "folder", *METRIC_COLUMNS, "rung", "rerun_sampling_accuracy"]].to_dict(),  # Python values
     }
 
 

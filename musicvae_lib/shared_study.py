@@ -58,11 +58,16 @@ def optuna_quiet() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
-def open_storage(storage: StorageArg, default_file: Path) -> optuna.storages.BaseStorage:
-    """A journal file for a path; an RDBStorage with heartbeats and retries for a URL, or SQLite in ``default_file`` for None."""
+def open_storage(storage: StorageArg, default_file: Path, must_exist: bool = False) -> optuna.storages.BaseStorage:
+    """A journal file for a path; an RDBStorage with heartbeats and retries for a URL, or SQLite in ``default_file`` for None.
+
+    ``must_exist``: FileNotFoundError for a file that is not there yet, rather than creating it (a reader's look).
+    """
     if isinstance(storage, optuna.storages.BaseStorage):
         return storage
     file = default_file if storage is None else Path(storage) if "://" not in str(storage) else None
+    if must_exist and file is not None and not file.exists():
+        raise FileNotFoundError(f"no study storage at {file}")
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
     if storage is not None and file is not None:

@@ -19,7 +19,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from musicvae_lib import search, shared_study
+from musicvae_lib import chapter, plots, search, shared_study
 from musicvae_lib.model import preset
 from musicvae_lib.train import TrainConfig
 from conftest import scale_windows
@@ -131,8 +131,8 @@ def test_scheduled_jobs_halve_a_3_x_3_grid_by_sampling_accuracy():
 
 def test_the_shown_table_is_short_and_rounded(finished):
     _, table = finished
-    text = search.shown_table(table).to_string(delimiter="|").splitlines()
-    assert text[0].split("|") == [short for short, _ in search.SHOWN_COLUMNS.values()]
+    text = chapter.grid_table(table).to_string(delimiter="|").splitlines()
+    assert text[0].split("|") == [short for short, _ in chapter.GRID_COLUMNS.values()]
     first = dict(zip(text[0].split("|"), text[1].split("|")))
     assert first["beta"] == "0.5" and first["lambda"] == "0" and first["-ELBO"] == f"{table['negative_elbo_nats'][0]:.1f}"
     assert first["acc. sampl."] == f"{table['sampling_accuracy'][0]:.3f}" and first["rung"] == f"{table['rung'][0]:g}"
@@ -418,3 +418,7 @@ def test_incomplete_choice_names_the_file_and_the_notebook(tmp_path):
     (tmp_path / "grid_search" / "choice.json").write_text('{"beta": 1.0}')
     with pytest.raises(ValueError, match=r"choice.json lacks \['free_nats'\].*02_grid_search"):
         search.load_choice(tmp_path)
+
+
+def test_the_heat_maps_know_the_better_end_of_grid_metrics_only():
+    assert set(plots.GRID_BETTER) <= set(search.METRIC_COLUMNS) and "kl_bits" not in plots.GRID_BETTER

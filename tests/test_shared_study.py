@@ -56,6 +56,9 @@ def test_a_path_opens_a_journal_file_and_none_the_default_sqlite_file_with_heart
     assert isinstance(rdb, optuna.storages.RDBStorage) and (tmp_path / "grid" / "study.db").exists()
     assert rdb.get_heartbeat_interval() == shared_study.HEARTBEAT_SECONDS
     assert isinstance(rdb.get_heartbeat_stale_trial_callback(), optuna.storages.RetryHeartbeatStaleTrialCallback)
+    with pytest.raises(FileNotFoundError, match="no study storage"):  # a reader's look creates nothing
+        shared_study.open_storage(tmp_path / "absent" / "study.log", tmp_path / "unused.db", must_exist=True)
+    assert not (tmp_path / "absent").exists() and not (tmp_path / "unused.db").exists()
 
 
 def test_a_study_keeps_the_first_settings_and_names_every_clash():
