@@ -16,10 +16,12 @@ generating chapters read both with ``load_study_prior``, so they sample from the
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from musicvae_lib import runner
@@ -30,6 +32,7 @@ PRIORS = ("mixture", "normal")  # the fitted mixture, or N(0, I)
 PRIOR_FOLDER = "prior"
 MIXTURE_FILE = f"{PRIOR_FOLDER}/mixture.npz"
 CHOICE_FILE = f"{PRIOR_FOLDER}/choice.json"
+MAX_EM_STEPS = 500
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,13 @@ class LatentMixture:
         noise = rng.standard_normal((n, self.z_size))  # (n, z)
         return (self.means[components] + np.sqrt(self.variances[components]) * noise).astype(np.float32)
 
+    def with_spread(self, spread: float) -> LatentMixture:
+        """The mixture with every component's standard deviations times ``spread``: below 1, draws keep nearer
+        the centres where training melodies lie (a temperature on the prior, as in Glow's sampling)."""
+        if spread <= 0:
+            raise ValueError(f"`spread` must be > 0, got {spread}")
+        return LatentMixture(self.weights, self.means, self.variances * spread**2)
+
     def save(self, path: str | Path) -> Path:
         """The mixture as an .npz of its three arrays."""
         path = Path(path)
@@ -73,11 +83,19 @@ def standard_normal(z_size: int) -> LatentMixture:
 
 
 def fit_latent_mixture(mu: np.ndarray, components: int = 32, seed: int = 0) -> LatentMixture:
-    """A ``components``-Gaussian diagonal mixture fitted by EM to posterior means ``mu`` [n, z] (seeded k-means start)."""
+    """A ``components``-Gaussian diagonal mixture fitted by EM to posterior means ``mu`` [n, z] (seeded k-means start).
+
+    EM stops after ``MAX_EM_STEPS`` even when its likelihood still creeps up (scikit-learn then
+    warns): the mixture is a density to draw from, which those last steps hardly change.
+    """
     mu = np.asarray(mu, dtype=np.float64)
     if mu.ndim != 2 or len(mu) < components:
         raise ValueError(f"need mu [n >= components = {components}, z], got shape {mu.shape}")
-    mixture = GaussianMixture(components, covariance_type="diag", reg_covar=1e-6, random_state=seed).fit(mu)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        mixture = GaussianMixture(
+            components, covariance_type="diag", reg_covar=1e-6, max_iter=MAX_EM_STEPS, random_state=seed
+        ).fit(mu)
     return LatentMixture(mixture.weights_, mixture.means_, mixture.covariances_)
 
 
@@ -104,22 +122,32 @@ class StudyPrior:
     """The prior a run samples from (``name``), and the mixture fitted to it, kept even when ``name`` is "normal"."""
 
     name: str  # one of PRIORS
-    mixture: LatentMixture
+    mixture: LatentMixture  # as fitted
+    spread: float = 1.0  # the mixture's standard deviations are drawn from times this (``with_spread``)
 
     def __post_init__(self) -> None:
         check_prior_name(self.name)
+        self.mixture.with_spread(self.spread)  # ValueError for a spread <= 0
 
     @property
     def density(self) -> LatentMixture:
-        """What z is drawn from: the fitted mixture, or N(0, I) as a one-component mixture."""
-        return self.mixture if self.name == "mixture" else standard_normal(self.mixture.z_size)
+        """What z is drawn from: the fitted mixture at ``spread``, or N(0, I) as a one-component mixture."""
+        return self.mixture.with_spread(self.spread) if self.name == "mixture" else standard_normal(self.mixture.z_size)
 
     def describe(self) -> str:
         """The prior in words, for the chapters' text."""
         if self.name == "normal":
             return "N(0, I), the prior the model was trained towards"
+        spread = f", its standard deviations times {self.spread:g}" if self.spread != 1 else ""
         return (f"a {len(self.mixture.weights)}-component Gaussian mixture fitted to the training windows' "
-                "posterior means (notebook 03)")
+                f"posterior means (notebook 03){spread}")
+
+    def compared_densities(self) -> dict[str, LatentMixture]:
+        """N(0, I), the mixture as fitted and, when the run narrows it, the mixture drawn from: notebook 07's rows."""
+        densities = {"N(0, I)": standard_normal(self.mixture.z_size), "mixture as fitted": self.mixture}
+        if self.spread != 1:
+            densities[f"mixture, spread {self.spread:g}"] = self.mixture.with_spread(self.spread)
+        return densities
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """``n`` draws of z from ``density``, float32 [n, z], from a generator seeded with ``seed``."""
@@ -131,7 +159,7 @@ def save_study_prior(run_dir: str | Path, study_prior: StudyPrior, components: i
     folder = Path(run_dir) / PRIOR_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     study_prior.mixture.save(Path(run_dir) / MIXTURE_FILE)
-    choice = {"prior": study_prior.name, "components": components, "seed": seed}
+    choice = {"prior": study_prior.name, "spread": study_prior.spread, "components": components, "seed": seed}
     (Path(run_dir) / CHOICE_FILE).write_text(json.dumps(choice, indent=2) + "\n")
     return folder
 
@@ -140,4 +168,4 @@ def load_study_prior(run_dir: str | Path) -> StudyPrior:
     """The prior notebook 03 chose and the mixture it fitted; MissingInputError names notebook 03 when absent."""
     runner.require_outputs(run_dir, [MIXTURE_FILE, CHOICE_FILE], produced_by="03_training")
     choice = json.loads((Path(run_dir) / CHOICE_FILE).read_text())
-    return StudyPrior(choice["prior"], load_latent_mixture(Path(run_dir) / MIXTURE_FILE))
+    return StudyPrior(choice["prior"], load_latent_mixture(Path(run_dir) / MIXTURE_FILE), choice.get("spread", 1.0))

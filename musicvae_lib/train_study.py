@@ -142,6 +142,7 @@ class ChapterDefaults:
     bf16: str = "auto"
     prior: str = "mixture"  # prior.PRIORS: the mixture fitted to the training windows' mu, or "normal", N(0, I)
     prior_components: int = 32
+    prior_spread: float = 0.7  # prior.StudyPrior.spread: draws nearer the fitted centres
     eval_windows: int = 500
     n_reconstructions: int = 4
     compare_with: str = ""

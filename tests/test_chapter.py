@@ -71,6 +71,8 @@ def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
     title, parameters = notebook.cells[:2]
     assert title.cell_type == "markdown" and title.source.startswith(f"# {name[:2]} ") and "?" in title.source.splitlines()[0]
     assert "parameters" in parameters.metadata.get("tags", [])
+    # papermill reads each parameter from its line, and warns on a line with a second "=" (in a comment, say)
+    assert not [line for line in parameters.source.splitlines() if line.count("=") > 1 and not line.startswith("#")]
     long_cells = [len(cell.source.splitlines()) for cell in notebook.cells[2:] if cell.cell_type == "code"]
     assert max(long_cells) <= 12
     if name != "01_dataset":  # the data chapter makes the run folder the others open

@@ -199,6 +199,15 @@ def test_realism_by_prior_scores_each_prior_and_counts_copies_of_training_window
     assert table.loc[1, "copies of a training window"] == 1.0
     assert table.loc[0, "copies of a training window"] < 1.0
     assert table.equals(latent.realism_by_prior(model, training, priors, n=30, seed=5))
+    sentence = latent.describe_realism(table, latent.share_within_ranges(decoded_from_point, training))
+    assert "point: " in sentence and "100.0% copies" in sentence
+
+
+def test_training_windows_lie_inside_their_own_ranges_more_often_than_random_ones():
+    training = random_windows(400, seed=2)
+    inside_itself = latent.share_within_ranges(training, training)
+    assert 0.8 <= inside_itself <= 1.0  # the 1st-99th percentile ranges leave out a few extremes per feature
+    assert latent.share_within_ranges(np.zeros((10, 32), dtype=np.uint8), training) == 0.0  # no note: no range holds
 
 
 # ------------------------------------------------------------------------------------------

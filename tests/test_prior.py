@@ -86,7 +86,7 @@ def test_the_run_folder_keeps_the_chosen_prior_and_the_fitted_mixture(tmp_path, 
     assert loaded.describe().startswith("N(0, I)")
     save_study_prior(tmp_path, StudyPrior("mixture", mixture), components=4, seed=1)
     chosen = load_study_prior(tmp_path)
-    assert chosen.density is chosen.mixture
+    assert np.array_equal(chosen.density.variances, chosen.mixture.variances)  # spread 1: as fitted
     assert "4-component" in load_study_prior(tmp_path).describe()
     with pytest.raises(ValueError, match="`prior` must be one of"):
         StudyPrior("uniform", mixture)
@@ -106,3 +106,17 @@ def test_an_unknown_prior_name_is_refused_before_anything_is_fitted():
     check_prior_name("mixture")
     with pytest.raises(ValueError, match="`prior` must be one of \\('mixture', 'normal'\\), got 'gauss'"):
         check_prior_name("gauss")
+
+
+def test_a_spread_below_one_narrows_every_component_and_is_kept_by_the_run_folder(tmp_path):
+    mixture = LatentMixture(np.array([0.5, 0.5]), np.array([[-3.0, 0.0], [3.0, 0.0]]), np.array([[1.0, 4.0], [1.0, 4.0]]))
+    draws = StudyPrior("mixture", mixture, spread=0.5).sample(20_000, seed=0)
+    assert np.std(draws[:, 1]) == pytest.approx(1.0, rel=0.05)  # sd 2 times 0.5
+    assert np.std(draws[draws[:, 0] > 0, 0]) == pytest.approx(0.5, rel=0.05)
+    save_study_prior(tmp_path, StudyPrior("mixture", mixture, spread=0.5), components=2, seed=0)
+    loaded = load_study_prior(tmp_path)
+    assert loaded.spread == 0.5 and "times 0.5" in loaded.describe()
+    assert list(loaded.compared_densities()) == ["N(0, I)", "mixture as fitted", "mixture, spread 0.5"]
+    assert list(StudyPrior("mixture", mixture).compared_densities()) == ["N(0, I)", "mixture as fitted"]
+    with pytest.raises(ValueError, match="spread"):
+        StudyPrior("mixture", mixture, spread=0.0)
