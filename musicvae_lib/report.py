@@ -156,8 +156,8 @@ def reexecution_note(run_dir: Path, timings: pd.DataFrame) -> str | None:
     if float(row["minutes"].iloc[0]) >= trained:
         return None
     return (
-        f"Re-executed from finished work: notebook 02 read its grid from the committed study database and 03 loaded "
-        f"its model (trained {trained:.1f} minutes); the minutes above are the re-execution's, not the study's."
+        f"Re-executed from finished work: notebook 03 loaded its model (trained {trained:.1f} minutes), so its minutes "
+        "above are the re-execution's, not the training's."
     )
 
 
