@@ -45,7 +45,7 @@ PAPER_ACCURACIES = {
 }
 PAPER_SETTINGS = {
     2: "Magenta's cat-mel_2bar_big sizes: 2048-unit LSTMs and a 512-dimensional z",
-    16: "a 2-layer 2048-unit encoder and a 512-dimensional z (Magenta's hierdec-mel_16bar; its conductor and bar decoder 1024 units)",
+    16: "a 2-layer 2048-unit encoder and a 512-dimensional z (Magenta's hierdec-mel_16bar; conductor and bar decoder 1024 units)",
 }
 PAPER_DATA = "trained on ~1.5M MIDI files from the web, on a GPU"
 
@@ -61,7 +61,8 @@ class PaperRow:
 
     @property
     def setting(self) -> str:
-        return f"Roberts et al. 2018, Table 1, {self.bars}-bar melody, {self.decoder} decoder: {PAPER_DATA}, {PAPER_SETTINGS[self.bars]}"
+        row = f"Roberts et al. 2018, Table 1, {self.bars}-bar melody, {self.decoder} decoder"
+        return f"{row}: {PAPER_DATA}, {PAPER_SETTINGS[self.bars]}"
 
 
 def decoder_name(hierarchical: bool) -> str:
@@ -480,8 +481,11 @@ def describe_decoder_comparison(models: Sequence[ScoredModel]) -> str:
     if second.hierarchical and not first.hierarchical:
         first, second = second, first  # the hierarchical first: the difference reads as what the conductor adds
     conductor = first.hierarchical != second.hierarchical
-    mean, error = paired_difference(first.scores.posterior_sampling_window_accuracy, second.scores.posterior_sampling_window_accuracy)
-    question = f"Does the conductor help on {bars} bars?" if conductor else f"Does {first.name} reconstruct better than {second.name}?"
+    mean, error = paired_difference(
+        first.scores.posterior_sampling_window_accuracy, second.scores.posterior_sampling_window_accuracy
+    )
+    question = (f"Does the conductor help on {bars} bars?" if conductor
+                else f"Does {first.name} reconstruct better than {second.name}?")
     numbers = (
         f"In Magenta's eval (sampling accuracy, z ~ q) {first.label} scores {first.scores.posterior_sampling_accuracy:.3f} and "
         f"{second.label} {second.scores.posterior_sampling_accuracy:.3f}, a difference of {mean:+.3f} "
@@ -490,21 +494,24 @@ def describe_decoder_comparison(models: Sequence[ScoredModel]) -> str:
     paper = ""
     if conductor and {(bars, "flat"), (bars, "hierarchical")} <= set(PAPER_ACCURACIES):
         hierarchical, flat = PAPER_ACCURACIES[(bars, "hierarchical")][1], PAPER_ACCURACIES[(bars, "flat")][1]
-        paper = f" The paper's hierarchical and flat decoders score {hierarchical:.3f} and {flat:.3f} on {bars}-bar melodies ({hierarchical - flat:+.3f})."
+        paper = (f" The paper's hierarchical and flat decoders score {hierarchical:.3f} and {flat:.3f} on {bars}-bar "
+                 f"melodies ({hierarchical - flat:+.3f}).")
     if max(first.z_use, second.z_use) < Z_USE_MIN:
         verdict = (
             f"Neither model reads z (greedy with its own z beats a shuffled z by {first.z_use:.3f} and {second.z_use:.3f}, "
             f"under {Z_USE_MIN}): both decode an average melody, so this budget cannot show what the decoders do."
         )
     elif not np.isfinite(error) or abs(mean) <= error:
-        verdict = "The difference lies within what these test windows can tell apart: at this budget neither model is shown better."
+        verdict = ("The difference lies within what these test windows can tell apart: at this budget neither model "
+                   "is shown better.")
     elif not conductor:
         verdict = f"{(first if mean > 0 else second).name} reconstructs better, beyond the test windows' noise."
     elif mean > 0:
         verdict = "Yes: the hierarchical decoder reconstructs better, beyond the test windows' noise."
     else:
         verdict = "No: the flat decoder reconstructs better, beyond the test windows' noise."
-    return f"{question} {numbers}{paper} {verdict} Each model was trained with one seed; the spread between seeds is not measured."
+    seeds = "Each model was trained with one seed; the spread between seeds is not measured."
+    return f"{question} {numbers}{paper} {verdict} {seeds}"
 
 
 ONSET_BIN_EDGES = (0, 5, 10, 14, 18)  # onsets per 2-bar window: bins 0-4, 5-9, 10-13, 14-17, 18 and more

@@ -171,7 +171,7 @@ def profile_parameters(profile_name: str, overrides: list[str], notebooks_dir: P
 
 
 def baseline_config(model_config: ModelConfig, baseline_preset: str) -> ModelConfig:
-    """The baseline's sizes: ``baseline_preset`` on the model's window length; ValueError unless its encoder and z are the model's.
+    """The baseline's sizes: ``baseline_preset`` on the model's window length; ValueError unless it has the model's encoder and z.
 
     A baseline differs from the model in its decoder only, so that a difference in their figures is the decoder's.
     """
@@ -180,7 +180,9 @@ def baseline_config(model_config: ModelConfig, baseline_preset: str) -> ModelCon
     differing = [f"{name} {getattr(config, name)} vs {getattr(model_config, name)}" for name in shared
                  if getattr(config, name) != getattr(model_config, name)]
     if differing:
-        raise ValueError(f"the baseline {baseline_preset!r} must have the model's encoder and z, but differs in {', '.join(differing)}")
+        raise ValueError(
+            f"the baseline {baseline_preset!r} must have the model's encoder and z, but differs in {', '.join(differing)}"
+        )
     return config
 
 
