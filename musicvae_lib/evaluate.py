@@ -13,10 +13,15 @@ or note by note (A3). The decoder runs in one of three ways:
 and z is one of: mu(x), the posterior mean; z ~ q(z|x) = mu + sigma * eps; the mu of another
 window of the set ("shuffled"); or z ~ N(0, I), the prior. Comparing the last two with mu
 shows how much the decoder relies on z (B3): a collapsed posterior makes no difference.
+
+The accuracies are set beside the paper's Table 1 row of the run's melody length and decoder
+(``paper_row``); ``decoder_comparison`` sets two models scored on the same windows side by side,
+a hierarchical decoder and its flat baseline: does the conductor help?
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -28,17 +33,62 @@ from musicvae_lib.features import notes_of, notes_per_window
 from musicvae_lib.inference import check_batch_size, inference, model_windows
 from musicvae_lib.loss import NATS_PER_BIT, kl_per_dimension, reconstruction_nats
 from musicvae_lib.model import MusicVAE
-from musicvae_lib.representation import N_CLASSES, check_tokens
+from musicvae_lib.representation import N_CLASSES, NO_EVENT, NOTE_OFF, STEPS_PER_BAR, check_tokens
 
 # Roberts et al. 2018, "A Hierarchical Latent Vector Model for Learning Long-Term Structure in
-# Music" (ICML), Table 1, row "2-bar Melody", flat decoder: reconstruction accuracy on their
-# held-out test set, temperature 1.
-PAPER_TEACHER_FORCED_ACCURACY = 0.986
-PAPER_SAMPLING_ACCURACY = 0.951
-PAPER_SETTING = (
-    "Roberts et al. 2018, Table 1, 2-bar melody, flat decoder: trained on ~1.5M MIDI files from the web, "
-    "with 2048-unit LSTMs and a 512-dimensional z (Magenta's cat-mel_2bar_big sizes), on a GPU"
-)
+# Music" (ICML), Table 1: reconstruction accuracy on their held-out test set, temperature 1, as
+# (teacher forced, sampling), by melody length in bars and decoder. The 2-bar melody has a flat row only.
+PAPER_ACCURACIES = {
+    (2, "flat"): (0.986, 0.951),
+    (16, "flat"): (0.883, 0.620),
+    (16, "hierarchical"): (0.919, 0.812),
+}
+PAPER_SETTINGS = {
+    2: "Magenta's cat-mel_2bar_big sizes: 2048-unit LSTMs and a 512-dimensional z",
+    16: "a 2-layer 2048-unit encoder and a 512-dimensional z (Magenta's hierdec-mel_16bar; conductor and bar decoder 1024 units)",
+}
+PAPER_DATA = "trained on ~1.5M MIDI files from the web, on a GPU"
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """The row of the paper's Table 1 a run is set beside: its melody length and decoder, and its two accuracies."""
+
+    bars: int
+    decoder: str  # "flat" or "hierarchical"
+    teacher_forced_accuracy: float
+    sampling_accuracy: float
+
+    @property
+    def setting(self) -> str:
+        row = f"Roberts et al. 2018, Table 1, {self.bars}-bar melody, {self.decoder} decoder"
+        return f"{row}: {PAPER_DATA}, {PAPER_SETTINGS[self.bars]}"
+
+
+def decoder_name(hierarchical: bool) -> str:
+    """How the paper names a decoder: "hierarchical" (with a conductor) or "flat"."""
+    return "hierarchical" if hierarchical else "flat"
+
+
+def paper_row(bars: int, hierarchical: bool) -> PaperRow | None:
+    """The paper's row for melodies of ``bars`` bars and this decoder; its flat row where it has no hierarchical one.
+
+    None for a length the paper does not report (it reports 2 and 16 bars).
+    """
+    decoder = decoder_name(hierarchical)
+    if (bars, decoder) not in PAPER_ACCURACIES:
+        decoder = "flat"
+    return PaperRow(bars, decoder, *PAPER_ACCURACIES[(bars, decoder)]) if (bars, decoder) in PAPER_ACCURACIES else None
+
+
+def describe_paper_row(row: PaperRow | None, bars: int) -> str:
+    """Where the paper stands, as part of a sentence: its two accuracies for this length and decoder, or none."""
+    if row is None:
+        return f"the paper reports no {bars}-bar melodies to compare with"
+    return (
+        f"the paper reports {row.teacher_forced_accuracy:.3f} and {row.sampling_accuracy:.3f} for {bars}-bar melodies with its "
+        f"{row.decoder} decoder, a far larger model trained on about 1.5 million MIDI files on a GPU"
+    )
 
 
 def token_accuracy(predicted: np.ndarray, target: np.ndarray) -> float:
@@ -152,6 +202,7 @@ class Reconstruction:
     # Magenta's eval (the paper's Table 1): z ~ q(z|x)
     posterior_teacher_forced_accuracy: float
     posterior_sampling_accuracy: float  # fed its own T = 1 samples, each step's argmax scored
+    posterior_sampling_window_accuracy: np.ndarray  # float [n_windows], the same per window (its noise, for comparisons)
     # A3, greedy reconstruction (z = mu) against the input
     onset: OnsetScores
     greedy_windows: np.ndarray  # uint8 [n_windows, steps], the greedy reconstructions
@@ -311,6 +362,7 @@ def summarise(windows: np.ndarray, decodings: Decodings, active_kl_bits: float) 
         sampled_accuracy=token_accuracy(decodings.sampled, windows),
         posterior_teacher_forced_accuracy=token_accuracy(decodings.teacher_forced_posterior, windows),
         posterior_sampling_accuracy=token_accuracy(decodings.posterior_sampling, windows),
+        posterior_sampling_window_accuracy=(decodings.posterior_sampling == windows).mean(axis=1),
         onset=onset_f1(windows, decodings.greedy),
         greedy_windows=decodings.greedy.astype(np.uint8),
         reconstruction_nats=float(decodings.reconstruction_nats.mean()),
@@ -324,36 +376,165 @@ def summarise(windows: np.ndarray, decodings: Decodings, active_kl_bits: float) 
     )
 
 
-def paper_comparison(result: Reconstruction) -> pd.DataFrame:
-    """Our teacher-forced and sampling accuracies beside the MusicVAE paper's Table 1 (2-bar melody, flat).
+def paper_comparison(result: Reconstruction, hierarchical: bool) -> pd.DataFrame:
+    """Our teacher-forced and sampling accuracies beside the MusicVAE paper's Table 1 row of this length and decoder.
 
     Both ours are computed as Magenta's eval does, with z ~ q(z|x); the paper's come from a far
-    larger model and data set (``PAPER_SETTING``), so they are a ceiling, not a target.
+    larger model and data set (``PaperRow.setting``), so they are a ceiling, not a target. The
+    row is chosen by ``paper_row``; a length the paper does not report gets NaN.
     """
+    row = paper_row(result.steps // STEPS_PER_BAR, hierarchical)
+    nan = float("nan")
     rows = [
-        ("teacher-forced accuracy", result.posterior_teacher_forced_accuracy, PAPER_TEACHER_FORCED_ACCURACY,
+        ("teacher-forced accuracy", result.posterior_teacher_forced_accuracy, row.teacher_forced_accuracy if row else nan,
          "argmax p(x_t | x_<t, z) with z ~ q(z|x), true previous tokens"),
-        ("sampling accuracy", result.posterior_sampling_accuracy, PAPER_SAMPLING_ACCURACY,
+        ("sampling accuracy", result.posterior_sampling_accuracy, row.sampling_accuracy if row else nan,
          "argmax of each step's logits with z ~ q(z|x), fed its own samples at T = 1"),
     ]
     table = pd.DataFrame(rows, columns=["metric", "ours", "paper", "definition"])
-    table["paper_setting"] = PAPER_SETTING
+    table["paper_setting"] = row.setting if row else describe_paper_row(None, result.steps // STEPS_PER_BAR)
     return table
+
+
+Z_USE_MIN = 0.05  # greedy accuracy with the own z above a shuffled z by less: the decoder barely reads z (B3)
+
+
+@dataclass(frozen=True)
+class ScoredModel:
+    """One column of ``decoder_comparison``: a trained model's name (its preset), decoder and test figures."""
+
+    name: str
+    hierarchical: bool
+    scores: Reconstruction
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({decoder_name(self.hierarchical)})"
+
+    @property
+    def z_use(self) -> float:
+        """Greedy accuracy with the own z minus with a shuffled z: how much the decoder reads z (B3)."""
+        return self.scores.greedy_accuracy - self.scores.greedy_accuracy_shuffled_z
+
+
+def comparable(models: Sequence[ScoredModel]) -> int:
+    """The bars of the models' test windows; ValueError unless there are two or more scored on the same windows."""
+    if len(models) < 2:
+        raise ValueError(f"need two or more models to compare, got {len(models)}")
+    shapes = {(model.scores.n_windows, model.scores.steps) for model in models}
+    if len(shapes) > 1:
+        raise ValueError(f"the models must be scored on the same test windows, got (windows, steps) {sorted(shapes)}")
+    return models[0].scores.steps // STEPS_PER_BAR
+
+
+def decoder_comparison(models: Sequence[ScoredModel]) -> pd.DataFrame:
+    """The models' test figures side by side, the paper's Table 1 rows of their length beside the two it reports.
+
+    One row per figure: Magenta's eval (teacher-forced and sampling accuracy, z ~ q), greedy accuracy
+    with the own z and with a shuffled one and their difference (how much each uses z), onset F1
+    of the greedy reconstructions, teacher-forced recall of no-event steps, note-offs and note-ons
+    (the mean over the pitches present), and the KL. A column per model (``ScoredModel.label``),
+    then "paper, flat" and "paper, hierarchical" where the paper reports that decoder at this length.
+    """
+    bars = comparable(models)
+    figures = {
+        "teacher-forced accuracy (z ~ q)": lambda m: m.scores.posterior_teacher_forced_accuracy,
+        "sampling accuracy (z ~ q, T = 1, Magenta's eval)": lambda m: m.scores.posterior_sampling_accuracy,
+        "greedy accuracy (own z = mu)": lambda m: m.scores.greedy_accuracy,
+        "greedy accuracy (shuffled z)": lambda m: m.scores.greedy_accuracy_shuffled_z,
+        "use of z: greedy, own minus shuffled z": lambda m: m.z_use,
+        "onset F1 (greedy)": lambda m: m.scores.onset.f1,
+        "recall of no-event steps (teacher forced, z = mu)": lambda m: m.scores.per_class_accuracy[NO_EVENT],
+        "recall of note-offs (teacher forced, z = mu)": lambda m: m.scores.per_class_accuracy[NOTE_OFF],
+        "recall of note-ons, mean over pitches (teacher forced, z = mu)":
+            lambda m: mean_per_class_accuracy(m.scores.per_class_accuracy[NOTE_OFF + 1:]),
+        "KL, bits per window": lambda m: m.scores.kl_bits,
+    }
+    table = pd.DataFrame({"metric": list(figures)})
+    for model in models:
+        table[model.label] = [float(figure(model)) for figure in figures.values()]
+    for decoder in ("flat", "hierarchical"):
+        if (bars, decoder) in PAPER_ACCURACIES:
+            table[f"paper, {decoder}"] = [*PAPER_ACCURACIES[(bars, decoder)], *[float("nan")] * (len(figures) - 2)]
+    return table
+
+
+def paired_difference(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
+    """Mean of ``first - second`` over paired windows and two standard errors of it (NaN for fewer than 2 windows)."""
+    difference = np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64)
+    error = 2 * difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) >= 2 else float("nan")
+    return float(difference.mean()), float(error)
+
+
+def describe_decoder_comparison(models: Sequence[ScoredModel]) -> str:
+    """Whether the conductor helps (or which of two models reconstructs better), from Magenta's eval on the same windows.
+
+    The difference in sampling accuracy counts only beyond two standard errors of its mean over
+    the paired test windows; a model that barely reads z (``Z_USE_MIN``) decodes an average
+    melody, so two such models show nothing about their decoders. One training seed each: the
+    seeds' spread is not in the error.
+    """
+    bars = comparable(models)
+    if len(models) != 2:
+        raise ValueError(f"describes two models, got {len(models)}")
+    first, second = models
+    if second.hierarchical and not first.hierarchical:
+        first, second = second, first  # the hierarchical first: the difference reads as what the conductor adds
+    conductor = first.hierarchical != second.hierarchical
+    mean, error = paired_difference(
+        first.scores.posterior_sampling_window_accuracy, second.scores.posterior_sampling_window_accuracy
+    )
+    question = (f"Does the conductor help on {bars} bars?" if conductor
+                else f"Does {first.name} reconstruct better than {second.name}?")
+    numbers = (
+        f"In Magenta's eval (sampling accuracy, z ~ q) {first.label} scores {first.scores.posterior_sampling_accuracy:.3f} and "
+        f"{second.label} {second.scores.posterior_sampling_accuracy:.3f}, a difference of {mean:+.3f} "
+        f"(two standard errors over the {first.scores.n_windows:,} test windows: {error:.3f})."
+    )
+    paper = ""
+    if conductor and {(bars, "flat"), (bars, "hierarchical")} <= set(PAPER_ACCURACIES):
+        hierarchical, flat = PAPER_ACCURACIES[(bars, "hierarchical")][1], PAPER_ACCURACIES[(bars, "flat")][1]
+        paper = (f" The paper's hierarchical and flat decoders score {hierarchical:.3f} and {flat:.3f} on {bars}-bar "
+                 f"melodies ({hierarchical - flat:+.3f}).")
+    if max(first.z_use, second.z_use) < Z_USE_MIN:
+        verdict = (
+            f"Neither model reads z (greedy with its own z beats a shuffled z by {first.z_use:.3f} and {second.z_use:.3f}, "
+            f"under {Z_USE_MIN}): both decode an average melody, so this budget cannot show what the decoders do."
+        )
+    elif not np.isfinite(error) or abs(mean) <= error:
+        verdict = ("The difference lies within what these test windows can tell apart: at this budget neither model "
+                   "is shown better.")
+    elif not conductor:
+        verdict = f"{(first if mean > 0 else second).name} reconstructs better, beyond the test windows' noise."
+    elif mean > 0:
+        verdict = "Yes: the hierarchical decoder reconstructs better, beyond the test windows' noise."
+    else:
+        verdict = "No: the flat decoder reconstructs better, beyond the test windows' noise."
+    seeds = "Each model was trained with one seed; the spread between seeds is not measured."
+    return f"{question} {numbers}{paper} {verdict} {seeds}"
 
 
 ONSET_BIN_EDGES = (0, 5, 10, 14, 18)  # onsets per 2-bar window: bins 0-4, 5-9, 10-13, 14-17, 18 and more
 
 
+def onset_bin_edges(steps: int) -> tuple[int, ...]:
+    """``ONSET_BIN_EDGES`` scaled from 2-bar windows to windows of ``steps`` steps: a 16-bar window plays 8 times the notes."""
+    scale = steps / (2 * STEPS_PER_BAR)
+    return tuple(sorted({round(edge * scale) for edge in ONSET_BIN_EDGES}))
+
+
 def accuracy_by_onsets(
-    windows: np.ndarray, reconstructions: np.ndarray, edges: tuple[int, ...] = ONSET_BIN_EDGES
+    windows: np.ndarray, reconstructions: np.ndarray, edges: tuple[int, ...] | None = None
 ) -> pd.DataFrame:
     """Token accuracy of ``reconstructions`` against ``windows`` (both [n, steps]), by the windows' number of onsets.
 
     Dense melodies need more information in z; binning shows where a model runs short. ``edges``
-    are the lower ends of the bins, increasing from 0, the last bin open. One row per bin: onsets
-    ("5-9", "18+"), windows, share of windows, accuracy (NaN for an empty bin).
+    are the lower ends of the bins, increasing from 0, the last bin open; None: ``onset_bin_edges``
+    of the windows' length. One row per bin: onsets ("5-9", "18+"), windows, share of windows,
+    accuracy (NaN for an empty bin).
     """
     reconstructions, windows = same_shape(reconstructions, windows)
+    edges = onset_bin_edges(windows.shape[1]) if edges is None else edges
     if not edges or edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:])):
         raise ValueError(f"`edges` must increase from 0, got {edges}")
     onsets = notes_per_window(windows)

@@ -74,6 +74,8 @@ PRESETS: dict[str, ModelConfig] = {
     "study-flat16": ModelConfig(steps=256, encoder_size=256),
     # tiny sizes for tests and CI-sized runs
     "tiny": ModelConfig(z_size=16, encoder_size=32, decoder_size=32, decoder_layers=1),
+    # tiny's encoder and z with a conductor: "tiny" is its flat baseline in CI-sized runs
+    "tiny-hier": ModelConfig(z_size=16, encoder_size=32, decoder_size=32, decoder_layers=1, conductor_size=32, conductor_layers=1),
 }
 
 

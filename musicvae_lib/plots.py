@@ -135,7 +135,8 @@ def piano_roll_pair(
 ) -> Figure:
     """Two piano rolls stacked, input above output, on the same pitch and step axes.
 
-    Both melodies are token arrays [n_steps] of the same length; ValueError otherwise.
+    Both melodies are token arrays [n_steps] of the same length; ValueError otherwise. Windows
+    longer than 4 bars get twice the width: 16 bars on the 2-bar width leave a 16th note 2 pixels.
     """
     original, reconstruction = representation.melody_tokens(original), representation.melody_tokens(reconstruction)
     if len(original) != len(reconstruction):
@@ -143,7 +144,8 @@ def piano_roll_pair(
             f"`original` and `reconstruction` must have the same number of steps, got {len(original)} and {len(reconstruction)}"
         )
     shared_range = pitch_axis_limits([original, reconstruction])
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 4.8), sharex=True, layout="constrained")
+    width = 6.4 if len(original) <= 4 * representation.STEPS_PER_BAR else 12.8
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(width, 4.8), sharex=True, layout="constrained")
     piano_roll(original, ax=top, title=titles[0], pitch_limits_midi=shared_range)
     piano_roll(reconstruction, ax=bottom, title=titles[1], pitch_limits_midi=shared_range)
     top.set_xlabel("")

@@ -10,7 +10,8 @@ the recipe's (``-p recipe=thesis``: the thesis', with the grid search's beta and
 when the run folder holds one), explicit loss parameters over it. Notebook
 03, run afterwards with the same profile, finds the finished run and goes on from it instead of
 training again (``train.train_or_load``). Under torchrun each process is one DistributedDataParallel
-replica (nccl on GPUs, gloo on CPU); only rank 0 writes.
+replica (nccl on GPUs, gloo on CPU); only rank 0 writes. With ``baseline_preset`` set, the
+baseline is trained next, alike, into ``training_baseline/``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from musicvae_lib import data, loss, runner, search
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import ModelConfig, preset
@@ -28,6 +31,7 @@ from musicvae_lib.train import TrainConfig, TrainResult, train_or_load
 
 NOTEBOOK = "03_training"
 TRAINING_FOLDER = "training"
+BASELINE_FOLDER = "training_baseline"  # the baseline model of ``baseline_preset``, beside the model in training/
 # notebook 03's parameters that are TrainConfig fields; the others (eval_windows, ...) only shape its report
 TRAIN_FIELDS = (
     "learning_rate", "batch_size", "lr_schedule", "max_epochs", "max_minutes", "transpose_semitones", "bf16", "seed",
@@ -145,7 +149,7 @@ class ChapterDefaults:
     prior_spread: float = 0.7  # prior.StudyPrior.spread: draws nearer the fitted centres
     eval_windows: int = 500
     n_reconstructions: int = 4
-    compare_with: str = ""
+    baseline_preset: str = ""  # "": none; a preset with the model's encoder and z, trained alike, e.g. "study-flat16"
     seed: int = 0
     run_dir: str = "../results/interactive"
 
@@ -167,18 +171,48 @@ def profile_parameters(profile_name: str, overrides: list[str], notebooks_dir: P
     return asdict(ChapterDefaults()) | passed
 
 
-def train_from_parameters(parameters: dict[str, Any], device: str | None = None) -> TrainResult:
-    """Train (or find finished) notebook 03's model in ``parameters['run_dir']/training``."""
+def baseline_config(model_config: ModelConfig, baseline_preset: str) -> ModelConfig:
+    """The baseline's sizes: ``baseline_preset`` on the model's window length; ValueError unless it has the model's encoder and z.
+
+    A baseline differs from the model in its decoder only, so that a difference in their figures is the decoder's.
+    """
+    config = preset(baseline_preset, steps=model_config.steps)
+    shared = ("z_size", "encoder_size", "encoder_layers")
+    differing = [f"{name} {getattr(config, name)} vs {getattr(model_config, name)}" for name in shared
+                 if getattr(config, name) != getattr(model_config, name)]
+    if differing:
+        raise ValueError(
+            f"the baseline {baseline_preset!r} must have the model's encoder and z, but differs in {', '.join(differing)}"
+        )
+    return config
+
+
+def describe_training(result: TrainResult, epochs: pd.DataFrame) -> str:
+    """How a training run ended: what stopped it, its epochs, steps, minutes and speed, and its best epoch (``epochs.csv``)."""
+    return (
+        f"Stopped by {result.stopped.replace('_', ' ')} after {result.epochs} epochs ({result.steps:,} steps, "
+        f"{epochs['seconds'].sum() / 60:.1f} minutes, {epochs['sequences_per_second'].median():.0f} sequences/s, "
+        f"bf16 {'on' if result.bf16 else 'off'}); the best validation loss came at epoch {result.best_epoch}."
+    )
+
+
+def train_from_parameters(parameters: dict[str, Any], device: str | None = None, baseline: bool = False) -> TrainResult:
+    """Train (or find finished) notebook 03's model in ``parameters['run_dir']/training``; with ``baseline``, its baseline.
+
+    The baseline (``baseline_preset``, ``baseline_config``) trains with the model's loss, data and
+    budget into ``BASELINE_FOLDER``, with the same resume rules (``train.train_or_load``).
+    """
     run_dir = Path(parameters[runner.RUN_DIR_PARAMETER])
     runner.require_outputs(run_dir, ["dataset/summary.json", "dataset/train.npy"], produced_by="01_dataset")
     model_config, loss_config, train_config, _ = study_configs(
         run_dir, parameters["model_preset"], parameters["recipe"], loss_overrides(parameters),
         **{name: parameters[name] for name in TRAIN_FIELDS},
     )
+    if baseline:
+        model_config = baseline_config(model_config, parameters["baseline_preset"])
     train_windows, valid_windows = data.load_split(run_dir, "train"), data.load_split(run_dir, "valid")
-    return train_or_load(
-        model_config, loss_config, train_config, train_windows, valid_windows, run_dir / TRAINING_FOLDER, device
-    )
+    folder = run_dir / (BASELINE_FOLDER if baseline else TRAINING_FOLDER)
+    return train_or_load(model_config, loss_config, train_config, train_windows, valid_windows, folder, device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results_dir = args.results if args.results is not None else runner.default_results_dir(args.notebooks, args.reference)
     parameters = profile_parameters(args.profile, args.overrides, args.notebooks, results_dir)
-    result = train_from_parameters(parameters, args.device)
-    if os.environ.get("RANK", "0") == "0":
-        print(f"{result.out_dir}: stopped by {result.stopped} after {result.epochs} epochs, {result.steps} steps")
+    for baseline in [False, True] if parameters["baseline_preset"] else [False]:  # the model, then its baseline
+        result = train_from_parameters(parameters, args.device, baseline)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"{result.out_dir}: stopped by {result.stopped} after {result.epochs} epochs, {result.steps} steps")
     return 0
 
 

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -7,7 +8,10 @@ import torch
 from musicvae_lib import evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig, kl_nats, vae_loss
 from musicvae_lib.model import MusicVAE, preset
-from musicvae_lib.representation import Note, notes_to_tokens
+from musicvae_lib.representation import NO_EVENT, NOTE_OFF, Note, notes_to_tokens
+from musicvae_lib.train import TrainConfig, train
+
+from conftest import scale_windows
 
 C4, D4, E4, F4, G4 = 60, 62, 64, 65, 67
 
@@ -127,6 +131,8 @@ def test_evaluate_an_untrained_model(untrained):
     assert result.teacher_forced_accuracy == pytest.approx((predicted == tokens).float().mean().item())
     assert np.array_equal(result.greedy_windows, greedy.numpy())
     assert result.greedy_accuracy == evaluate.token_accuracy(result.greedy_windows, windows)
+    assert result.posterior_sampling_window_accuracy.shape == (11,)
+    assert result.posterior_sampling_window_accuracy.mean() == pytest.approx(result.posterior_sampling_accuracy)
     assert result.onset == evaluate.onset_f1(windows, result.greedy_windows)
 
     # the KL per dimension, in bits, adds up to the total KL of loss.kl_nats
@@ -200,10 +206,111 @@ def test_a_model_that_memorised_four_windows_relies_on_z():
 
 def test_paper_comparison_sets_ours_beside_table_1(untrained):
     result = evaluate.evaluate(untrained, melody_windows(3, seed=4))
-    table = evaluate.paper_comparison(result)
+    table = evaluate.paper_comparison(result, hierarchical=False)
     assert table.metric.tolist() == ["teacher-forced accuracy", "sampling accuracy"]
     assert table.paper.tolist() == [0.986, 0.951]
     assert table.ours.tolist() == [result.posterior_teacher_forced_accuracy, result.posterior_sampling_accuracy]
+    assert table.paper_setting[0].startswith("Roberts et al. 2018, Table 1, 2-bar melody, flat decoder")
+
+
+def test_the_paper_rows_follow_the_bar_count_and_the_decoder():
+    assert evaluate.paper_row(2, False) == evaluate.PaperRow(2, "flat", 0.986, 0.951)
+    assert evaluate.paper_row(2, True) == evaluate.paper_row(2, False)  # the paper has no 2-bar hierarchical row
+    assert evaluate.paper_row(16, False) == evaluate.PaperRow(16, "flat", 0.883, 0.620)
+    assert evaluate.paper_row(16, True) == evaluate.PaperRow(16, "hierarchical", 0.919, 0.812)
+    assert evaluate.paper_row(4, False) is None
+    assert evaluate.describe_paper_row(None, 4) == "the paper reports no 4-bar melodies to compare with"
+    assert "0.919 and 0.812 for 16-bar melodies with its hierarchical decoder" in evaluate.describe_paper_row(evaluate.paper_row(16, True), 16)
+
+    torch.manual_seed(0)
+    windows = np.tile(melody_windows(3, seed=6), 8)  # 3 windows of 16 bars
+    models = [
+        evaluate.ScoredModel(name, preset(name).hierarchical, evaluate.evaluate(MusicVAE(preset(name, steps=256)), windows))
+        for name in ("tiny-hier", "tiny")
+    ]
+    table = evaluate.paper_comparison(models[0].scores, hierarchical=True)
+    assert table.paper.tolist() == [0.919, 0.812] and "16-bar melody, hierarchical decoder" in table.paper_setting[0]
+    both = evaluate.decoder_comparison(models)
+    assert both["paper, flat"].iloc[:2].tolist() == [0.883, 0.620] and both["paper, hierarchical"].iloc[:2].tolist() == [0.919, 0.812]
+    assert "The paper's hierarchical and flat decoders score 0.812 and 0.620 on 16-bar melodies (+0.192)." in (
+        evaluate.describe_decoder_comparison(models)
+    )
+    four_bars = evaluate.evaluate(MusicVAE(preset("tiny", steps=64)), np.tile(melody_windows(2, seed=6), 2))
+    assert evaluate.paper_comparison(four_bars, hierarchical=False).paper.isna().all()
+
+
+@pytest.fixture(scope="module")
+def flat_and_hierarchical(tmp_path_factory) -> list[evaluate.ScoredModel]:
+    """Tiny hierarchical and flat models with the same encoder and z, trained alike on scales, scored on the same test scales."""
+    config = TrainConfig(batch_size=16, max_epochs=2, bf16=False, learning_rate=3e-3)
+    test = scale_windows(12, 2)
+    models = []
+    for name in ("tiny-hier", "tiny"):
+        out_dir = tmp_path_factory.mktemp(name) / "run"
+        result = train(preset(name), LossConfig(), config, scale_windows(64, 0), scale_windows(16, 1), out_dir, device="cpu")
+        models.append(evaluate.ScoredModel(name, result.model.config.hierarchical, evaluate.evaluate(result.model, test)))
+    return models
+
+
+def test_decoder_comparison_sets_the_models_side_by_side_beside_the_paper(flat_and_hierarchical):
+    hierarchical, flat = flat_and_hierarchical
+    table = evaluate.decoder_comparison(flat_and_hierarchical).set_index("metric")
+    assert list(table.columns) == ["tiny-hier (hierarchical)", "tiny (flat)", "paper, flat"]  # 2 bars: a flat row only
+    for model in flat_and_hierarchical:
+        column, scores = table[model.label], model.scores
+        assert column["teacher-forced accuracy (z ~ q)"] == scores.posterior_teacher_forced_accuracy
+        assert column["sampling accuracy (z ~ q, T = 1, Magenta's eval)"] == scores.posterior_sampling_accuracy
+        assert column["greedy accuracy (own z = mu)"] == scores.greedy_accuracy
+        assert column["use of z: greedy, own minus shuffled z"] == pytest.approx(scores.greedy_accuracy - scores.greedy_accuracy_shuffled_z)
+        assert column["onset F1 (greedy)"] == scores.onset.f1
+        assert column["recall of no-event steps (teacher forced, z = mu)"] == scores.per_class_accuracy[NO_EVENT]
+        assert column["recall of note-offs (teacher forced, z = mu)"] == scores.per_class_accuracy[NOTE_OFF]
+        assert 0 <= column["recall of note-ons, mean over pitches (teacher forced, z = mu)"] <= 1
+    assert table["paper, flat"].iloc[:2].tolist() == [0.986, 0.951] and table["paper, flat"].iloc[2:].isna().all()
+    with pytest.raises(ValueError, match="two or more"):
+        evaluate.decoder_comparison([flat])
+    fewer = replace(flat, scores=replace(flat.scores, n_windows=5))
+    with pytest.raises(ValueError, match="same test windows"):
+        evaluate.decoder_comparison([hierarchical, fewer])
+
+
+def with_sampling_accuracies(model: evaluate.ScoredModel, per_window: list[float], z_use: float) -> evaluate.ScoredModel:
+    """``model`` with its Magenta-eval accuracy per window and its use of z set: the numbers the verdict reads."""
+    scores = replace(
+        model.scores, posterior_sampling_window_accuracy=np.array(per_window), posterior_sampling_accuracy=float(np.mean(per_window)),
+        greedy_accuracy=0.5 + z_use, greedy_accuracy_shuffled_z=0.5,
+    )
+    return replace(model, scores=scores)
+
+
+def test_describe_decoder_comparison_answers_whether_the_conductor_helps(flat_and_hierarchical):
+    hierarchical, flat = flat_and_hierarchical
+    text = evaluate.describe_decoder_comparison([flat, hierarchical])  # the hierarchical model is named first either way
+    assert text.startswith("Does the conductor help on 2 bars? In Magenta's eval (sampling accuracy, z ~ q) tiny-hier (hierarchical)")
+    assert "over the 12 test windows" in text and "the spread between seeds is not measured" in text
+
+    def verdict(hierarchical_accuracies: list[float], flat_accuracies: list[float], z_use: float = 0.2) -> str:
+        return evaluate.describe_decoder_comparison([
+            with_sampling_accuracies(hierarchical, hierarchical_accuracies, z_use), with_sampling_accuracies(flat, flat_accuracies, z_use),
+        ])
+
+    assert "Yes: the hierarchical decoder reconstructs better" in verdict([0.80, 0.82] * 6, [0.60, 0.61] * 6)
+    assert "a difference of +0.210" in verdict([0.80, 0.83] * 6, [0.60, 0.61] * 6)
+    assert "No: the flat decoder reconstructs better" in verdict([0.60, 0.61] * 6, [0.80, 0.82] * 6)
+    assert "within what these test windows can tell apart" in verdict([0.6, 0.8] * 6, [0.8, 0.6] * 6)
+    assert "Neither model reads z" in verdict([0.80, 0.82] * 6, [0.60, 0.61] * 6, z_use=0.01)
+    two_flat = evaluate.describe_decoder_comparison([flat, replace(flat, name="tiny-2")])
+    assert two_flat.startswith("Does tiny reconstruct better than tiny-2?")
+    with pytest.raises(ValueError, match="two models"):
+        evaluate.describe_decoder_comparison([hierarchical, flat, flat])
+
+
+def test_onset_bins_grow_with_the_window():
+    assert evaluate.onset_bin_edges(32) == evaluate.ONSET_BIN_EDGES
+    assert evaluate.onset_bin_edges(256) == (0, 40, 80, 112, 144)  # 16 bars play 8 times the notes of 2
+    windows = np.tile(windows_with_onsets([2, 20]), 8)  # 16 onsets and 160 onsets in 256 steps
+    table = evaluate.accuracy_by_onsets(windows, windows)
+    assert list(table["onsets"]) == ["0-39", "40-79", "80-111", "112-143", "144+"] and list(table["windows"]) == [1, 0, 0, 0, 1]
 
 
 def windows_with_onsets(counts: list[int]) -> np.ndarray:

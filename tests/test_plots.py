@@ -120,6 +120,13 @@ def test_piano_roll_pair_stacks_input_over_output_on_one_pitch_scale():
     assert [patch.get_y() for patch in top.patches] == [59.5]
     assert [patch.get_y() for patch in bottom.patches] == [75.5]
     assert bottom.get_xlabel() == "step (16th notes)"
+    assert fig.get_size_inches()[0] == 6.4
+
+
+def test_a_16_bar_piano_roll_pair_is_twice_as_wide():
+    window = np.zeros(256, dtype=np.uint8)
+    window[0] = 60 - 21 + 2  # MIDI 60 from step 0 to the end
+    assert plots.piano_roll_pair(window, window).get_size_inches()[0] == 12.8
 
 
 def test_piano_roll_pair_rejects_windows_of_different_lengths():

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 
 from musicvae_lib import runner, search, train, train_study
 from musicvae_lib.loss import LossConfig
+from musicvae_lib.model import preset
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -120,3 +122,39 @@ def test_training_before_notebook_01_names_it(tmp_path):
     parameters = train_study.profile_parameters("quick", [], REPOSITORY / "notebooks", tmp_path)
     with pytest.raises(runner.MissingInputError, match="01_dataset"):
         train_study.train_from_parameters(parameters, device="cpu")
+
+
+def test_the_baseline_trains_alike_into_its_own_folder_and_goes_on_from_it(tmp_path, capsys):
+    write_dataset(tmp_path / "quick")
+    overrides = ["batch_size=16", "bf16=false", "model_preset=tiny-hier", "baseline_preset=tiny"]
+    command = ["--profile", "quick", "--results", str(tmp_path), "--device", "cpu", "-p", "max_epochs=1"]
+    assert train_study.main(command + [word for override in overrides for word in ("-p", override)]) == 0
+    assert capsys.readouterr().out.count("stopped by max_epochs after 1 epochs, 4 steps") == 2  # the model, then the baseline
+    run = tmp_path / "quick"
+    model, baseline = (json.loads((run / folder / train.DONE_FILE).read_text())["identity"]
+                       for folder in (train_study.TRAINING_FOLDER, train_study.BASELINE_FOLDER))
+    assert model["model_config"]["conductor_size"] == 32 and baseline["model_config"] == dataclasses.asdict(preset("tiny"))
+    assert all(model[key] == baseline[key] for key in ("loss_config", "train_config", "data_sha256"))
+
+    parameters = train_study.profile_parameters("quick", overrides + ["max_epochs=2"], REPOSITORY / "notebooks", tmp_path)
+    resumed = train_study.train_from_parameters(parameters, device="cpu", baseline=True)  # a larger budget goes on
+    assert (resumed.resumed, resumed.epochs, resumed.steps) == (True, 2, 8) and not resumed.model.config.hierarchical
+    again = train_study.train_from_parameters(parameters, device="cpu", baseline=True)  # the same budget finds it finished
+    assert (again.resumed, again.steps) == (False, 8)
+    epochs = pd.read_csv(run / train_study.BASELINE_FOLDER / train.EPOCHS_LOG)
+    assert train_study.describe_training(again, epochs).startswith("Stopped by max epochs after 2 epochs (8 steps, ")
+
+
+def test_a_baseline_shares_the_model_encoder_and_z():
+    assert train_study.baseline_config(preset("tiny-hier", steps=64), "tiny") == preset("tiny", steps=64)
+    with pytest.raises(ValueError, match="differs in z_size 256 vs 16, encoder_size 512 vs 32"):
+        train_study.baseline_config(preset("tiny-hier"), "study")
+    with pytest.raises(ValueError, match="unknown model preset"):
+        train_study.baseline_config(preset("tiny"), "flat")
+
+
+def test_the_16_bar_profile_trains_a_flat_baseline_beside_the_hierarchical_model(tmp_path):
+    parameters = train_study.profile_parameters("hier16", [], REPOSITORY / "notebooks", tmp_path)
+    assert (parameters["model_preset"], parameters["baseline_preset"]) == ("study-hier16", "study-flat16")
+    baseline = train_study.baseline_config(preset(parameters["model_preset"]), parameters["baseline_preset"])
+    assert baseline.steps == 256 and not baseline.hierarchical
