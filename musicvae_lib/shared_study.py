@@ -105,6 +105,12 @@ def folder_lock(folder: Path) -> TextIO | None:
     return handle
 
 
+def wait_for_lock(folder: Path) -> None:
+    """Block until no process holds the folder's lock (``folder_lock``)."""
+    with open(folder / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+
+
 def claim(trial: optuna.Trial) -> None:
     """Record this process in ``trial`` (after taking its folder's lock): what ``requeue_killed`` checks."""
     trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "trial": trial.number})
@@ -141,21 +147,27 @@ def run_jobs(
     Before and after each trial: jobs of killed workers are queued again (``requeue_killed``,
     Optuna's ``fail_stale_trials``), and each job of ``due_jobs()`` without a COMPLETE, RUNNING or
     WAITING trial is queued (so one that failed runs again). A trial whose job is COMPLETE or RUNNING
-    in an earlier trial, or whose folder another process holds, is PRUNED; ``run_job`` runs the rest
+    in an earlier trial is PRUNED, as is one whose folder another process holds, once that process has
+    let go (SQLite may hand one trial to two workers: the one holding the folder tells it); ``run_job`` runs the rest
     while this process holds the job folder's lock. While only other workers' jobs run, it waits:
     the jobs due next may depend on theirs.
     """
     held: list[TextIO | None] = []
+    asked: list[int] = []  # the trial this process runs now
+    waited: set[int] = set()  # trials whose folder another process held: it may have told them already
 
     def objective(trial: optuna.Trial) -> float:
+        asked.append(trial.number)
         if (job := trial.user_attrs.get(JOB_ATTR)) is None:  # made by Optuna: another worker took the last queued job
             raise optuna.TrialPruned("no job queued")
         for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
             if other.user_attrs.get(JOB_ATTR) == job and (other.state == TrialState.COMPLETE or other.number < trial.number):
                 raise optuna.TrialPruned(f"{job} is {other.state.name} in trial {other.number}")
         held.append(folder_lock(folder_of(job)))  # held until the trial is told (tidy): else a live trial looks killed
-        if held[-1] is None:
-            raise optuna.TrialPruned(f"another process works in {folder_of(job)}")
+        if held[-1] is None:  # SQLite can hand one WAITING trial to two workers: let the other tell it first
+            wait_for_lock(folder_of(job))
+            waited.add(trial.number)
+            raise optuna.TrialPruned(f"another process worked in {folder_of(job)}")
         claim(trial)
         return run_job(trial, job, folder_of(job))
 
@@ -176,7 +188,13 @@ def run_jobs(
             tidy(study)
             while (max_trials is None or trials < max_trials) and (states := {t.state for t in study.get_trials(deepcopy=False, states=LIVE[1:])}):
                 if TrialState.WAITING in states:
-                    study.optimize(objective, n_trials=1, callbacks=[tidy])
+                    asked.clear()
+                    try:
+                        study.optimize(objective, n_trials=1, callbacks=[tidy])
+                    except ValueError:  # "Cannot tell a COMPLETE trial": the process that held its folder told it
+                        if not asked or asked[-1] not in waited:
+                            raise
+                        tidy(study)
                     trials += 1
                 else:
                     time.sleep(WAIT_SECONDS)

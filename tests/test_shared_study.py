@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -93,3 +94,23 @@ def test_run_jobs_runs_each_due_job_once_and_queues_a_failed_one_again(tmp_path)
     assert ran == [0, 1, 2, 1]  # the failed job once more, the others never again
     shared_study.run_jobs(study, storage, due, lambda job: tmp_path / str(job["n"]), run_job)
     assert ran == [0, 1, 2, 1] and sorted(t.value for t in study.trials if t.value is not None) == [0.0, 1.0, 2.0]
+
+
+def test_a_job_whose_folder_another_process_holds_waits_for_it_then_runs_unless_done(tmp_path):
+    storage = shared_study.open_storage(tmp_path / "study.log", tmp_path / "unused.db")
+    study = optuna.create_study(storage=storage)
+    folder = tmp_path / "0"
+    folder.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        f"handle = open({str(folder / shared_study.LOCK_FILE)!r}, 'a'); fcntl.flock(handle, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True); time.sleep(2)\n"
+    )], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    ran = []
+    started = time.monotonic()
+    shared_study.run_jobs(study, storage, lambda: [{"n": 0}], lambda job: folder, lambda trial, job, _: ran.append(job["n"]) or 0.0)
+    holder.wait()
+    assert time.monotonic() - started >= 1.0  # it waited for the holder rather than giving up at once
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE] and ran == [0]
