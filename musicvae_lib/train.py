@@ -5,7 +5,8 @@ trains a MusicVAE and writes into ``out_dir``:
 
 - ``steps.csv``: one row per optimiser step (loss, ``losses/r_loss``, ``losses/kl_bits``,
   ``global_norm`` before clipping, ``learning_rate``), so that a notebook can mark the sudden jumps
-  the thesis saw in its loss curve;
+  the thesis saw in its loss curve. Rows are written in chunks (at each progress-bar update,
+  checkpoint, epoch end): a step's values stay on the device, so no step waits for the GPU;
 - ``epochs.csv``: one row per epoch, training means and validation values side by side;
 - ``checkpoint.pt``: everything needed to go on (weights, optimiser, schedule, random generators,
   the epoch's batch order and the position in it, log sizes), written every
@@ -32,7 +33,7 @@ import random
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Collection, Mapping, TextIO
+from typing import Any, Collection, Iterable, Mapping, TextIO
 
 import numpy as np
 import pandas as pd
@@ -91,7 +92,9 @@ TIMING_COLUMNS = ("seconds", "sequences_per_second")
 # stands (a longer budget). Named as config_clashes names them.
 RESUMED_SETTINGS = frozenset({"train_config.max_epochs", "train_config.max_minutes", "train_config.checkpoint_every_steps"})
 
-PROGRESS_SECONDS = 10.0  # between progress-bar updates (the runner keeps only a bar's last state)
+# between progress-bar updates (the runner keeps only a bar's last state); steps.csv gets the steps since
+# the last update then too, so that a step never waits for the device to hand back its values
+PROGRESS_SECONDS = 10.0
 
 # Independent random streams drawn from the one seed (numpy SeedSequence entropy [seed, stream, rank]).
 DATA_STREAM, NOISE_STREAM, VALID_STREAM = 0, 1, 2
@@ -225,6 +228,22 @@ def transpose_windows(windows: np.ndarray, max_semitones: int, rng: np.random.Ge
     shifts = rng.integers(low, high, endpoint=True)  # (n,)
     shifted = tokens.astype(np.int64) + is_pitch * shifts[:, None]
     return shifted.astype(tokens.dtype)
+
+
+def adam(parameters: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Adam:
+    """The thesis' Adam with the fused kernel: one launch for all parameters on CUDA, and on CPU a step
+    about 7x faster than the default multi-tensor one (20 -> 2.7 ms at the study's sizes, 1 thread)."""
+    return torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+
+
+def keep_implementation(optimizer: torch.optim.Optimizer) -> None:
+    """After ``load_state_dict``: the implementation this code builds, not the checkpoint's.
+
+    ``load_state_dict`` takes every group setting from the checkpoint, ``fused`` and ``foreach`` included,
+    so a checkpoint of an older version would go on with that version's kernels, unlike a run never stopped.
+    """
+    for group in optimizer.param_groups:
+        group.update(fused=True, foreach=None)
 
 
 def plateau_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
@@ -439,9 +458,9 @@ class CsvLog:
         if header != self.columns:
             raise CheckpointError(f"{self.path} has columns {header}, expected {self.columns}")
 
-    def write(self, row: dict[str, float | int]) -> None:
-        """Append ``row`` and flush, so a notebook can follow a run as it trains."""
-        self.writer.writerow([row[column] for column in self.columns])
+    def write(self, rows: Iterable[dict[str, float | int]]) -> None:
+        """Append ``rows`` and flush, so a notebook can follow a run as it trains."""
+        self.writer.writerows([row[column] for column in self.columns] for row in rows)
         self.file.flush()
 
     def flush(self) -> int:
@@ -478,11 +497,28 @@ def batch_sums(parts: LossParts, logits: Tensor, tokens: Tensor) -> Tensor:
     """float64 [6]: sequences, and sums over them of loss, r_loss, KL nats, correct tokens, tokens.
 
     logits [B, T, C], tokens [B, T]; accuracy is Magenta's: argmax against the true token at every step.
+    Device kernels only (no tensor from a host value), so a CUDA graph can capture it.
     """
     n = tokens.shape[0]
+    weighted = torch.stack([parts.loss, parts.r_loss, parts.kl]).detach() * n  # float32 products, then widened
     correct = (logits.argmax(-1) == tokens).sum()
-    values = [n, parts.loss.detach() * n, parts.r_loss.detach() * n, parts.kl.detach() * n, correct, tokens.numel()]
-    return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=tokens.device) for v in values])
+    sequences, all_tokens = (weighted.new_full((1,), count, dtype=torch.float64) for count in (n, tokens.numel()))
+    return torch.cat([sequences, weighted.double(), correct.double()[None], all_tokens])
+
+
+@dataclass
+class PendingStep:
+    """A step whose logged values are still on the device: they are read many steps at a time
+    (``Trainer.write_pending``), since reading them at once would make every step wait for the device."""
+
+    step: int
+    epoch: int
+    sums: Tensor  # ``batch_sums``, added over processes
+    global_norm: Tensor  # before clipping
+    beta: float
+    learning_rate: float
+    teacher_probability: float
+    seconds: float = 0.0  # wall time of the step, batch preparation included
 
 
 def per_sequence_means(sums: list[float], beta: float) -> dict[str, float]:
@@ -541,7 +577,7 @@ class Trainer:
             device_ids = [device.index] if device.type == "cuda" else None
             training_pass = nn.parallel.DistributedDataParallel(training_pass, device_ids=device_ids)
         self.training_pass = training_pass
-        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.optimizer = adam(self.vae.parameters(), config)
         self.scheduler = plateau_schedule(self.optimizer, config) if config.lr_schedule == "plateau" else None
         self.data_rng = np.random.default_rng(stream_seed(config.seed, DATA_STREAM))  # same on every process
         self.noise = torch.Generator(device).manual_seed(stream_seed(config.seed, NOISE_STREAM, rank))
@@ -552,6 +588,8 @@ class Trainer:
         self.last_tick = time.monotonic()
         log_sizes = self.resume() if self.resumed else {STEPS_LOG: None, EPOCHS_LOG: None}
         self.progress.sessions += 1
+        self.pending: list[PendingStep] = []
+        self.last_written = time.monotonic()
         self.steps_log = self.epochs_log = None
         if rank == 0:
             self.steps_log = CsvLog(out_dir / STEPS_LOG, STEP_COLUMNS, log_sizes[STEPS_LOG])
@@ -588,6 +626,7 @@ class Trainer:
         try:
             self.vae.load_state_dict(checkpoint["model"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
+            keep_implementation(self.optimizer)
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(checkpoint["scheduler"])
             self.progress = Progress(**checkpoint["progress"])
@@ -619,7 +658,9 @@ class Trainer:
         return states
 
     def save_checkpoint(self) -> None:
-        """Write checkpoint.pt atomically (rank 0), after flushing the logs whose sizes it records."""
+        """Write checkpoint.pt atomically (rank 0), after logging the pending steps and flushing the logs whose
+        sizes it records."""
+        self.write_pending()
         self.tick()
         noise_states = self.gathered(self.noise.get_state())
         cuda_states = self.gathered(torch.cuda.get_rng_state(self.device)) if self.device.type == "cuda" else None
@@ -667,10 +708,12 @@ class Trainer:
         if self.config.max_minutes == 0:
             return self.progress.step / (self.config.max_epochs * self.batches_per_epoch)
         self.tick()
-        elapsed = torch.tensor([self.progress.elapsed_seconds], device=self.device)
-        if self.world_size > 1:
-            dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
-        return float(elapsed.item()) / (60.0 * self.config.max_minutes)
+        elapsed = self.progress.elapsed_seconds
+        if self.world_size > 1:  # the only device round trip of the budget: one process reads the clock alone
+            slowest = torch.tensor([elapsed], device=self.device)
+            dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+            elapsed = float(slowest.item())
+        return elapsed / (60.0 * self.config.max_minutes)
 
     def set_learning_rate(self, learning_rate: float) -> None:
         for group in self.optimizer.param_groups:
@@ -700,14 +743,17 @@ class Trainer:
             return "max_minutes"
         return None
 
-    def reduced(self, sums: Tensor) -> list[float]:
-        """``sums`` added over processes, as Python floats."""
+    def summed(self, sums: Tensor) -> Tensor:
+        """``sums`` added over processes, on the device."""
         if self.world_size > 1:
             dist.all_reduce(sums)
-        return sums.tolist()
+        return sums
 
-    def train_step(self, batch: np.ndarray) -> dict[str, float]:
-        """One optimiser step on this process' share of ``batch`` (uint8 [batch_size, steps]); the step's row."""
+    def train_step(self, batch: np.ndarray) -> PendingStep:
+        """One optimiser step on this process' share of ``batch`` (uint8 [batch_size, steps]).
+
+        Nothing in it waits for the device: its logged values stay there until ``write_pending``.
+        """
         step = self.progress.step
         tokens = torch.from_numpy(batch[self.rank :: self.world_size]).to(self.device).long()  # (B / world, T)
         if self.config.lr_schedule == "exponential":
@@ -721,22 +767,48 @@ class Trainer:
         parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, step)
         self.optimizer.zero_grad(set_to_none=True)
         parts.loss.backward()
-        global_norm = nn.utils.clip_grad_norm_(self.vae.parameters(), self.config.grad_clip).item()
+        global_norm = nn.utils.clip_grad_norm_(self.vae.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        row_means = per_sequence_means(self.reduced(batch_sums(parts, logits, tokens)), parts.beta)
-        if not math.isfinite(row_means["loss"]):
-            raise FloatingPointError(
-                f"loss is {row_means['loss']} at step {step + 1} (epoch {self.progress.epoch + 1}) of {self.out_dir}; "
-                f"{self.checkpoint_path} precedes it: lower `learning_rate` or set bf16=False"
-            )
-        return {
-            "step": step + 1,
-            "epoch": self.progress.epoch + 1,
-            **row_means,
-            "global_norm": global_norm,
-            "learning_rate": learning_rate,
-            "teacher_probability": teacher_probability,
-        }
+        sums = self.summed(batch_sums(parts, logits, tokens))
+        return PendingStep(step + 1, self.progress.epoch + 1, sums, global_norm, parts.beta, learning_rate, teacher_probability)
+
+    def write_pending(self) -> dict[str, float] | None:
+        """Read the pending steps' values off the device in one go, log them and add them to the epoch's sums.
+
+        Returns the last row (None if nothing was pending). FloatingPointError at the first step whose loss
+        is not finite, after logging the steps before it: a chunk is written before every checkpoint, so the
+        last checkpoint precedes that step.
+        """
+        pending, self.pending = self.pending, []
+        self.last_written = time.monotonic()
+        if not pending:
+            return None
+        sums = torch.stack([record.sums for record in pending]).tolist()
+        norms = torch.stack([record.global_norm for record in pending]).tolist()
+        rows = []
+        for record, step_sums, global_norm in zip(pending, sums, norms):
+            row = {
+                "step": record.step,
+                "epoch": record.epoch,
+                **per_sequence_means(step_sums, record.beta),
+                "global_norm": global_norm,
+                "learning_rate": record.learning_rate,
+                "teacher_probability": record.teacher_probability,
+            }
+            if not math.isfinite(row["loss"]):
+                self.log_steps(rows)
+                raise FloatingPointError(
+                    f"loss is {row['loss']} at step {record.step} (epoch {record.epoch}) of {self.out_dir}; "
+                    f"{self.checkpoint_path} precedes it: lower `learning_rate` or set bf16=False"
+                )
+            self.accumulate(row, self.config.batch_size, record.seconds)
+            rows.append(row)
+        self.log_steps(rows)
+        return rows[-1]
+
+    def log_steps(self, rows: list[dict[str, float]]) -> None:
+        if self.rank == 0:
+            self.steps_log.write(rows)
 
     def accumulate(self, row: dict[str, float], sequences: int, seconds: float) -> None:
         """Add a step's row to the epoch's running sums."""
@@ -775,15 +847,15 @@ class Trainer:
             batch = self.train_windows[indices]  # (B, T)
             if self.config.transpose_semitones:
                 batch = transpose_windows(batch, self.config.transpose_semitones, self.data_rng)
-            row = self.train_step(batch)
+            record = self.train_step(batch)
             progress.step += 1
             progress.position += 1
-            self.accumulate(row, size, time.monotonic() - started)
-            if self.rank == 0:
-                self.steps_log.write(row)
+            record.seconds = time.monotonic() - started
+            self.pending.append(record)
+            if time.monotonic() - self.last_written >= PROGRESS_SECONDS and (row := self.write_pending()):
+                # refresh=False: shown at the bar's next timed update, not one line per batch
+                bar.set_postfix(loss=f"{row['loss']:.2f}", r_loss=f"{row['losses/r_loss']:.2f}", refresh=False)
             bar.update()
-            # refresh=False: shown at the bar's next timed update, not one line per batch
-            bar.set_postfix(loss=f"{row['loss']:.2f}", r_loss=f"{row['losses/r_loss']:.2f}", refresh=False)
             mid_epoch = progress.position < self.batches_per_epoch
             if mid_epoch and progress.step % self.config.checkpoint_every_steps == 0:
                 self.save_checkpoint()
@@ -806,10 +878,11 @@ class Trainer:
             parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, self.progress.step)
             sums += batch_sums(parts, logits, tokens)
         self.vae.train()
-        return per_sequence_means(self.reduced(sums), self.loss_config.beta_at(self.progress.step))
+        return per_sequence_means(self.summed(sums).tolist(), self.loss_config.beta_at(self.progress.step))
 
     def end_epoch(self) -> None:
         """Validate, update best weights, schedule and early-stopping count, log the epoch, checkpoint."""
+        self.write_pending()
         progress, sums = self.progress, self.progress.sums
         valid = self.evaluate()
         if valid["loss"] < progress.best_valid_loss:
@@ -838,7 +911,7 @@ class Trainer:
             "sequences_per_second": sequences / sums["train_seconds"],
         }
         if self.rank == 0:
-            self.epochs_log.write(row)
+            self.epochs_log.write([row])
         progress.epoch += 1
         progress.position, progress.order, progress.epoch_seconds, progress.sums = 0, None, 0.0, {}
         self.save_checkpoint()

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -127,6 +128,18 @@ def test_max_minutes_stops_at_a_step_boundary_and_says_so(tmp_path):
     assert done["training_seconds"] >= 0.12 and done["steps"] < 1000 * 16
     assert steps["step"].iloc[-1] == epochs["step"].iloc[-1] == done["steps"] == result.steps
     assert len(epochs) == result.epochs  # a cut-short epoch is validated and logged too
+
+
+def test_a_loss_gone_non_finite_names_its_step_and_logs_the_steps_before_it(tmp_path):
+    # a rate of 1e30 throws the weights to overflow within a few steps; steps.csv is written in chunks,
+    # yet the error names the first bad step and the checkpoint on disk comes before it
+    with pytest.raises(FloatingPointError, match=r"loss is -?(?:nan|inf) at step (\d+) \(epoch 1\) of .*checkpoint.pt precedes it") as caught:
+        run(tmp_path / "run", scale_windows(256, 0), scale_windows(16, 1), learning_rate=1e30, checkpoint_every_steps=100)
+    bad_step = int(re.search(r"at step (\d+)", str(caught.value)).group(1))
+    steps = pd.read_csv(tmp_path / "run" / "steps.csv")
+    assert bad_step > 1 and steps["step"].tolist() == list(range(1, bad_step))
+    assert np.isfinite(steps["loss"]).all()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # none yet: the first was due at step 100
 
 
 # --- schedules, augmentation, precision --------------------------------------------------------------
@@ -285,9 +298,11 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights_and_logs(tmp_path):
     config = {"batch_size": 16, "max_epochs": 3, "checkpoint_every_steps": 5, "transpose_semitones": 3,
               "sampling_rate": 20.0, "seed": 3}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True, "cwd": REPOSITORY}
-    reference = subprocess.Popen(worker(data, tmp_path / "reference", config), **quiet)
+    reference = subprocess.Popen(worker(data, tmp_path / "reference", config), **quiet)  # steps.csv in chunks
     interrupted = tmp_path / "interrupted"
-    victim = subprocess.Popen(worker(data, interrupted, config), **quiet)
+    # steps.csv a row at a time, so that it holds steps past the last checkpoint when the victim dies
+    every_step = {**os.environ, "PROGRESS_SECONDS": "0"}
+    victim = subprocess.Popen(worker(data, interrupted, config), **quiet, env=every_step)
     while data_rows(interrupted / "steps.csv") < 17 and victim.poll() is None:
         time.sleep(0.002)
     victim.kill()
