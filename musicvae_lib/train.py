@@ -124,6 +124,8 @@ class TrainConfig:
     transpose_semitones: int = 0  # augmentation: shift each window by up to +-N semitones; 0 = off
     sampling_rate: float = 0.0  # scheduled sampling, Magenta's inverse-sigmoid rate k; 0 = teacher forcing
     bf16: str | bool = "auto"  # autocast to bfloat16; "auto": where the device has native bf16 kernels
+    # the teacher-forced step as one CUDA graph (no launch overhead); "auto": where step_path allows it
+    cuda_graphs: str | bool = "auto"
     valid_batch_size: int = 512  # validation has no gradients: larger batches only save time
     checkpoint_every_steps: int = 200  # besides the checkpoint after every epoch
     seed: int = 0  # weights, batch order, augmentation and latent noise all derive from it
@@ -131,8 +133,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"`lr_schedule` must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {self.lr_schedule!r}")
-        if self.bf16 not in ("auto", True, False):
-            raise ValueError(f"`bf16` must be 'auto', True or False, got {self.bf16!r}")
+        for name in ("bf16", "cuda_graphs"):
+            if getattr(self, name) not in ("auto", True, False):
+                raise ValueError(f"`{name}` must be 'auto', True or False, got {getattr(self, name)!r}")
         for name in ("batch_size", "valid_batch_size", "max_epochs", "checkpoint_every_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
@@ -168,6 +171,7 @@ class TrainResult:
     best_valid_loss: float
     bf16: bool
     resumed: bool  # whether this call went on from a checkpoint
+    step_path: str = "eager"  # how the training steps ran: "eager" or "cuda_graph" (``step_path``)
 
 
 class CheckpointError(Exception):
@@ -230,20 +234,30 @@ def transpose_windows(windows: np.ndarray, max_semitones: int, rng: np.random.Ge
     return shifted.astype(tokens.dtype)
 
 
-def adam(parameters: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Adam:
+def adam(parameters: Iterable[nn.Parameter], config: TrainConfig, graph_device: torch.device | None = None) -> torch.optim.Adam:
     """The thesis' Adam with the fused kernel: one launch for all parameters on CUDA, and on CPU a step
-    about 7x faster than the default multi-tensor one (20 -> 2.7 ms at the study's sizes, 1 thread)."""
-    return torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+    about 7x faster than the default multi-tensor one (20 -> 2.7 ms at the study's sizes, 1 thread).
+
+    With ``graph_device``, capturable in a CUDA graph there: its step count and learning rate live on that
+    device (a graph replays the kernels it captured, so a new rate must be written into the same tensor).
+    """
+    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+    keep_implementation(optimizer, graph_device)
+    return optimizer
 
 
-def keep_implementation(optimizer: torch.optim.Optimizer) -> None:
-    """After ``load_state_dict``: the implementation this code builds, not the checkpoint's.
+def keep_implementation(optimizer: torch.optim.Optimizer, graph_device: torch.device | None) -> None:
+    """Fused Adam, capturable with its learning rate a tensor on ``graph_device`` if given, keeping the rate's value.
 
-    ``load_state_dict`` takes every group setting from the checkpoint, ``fused`` and ``foreach`` included,
-    so a checkpoint of an older version would go on with that version's kernels, unlike a run never stopped.
+    Also after ``load_state_dict``, which takes every group setting from the checkpoint (``fused``, ``foreach``,
+    a learning-rate tensor loaded onto the CPU): a checkpoint of an older version would otherwise go on with
+    that version's kernels, unlike a run never stopped.
     """
     for group in optimizer.param_groups:
-        group.update(fused=True, foreach=None)
+        rate = float(group["lr"])
+        capturable = graph_device is not None
+        group.update(fused=True, foreach=None, capturable=capturable)
+        group["lr"] = torch.tensor(rate, device=graph_device) if capturable else rate
 
 
 def plateau_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
@@ -288,6 +302,34 @@ def resolve_bf16(setting: str | bool, device: torch.device) -> bool:
     if setting is True and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"`bf16=True` but {torch.cuda.get_device_name(device)} has no bfloat16 support; use bf16='auto'")
     return bool(setting)
+
+
+STEP_PATHS = ("eager", "cuda_graph")
+
+
+def cuda_graph_obstacles(device: torch.device, config: TrainConfig, world_size: int) -> list[str]:
+    """Why the training step cannot be captured as one CUDA graph here (empty: it can)."""
+    obstacles = []
+    if device.type != "cuda":
+        obstacles.append(f"the device is {device.type}, not CUDA")
+    if config.sampling_rate > 0:
+        obstacles.append("scheduled sampling (`sampling_rate` > 0) decodes step by step with a new probability each step")
+    if world_size > 1:
+        obstacles.append(f"{world_size} DDP processes all-reduce their gradients between the step's kernels")
+    return obstacles
+
+
+def step_path(device: torch.device, config: TrainConfig, world_size: int = 1) -> str:
+    """How training steps run: "cuda_graph" (the teacher-forced step captured whole, replayed each step) or "eager".
+
+    ``config.cuda_graphs`` "auto": the graph wherever ``cuda_graph_obstacles`` finds none, since at the study's
+    sizes an eager CUDA step is bound by kernel launches, not by the GPU; True: the graph, ValueError naming the
+    obstacles if there are any.
+    """
+    obstacles = cuda_graph_obstacles(device, config, world_size)
+    if config.cuda_graphs is True and obstacles:
+        raise ValueError(f"`cuda_graphs=True` but {'; '.join(obstacles)}: use cuda_graphs='auto' or False")
+    return "cuda_graph" if config.cuda_graphs is not False and not obstacles else "eager"
 
 
 def stream_seed(seed: int, stream: int, rank: int = 0) -> int:
@@ -534,6 +576,96 @@ def per_sequence_means(sums: list[float], beta: float) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
+# The training step as one CUDA graph
+
+GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before the capture, as PyTorch's whole-network example
+
+
+class CapturedStep:
+    """The teacher-forced training step (forward, loss, backward, clipping, Adam) captured as one CUDA graph.
+
+    At the study's sizes an eager step on a GPU waits on the launch of some hundreds of small kernels; a replay
+    launches them all at once. Captured at the first call, after warm-up steps whose effects on the weights,
+    Adam's state and the noise generator are undone, so that the run takes the same steps as an eager one.
+    Each call copies the batch into the static input and beta into a static tensor (Magenta's annealing
+    changes it every step); the learning rate is Adam's device tensor (``adam``). The noise generator is
+    registered with the graph: each replay draws new latent noise and advances it as an eager step would.
+    """
+
+    def __init__(
+        self, vae: MusicVAE, optimizer: torch.optim.Optimizer, loss_config: LossConfig, grad_clip: float,
+        bf16: bool, noise: torch.Generator,
+    ):
+        self.vae, self.optimizer, self.loss_config, self.grad_clip = vae, optimizer, loss_config, grad_clip
+        self.bf16, self.noise = bf16, noise
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.tokens = self.beta = None
+        self.outputs: tuple[Tensor, Tensor] = ()
+
+    def __call__(self, tokens: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+        """One step on ``tokens`` [B, T] (the batch size of the first call): copies of ``batch_sums`` and the global norm."""
+        if self.graph is None:
+            self.capture(tokens)
+        self.tokens.copy_(tokens)
+        self.beta.fill_(beta)
+        self.graph.replay()
+        return tuple(output.clone() for output in self.outputs)  # the next replay overwrites the outputs
+
+    def step(self) -> tuple[Tensor, Tensor]:
+        """The step on the static tensors, as the warm-up runs it and the graph captures it."""
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):  # graphs forbid the cache
+            logits, mu, sigma = self.vae(self.tokens, self.noise)
+        parts = vae_loss(logits, self.tokens, mu, sigma, self.loss_config, beta=self.beta)
+        parts.loss.backward()
+        global_norm = nn.utils.clip_grad_norm_(self.vae.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return batch_sums(parts, logits, self.tokens), global_norm
+
+    def capture(self, tokens: Tensor) -> None:
+        """Warm up on a side stream, undo the warm-up, capture ``step`` (PyTorch's "whole network capture")."""
+        self.tokens, self.beta = tokens.clone(), torch.zeros((), device=tokens.device)
+        saved = self.state()
+        side, main = torch.cuda.Stream(tokens.device), torch.cuda.current_stream(tokens.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            for _ in range(GRAPH_WARMUP_STEPS):  # also creates Adam's state, which the graph must find in place
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step()
+        main.wait_stream(side)
+        self.restore(saved)
+        self.optimizer.zero_grad(set_to_none=True)  # backward in the capture allocates the gradients from the graph's pool
+        graph = torch.cuda.CUDAGraph()
+        graph.register_generator_state(self.noise)
+        try:
+            with torch.cuda.graph(graph):
+                self.outputs = self.step()
+        except Exception:
+            self.restore(saved)
+            raise
+        self.graph = graph
+
+    def state(self) -> tuple[list[Tensor], dict[Tensor, dict[str, Tensor]], Tensor]:
+        """Copies of the weights, Adam's state and the noise generator's state."""
+        weights = [parameter.detach().clone() for parameter in self.vae.parameters()]
+        adam_state = {parameter: {key: value.clone() for key, value in state.items()} for parameter, state in self.optimizer.state.items()}
+        return weights, adam_state, self.noise.get_state()
+
+    @torch.no_grad()
+    def restore(self, saved: tuple[list[Tensor], dict[Tensor, dict[str, Tensor]], Tensor]) -> None:
+        """Back to ``state``'s copies, in the same tensors; Adam's state made since is zeroed, as Adam creates it."""
+        weights, adam_state, noise_state = saved
+        for parameter, weight in zip(self.vae.parameters(), weights):
+            parameter.copy_(weight)
+        for parameter, state in self.optimizer.state.items():
+            for key, value in state.items():
+                if parameter in adam_state:
+                    value.copy_(adam_state[parameter][key])
+                else:
+                    value.zero_()
+        self.noise.set_state(noise_state)
+
+
+# ---------------------------------------------------------------------------------------------
 # The trainer
 
 
@@ -577,7 +709,9 @@ class Trainer:
             device_ids = [device.index] if device.type == "cuda" else None
             training_pass = nn.parallel.DistributedDataParallel(training_pass, device_ids=device_ids)
         self.training_pass = training_pass
-        self.optimizer = adam(self.vae.parameters(), config)
+        self.step_path = step_path(device, config, world_size)
+        self.graph_device = device if self.step_path == "cuda_graph" else None
+        self.optimizer = adam(self.vae.parameters(), config, self.graph_device)
         self.scheduler = plateau_schedule(self.optimizer, config) if config.lr_schedule == "plateau" else None
         self.data_rng = np.random.default_rng(stream_seed(config.seed, DATA_STREAM))  # same on every process
         self.noise = torch.Generator(device).manual_seed(stream_seed(config.seed, NOISE_STREAM, rank))
@@ -588,6 +722,11 @@ class Trainer:
         self.last_tick = time.monotonic()
         log_sizes = self.resume() if self.resumed else {STEPS_LOG: None, EPOCHS_LOG: None}
         self.progress.sessions += 1
+        self.learning_rate = float(self.optimizer.param_groups[0]["lr"])  # kept here: reading a device tensor waits
+        self.captured = (
+            CapturedStep(self.vae, self.optimizer, loss_config, config.grad_clip, self.bf16, self.noise)
+            if self.step_path == "cuda_graph" else None
+        )
         self.pending: list[PendingStep] = []
         self.last_written = time.monotonic()
         self.steps_log = self.epochs_log = None
@@ -626,7 +765,7 @@ class Trainer:
         try:
             self.vae.load_state_dict(checkpoint["model"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
-            keep_implementation(self.optimizer)
+            keep_implementation(self.optimizer, self.graph_device)
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(checkpoint["scheduler"])
             self.progress = Progress(**checkpoint["progress"])
@@ -716,8 +855,13 @@ class Trainer:
         return elapsed / (60.0 * self.config.max_minutes)
 
     def set_learning_rate(self, learning_rate: float) -> None:
+        """Into Adam's groups; a tensor rate (a CUDA graph reads it) is overwritten in place."""
+        self.learning_rate = learning_rate
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate
+            if isinstance(group["lr"], Tensor):
+                group["lr"].fill_(learning_rate)
+            else:
+                group["lr"] = learning_rate
 
     def time_is_up(self) -> bool:
         """Whether the max_minutes budget is spent; under DDP all processes agree (any one's clock suffices)."""
@@ -760,8 +904,18 @@ class Trainer:
             self.set_learning_rate(exponential_learning_rate(self.config, step))
         elif self.config.lr_schedule == "cosine":
             self.set_learning_rate(cosine_learning_rate(self.config, self.budget_spent()))
-        learning_rate = self.optimizer.param_groups[0]["lr"]
         teacher_probability = teacher_forcing_probability(step, self.config.sampling_rate)
+        beta = self.loss_config.beta_at(step)
+        if self.captured is not None:
+            sums, global_norm = self.captured_step(tokens, beta, step)
+        else:
+            sums, global_norm = self.eager_step(tokens, teacher_probability, step)
+        return PendingStep(
+            step + 1, self.progress.epoch + 1, self.summed(sums), global_norm, beta, self.learning_rate, teacher_probability
+        )
+
+    def eager_step(self, tokens: Tensor, teacher_probability: float, step: int) -> tuple[Tensor, Tensor]:
+        """Forward, loss, backward, clipping and Adam, kernel by kernel: ``batch_sums`` and the global norm."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits, mu, sigma = self.training_pass(tokens, self.noise, teacher_probability)
         parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, step)
@@ -769,8 +923,18 @@ class Trainer:
         parts.loss.backward()
         global_norm = nn.utils.clip_grad_norm_(self.vae.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        sums = self.summed(batch_sums(parts, logits, tokens))
-        return PendingStep(step + 1, self.progress.epoch + 1, sums, global_norm, parts.beta, learning_rate, teacher_probability)
+        return batch_sums(parts, logits, tokens), global_norm
+
+    def captured_step(self, tokens: Tensor, beta: float, step: int) -> tuple[Tensor, Tensor]:
+        """The step as a CUDA graph replay; under cuda_graphs="auto" a capture that fails falls back to eager steps."""
+        try:
+            return self.captured(tokens, beta)
+        except RuntimeError as error:
+            if self.config.cuda_graphs is True:
+                raise
+            print(f"CUDA graph capture failed ({type(error).__name__}: {error}); training on with eager steps")
+            self.captured, self.step_path = None, "eager"
+            return self.eager_step(tokens, 1.0, step)
 
     def write_pending(self) -> dict[str, float] | None:
         """Read the pending steps' values off the device in one go, log them and add them to the epoch's sums.
@@ -893,6 +1057,7 @@ class Trainer:
             progress.epochs_without_improvement += 1
         if self.scheduler is not None:
             self.scheduler.step(valid["loss"])
+            self.learning_rate = float(self.optimizer.param_groups[0]["lr"])
         self.tick()
         steps, sequences = sums["steps"], sums["sequences"]
         row = {
@@ -942,6 +1107,7 @@ class Trainer:
                 "training_seconds": progress.elapsed_seconds,
                 "sessions": progress.sessions,
                 "bf16": self.bf16,
+                "step_path": self.step_path,
                 "device": str(self.device),
                 "world_size": self.world_size,
                 "identity": self.identity(),  # lets train_or_load tell this run from another
@@ -962,6 +1128,7 @@ class Trainer:
             progress.best_valid_loss,
             self.bf16,
             self.resumed,
+            self.step_path,
         )
 
     def run(self) -> TrainResult:
@@ -1071,6 +1238,7 @@ def train_or_load(
         summary["best_valid_loss"],
         summary["bf16"],
         resumed=False,
+        step_path=summary.get("step_path", "eager"),  # runs finished before the graph path existed ran eagerly
     )
 
 

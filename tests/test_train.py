@@ -189,6 +189,62 @@ def test_bf16_auto_resolves_to_a_bool():
         TrainConfig(bf16="yes")
 
 
+# --- the step path: eager, or one CUDA graph ------------------------------------------------------
+
+
+def test_step_path_captures_teacher_forced_single_process_cuda_steps_only():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # a device object needs no GPU
+    assert training.step_path(cuda, TrainConfig()) == "cuda_graph"
+    assert training.step_path(cpu, TrainConfig()) == "eager"
+    assert training.step_path(cuda, TrainConfig(sampling_rate=20.0)) == "eager"
+    assert training.step_path(cuda, TrainConfig(), world_size=2) == "eager"
+    assert training.step_path(cuda, TrainConfig(cuda_graphs=False)) == "eager"
+    assert training.step_path(cuda, TrainConfig(cuda_graphs=True, lr_schedule="cosine", bf16=True)) == "cuda_graph"
+    with pytest.raises(ValueError, match=r"`cuda_graphs=True` but the device is cpu, not CUDA; scheduled sampling"):
+        training.step_path(cpu, TrainConfig(cuda_graphs=True, sampling_rate=20.0))
+    with pytest.raises(ValueError, match="`cuda_graphs` must be 'auto', True or False, got 'on'"):
+        TrainConfig(cuda_graphs="on")
+
+
+def test_a_cpu_run_records_its_eager_steps(finished):
+    out_dir, result = finished
+    assert result.step_path == "eager" and json.loads((out_dir / "done.json").read_text())["step_path"] == "eager"
+
+
+def test_a_graph_adam_keeps_its_rate_on_the_device_and_a_resumed_one_gets_back_to_it():
+    parameter = torch.nn.Parameter(torch.ones(3))
+    eager = training.adam([parameter], TrainConfig(learning_rate=2e-3))
+    assert eager.param_groups[0]["lr"] == 2e-3 and eager.param_groups[0]["fused"]
+    graph = training.adam([parameter], TrainConfig(learning_rate=2e-3), graph_device=torch.device("cpu"))
+    assert isinstance(graph.param_groups[0]["lr"], torch.Tensor) and graph.param_groups[0]["capturable"]
+    assert graph.param_groups[0]["lr"].item() == pytest.approx(2e-3)
+    saved = eager.state_dict()
+    saved["param_groups"][0].update(fused=None, foreach=True)  # as an older version's checkpoint
+    graph.load_state_dict(saved)
+    training.keep_implementation(graph, torch.device("cpu"))
+    group = graph.param_groups[0]
+    assert group["fused"] and group["foreach"] is None and isinstance(group["lr"], torch.Tensor)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize("bf16", [False, True])
+def test_captured_steps_follow_eager_steps(tmp_path, bf16):
+    # exponential decay and Magenta's annealed beta change the rate and beta every step: the graph must read both anew
+    runs = {}
+    for graphs in (False, True):
+        config = TrainConfig(batch_size=16, max_epochs=2, bf16=bf16, cuda_graphs=graphs, lr_schedule="exponential",
+                             decay_rate=0.99, checkpoint_every_steps=5)
+        runs[graphs] = training.train(TINY, LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.9),
+                                      config, scale_windows(128, 0), scale_windows(32, 1), tmp_path / str(graphs), "cuda")
+    assert (runs[False].step_path, runs[True].step_path) == ("eager", "cuda_graph")
+    eager, captured = (pd.read_csv(tmp_path / str(graphs) / "steps.csv") for graphs in (False, True))
+    assert len(captured) == 16 and captured["learning_rate"].tolist() == eager["learning_rate"].tolist()
+    for column in ("loss", "losses/r_loss", "losses/kl_bits", "global_norm"):
+        np.testing.assert_allclose(captured[column], eager[column], rtol=2e-2 if bf16 else 1e-4, err_msg=column)
+    for name, weight in runs[False].model.state_dict().items():
+        torch.testing.assert_close(runs[True].model.state_dict()[name], weight, rtol=5e-2 if bf16 else 1e-3, atol=1e-4)
+
+
 # --- files: finished runs, bad checkpoints, atomic writes ------------------------------------------
 
 
