@@ -106,11 +106,12 @@ def kl_per_dimension(mu: Tensor, sigma: Tensor) -> Tensor:
 
 
 def vae_loss(
-    logits: Tensor, tokens: Tensor, mu: Tensor, sigma: Tensor, config: LossConfig, step: int = 0, beta: Tensor | None = None
+    logits: Tensor, tokens: Tensor, mu: Tensor, sigma: Tensor, config: LossConfig, step: int = 0,
+    beta: float | Tensor | None = None,
 ) -> LossParts:
     """The objective of ``config`` for one batch: the KL clamped per sequence (as Magenta) or as the batch mean.
 
-    ``beta``: beta at ``step`` as a device tensor, which a captured CUDA graph reads anew at every replay;
+    ``beta``: beta at ``step`` if known (a device tensor: a captured CUDA graph reads it anew at every replay);
     None: ``config.beta_at(step)``.
     """
     r_loss = reconstruction_nats(logits, tokens)

@@ -24,6 +24,7 @@ process takes its share of every batch, and only rank 0 writes files.
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -33,7 +34,7 @@ import random
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Collection, Iterable, Mapping, TextIO
+from typing import Any, Callable, Collection, Iterable, Mapping, TextIO
 
 import numpy as np
 import pandas as pd
@@ -123,7 +124,9 @@ class TrainConfig:
     max_minutes: float = 0.0  # training time summed over resumed sessions; 0 = no budget
     transpose_semitones: int = 0  # augmentation: shift each window by up to +-N semitones; 0 = off
     sampling_rate: float = 0.0  # scheduled sampling, Magenta's inverse-sigmoid rate k; 0 = teacher forcing
-    bf16: str | bool = "auto"  # autocast to bfloat16; "auto": where the device has native bf16 kernels
+    # autocast to bfloat16; "auto": where the device has native bf16 kernels and, on CUDA, a timing of a few
+    # steps each way at the start finds it faster (``resolve_bf16``); a resumed run keeps its first choice
+    bf16: str | bool = "auto"
     # the teacher-forced step as one CUDA graph (no launch overhead); "auto": where step_path allows it
     cuda_graphs: str | bool = "auto"
     valid_batch_size: int = 512  # validation has no gradients: larger batches only save time
@@ -295,10 +298,15 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def resolve_bf16(setting: str | bool, device: torch.device) -> bool:
-    """The ``bf16`` setting as a bool: "auto" is on where ``bf16_supported(device)``."""
+def resolve_bf16(setting: str | bool, device: torch.device, faster: Callable[[], bool] | None = None) -> bool:
+    """The ``bf16`` setting as a bool. "auto": on where ``bf16_supported(device)``; on CUDA only if ``faster()``
+    also says so (a timing, ``bf16_is_faster``), since there bf16 can be slower at small sizes.
+
+    On a CPU the rule alone decides: oneDNN's bf16 kernels were faster on both CPUs measured
+    (benchmarks/train_throughput.py), and a timing there would cost seconds of a short run.
+    """
     if setting == "auto":
-        return bf16_supported(device)
+        return bf16_supported(device) and (device.type != "cuda" or faster is None or faster())
     if setting is True and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"`bf16=True` but {torch.cuda.get_device_name(device)} has no bfloat16 support; use bf16='auto'")
     return bool(setting)
@@ -576,53 +584,79 @@ def per_sequence_means(sums: list[float], beta: float) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The training step as one CUDA graph
+# The training step: eager, or one CUDA graph; bf16 where it is faster
 
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before the capture, as PyTorch's whole-network example
+BF16_TIMING_STEPS = 5  # timed steps each way (after one untimed) when bf16="auto" asks the device which is faster
 
 
-class CapturedStep:
-    """The teacher-forced training step (forward, loss, backward, clipping, Adam) captured as one CUDA graph.
+class GraphCaptureError(RuntimeError):
+    """The training step could not be captured as a CUDA graph (the weights, Adam and noise are as before)."""
 
-    At the study's sizes an eager step on a GPU waits on the launch of some hundreds of small kernels; a replay
-    launches them all at once. Captured at the first call, after warm-up steps whose effects on the weights,
-    Adam's state and the noise generator are undone, so that the run takes the same steps as an eager one.
-    Each call copies the batch into the static input and beta into a static tensor (Magenta's annealing
-    changes it every step); the learning rate is Adam's device tensor (``adam``). The noise generator is
-    registered with the graph: each replay draws new latent noise and advances it as an eager step would.
+
+class TrainingStep:
+    """One optimiser step, kernel by kernel: forward, loss, backward, clipping, Adam.
+
+    ``training_pass`` is ``vae`` or its DDP wrapper; ``noise`` the generator of the latent noise.
     """
+
+    autocast_cache = True  # autocast's cache of bf16 weight copies (a CUDA graph must do without)
 
     def __init__(
         self, vae: MusicVAE, optimizer: torch.optim.Optimizer, loss_config: LossConfig, grad_clip: float,
-        bf16: bool, noise: torch.Generator,
+        bf16: bool, noise: torch.Generator, training_pass: nn.Module | None = None,
     ):
         self.vae, self.optimizer, self.loss_config, self.grad_clip = vae, optimizer, loss_config, grad_clip
         self.bf16, self.noise = bf16, noise
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.tokens = self.beta = None
-        self.outputs: tuple[Tensor, Tensor] = ()
+        self.training_pass = vae if training_pass is None else training_pass
 
-    def __call__(self, tokens: Tensor, beta: float) -> tuple[Tensor, Tensor]:
-        """One step on ``tokens`` [B, T] (the batch size of the first call): copies of ``batch_sums`` and the global norm."""
-        if self.graph is None:
-            self.capture(tokens)
-        self.tokens.copy_(tokens)
-        self.beta.fill_(beta)
-        self.graph.replay()
-        return tuple(output.clone() for output in self.outputs)  # the next replay overwrites the outputs
+    def __call__(self, tokens: Tensor, step: int, teacher_probability: float = 1.0) -> tuple[Tensor, Tensor]:
+        """The step on ``tokens`` [B, T] at training step ``step``: ``batch_sums`` and the global norm before clipping."""
+        self.optimizer.zero_grad(set_to_none=True)
+        return self.update(tokens, self.loss_config.beta_at(step), teacher_probability)
 
-    def step(self) -> tuple[Tensor, Tensor]:
-        """The step on the static tensors, as the warm-up runs it and the graph captures it."""
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):  # graphs forbid the cache
-            logits, mu, sigma = self.vae(self.tokens, self.noise)
-        parts = vae_loss(logits, self.tokens, mu, sigma, self.loss_config, beta=self.beta)
+    def update(self, tokens: Tensor, beta: float | Tensor, teacher_probability: float = 1.0) -> tuple[Tensor, Tensor]:
+        """Forward, loss, backward (into zeroed or unset gradients), clipping and Adam."""
+        with torch.autocast(tokens.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=self.autocast_cache):
+            logits, mu, sigma = self.training_pass(tokens, self.noise, teacher_probability)
+        parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, beta=beta)
         parts.loss.backward()
         global_norm = nn.utils.clip_grad_norm_(self.vae.parameters(), self.grad_clip)
         self.optimizer.step()
-        return batch_sums(parts, logits, self.tokens), global_norm
+        return batch_sums(parts, logits, tokens), global_norm
+
+
+class CapturedStep(TrainingStep):
+    """The teacher-forced step captured as one CUDA graph and replayed: one launch instead of hundreds.
+
+    At the study's sizes an eager step on a GPU waits on the launches of its small kernels. Captured at the
+    first call, after warm-up steps whose effects on the weights, Adam's state and the noise generator are
+    undone, so the run takes the same steps as an eager one. Each call copies the batch into the static
+    input and beta into a static tensor (Magenta's annealing changes it every step); the learning rate is
+    Adam's device tensor (``adam`` with ``graph_device``). The noise generator is registered with the graph:
+    each replay draws new latent noise and advances it as an eager step would.
+    """
+
+    autocast_cache = False
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.tokens = self.beta = None
+        self.outputs: tuple[Tensor, ...] = ()
+
+    def __call__(self, tokens: Tensor, step: int, teacher_probability: float = 1.0) -> tuple[Tensor, Tensor]:
+        """The replay on a batch of the first call's size; copies of its outputs (the next replay overwrites them)."""
+        if self.graph is None:
+            self.capture(tokens)
+        self.tokens.copy_(tokens)
+        self.beta.fill_(self.loss_config.beta_at(step))
+        self.graph.replay()
+        sums, global_norm = (output.clone() for output in self.outputs)
+        return sums, global_norm
 
     def capture(self, tokens: Tensor) -> None:
-        """Warm up on a side stream, undo the warm-up, capture ``step`` (PyTorch's "whole network capture")."""
+        """Warm up on a side stream, undo the warm-up, capture ``update`` (PyTorch's "whole network capture")."""
         self.tokens, self.beta = tokens.clone(), torch.zeros((), device=tokens.device)
         saved = self.state()
         side, main = torch.cuda.Stream(tokens.device), torch.cuda.current_stream(tokens.device)
@@ -630,18 +664,18 @@ class CapturedStep:
         with torch.cuda.stream(side):
             for _ in range(GRAPH_WARMUP_STEPS):  # also creates Adam's state, which the graph must find in place
                 self.optimizer.zero_grad(set_to_none=True)
-                self.step()
+                self.update(self.tokens, self.beta)
         main.wait_stream(side)
         self.restore(saved)
         self.optimizer.zero_grad(set_to_none=True)  # backward in the capture allocates the gradients from the graph's pool
         graph = torch.cuda.CUDAGraph()
-        graph.register_generator_state(self.noise)
         try:
+            graph.register_generator_state(self.noise)
             with torch.cuda.graph(graph):
-                self.outputs = self.step()
-        except Exception:
+                self.outputs = self.update(self.tokens, self.beta)
+        except RuntimeError as error:
             self.restore(saved)
-            raise
+            raise GraphCaptureError(f"{type(error).__name__}: {error}") from error
         self.graph = graph
 
     def state(self) -> tuple[list[Tensor], dict[Tensor, dict[str, Tensor]], Tensor]:
@@ -663,6 +697,49 @@ class CapturedStep:
                 else:
                     value.zero_()
         self.noise.set_state(noise_state)
+
+
+def bf16_is_faster(
+    vae: MusicVAE, loss_config: LossConfig, config: TrainConfig, device: torch.device, path: str, world_size: int = 1,
+    steps: int = BF16_TIMING_STEPS,
+) -> bool:
+    """Whether bf16 autocast trains ``vae``'s sizes faster than fp32 on ``device``, timed on copies.
+
+    Steps of ``path`` (``step_path``) on a copy of the model with its own Adam, on random tokens of this
+    process' batch size, fp32 and bf16 taking turns; the medians decide. The model, its optimiser and every
+    random generator are left as they were. On a GPU bf16 is no sure gain at small sizes: issue 13 measured
+    it 0.91x at the study's (its casts add kernels to a launch-bound step).
+    """
+    batch = config.batch_size // world_size
+    tokens = torch.randint(
+        0, vae.config.n_classes, (batch, vae.config.steps), device=device, generator=torch.Generator(device).manual_seed(0)
+    )
+    graph_device = device if path == "cuda_graph" else None
+    runs = {}
+    for bf16 in (False, True):
+        model = copy.deepcopy(vae)
+        step_class = CapturedStep if graph_device is not None else TrainingStep
+        optimizer = adam(model.parameters(), config, graph_device)
+        runs[bf16] = step_class(model, optimizer, loss_config, config.grad_clip, bf16, torch.Generator(device).manual_seed(0))
+        try:
+            runs[bf16](tokens, 0)  # untimed: first-call costs (kernel selection, Adam's state, the capture)
+        except GraphCaptureError:  # the run will fall back to eager steps too
+            return bf16_is_faster(vae, loss_config, config, device, "eager", world_size, steps)
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(steps):
+        for bf16, run in runs.items():
+            synchronize(device)
+            started = time.perf_counter()
+            run(tokens, 0)
+            synchronize(device)
+            seconds[bf16].append(time.perf_counter() - started)
+    return bool(np.median(seconds[True]) < np.median(seconds[False]))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device`` to finish its queued work (a timing's bounds); nothing to wait for on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -697,7 +774,6 @@ class Trainer:
         if len(self.valid_windows) < world_size:
             raise ValueError(f"{len(self.valid_windows)} validation windows cannot be shared by {world_size} processes")
         self.batches_per_epoch = len(self.train_windows) // config.batch_size
-        self.bf16 = resolve_bf16(config.bf16, device)
         self.fingerprint = data_fingerprint(self.train_windows, self.valid_windows)
 
         with torch.random.fork_rng(devices=[]):  # initial weights from the seed, the caller's generator untouched
@@ -719,14 +795,14 @@ class Trainer:
         self.best_state: dict[str, Tensor] | None = None
         self.checkpoint_path = out_dir / CHECKPOINT_FILE
         self.resumed = self.checkpoint_path.exists()
+        checkpoint = load_file(self.checkpoint_path, CHECKPOINT_FORMAT) if self.resumed else None
+        self.bf16 = self.choose_bf16(checkpoint)
         self.last_tick = time.monotonic()
-        log_sizes = self.resume() if self.resumed else {STEPS_LOG: None, EPOCHS_LOG: None}
+        log_sizes = self.resume(checkpoint) if checkpoint is not None else {STEPS_LOG: None, EPOCHS_LOG: None}
         self.progress.sessions += 1
         self.learning_rate = float(self.optimizer.param_groups[0]["lr"])  # kept here: reading a device tensor waits
-        self.captured = (
-            CapturedStep(self.vae, self.optimizer, loss_config, config.grad_clip, self.bf16, self.noise)
-            if self.step_path == "cuda_graph" else None
-        )
+        step_class = CapturedStep if self.step_path == "cuda_graph" else TrainingStep
+        self.steps = step_class(self.vae, self.optimizer, loss_config, config.grad_clip, self.bf16, self.noise, training_pass)
         self.pending: list[PendingStep] = []
         self.last_written = time.monotonic()
         self.steps_log = self.epochs_log = None
@@ -758,9 +834,23 @@ class Trainer:
                 + ". Train into a new folder, or call train with the checkpoint's settings to resume"
             )
 
-    def resume(self) -> dict[str, int]:
-        """Restore everything from the checkpoint; returns the log sizes it recorded."""
-        checkpoint = load_file(self.checkpoint_path, CHECKPOINT_FORMAT)
+    def choose_bf16(self, checkpoint: dict[str, Any] | None) -> bool:
+        """The run's precision: ``resolve_bf16``, on CUDA timing a few steps each way (``bf16_is_faster``; under DDP
+        rank 0's choice). A resumed run keeps its checkpoint's choice: it never re-times."""
+        if checkpoint is not None and self.config.bf16 == "auto" and isinstance(checkpoint.get("bf16"), bool):
+            return checkpoint["bf16"]
+        choice = resolve_bf16(
+            self.config.bf16, self.device,
+            lambda: bf16_is_faster(self.vae, self.loss_config, self.config, self.device, self.step_path, self.world_size),
+        )
+        if self.world_size > 1:
+            shared = [choice]
+            dist.broadcast_object_list(shared, src=0)
+            choice = shared[0]
+        return choice
+
+    def resume(self, checkpoint: dict[str, Any]) -> dict[str, int]:
+        """Restore everything from ``checkpoint`` (this run's checkpoint.pt); returns the log sizes it recorded."""
         self.check_same_run(checkpoint)
         try:
             self.vae.load_state_dict(checkpoint["model"])
@@ -905,36 +995,19 @@ class Trainer:
         elif self.config.lr_schedule == "cosine":
             self.set_learning_rate(cosine_learning_rate(self.config, self.budget_spent()))
         teacher_probability = teacher_forcing_probability(step, self.config.sampling_rate)
-        beta = self.loss_config.beta_at(step)
-        if self.captured is not None:
-            sums, global_norm = self.captured_step(tokens, beta, step)
-        else:
-            sums, global_norm = self.eager_step(tokens, teacher_probability, step)
-        return PendingStep(
-            step + 1, self.progress.epoch + 1, self.summed(sums), global_norm, beta, self.learning_rate, teacher_probability
-        )
-
-    def eager_step(self, tokens: Tensor, teacher_probability: float, step: int) -> tuple[Tensor, Tensor]:
-        """Forward, loss, backward, clipping and Adam, kernel by kernel: ``batch_sums`` and the global norm."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits, mu, sigma = self.training_pass(tokens, self.noise, teacher_probability)
-        parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, step)
-        self.optimizer.zero_grad(set_to_none=True)
-        parts.loss.backward()
-        global_norm = nn.utils.clip_grad_norm_(self.vae.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        return batch_sums(parts, logits, tokens), global_norm
-
-    def captured_step(self, tokens: Tensor, beta: float, step: int) -> tuple[Tensor, Tensor]:
-        """The step as a CUDA graph replay; under cuda_graphs="auto" a capture that fails falls back to eager steps."""
         try:
-            return self.captured(tokens, beta)
-        except RuntimeError as error:
+            sums, global_norm = self.steps(tokens, step, teacher_probability)
+        except GraphCaptureError as error:
             if self.config.cuda_graphs is True:
                 raise
-            print(f"CUDA graph capture failed ({type(error).__name__}: {error}); training on with eager steps")
-            self.captured, self.step_path = None, "eager"
-            return self.eager_step(tokens, 1.0, step)
+            print(f"CUDA graph capture failed ({error}); training on with eager steps")
+            self.step_path = "eager"
+            self.steps = TrainingStep(self.vae, self.optimizer, self.loss_config, self.config.grad_clip, self.bf16, self.noise)
+            sums, global_norm = self.steps(tokens, step, teacher_probability)
+        return PendingStep(
+            step + 1, self.progress.epoch + 1, self.summed(sums), global_norm, self.loss_config.beta_at(step),
+            self.learning_rate, teacher_probability,
+        )
 
     def write_pending(self) -> dict[str, float] | None:
         """Read the pending steps' values off the device in one go, log them and add them to the epoch's sums.

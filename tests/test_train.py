@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import torch
 
 from musicvae_lib import train as training
 from musicvae_lib.loss import LossConfig
-from musicvae_lib.model import preset
+from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.representation import NOTE_OFF, pitch_to_token
 from musicvae_lib.train import CheckpointError, RunFinishedError, TrainConfig
 
@@ -243,6 +244,28 @@ def test_captured_steps_follow_eager_steps(tmp_path, bf16):
         np.testing.assert_allclose(captured[column], eager[column], rtol=2e-2 if bf16 else 1e-4, err_msg=column)
     for name, weight in runs[False].model.state_dict().items():
         torch.testing.assert_close(runs[True].model.state_dict()[name], weight, rtol=5e-2 if bf16 else 1e-3, atol=1e-4)
+
+
+def test_bf16_timing_gives_a_bool_and_leaves_model_and_generators_alone():
+    torch.manual_seed(5)
+    vae = MusicVAE(TINY)
+    weights = {name: tensor.clone() for name, tensor in vae.state_dict().items()}
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    choice = training.bf16_is_faster(vae, LossConfig(), TrainConfig(batch_size=16), torch.device("cpu"), "eager", steps=2)
+    assert isinstance(choice, bool)
+    assert state_dicts_equal(vae.state_dict(), weights) and all(parameter.grad is None for parameter in vae.parameters())
+    assert torch.equal(torch.get_rng_state(), states[0]) and np.array_equal(np.random.get_state()[1], states[1])
+    assert random.getstate() == states[2]
+
+
+def test_a_resumed_run_keeps_its_checkpoints_precision(tmp_path):
+    run(tmp_path / "run", scale_windows(64, 0), scale_windows(32, 1), max_epochs=1, bf16="auto")
+    checkpoint_path = copy_run(tmp_path / "run", tmp_path / "copy")
+    checkpoint = load(checkpoint_path)
+    chosen = not training.resolve_bf16("auto", torch.device("cpu"))  # as if a timing had chosen otherwise
+    training.atomic_save({**checkpoint, "bf16": chosen}, checkpoint_path)
+    resumed = run(tmp_path / "copy", scale_windows(64, 0), scale_windows(32, 1), max_epochs=2, bf16="auto")
+    assert resumed.resumed and resumed.bf16 is chosen and resumed.epochs == 2
 
 
 # --- files: finished runs, bad checkpoints, atomic writes ------------------------------------------
