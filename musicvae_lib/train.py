@@ -340,6 +340,15 @@ def step_path(device: torch.device, config: TrainConfig, world_size: int = 1) ->
     return "cuda_graph" if config.cuda_graphs is not False and not obstacles else "eager"
 
 
+def tokens_on(windows: np.ndarray, device: torch.device) -> Tensor:
+    """``windows`` (uint8) as int64 tokens on ``device``. On CUDA through pinned memory without waiting: a copy
+    from pageable memory would wait for every step queued before it, a host sync per step."""
+    tokens = torch.from_numpy(np.ascontiguousarray(windows))
+    if device.type == "cuda":
+        tokens = tokens.pin_memory()
+    return tokens.to(device, non_blocking=True).long()
+
+
 def stream_seed(seed: int, stream: int, rank: int = 0) -> int:
     """A 63-bit seed for one random stream of one process, derived from the run's ``seed``."""
     return int(np.random.SeedSequence([seed, stream, rank]).generate_state(1, np.uint64)[0] >> np.uint64(1))
@@ -989,7 +998,7 @@ class Trainer:
         Nothing in it waits for the device: its logged values stay there until ``write_pending``.
         """
         step = self.progress.step
-        tokens = torch.from_numpy(batch[self.rank :: self.world_size]).to(self.device).long()  # (B / world, T)
+        tokens = tokens_on(batch[self.rank :: self.world_size], self.device)  # (B / world, T)
         if self.config.lr_schedule == "exponential":
             self.set_learning_rate(exponential_learning_rate(self.config, step))
         elif self.config.lr_schedule == "cosine":
