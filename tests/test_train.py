@@ -227,6 +227,28 @@ def test_a_graph_adam_keeps_its_rate_on_the_device_and_a_resumed_one_gets_back_t
     assert group["fused"] and group["foreach"] is None and isinstance(group["lr"], torch.Tensor)
 
 
+@pytest.mark.parametrize("graph_adam", [False, True])
+def test_undoing_the_graphs_warm_up_leaves_the_next_step_as_a_first_one(graph_adam):
+    # what CapturedStep does around its warm-up, on the CPU: the step after it must be bit for bit a first step
+    tokens = torch.from_numpy(scale_windows(16, 0)).long()
+    steps = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        vae = MusicVAE(TINY)
+        optimizer = training.adam(vae.parameters(), TrainConfig(), torch.device("cpu") if graph_adam else None)
+        steps.append(training.CapturedStep(vae, optimizer, LossConfig(), 1.0, False, torch.Generator().manual_seed(1)))
+    pristine, warmed = steps
+    saved = warmed.state()
+    for step in range(3):
+        training.TrainingStep.__call__(warmed, tokens, step)  # the eager step: the graph is captured on CUDA only
+    assert not state_dicts_equal(warmed.vae.state_dict(), pristine.vae.state_dict())
+    warmed.restore(saved)
+    outputs = [training.TrainingStep.__call__(run, tokens, 0) for run in (pristine, warmed)]
+    assert state_dicts_equal(warmed.vae.state_dict(), pristine.vae.state_dict())
+    assert all(torch.equal(first, second) for first, second in zip(*outputs))
+    assert torch.equal(warmed.noise.get_state(), pristine.noise.get_state())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 @pytest.mark.parametrize("bf16", [False, True])
 def test_captured_steps_follow_eager_steps(tmp_path, bf16):
