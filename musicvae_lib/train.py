@@ -316,9 +316,6 @@ def resolve_bf16(setting: str | bool, device: torch.device, faster: Callable[[],
     return bool(setting)
 
 
-STEP_PATHS = ("eager", "cuda_graph")
-
-
 def cuda_graph_obstacles(device: torch.device, config: TrainConfig, world_size: int) -> list[str]:
     """Why the training step cannot be captured as one CUDA graph here (empty: it can)."""
     obstacles = []
@@ -731,6 +728,9 @@ def bf16_is_faster(
     runs = {}
     for bf16 in (False, True):
         model = copy.deepcopy(vae)
+        for module in model.modules():
+            if isinstance(module, nn.RNNBase):
+                module.flatten_parameters()  # a copy's LSTM weights lie apart: cuDNN would gather them every call
         step_class = CapturedStep if graph_device is not None else TrainingStep
         optimizer = adam(model.parameters(), config, graph_device)
         runs[bf16] = step_class(model, optimizer, loss_config, config.grad_clip, bf16, torch.Generator(device).manual_seed(0))
@@ -1057,6 +1057,7 @@ class Trainer:
         return rows[-1]
 
     def log_steps(self, rows: list[dict[str, float]]) -> None:
+        """Append ``rows`` to steps.csv (rank 0 writes the files)."""
         if self.rank == 0:
             self.steps_log.write(rows)
 
