@@ -1,6 +1,6 @@
 """How fast MusicVAE trains: prints figures, asserts nothing.
 
-    .venv/bin/python benchmarks/train_throughput.py [--device cpu|cuda] [--batch-size 64] [--iterations 20]
+    .venv/bin/python benchmarks/train_throughput.py [--device all|cpu|cuda] [--batch-size 64] [--iterations 20]
                                                     [--warmup 3] [--threads N] [--preset study]
 
 One training step = forward (teacher forced) + loss + backward + Adam step, on batches of random
@@ -13,8 +13,14 @@ tokens 0..89 of the preset's length (32 steps for "study"). Measured in one run,
 - (b) step loop: the same encoder, and a decoder that calls nn.LSTM once per step from Python with
   its state initialised from z (how most PyTorch MusicVAE ports train), teacher forced.
 
-(a) and (b) run in fp32 and bf16. Variants take turns one iteration at a time, so a change in the
-machine's load during the run slows all of them alike; seq/s is batch / median iteration time.
+(a) and (b) run in fp32 and bf16. Besides them, the trainer's own step (``train.TrainingStep``: ours
+plus gradient clipping, the logged sums and the fused Adam ``train.adam``), and on CUDA the same step
+captured as one CUDA graph (``train.CapturedStep``, what ``train`` runs there by default). Variants take
+turns one iteration at a time, so a change in the machine's load during the run slows all of them
+alike; seq/s is batch / median iteration time.
+
+``--device all`` (the default) measures the CPU and, where there is one, the GPU, and prints their
+figures side by side in one table; a CPU-only machine prints the CPU's alone.
 
 Goals: ours / (a) >= 0.9 in fp32 (fusion costs us at most 10 %), ours-bf16 / (b)-fp32 >= 2 (we train
 at least twice as fast as a typical port), and bf16 faster than fp32 (on CPUs with bf16 units).
@@ -51,6 +57,7 @@ from torch import Tensor, nn
 
 from musicvae_lib.loss import LossConfig, vae_loss
 from musicvae_lib.model import PRESETS, Encoder, ModelConfig, MusicVAE, initial_state, preset, shifted_inputs
+from musicvae_lib.train import CapturedStep, TrainConfig, TrainingStep, adam
 
 
 def decoder_inputs(tokens: Tensor, z: Tensor, n_classes: int) -> Tensor:
@@ -125,13 +132,50 @@ class Variant:
     label: str
     build: Callable[[ModelConfig], nn.Module]
     bf16: bool
+    trainer_step: type[TrainingStep] | None = None  # the trainer's step (eager or captured) instead of the plain one
     model: nn.Module | None = None
     optimizer: torch.optim.Optimizer | None = None
+    step: TrainingStep | None = None
     peak_bytes: int = 0
     seconds: list[float] | None = None
 
 
+def variants(device: torch.device) -> list[Variant]:
+    """What is timed on ``device``: the captured step only where CUDA graphs exist."""
+    listed = [
+        Variant("ours", "ours: MusicVAE + vae_loss", OursWithLoss, bf16=False),
+        Variant("ours-bf16", "ours: MusicVAE + vae_loss", OursWithLoss, bf16=True),
+        Variant("(a)", "(a) bare fused nn.LSTM", BareFusedVAE, bf16=False),
+        Variant("(a)-bf16", "(a) bare fused nn.LSTM", BareFusedVAE, bf16=True),
+        Variant("(b)", "(b) decoder steps in Python", StepLoopVAE, bf16=False),
+        Variant("(b)-bf16", "(b) decoder steps in Python", StepLoopVAE, bf16=True),
+        Variant("step", "trainer's step, eager", MusicVAE, bf16=False, trainer_step=TrainingStep),
+        Variant("step-bf16", "trainer's step, eager", MusicVAE, bf16=True, trainer_step=TrainingStep),
+    ]
+    if device.type == "cuda":
+        listed += [
+            Variant("graph", "trainer's step, CUDA graph", MusicVAE, bf16=False, trainer_step=CapturedStep),
+            Variant("graph-bf16", "trainer's step, CUDA graph", MusicVAE, bf16=True, trainer_step=CapturedStep),
+        ]
+    return listed
+
+
+def build(variant: Variant, config: ModelConfig, device: torch.device) -> None:
+    """The variant's model and Adam on ``device`` (the trainer's fused, capturable one for a captured step)."""
+    variant.model = variant.build(config).to(device)
+    if variant.trainer_step is None:
+        variant.optimizer = torch.optim.Adam(variant.model.parameters(), lr=1e-3)
+        return
+    graph_device = device if variant.trainer_step is CapturedStep else None
+    variant.optimizer = adam(variant.model.parameters(), TrainConfig(), graph_device)
+    noise = torch.Generator(device).manual_seed(0)
+    variant.step = variant.trainer_step(variant.model, variant.optimizer, LossConfig(), 1.0, variant.bf16, noise)
+
+
 def train_step(variant: Variant, tokens: Tensor) -> None:
+    if variant.step is not None:
+        variant.step(tokens, 0)
+        return
     with torch.autocast(tokens.device.type, dtype=torch.bfloat16, enabled=variant.bf16):
         loss = variant.model(tokens)
     variant.optimizer.zero_grad(set_to_none=True)
@@ -206,9 +250,140 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
+@dataclass
+class Measurement:
+    """One device's timings, and what the machine did meanwhile."""
+
+    device: torch.device
+    variants: list[Variant]
+    resets: list[bool]
+    wall: float
+    load_start: tuple[float, float, float] | None
+    others: float | None  # share of the machine's CPU time other processes took during the timed phase
+
+
+def measure(device: torch.device, config: ModelConfig, args: argparse.Namespace) -> Measurement:
+    """Build, warm up and time every variant on ``device``, taking turns."""
+    timed = variants(device)
+    generator = torch.Generator().manual_seed(args.seed)
+    batches = [
+        torch.randint(0, config.n_classes, (args.batch_size, config.steps), generator=generator).to(device)
+        for _ in range(args.warmup + args.iterations)
+    ]
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+    # One-time costs (thread pools, oneDNN/cuDNN set-up and kernels, allocator arenas) go to a
+    # throwaway model, so that they are not charged to whichever variant comes first.
+    for bf16 in (False, True):
+        throwaway = Variant("", "", BareFusedVAE, bf16, model=BareFusedVAE(config).to(device))
+        throwaway.optimizer = torch.optim.Adam(throwaway.model.parameters(), lr=1e-3)
+        train_step(throwaway, batches[0])
+    del throwaway
+
+    # Build and warm up one variant at a time, so its memory peak is its own.
+    resets = []
+    for variant in timed:
+        torch.manual_seed(args.seed)
+        baseline, reset = reset_memory_peak(device)
+        resets.append(reset)
+        build(variant, config, device)
+        for tokens in batches[: args.warmup]:
+            train_step(variant, tokens)
+        synchronize(device)
+        variant.peak_bytes = max(0, memory_peak(device) - baseline)
+        variant.seconds = []
+
+    # Timed: the variants take turns, one iteration each.
+    busy_start, own_start, wall_start = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
+    for tokens in batches[args.warmup :]:
+        for variant in timed:
+            start = time.perf_counter()
+            train_step(variant, tokens)
+            synchronize(device)
+            variant.seconds.append(time.perf_counter() - start)
+    busy_end, own_end, wall = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter() - wall_start
+    others = None
+    if busy_start is not None and busy_end is not None:
+        others = max(0.0, (busy_end - busy_start) - (own_end - own_start)) / (wall * (os.cpu_count() or 1))
+    return Measurement(device, timed, resets, wall, load_start, others)
+
+
+def memory_note(measurement: Measurement) -> str:
+    if measurement.device.type == "cuda":
+        return "torch.cuda.max_memory_allocated - memory_allocated before the build"
+    if all(measurement.resets):
+        return "peak RSS (VmHWM, reset via /proc/self/clear_refs) - RSS before the build"
+    return "growth of ru_maxrss over the process's earlier peak (could not reset it: 0 = below an earlier variant)"
+
+
+def device_name(device: torch.device, cores: int) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {cores} cores"
+
+
+def print_table(measurements: list[Measurement], batch_size: int) -> dict[str, dict[str, float]]:
+    """One row per variant, each device's seq/s, ms/iteration and peak memory side by side; returns seq/s by device."""
+    names = [measurement.device.type for measurement in measurements]
+    header = f"{'variant':<30} {'precision':<9}"
+    for name in names:
+        header += f" | {name + ' seq/s':>11}   {'ms/iter median [IQR]':<22} {'peak memory':>11}"
+    print("\n" + header)
+    seq_per_s: dict[str, dict[str, float]] = {name: {} for name in names}
+    rows = {}  # key -> (label, precision) in order of appearance; the CUDA-only rows come last
+    for measurement in measurements:
+        for variant in measurement.variants:
+            rows.setdefault(variant.key, (variant.label, "bf16" if variant.bf16 else "fp32"))
+    for key, (label, precision) in rows.items():
+        line = f"{label:<30} {precision:<9}"
+        for name, measurement in zip(names, measurements):
+            variant = next((v for v in measurement.variants if v.key == key), None)
+            if variant is None:
+                line += f" | {'-':>11}   {'':<22} {'':>11}"
+                continue
+            q1, median, q3 = quartiles(variant.seconds)
+            seq_per_s[name][key] = batch_size / median
+            timing = f"{median * 1e3:>6.1f} [{q1 * 1e3:.1f}-{q3 * 1e3:.1f}]"
+            line += f" | {seq_per_s[name][key]:>11.0f}   {timing:<22} {variant.peak_bytes / 2**20:>8.0f} MiB"
+        print(line)
+    for measurement in measurements:
+        print(f"peak memory on {measurement.device.type} = {memory_note(measurement)}")
+    print("peak memory includes parameters, gradients, Adam state and activations")
+    return seq_per_s
+
+
+def print_ratios(name: str, seq_per_s: dict[str, float]) -> None:
+    def ratio(top: str, bottom: str, goal: float | None = None) -> str:
+        value = seq_per_s[top] / seq_per_s[bottom]
+        if goal is None:
+            return f"{value:.2f}"
+        return f"{value:.2f} (goal >= {goal:g}: {'met' if value >= goal else 'MISSED'})"
+
+    print(f"\n{name}:")
+    print(f"ours / (a), fp32:        {ratio('ours', '(a)', 0.9)}")
+    print(f"ours-bf16 / (b)-fp32:    {ratio('ours-bf16', '(b)', 2.0)}")
+    print(f"ours-bf16 / (b)-bf16:    {ratio('ours-bf16', '(b)-bf16')}")
+    print(f"ours / (a), bf16:        {ratio('ours-bf16', '(a)-bf16')}")
+    speed_ups = ", ".join(f"{key} {ratio(key + '-bf16', key)}" for key in ("ours", "(a)", "(b)", "step"))
+    print(f"bf16 / fp32 speed-up:    {speed_ups}")
+    print(f"trainer's step / ours:   fp32 {ratio('step', 'ours')}, bf16 {ratio('step-bf16', 'ours-bf16')}")
+    if "graph" in seq_per_s:
+        print(f"CUDA graph / eager step: fp32 {ratio('graph', 'step')}, bf16 {ratio('graph-bf16', 'step-bf16')}")
+        print(f"CUDA graph / (a), fp32:  {ratio('graph', '(a)', 0.9)}")
+
+
+def print_machine(measurement: Measurement) -> None:
+    print(f"\n{measurement.device.type}: timed phase {measurement.wall:.1f} s wall")
+    if measurement.load_start is not None:
+        print(f"load average (1, 5, 15 min): at start {', '.join(f'{x:.2f}' for x in measurement.load_start)}; "
+              f"at end {', '.join(f'{x:.2f}' for x in os.getloadavg())} (the end includes this run)")
+    if measurement.others is not None:
+        noisy = measurement.others > 0.05
+        print(f"other processes used {measurement.others:.0%} of the machine's CPU time during the timed phase"
+              + (": figures are NOISY, rerun on an idle machine" if noisy else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="all", help="all (the CPU, and the GPU if there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=20, help="timed iterations per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per variant first")
@@ -225,102 +400,26 @@ def main() -> None:
     config = preset(args.preset)
     if config.hierarchical:
         raise ValueError(f"preset {args.preset!r} has a hierarchical decoder; the baselines are flat: pick a flat preset")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if args.device == "all":
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    else:
+        devices = [torch.device(args.device)]
+    if any(device.type == "cuda" for device in devices) and not torch.cuda.is_available():
         raise ValueError(f"`--device {args.device}` asked for, but torch {torch.__version__} sees no CUDA device")
     torch.set_num_threads(args.threads)
 
-    variants = [
-        Variant("ours", "ours: MusicVAE + vae_loss", OursWithLoss, bf16=False),
-        Variant("ours-bf16", "ours: MusicVAE + vae_loss", OursWithLoss, bf16=True),
-        Variant("(a)", "(a) bare fused nn.LSTM", BareFusedVAE, bf16=False),
-        Variant("(a)-bf16", "(a) bare fused nn.LSTM", BareFusedVAE, bf16=True),
-        Variant("(b)", "(b) decoder steps in Python", StepLoopVAE, bf16=False),
-        Variant("(b)-bf16", "(b) decoder steps in Python", StepLoopVAE, bf16=True),
-    ]
-    generator = torch.Generator().manual_seed(args.seed)
-    batches = [
-        torch.randint(0, config.n_classes, (args.batch_size, config.steps), generator=generator).to(device)
-        for _ in range(args.warmup + args.iterations)
-    ]
-
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {cores} cores"
-    print(f"torch {torch.__version__}, {where}, threads {torch.get_num_threads()}, preset {args.preset!r} "
+    print(f"torch {torch.__version__}, {' and '.join(device_name(device, cores) for device in devices)}, "
+          f"threads {torch.get_num_threads()}, preset {args.preset!r} "
           f"(encoder {config.encoder_size} x2, decoder {config.decoder_layers}x{config.decoder_size}, z {config.z_size}), "
           f"batch {args.batch_size} x {config.steps} steps, {args.warmup} warm-up + {args.iterations} timed iterations")
-    if device.type == "cuda":
+    if any(device.type == "cuda" for device in devices):
         print(f"cuDNN TF32 allowed for fp32 LSTMs: {torch.backends.cudnn.allow_tf32}")
-    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
-
-    # One-time costs (thread pools, oneDNN/cuDNN set-up and kernels, allocator arenas) go to a
-    # throwaway model, so that they are not charged to whichever variant comes first.
-    for bf16 in (False, True):
-        throwaway = Variant("", "", BareFusedVAE, bf16, model=BareFusedVAE(config).to(device))
-        throwaway.optimizer = torch.optim.Adam(throwaway.model.parameters(), lr=1e-3)
-        train_step(throwaway, batches[0])
-    del throwaway
-
-    # Build and warm up one variant at a time, so its memory peak is its own.
-    resets = []
-    for variant in variants:
-        torch.manual_seed(args.seed)
-        baseline, reset = reset_memory_peak(device)
-        resets.append(reset)
-        variant.model = variant.build(config).to(device)
-        variant.optimizer = torch.optim.Adam(variant.model.parameters(), lr=1e-3)
-        for tokens in batches[: args.warmup]:
-            train_step(variant, tokens)
-        synchronize(device)
-        variant.peak_bytes = max(0, memory_peak(device) - baseline)
-        variant.seconds = []
-
-    # Timed: the variants take turns, one iteration each.
-    busy_start, own_start, wall_start = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
-    for tokens in batches[args.warmup :]:
-        for variant in variants:
-            start = time.perf_counter()
-            train_step(variant, tokens)
-            synchronize(device)
-            variant.seconds.append(time.perf_counter() - start)
-    busy_end, own_end, wall = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter() - wall_start
-
-    if device.type == "cuda":
-        memory_note = "torch.cuda.max_memory_allocated - memory_allocated before the build"
-    elif all(resets):
-        memory_note = "peak RSS (VmHWM, reset via /proc/self/clear_refs) - RSS before the build"
-    else:
-        memory_note = "growth of ru_maxrss over the process's earlier peak (could not reset it: 0 = below an earlier variant)"
-    print(f"\n{'variant':<30} {'precision':<9} {'seq/s':>7}   {'ms/iter median [IQR]':<22} {'peak memory':>11}")
-    seq_per_s = {}
-    for variant in variants:
-        q1, median, q3 = quartiles(variant.seconds)
-        seq_per_s[variant.key] = args.batch_size / median
-        print(f"{variant.label:<30} {'bf16' if variant.bf16 else 'fp32':<9} {seq_per_s[variant.key]:>7.0f}   "
-              f"{median * 1e3:>6.0f} [{q1 * 1e3:.0f}-{q3 * 1e3:.0f}]{'':<7} {variant.peak_bytes / 2**20:>8.0f} MiB")
-    print(f"peak memory = {memory_note}; includes parameters, gradients, Adam state and activations")
-
-    def ratio(top: str, bottom: str, goal: float | None = None) -> str:
-        value = seq_per_s[top] / seq_per_s[bottom]
-        if goal is None:
-            return f"{value:.2f}"
-        return f"{value:.2f} (goal >= {goal:g}: {'met' if value >= goal else 'MISSED'})"
-
-    print(f"\nours / (a), fp32:        {ratio('ours', '(a)', 0.9)}")
-    print(f"ours-bf16 / (b)-fp32:    {ratio('ours-bf16', '(b)', 2.0)}")
-    print(f"ours-bf16 / (b)-bf16:    {ratio('ours-bf16', '(b)-bf16')}")
-    print(f"ours / (a), bf16:        {ratio('ours-bf16', '(a)-bf16')}")
-    speed_ups = ", ".join(f"{key} {ratio(key + '-bf16', key)}" for key in ("ours", "(a)", "(b)"))
-    print(f"bf16 / fp32 speed-up:    {speed_ups}")
-
-    print(f"\ntimed phase: {wall:.1f} s wall")
-    if load_start is not None:
-        print(f"load average (1, 5, 15 min): at start {', '.join(f'{x:.2f}' for x in load_start)}; "
-              f"at end {', '.join(f'{x:.2f}' for x in os.getloadavg())} (the end includes this run)")
-    if busy_start is not None and busy_end is not None:
-        others = max(0.0, (busy_end - busy_start) - (own_end - own_start)) / (wall * (os.cpu_count() or 1))
-        noisy = others > 0.05
-        print(f"other processes used {others:.0%} of the machine's CPU time during the timed phase"
-              + (": figures are NOISY, rerun on an idle machine" if noisy else ""))
+    measurements = [measure(device, config, args) for device in devices]
+    seq_per_s = print_table(measurements, args.batch_size)
+    for measurement in measurements:
+        print_ratios(f"{device_name(measurement.device, cores)}", seq_per_s[measurement.device.type])
+    for measurement in measurements:
+        print_machine(measurement)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ class LossParts:
     r_loss: Tensor  # reconstruction: cross-entropy summed over steps
     kl: Tensor  # KL(q(z|x) || N(0, I)) summed over dimensions
     kl_term: Tensor  # the KL term before beta
-    beta: float
+    beta: float | Tensor
 
     @property
     def kl_bits(self) -> Tensor:
@@ -105,12 +105,19 @@ def kl_per_dimension(mu: Tensor, sigma: Tensor) -> Tensor:
     return 0.5 * (mu.square() + sigma.square() - 1.0) - torch.log(sigma.clamp_min(1e-8))
 
 
-def vae_loss(logits: Tensor, tokens: Tensor, mu: Tensor, sigma: Tensor, config: LossConfig, step: int = 0) -> LossParts:
-    """The objective of ``config`` for one batch: the KL clamped per sequence (as Magenta) or as the batch mean."""
+def vae_loss(
+    logits: Tensor, tokens: Tensor, mu: Tensor, sigma: Tensor, config: LossConfig, step: int = 0,
+    beta: float | Tensor | None = None,
+) -> LossParts:
+    """The objective of ``config`` for one batch: the KL clamped per sequence (as Magenta) or as the batch mean.
+
+    ``beta``: beta at ``step`` if known (a device tensor: a captured CUDA graph reads it anew at every replay);
+    None: ``config.beta_at(step)``.
+    """
     r_loss = reconstruction_nats(logits, tokens)
     kl = kl_nats(mu, sigma)
     kl_term = clamped_kl(kl if config.free_bits_over == "sequence" else kl.mean(), config).mean()
-    beta = config.beta_at(step)
+    beta = config.beta_at(step) if beta is None else beta
     return LossParts(r_loss.mean() + beta * kl_term, r_loss.mean(), kl.mean(), kl_term, beta)
 
 

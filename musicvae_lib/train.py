@@ -5,7 +5,8 @@ trains a MusicVAE and writes into ``out_dir``:
 
 - ``steps.csv``: one row per optimiser step (loss, ``losses/r_loss``, ``losses/kl_bits``,
   ``global_norm`` before clipping, ``learning_rate``), so that a notebook can mark the sudden jumps
-  the thesis saw in its loss curve;
+  the thesis saw in its loss curve. Rows are written in chunks (at each progress-bar update,
+  checkpoint, epoch end): a step's values stay on the device, so no step waits for the GPU;
 - ``epochs.csv``: one row per epoch, training means and validation values side by side;
 - ``checkpoint.pt``: everything needed to go on (weights, optimiser, schedule, random generators,
   the epoch's batch order and the position in it, log sizes), written every
@@ -19,10 +20,15 @@ random draw comes from generators whose states the checkpoint holds.
 
 Under ``torchrun`` (RANK and WORLD_SIZE set) the model is wrapped in DistributedDataParallel, each
 process takes its share of every batch, and only rank 0 writes files.
+
+On one GPU the teacher-forced step (forward, loss, backward, clipping, fused Adam) is captured as one
+CUDA graph and replayed (``step_path``, ``CapturedStep``): at the study's sizes an eager GPU step waits
+on kernel launches. bf16="auto" there times a few steps each way before choosing (``bf16_is_faster``).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -32,7 +38,7 @@ import random
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Collection, Mapping, TextIO
+from typing import Any, Callable, Collection, Iterable, Mapping, TextIO
 
 import numpy as np
 import pandas as pd
@@ -91,7 +97,9 @@ TIMING_COLUMNS = ("seconds", "sequences_per_second")
 # stands (a longer budget). Named as config_clashes names them.
 RESUMED_SETTINGS = frozenset({"train_config.max_epochs", "train_config.max_minutes", "train_config.checkpoint_every_steps"})
 
-PROGRESS_SECONDS = 10.0  # between progress-bar updates (the runner keeps only a bar's last state)
+# between progress-bar updates (the runner keeps only a bar's last state); steps.csv gets the steps since
+# the last update then too, so that a step never waits for the device to hand back its values
+PROGRESS_SECONDS = 10.0
 
 # Independent random streams drawn from the one seed (numpy SeedSequence entropy [seed, stream, rank]).
 DATA_STREAM, NOISE_STREAM, VALID_STREAM = 0, 1, 2
@@ -120,7 +128,11 @@ class TrainConfig:
     max_minutes: float = 0.0  # training time summed over resumed sessions; 0 = no budget
     transpose_semitones: int = 0  # augmentation: shift each window by up to +-N semitones; 0 = off
     sampling_rate: float = 0.0  # scheduled sampling, Magenta's inverse-sigmoid rate k; 0 = teacher forcing
-    bf16: str | bool = "auto"  # autocast to bfloat16; "auto": where the device has native bf16 kernels
+    # autocast to bfloat16; "auto": where the device has native bf16 kernels and, on CUDA, a timing of a few
+    # steps each way at the start finds it faster (``resolve_bf16``); a resumed run keeps its first choice
+    bf16: str | bool = "auto"
+    # the teacher-forced step as one CUDA graph (no launch overhead); "auto": where step_path allows it
+    cuda_graphs: str | bool = "auto"
     valid_batch_size: int = 512  # validation has no gradients: larger batches only save time
     checkpoint_every_steps: int = 200  # besides the checkpoint after every epoch
     seed: int = 0  # weights, batch order, augmentation and latent noise all derive from it
@@ -128,8 +140,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"`lr_schedule` must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {self.lr_schedule!r}")
-        if self.bf16 not in ("auto", True, False):
-            raise ValueError(f"`bf16` must be 'auto', True or False, got {self.bf16!r}")
+        for name in ("bf16", "cuda_graphs"):
+            if getattr(self, name) not in ("auto", True, False):
+                raise ValueError(f"`{name}` must be 'auto', True or False, got {getattr(self, name)!r}")
         for name in ("batch_size", "valid_batch_size", "max_epochs", "checkpoint_every_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
@@ -165,6 +178,7 @@ class TrainResult:
     best_valid_loss: float
     bf16: bool
     resumed: bool  # whether this call went on from a checkpoint
+    step_path: str = "eager"  # how the training steps ran: "eager" or "cuda_graph" (``step_path``)
 
 
 class CheckpointError(Exception):
@@ -227,6 +241,32 @@ def transpose_windows(windows: np.ndarray, max_semitones: int, rng: np.random.Ge
     return shifted.astype(tokens.dtype)
 
 
+def adam(parameters: Iterable[nn.Parameter], config: TrainConfig, graph_device: torch.device | None = None) -> torch.optim.Adam:
+    """The thesis' Adam with the fused kernel: one launch for all parameters on CUDA, and on CPU a step
+    about 7x faster than the default multi-tensor one (20 -> 2.7 ms at the study's sizes, 1 thread).
+
+    With ``graph_device``, capturable in a CUDA graph there: its step count and learning rate live on that
+    device (a graph replays the kernels it captured, so a new rate must be written into the same tensor).
+    """
+    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+    keep_implementation(optimizer, graph_device)
+    return optimizer
+
+
+def keep_implementation(optimizer: torch.optim.Optimizer, graph_device: torch.device | None) -> None:
+    """Fused Adam, capturable with its learning rate a tensor on ``graph_device`` if given, keeping the rate's value.
+
+    Also after ``load_state_dict``, which takes every group setting from the checkpoint (``fused``, ``foreach``,
+    a learning-rate tensor loaded onto the CPU): a checkpoint of an older version would otherwise go on with
+    that version's kernels, unlike a run never stopped.
+    """
+    for group in optimizer.param_groups:
+        rate = float(group["lr"])
+        capturable = graph_device is not None
+        group.update(fused=True, foreach=None, capturable=capturable)
+        group["lr"] = torch.tensor(rate, device=graph_device) if capturable else rate
+
+
 def plateau_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
     """The thesis' schedule: multiply the rate by ``plateau_factor`` after more than ``plateau_patience`` epochs
     without a lower validation loss, never below ``min_learning_rate``.
@@ -262,13 +302,52 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def resolve_bf16(setting: str | bool, device: torch.device) -> bool:
-    """The ``bf16`` setting as a bool: "auto" is on where ``bf16_supported(device)``."""
+def resolve_bf16(setting: str | bool, device: torch.device, faster: Callable[[], bool] | None = None) -> bool:
+    """The ``bf16`` setting as a bool. "auto": on where ``bf16_supported(device)``; on CUDA only if ``faster()``
+    also says so (a timing, ``bf16_is_faster``), since there bf16 can be slower at small sizes.
+
+    On a CPU the rule alone decides: oneDNN's bf16 kernels were faster on both CPUs measured
+    (benchmarks/train_throughput.py), and a timing there would cost seconds of a short run.
+    """
     if setting == "auto":
-        return bf16_supported(device)
+        return bf16_supported(device) and (device.type != "cuda" or faster is None or faster())
     if setting is True and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"`bf16=True` but {torch.cuda.get_device_name(device)} has no bfloat16 support; use bf16='auto'")
     return bool(setting)
+
+
+def cuda_graph_obstacles(device: torch.device, config: TrainConfig, world_size: int) -> list[str]:
+    """Why the training step cannot be captured as one CUDA graph here (empty: it can)."""
+    obstacles = []
+    if device.type != "cuda":
+        obstacles.append(f"the device is {device.type}, not CUDA")
+    if config.sampling_rate > 0:
+        obstacles.append("scheduled sampling (`sampling_rate` > 0) decodes step by step with a new probability each step")
+    if world_size > 1:
+        obstacles.append(f"{world_size} DDP processes all-reduce their gradients between the step's kernels")
+    return obstacles
+
+
+def step_path(device: torch.device, config: TrainConfig, world_size: int = 1) -> str:
+    """How training steps run: "cuda_graph" (the teacher-forced step captured whole, replayed each step) or "eager".
+
+    ``config.cuda_graphs`` "auto": the graph wherever ``cuda_graph_obstacles`` finds none, since at the study's
+    sizes an eager CUDA step is bound by kernel launches, not by the GPU; True: the graph, ValueError naming the
+    obstacles if there are any.
+    """
+    obstacles = cuda_graph_obstacles(device, config, world_size)
+    if config.cuda_graphs is True and obstacles:
+        raise ValueError(f"`cuda_graphs=True` but {'; '.join(obstacles)}: use cuda_graphs='auto' or False")
+    return "cuda_graph" if config.cuda_graphs is not False and not obstacles else "eager"
+
+
+def tokens_on(windows: np.ndarray, device: torch.device) -> Tensor:
+    """``windows`` (uint8) as int64 tokens on ``device``. On CUDA through pinned memory without waiting: a copy
+    from pageable memory would wait for every step queued before it, a host sync per step."""
+    tokens = torch.from_numpy(np.ascontiguousarray(windows))
+    if device.type == "cuda":
+        tokens = tokens.pin_memory()
+    return tokens.to(device, non_blocking=True).long()
 
 
 def stream_seed(seed: int, stream: int, rank: int = 0) -> int:
@@ -439,9 +518,9 @@ class CsvLog:
         if header != self.columns:
             raise CheckpointError(f"{self.path} has columns {header}, expected {self.columns}")
 
-    def write(self, row: dict[str, float | int]) -> None:
-        """Append ``row`` and flush, so a notebook can follow a run as it trains."""
-        self.writer.writerow([row[column] for column in self.columns])
+    def write(self, rows: Iterable[dict[str, float | int]]) -> None:
+        """Append ``rows`` and flush, so a notebook can follow a run as it trains."""
+        self.writer.writerows([row[column] for column in self.columns] for row in rows)
         self.file.flush()
 
     def flush(self) -> int:
@@ -478,11 +557,28 @@ def batch_sums(parts: LossParts, logits: Tensor, tokens: Tensor) -> Tensor:
     """float64 [6]: sequences, and sums over them of loss, r_loss, KL nats, correct tokens, tokens.
 
     logits [B, T, C], tokens [B, T]; accuracy is Magenta's: argmax against the true token at every step.
+    Device kernels only (no tensor from a host value), so a CUDA graph can capture it.
     """
     n = tokens.shape[0]
+    weighted = torch.stack([parts.loss, parts.r_loss, parts.kl]).detach() * n  # float32 products, then widened
     correct = (logits.argmax(-1) == tokens).sum()
-    values = [n, parts.loss.detach() * n, parts.r_loss.detach() * n, parts.kl.detach() * n, correct, tokens.numel()]
-    return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=tokens.device) for v in values])
+    sequences, all_tokens = (weighted.new_full((1,), count, dtype=torch.float64) for count in (n, tokens.numel()))
+    return torch.cat([sequences, weighted.double(), correct.double()[None], all_tokens])
+
+
+@dataclass
+class PendingStep:
+    """A step whose logged values are still on the device: they are read many steps at a time
+    (``Trainer.write_pending``), since reading them at once would make every step wait for the device."""
+
+    step: int
+    epoch: int
+    sums: Tensor  # ``batch_sums``, added over processes
+    global_norm: Tensor  # before clipping
+    beta: float
+    learning_rate: float
+    teacher_probability: float
+    seconds: float = 0.0  # wall time of the step, batch preparation included
 
 
 def per_sequence_means(sums: list[float], beta: float) -> dict[str, float]:
@@ -495,6 +591,168 @@ def per_sequence_means(sums: list[float], beta: float) -> dict[str, float]:
         "losses/kl_beta": beta,
         "metrics/accuracy": correct / tokens,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The training step: eager, or one CUDA graph; bf16 where it is faster
+
+GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before the capture, as PyTorch's whole-network example
+BF16_TIMING_STEPS = 5  # timed steps each way (after one untimed) when bf16="auto" asks the device which is faster
+
+
+class GraphCaptureError(RuntimeError):
+    """The training step could not be captured as a CUDA graph (the weights, Adam and noise are as before)."""
+
+
+class TrainingStep:
+    """One optimiser step, kernel by kernel: forward, loss, backward, clipping, Adam.
+
+    ``training_pass`` is ``vae`` or its DDP wrapper; ``noise`` the generator of the latent noise.
+    """
+
+    autocast_cache = True  # autocast's cache of bf16 weight copies (a CUDA graph must do without)
+
+    def __init__(
+        self, vae: MusicVAE, optimizer: torch.optim.Optimizer, loss_config: LossConfig, grad_clip: float,
+        bf16: bool, noise: torch.Generator, training_pass: nn.Module | None = None,
+    ):
+        self.vae, self.optimizer, self.loss_config, self.grad_clip = vae, optimizer, loss_config, grad_clip
+        self.bf16, self.noise = bf16, noise
+        self.training_pass = vae if training_pass is None else training_pass
+
+    def __call__(self, tokens: Tensor, step: int, teacher_probability: float = 1.0) -> tuple[Tensor, Tensor]:
+        """The step on ``tokens`` [B, T] at training step ``step``: ``batch_sums`` and the global norm before clipping."""
+        self.optimizer.zero_grad(set_to_none=True)
+        return self.update(tokens, self.loss_config.beta_at(step), teacher_probability)
+
+    def update(self, tokens: Tensor, beta: float | Tensor, teacher_probability: float = 1.0) -> tuple[Tensor, Tensor]:
+        """Forward, loss, backward (into zeroed or unset gradients), clipping and Adam."""
+        with torch.autocast(tokens.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=self.autocast_cache):
+            logits, mu, sigma = self.training_pass(tokens, self.noise, teacher_probability)
+        parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, beta=beta)
+        parts.loss.backward()
+        global_norm = nn.utils.clip_grad_norm_(self.vae.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return batch_sums(parts, logits, tokens), global_norm
+
+
+class CapturedStep(TrainingStep):
+    """The teacher-forced step captured as one CUDA graph and replayed: one launch instead of hundreds.
+
+    At the study's sizes an eager step on a GPU waits on the launches of its small kernels. Captured at the
+    first call, after warm-up steps whose effects on the weights, Adam's state and the noise generator are
+    undone, so the run takes the same steps as an eager one. Each call copies the batch into the static
+    input and beta into a static tensor (Magenta's annealing changes it every step); the learning rate is
+    Adam's device tensor (``adam`` with ``graph_device``). The noise generator is registered with the graph:
+    each replay draws new latent noise and advances it as an eager step would.
+    """
+
+    autocast_cache = False
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.tokens = self.beta = None
+        self.outputs: tuple[Tensor, ...] = ()
+
+    def __call__(self, tokens: Tensor, step: int, teacher_probability: float = 1.0) -> tuple[Tensor, Tensor]:
+        """The replay on a batch of the first call's size; copies of its outputs (the next replay overwrites them)."""
+        if self.graph is None:
+            self.capture(tokens)
+        self.tokens.copy_(tokens)
+        self.beta.fill_(self.loss_config.beta_at(step))
+        self.graph.replay()
+        sums, global_norm = (output.clone() for output in self.outputs)
+        return sums, global_norm
+
+    def capture(self, tokens: Tensor) -> None:
+        """Warm up on a side stream, undo the warm-up, capture ``update`` (PyTorch's "whole network capture")."""
+        self.tokens, self.beta = tokens.clone(), torch.zeros((), device=tokens.device)
+        saved = self.state()
+        side, main = torch.cuda.Stream(tokens.device), torch.cuda.current_stream(tokens.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            for _ in range(GRAPH_WARMUP_STEPS):  # also creates Adam's state, which the graph must find in place
+                self.optimizer.zero_grad(set_to_none=True)
+                self.update(self.tokens, self.beta)
+        main.wait_stream(side)
+        self.restore(saved)
+        self.optimizer.zero_grad(set_to_none=True)  # backward in the capture allocates the gradients from the graph's pool
+        graph = torch.cuda.CUDAGraph()
+        try:
+            graph.register_generator_state(self.noise)
+            with torch.cuda.graph(graph):
+                self.outputs = self.update(self.tokens, self.beta)
+        except RuntimeError as error:
+            self.restore(saved)
+            raise GraphCaptureError(f"{type(error).__name__}: {error}") from error
+        self.graph = graph
+
+    def state(self) -> tuple[list[Tensor], dict[Tensor, dict[str, Tensor]], Tensor]:
+        """Copies of the weights, Adam's state and the noise generator's state."""
+        weights = [parameter.detach().clone() for parameter in self.vae.parameters()]
+        adam_state = {parameter: {key: value.clone() for key, value in state.items()} for parameter, state in self.optimizer.state.items()}
+        return weights, adam_state, self.noise.get_state()
+
+    @torch.no_grad()
+    def restore(self, saved: tuple[list[Tensor], dict[Tensor, dict[str, Tensor]], Tensor]) -> None:
+        """Back to ``state``'s copies, in the same tensors; Adam's state made since is zeroed, as Adam creates it."""
+        weights, adam_state, noise_state = saved
+        for parameter, weight in zip(self.vae.parameters(), weights):
+            parameter.copy_(weight)
+        for parameter, state in self.optimizer.state.items():
+            for key, value in state.items():
+                if parameter in adam_state:
+                    value.copy_(adam_state[parameter][key])
+                else:
+                    value.zero_()
+        self.noise.set_state(noise_state)
+
+
+def bf16_is_faster(
+    vae: MusicVAE, loss_config: LossConfig, config: TrainConfig, device: torch.device, path: str, world_size: int = 1,
+    steps: int = BF16_TIMING_STEPS,
+) -> bool:
+    """Whether bf16 autocast trains ``vae``'s sizes faster than fp32 on ``device``, timed on copies.
+
+    Steps of ``path`` (``step_path``) on a copy of the model with its own Adam, on random tokens of this
+    process' batch size, fp32 and bf16 taking turns; the medians decide. The model, its optimiser and every
+    random generator are left as they were. On a GPU bf16 is no sure gain at small sizes: issue 13 measured
+    it 0.91x at the study's (its casts add kernels to a launch-bound step).
+    """
+    batch = config.batch_size // world_size
+    tokens = torch.randint(
+        0, vae.config.n_classes, (batch, vae.config.steps), device=device, generator=torch.Generator(device).manual_seed(0)
+    )
+    graph_device = device if path == "cuda_graph" else None
+    runs = {}
+    for bf16 in (False, True):
+        model = copy.deepcopy(vae)
+        for module in model.modules():
+            if isinstance(module, nn.RNNBase):
+                module.flatten_parameters()  # a copy's LSTM weights lie apart: cuDNN would gather them every call
+        step_class = CapturedStep if graph_device is not None else TrainingStep
+        optimizer = adam(model.parameters(), config, graph_device)
+        runs[bf16] = step_class(model, optimizer, loss_config, config.grad_clip, bf16, torch.Generator(device).manual_seed(0))
+        try:
+            runs[bf16](tokens, 0)  # untimed: first-call costs (kernel selection, Adam's state, the capture)
+        except GraphCaptureError:  # the run will fall back to eager steps too
+            return bf16_is_faster(vae, loss_config, config, device, "eager", world_size, steps)
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(steps):
+        for bf16, run in runs.items():
+            synchronize(device)
+            started = time.perf_counter()
+            run(tokens, 0)
+            synchronize(device)
+            seconds[bf16].append(time.perf_counter() - started)
+    return bool(np.median(seconds[True]) < np.median(seconds[False]))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device`` to finish its queued work (a timing's bounds); nothing to wait for on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,7 +787,6 @@ class Trainer:
         if len(self.valid_windows) < world_size:
             raise ValueError(f"{len(self.valid_windows)} validation windows cannot be shared by {world_size} processes")
         self.batches_per_epoch = len(self.train_windows) // config.batch_size
-        self.bf16 = resolve_bf16(config.bf16, device)
         self.fingerprint = data_fingerprint(self.train_windows, self.valid_windows)
 
         with torch.random.fork_rng(devices=[]):  # initial weights from the seed, the caller's generator untouched
@@ -541,7 +798,9 @@ class Trainer:
             device_ids = [device.index] if device.type == "cuda" else None
             training_pass = nn.parallel.DistributedDataParallel(training_pass, device_ids=device_ids)
         self.training_pass = training_pass
-        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.step_path = step_path(device, config, world_size)
+        self.graph_device = device if self.step_path == "cuda_graph" else None
+        self.optimizer = adam(self.vae.parameters(), config, self.graph_device)
         self.scheduler = plateau_schedule(self.optimizer, config) if config.lr_schedule == "plateau" else None
         self.data_rng = np.random.default_rng(stream_seed(config.seed, DATA_STREAM))  # same on every process
         self.noise = torch.Generator(device).manual_seed(stream_seed(config.seed, NOISE_STREAM, rank))
@@ -549,9 +808,16 @@ class Trainer:
         self.best_state: dict[str, Tensor] | None = None
         self.checkpoint_path = out_dir / CHECKPOINT_FILE
         self.resumed = self.checkpoint_path.exists()
+        checkpoint = load_file(self.checkpoint_path, CHECKPOINT_FORMAT) if self.resumed else None
+        self.bf16 = self.choose_bf16(checkpoint)
         self.last_tick = time.monotonic()
-        log_sizes = self.resume() if self.resumed else {STEPS_LOG: None, EPOCHS_LOG: None}
+        log_sizes = self.resume(checkpoint) if checkpoint is not None else {STEPS_LOG: None, EPOCHS_LOG: None}
         self.progress.sessions += 1
+        self.learning_rate = float(self.optimizer.param_groups[0]["lr"])  # kept here: reading a device tensor waits
+        step_class = CapturedStep if self.step_path == "cuda_graph" else TrainingStep
+        self.steps = step_class(self.vae, self.optimizer, loss_config, config.grad_clip, self.bf16, self.noise, training_pass)
+        self.pending: list[PendingStep] = []
+        self.last_written = time.monotonic()
         self.steps_log = self.epochs_log = None
         if rank == 0:
             self.steps_log = CsvLog(out_dir / STEPS_LOG, STEP_COLUMNS, log_sizes[STEPS_LOG])
@@ -581,13 +847,28 @@ class Trainer:
                 + ". Train into a new folder, or call train with the checkpoint's settings to resume"
             )
 
-    def resume(self) -> dict[str, int]:
-        """Restore everything from the checkpoint; returns the log sizes it recorded."""
-        checkpoint = load_file(self.checkpoint_path, CHECKPOINT_FORMAT)
+    def choose_bf16(self, checkpoint: dict[str, Any] | None) -> bool:
+        """The run's precision: ``resolve_bf16``, on CUDA timing a few steps each way (``bf16_is_faster``; under DDP
+        rank 0's choice). A resumed run keeps its checkpoint's choice: it never re-times."""
+        if checkpoint is not None and self.config.bf16 == "auto" and isinstance(checkpoint.get("bf16"), bool):
+            return checkpoint["bf16"]
+        choice = resolve_bf16(
+            self.config.bf16, self.device,
+            lambda: bf16_is_faster(self.vae, self.loss_config, self.config, self.device, self.step_path, self.world_size),
+        )
+        if self.world_size > 1:
+            shared = [choice]
+            dist.broadcast_object_list(shared, src=0)
+            choice = shared[0]
+        return choice
+
+    def resume(self, checkpoint: dict[str, Any]) -> dict[str, int]:
+        """Restore everything from ``checkpoint`` (this run's checkpoint.pt); returns the log sizes it recorded."""
         self.check_same_run(checkpoint)
         try:
             self.vae.load_state_dict(checkpoint["model"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
+            keep_implementation(self.optimizer, self.graph_device)
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(checkpoint["scheduler"])
             self.progress = Progress(**checkpoint["progress"])
@@ -619,7 +900,9 @@ class Trainer:
         return states
 
     def save_checkpoint(self) -> None:
-        """Write checkpoint.pt atomically (rank 0), after flushing the logs whose sizes it records."""
+        """Write checkpoint.pt atomically (rank 0), after logging the pending steps and flushing the logs whose
+        sizes it records."""
+        self.write_pending()
         self.tick()
         noise_states = self.gathered(self.noise.get_state())
         cuda_states = self.gathered(torch.cuda.get_rng_state(self.device)) if self.device.type == "cuda" else None
@@ -667,14 +950,21 @@ class Trainer:
         if self.config.max_minutes == 0:
             return self.progress.step / (self.config.max_epochs * self.batches_per_epoch)
         self.tick()
-        elapsed = torch.tensor([self.progress.elapsed_seconds], device=self.device)
-        if self.world_size > 1:
-            dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
-        return float(elapsed.item()) / (60.0 * self.config.max_minutes)
+        elapsed = self.progress.elapsed_seconds
+        if self.world_size > 1:  # the only device round trip of the budget: one process reads the clock alone
+            slowest = torch.tensor([elapsed], device=self.device)
+            dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+            elapsed = float(slowest.item())
+        return elapsed / (60.0 * self.config.max_minutes)
 
     def set_learning_rate(self, learning_rate: float) -> None:
+        """Into Adam's groups; a tensor rate (a CUDA graph reads it) is overwritten in place."""
+        self.learning_rate = learning_rate
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate
+            if isinstance(group["lr"], Tensor):
+                group["lr"].fill_(learning_rate)
+            else:
+                group["lr"] = learning_rate
 
     def time_is_up(self) -> bool:
         """Whether the max_minutes budget is spent; under DDP all processes agree (any one's clock suffices)."""
@@ -700,43 +990,76 @@ class Trainer:
             return "max_minutes"
         return None
 
-    def reduced(self, sums: Tensor) -> list[float]:
-        """``sums`` added over processes, as Python floats."""
+    def summed(self, sums: Tensor) -> Tensor:
+        """``sums`` added over processes, on the device."""
         if self.world_size > 1:
             dist.all_reduce(sums)
-        return sums.tolist()
+        return sums
 
-    def train_step(self, batch: np.ndarray) -> dict[str, float]:
-        """One optimiser step on this process' share of ``batch`` (uint8 [batch_size, steps]); the step's row."""
+    def train_step(self, batch: np.ndarray) -> PendingStep:
+        """One optimiser step on this process' share of ``batch`` (uint8 [batch_size, steps]).
+
+        Nothing in it waits for the device: its logged values stay there until ``write_pending``.
+        """
         step = self.progress.step
-        tokens = torch.from_numpy(batch[self.rank :: self.world_size]).to(self.device).long()  # (B / world, T)
+        tokens = tokens_on(batch[self.rank :: self.world_size], self.device)  # (B / world, T)
         if self.config.lr_schedule == "exponential":
             self.set_learning_rate(exponential_learning_rate(self.config, step))
         elif self.config.lr_schedule == "cosine":
             self.set_learning_rate(cosine_learning_rate(self.config, self.budget_spent()))
-        learning_rate = self.optimizer.param_groups[0]["lr"]
         teacher_probability = teacher_forcing_probability(step, self.config.sampling_rate)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits, mu, sigma = self.training_pass(tokens, self.noise, teacher_probability)
-        parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, step)
-        self.optimizer.zero_grad(set_to_none=True)
-        parts.loss.backward()
-        global_norm = nn.utils.clip_grad_norm_(self.vae.parameters(), self.config.grad_clip).item()
-        self.optimizer.step()
-        row_means = per_sequence_means(self.reduced(batch_sums(parts, logits, tokens)), parts.beta)
-        if not math.isfinite(row_means["loss"]):
-            raise FloatingPointError(
-                f"loss is {row_means['loss']} at step {step + 1} (epoch {self.progress.epoch + 1}) of {self.out_dir}; "
-                f"{self.checkpoint_path} precedes it: lower `learning_rate` or set bf16=False"
-            )
-        return {
-            "step": step + 1,
-            "epoch": self.progress.epoch + 1,
-            **row_means,
-            "global_norm": global_norm,
-            "learning_rate": learning_rate,
-            "teacher_probability": teacher_probability,
-        }
+        try:
+            sums, global_norm = self.steps(tokens, step, teacher_probability)
+        except GraphCaptureError as error:
+            if self.config.cuda_graphs is True:
+                raise
+            print(f"CUDA graph capture failed ({error}); training on with eager steps")
+            self.step_path = "eager"
+            self.steps = TrainingStep(self.vae, self.optimizer, self.loss_config, self.config.grad_clip, self.bf16, self.noise)
+            sums, global_norm = self.steps(tokens, step, teacher_probability)
+        return PendingStep(
+            step + 1, self.progress.epoch + 1, self.summed(sums), global_norm, self.loss_config.beta_at(step),
+            self.learning_rate, teacher_probability,
+        )
+
+    def write_pending(self) -> dict[str, float] | None:
+        """Read the pending steps' values off the device in one go, log them and add them to the epoch's sums.
+
+        Returns the last row (None if nothing was pending). FloatingPointError at the first step whose loss
+        is not finite, after logging the steps before it: a chunk is written before every checkpoint, so the
+        last checkpoint precedes that step.
+        """
+        pending, self.pending = self.pending, []
+        self.last_written = time.monotonic()
+        if not pending:
+            return None
+        sums = torch.stack([record.sums for record in pending]).tolist()
+        norms = torch.stack([record.global_norm for record in pending]).tolist()
+        rows = []
+        for record, step_sums, global_norm in zip(pending, sums, norms):
+            row = {
+                "step": record.step,
+                "epoch": record.epoch,
+                **per_sequence_means(step_sums, record.beta),
+                "global_norm": global_norm,
+                "learning_rate": record.learning_rate,
+                "teacher_probability": record.teacher_probability,
+            }
+            if not math.isfinite(row["loss"]):
+                self.log_steps(rows)
+                raise FloatingPointError(
+                    f"loss is {row['loss']} at step {record.step} (epoch {record.epoch}) of {self.out_dir}; "
+                    f"{self.checkpoint_path} precedes it: lower `learning_rate` or set bf16=False"
+                )
+            self.accumulate(row, self.config.batch_size, record.seconds)
+            rows.append(row)
+        self.log_steps(rows)
+        return rows[-1]
+
+    def log_steps(self, rows: list[dict[str, float]]) -> None:
+        """Append ``rows`` to steps.csv (rank 0 writes the files)."""
+        if self.rank == 0:
+            self.steps_log.write(rows)
 
     def accumulate(self, row: dict[str, float], sequences: int, seconds: float) -> None:
         """Add a step's row to the epoch's running sums."""
@@ -775,15 +1098,15 @@ class Trainer:
             batch = self.train_windows[indices]  # (B, T)
             if self.config.transpose_semitones:
                 batch = transpose_windows(batch, self.config.transpose_semitones, self.data_rng)
-            row = self.train_step(batch)
+            record = self.train_step(batch)
             progress.step += 1
             progress.position += 1
-            self.accumulate(row, size, time.monotonic() - started)
-            if self.rank == 0:
-                self.steps_log.write(row)
+            record.seconds = time.monotonic() - started
+            self.pending.append(record)
+            if time.monotonic() - self.last_written >= PROGRESS_SECONDS and (row := self.write_pending()):
+                # refresh=False: shown at the bar's next timed update, not one line per batch
+                bar.set_postfix(loss=f"{row['loss']:.2f}", r_loss=f"{row['losses/r_loss']:.2f}", refresh=False)
             bar.update()
-            # refresh=False: shown at the bar's next timed update, not one line per batch
-            bar.set_postfix(loss=f"{row['loss']:.2f}", r_loss=f"{row['losses/r_loss']:.2f}", refresh=False)
             mid_epoch = progress.position < self.batches_per_epoch
             if mid_epoch and progress.step % self.config.checkpoint_every_steps == 0:
                 self.save_checkpoint()
@@ -806,10 +1129,11 @@ class Trainer:
             parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, self.progress.step)
             sums += batch_sums(parts, logits, tokens)
         self.vae.train()
-        return per_sequence_means(self.reduced(sums), self.loss_config.beta_at(self.progress.step))
+        return per_sequence_means(self.summed(sums).tolist(), self.loss_config.beta_at(self.progress.step))
 
     def end_epoch(self) -> None:
         """Validate, update best weights, schedule and early-stopping count, log the epoch, checkpoint."""
+        self.write_pending()
         progress, sums = self.progress, self.progress.sums
         valid = self.evaluate()
         if valid["loss"] < progress.best_valid_loss:
@@ -820,6 +1144,7 @@ class Trainer:
             progress.epochs_without_improvement += 1
         if self.scheduler is not None:
             self.scheduler.step(valid["loss"])
+            self.learning_rate = float(self.optimizer.param_groups[0]["lr"])
         self.tick()
         steps, sequences = sums["steps"], sums["sequences"]
         row = {
@@ -838,7 +1163,7 @@ class Trainer:
             "sequences_per_second": sequences / sums["train_seconds"],
         }
         if self.rank == 0:
-            self.epochs_log.write(row)
+            self.epochs_log.write([row])
         progress.epoch += 1
         progress.position, progress.order, progress.epoch_seconds, progress.sums = 0, None, 0.0, {}
         self.save_checkpoint()
@@ -869,6 +1194,7 @@ class Trainer:
                 "training_seconds": progress.elapsed_seconds,
                 "sessions": progress.sessions,
                 "bf16": self.bf16,
+                "step_path": self.step_path,
                 "device": str(self.device),
                 "world_size": self.world_size,
                 "identity": self.identity(),  # lets train_or_load tell this run from another
@@ -889,6 +1215,7 @@ class Trainer:
             progress.best_valid_loss,
             self.bf16,
             self.resumed,
+            self.step_path,
         )
 
     def run(self) -> TrainResult:
@@ -998,6 +1325,7 @@ def train_or_load(
         summary["best_valid_loss"],
         summary["bf16"],
         resumed=False,
+        step_path=summary.get("step_path", "eager"),  # runs finished before the graph path existed ran eagerly
     )
 
 

@@ -192,7 +192,8 @@ def describe_training(result: TrainResult, epochs: pd.DataFrame) -> str:
     return (
         f"Stopped by {result.stopped.replace('_', ' ')} after {result.epochs} epochs ({result.steps:,} steps, "
         f"{epochs['seconds'].sum() / 60:.1f} minutes, {epochs['sequences_per_second'].median():.0f} sequences/s, "
-        f"bf16 {'on' if result.bf16 else 'off'}); the best validation loss came at epoch {result.best_epoch}."
+        f"bf16 {'on' if result.bf16 else 'off'}{', each step one CUDA graph' if result.step_path == 'cuda_graph' else ''}); "
+        f"the best validation loss came at epoch {result.best_epoch}."
     )
 
 

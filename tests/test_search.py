@@ -318,7 +318,7 @@ def test_notebook_02_mirrors_the_library_defaults():
     assert search.ChapterDefaults().margin == inspect.signature(search.choose).parameters["margin"].default
 
 
-@pytest.mark.parametrize("profile", ["quick", "default"])
+@pytest.mark.parametrize("profile", sorted(path.stem for path in (REPOSITORY / "profiles").glob("*.toml")))
 def test_each_profile_makes_a_valid_grid_over_the_defaults(profile):
     table = tomllib.loads((REPOSITORY / "profiles" / f"{profile}.toml").read_text()).get("02_grid_search", {})
     assert set(table) <= set(notebook_parameters())  # the runner refuses other keys too

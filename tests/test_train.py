@@ -1,6 +1,8 @@
 import json
 import math
 import os
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import torch
 
 from musicvae_lib import train as training
 from musicvae_lib.loss import LossConfig
-from musicvae_lib.model import preset
+from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.representation import NOTE_OFF, pitch_to_token
 from musicvae_lib.train import CheckpointError, RunFinishedError, TrainConfig
 
@@ -129,6 +131,18 @@ def test_max_minutes_stops_at_a_step_boundary_and_says_so(tmp_path):
     assert len(epochs) == result.epochs  # a cut-short epoch is validated and logged too
 
 
+def test_a_loss_gone_non_finite_names_its_step_and_logs_the_steps_before_it(tmp_path):
+    # a rate of 1e30 throws the weights to overflow within a few steps; steps.csv is written in chunks,
+    # yet the error names the first bad step and the checkpoint on disk comes before it
+    with pytest.raises(FloatingPointError, match=r"loss is -?(?:nan|inf) at step (\d+) \(epoch 1\) of .*checkpoint.pt precedes it") as caught:
+        run(tmp_path / "run", scale_windows(256, 0), scale_windows(16, 1), learning_rate=1e30, checkpoint_every_steps=100)
+    bad_step = int(re.search(r"at step (\d+)", str(caught.value)).group(1))
+    steps = pd.read_csv(tmp_path / "run" / "steps.csv")
+    assert bad_step > 1 and steps["step"].tolist() == list(range(1, bad_step))
+    assert np.isfinite(steps["loss"]).all()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # none yet: the first was due at step 100
+
+
 # --- schedules, augmentation, precision --------------------------------------------------------------
 
 
@@ -174,6 +188,106 @@ def test_bf16_auto_resolves_to_a_bool():
     assert training.resolve_bf16(False, cpu) is False
     with pytest.raises(ValueError, match="`bf16` must be 'auto', True or False, got 'yes'"):
         TrainConfig(bf16="yes")
+
+
+# --- the step path: eager, or one CUDA graph ------------------------------------------------------
+
+
+def test_step_path_captures_teacher_forced_single_process_cuda_steps_only():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # a device object needs no GPU
+    assert training.step_path(cuda, TrainConfig()) == "cuda_graph"
+    assert training.step_path(cpu, TrainConfig()) == "eager"
+    assert training.step_path(cuda, TrainConfig(sampling_rate=20.0)) == "eager"
+    assert training.step_path(cuda, TrainConfig(), world_size=2) == "eager"
+    assert training.step_path(cuda, TrainConfig(cuda_graphs=False)) == "eager"
+    assert training.step_path(cuda, TrainConfig(cuda_graphs=True, lr_schedule="cosine", bf16=True)) == "cuda_graph"
+    with pytest.raises(ValueError, match=r"`cuda_graphs=True` but the device is cpu, not CUDA; scheduled sampling"):
+        training.step_path(cpu, TrainConfig(cuda_graphs=True, sampling_rate=20.0))
+    with pytest.raises(ValueError, match="`cuda_graphs` must be 'auto', True or False, got 'on'"):
+        TrainConfig(cuda_graphs="on")
+
+
+def test_a_cpu_run_records_its_eager_steps(finished):
+    out_dir, result = finished
+    assert result.step_path == "eager" and json.loads((out_dir / "done.json").read_text())["step_path"] == "eager"
+
+
+def test_a_graph_adam_keeps_its_rate_on_the_device_and_a_resumed_one_gets_back_to_it():
+    parameter = torch.nn.Parameter(torch.ones(3))
+    eager = training.adam([parameter], TrainConfig(learning_rate=2e-3))
+    assert eager.param_groups[0]["lr"] == 2e-3 and eager.param_groups[0]["fused"]
+    graph = training.adam([parameter], TrainConfig(learning_rate=2e-3), graph_device=torch.device("cpu"))
+    assert isinstance(graph.param_groups[0]["lr"], torch.Tensor) and graph.param_groups[0]["capturable"]
+    assert graph.param_groups[0]["lr"].item() == pytest.approx(2e-3)
+    saved = eager.state_dict()
+    saved["param_groups"][0].update(fused=None, foreach=True)  # as an older version's checkpoint
+    graph.load_state_dict(saved)
+    training.keep_implementation(graph, torch.device("cpu"))
+    group = graph.param_groups[0]
+    assert group["fused"] and group["foreach"] is None and isinstance(group["lr"], torch.Tensor)
+
+
+@pytest.mark.parametrize("graph_adam", [False, True])
+def test_undoing_the_graphs_warm_up_leaves_the_next_step_as_a_first_one(graph_adam):
+    # what CapturedStep does around its warm-up, on the CPU: the step after it must be bit for bit a first step
+    tokens = torch.from_numpy(scale_windows(16, 0)).long()
+    steps = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        vae = MusicVAE(TINY)
+        optimizer = training.adam(vae.parameters(), TrainConfig(), torch.device("cpu") if graph_adam else None)
+        steps.append(training.CapturedStep(vae, optimizer, LossConfig(), 1.0, False, torch.Generator().manual_seed(1)))
+    pristine, warmed = steps
+    saved = warmed.state()
+    for step in range(3):
+        training.TrainingStep.__call__(warmed, tokens, step)  # the eager step: the graph is captured on CUDA only
+    assert not state_dicts_equal(warmed.vae.state_dict(), pristine.vae.state_dict())
+    warmed.restore(saved)
+    outputs = [training.TrainingStep.__call__(run, tokens, 0) for run in (pristine, warmed)]
+    assert state_dicts_equal(warmed.vae.state_dict(), pristine.vae.state_dict())
+    assert all(torch.equal(first, second) for first, second in zip(*outputs))
+    assert torch.equal(warmed.noise.get_state(), pristine.noise.get_state())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize("bf16", [False, True])
+def test_captured_steps_follow_eager_steps(tmp_path, bf16):
+    # exponential decay and Magenta's annealed beta change the rate and beta every step: the graph must read both anew
+    runs = {}
+    for graphs in (False, True):
+        config = TrainConfig(batch_size=16, max_epochs=2, bf16=bf16, cuda_graphs=graphs, lr_schedule="exponential",
+                             decay_rate=0.99, checkpoint_every_steps=5)
+        runs[graphs] = training.train(TINY, LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.9),
+                                      config, scale_windows(128, 0), scale_windows(32, 1), tmp_path / str(graphs), "cuda")
+    assert (runs[False].step_path, runs[True].step_path) == ("eager", "cuda_graph")
+    eager, captured = (pd.read_csv(tmp_path / str(graphs) / "steps.csv") for graphs in (False, True))
+    assert len(captured) == 16 and captured["learning_rate"].tolist() == eager["learning_rate"].tolist()
+    for column in ("loss", "losses/r_loss", "losses/kl_bits", "global_norm"):
+        np.testing.assert_allclose(captured[column], eager[column], rtol=2e-2 if bf16 else 1e-4, err_msg=column)
+    for name, weight in runs[False].model.state_dict().items():
+        torch.testing.assert_close(runs[True].model.state_dict()[name], weight, rtol=5e-2 if bf16 else 1e-3, atol=1e-4)
+
+
+def test_bf16_timing_gives_a_bool_and_leaves_model_and_generators_alone():
+    torch.manual_seed(5)
+    vae = MusicVAE(TINY)
+    weights = {name: tensor.clone() for name, tensor in vae.state_dict().items()}
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    choice = training.bf16_is_faster(vae, LossConfig(), TrainConfig(batch_size=16), torch.device("cpu"), "eager", steps=2)
+    assert isinstance(choice, bool)
+    assert state_dicts_equal(vae.state_dict(), weights) and all(parameter.grad is None for parameter in vae.parameters())
+    assert torch.equal(torch.get_rng_state(), states[0]) and np.array_equal(np.random.get_state()[1], states[1])
+    assert random.getstate() == states[2]
+
+
+def test_a_resumed_run_keeps_its_checkpoints_precision(tmp_path):
+    run(tmp_path / "run", scale_windows(64, 0), scale_windows(32, 1), max_epochs=1, bf16="auto")
+    checkpoint_path = copy_run(tmp_path / "run", tmp_path / "copy")
+    checkpoint = load(checkpoint_path)
+    chosen = not training.resolve_bf16("auto", torch.device("cpu"))  # as if a timing had chosen otherwise
+    training.atomic_save({**checkpoint, "bf16": chosen}, checkpoint_path)
+    resumed = run(tmp_path / "copy", scale_windows(64, 0), scale_windows(32, 1), max_epochs=2, bf16="auto")
+    assert resumed.resumed and resumed.bf16 is chosen and resumed.epochs == 2
 
 
 # --- files: finished runs, bad checkpoints, atomic writes ------------------------------------------
@@ -285,9 +399,11 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights_and_logs(tmp_path):
     config = {"batch_size": 16, "max_epochs": 3, "checkpoint_every_steps": 5, "transpose_semitones": 3,
               "sampling_rate": 20.0, "seed": 3}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True, "cwd": REPOSITORY}
-    reference = subprocess.Popen(worker(data, tmp_path / "reference", config), **quiet)
+    reference = subprocess.Popen(worker(data, tmp_path / "reference", config), **quiet)  # steps.csv in chunks
     interrupted = tmp_path / "interrupted"
-    victim = subprocess.Popen(worker(data, interrupted, config), **quiet)
+    # steps.csv a row at a time, so that it holds steps past the last checkpoint when the victim dies
+    every_step = {**os.environ, "PROGRESS_SECONDS": "0"}
+    victim = subprocess.Popen(worker(data, interrupted, config), **quiet, env=every_step)
     while data_rows(interrupted / "steps.csv") < 17 and victim.poll() is None:
         time.sleep(0.002)
     victim.kill()

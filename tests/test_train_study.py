@@ -57,6 +57,24 @@ def test_profile_parameters_put_the_profile_over_the_notebook_defaults(tmp_path)
         train_study.profile_parameters("quick", ["max_tunes=5"], REPOSITORY / "notebooks", tmp_path)
 
 
+@pytest.mark.parametrize("profile", sorted(path.stem for path in (REPOSITORY / "profiles").glob("*.toml")))
+def test_each_profile_gives_notebook_03_valid_configs(profile, tmp_path):
+    # the runner checks the keys (load_profile); the configs check the values, as notebook 03 would build them
+    parameters = train_study.profile_parameters(profile, [], REPOSITORY / "notebooks", tmp_path)
+    config = train.TrainConfig(**{name: parameters[name] for name in train_study.TRAIN_FIELDS})
+    loss_config = train_study.recipe_loss(parameters["recipe"], None, train_study.loss_overrides(parameters))
+    model_config = preset(parameters["model_preset"])
+    assert config.batch_size >= 1 and loss_config.form in ("thesis", "magenta") and model_config.z_size >= 1
+    if parameters["baseline_preset"]:
+        train_study.baseline_config(model_config, parameters["baseline_preset"])
+
+
+def test_the_gpu_profile_trains_at_magentas_batch_within_a_gpu_budget(tmp_path):
+    parameters = train_study.profile_parameters("gpu", [], REPOSITORY / "notebooks", tmp_path)
+    assert (parameters["model_preset"], parameters["recipe"], parameters["batch_size"]) == ("study", "magenta", 512)
+    assert 0 < parameters["max_minutes"] <= 15
+
+
 def test_the_magenta_recipe_is_the_default_and_ignores_the_grid_search_choice(tmp_path):
     write_dataset(tmp_path)
     search.write_choice(tmp_path, beta=0.5, free_nats=16.0)
