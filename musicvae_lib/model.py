@@ -68,10 +68,11 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     # the study's default for a 2-core CPU: cat-mel_2bar_small's shape (see benchmarks/train_throughput.py)
     "study": ModelConfig(),
-    # the hierarchical profile's 16-bar model for a 2-core CPU: the study's sizes with a 256-unit conductor
-    "study-hier16": ModelConfig(steps=256, encoder_size=256, conductor_size=256),
-    # its flat baseline: the same encoder, z and 2x256 decoder without the conductor (does the conductor help?)
-    "study-flat16": ModelConfig(steps=256, encoder_size=256),
+    # the hierarchical profile's 16-bar model for a 2-core CPU, at half the study's widths: twice the steps a
+    # minute of the 256-unit sizes, and on 16 bars these small models only begin to read z after ~1,500 steps
+    "study-hier16": ModelConfig(steps=256, z_size=128, encoder_size=128, decoder_size=128, conductor_size=128),
+    # its flat baseline: the same encoder, z and 2x128 decoder without the conductor (does the conductor help?)
+    "study-flat16": ModelConfig(steps=256, z_size=128, encoder_size=128, decoder_size=128),
     # tiny sizes for tests and CI-sized runs
     "tiny": ModelConfig(z_size=16, encoder_size=32, decoder_size=32, decoder_layers=1),
     # tiny's encoder and z with a conductor: "tiny" is its flat baseline in CI-sized runs
