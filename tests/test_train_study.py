@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -176,3 +177,12 @@ def test_the_16_bar_profile_trains_a_flat_baseline_beside_the_hierarchical_model
     assert (parameters["model_preset"], parameters["baseline_preset"]) == ("study-hier16", "study-flat16")
     baseline = train_study.baseline_config(preset(parameters["model_preset"]), parameters["baseline_preset"])
     assert baseline.steps == 256 and not baseline.hierarchical
+
+
+def test_the_16_bar_gpu_profile_trains_the_cpu_profiles_models_on_its_data():
+    cpu, gpu = (tomllib.loads((REPOSITORY / "profiles" / f"{name}.toml").read_text()) for name in ("hier16", "hier16-gpu"))
+    assert cpu["notebooks"] == gpu["notebooks"] and cpu["01_dataset"] == gpu["01_dataset"]
+    budget = {"max_epochs", "max_minutes", "eval_windows"}
+    assert {k: v for k, v in cpu["03_training"].items() if k not in budget} == {
+        k: v for k, v in gpu["03_training"].items() if k not in budget
+    }
