@@ -34,7 +34,8 @@ TRAINING_FOLDER = "training"
 BASELINE_FOLDER = "training_baseline"  # the baseline model of ``baseline_preset``, beside the model in training/
 # notebook 03's parameters that are TrainConfig fields; the others (eval_windows, ...) only shape its report
 TRAIN_FIELDS = (
-    "learning_rate", "batch_size", "lr_schedule", "max_epochs", "max_minutes", "transpose_semitones", "bf16", "seed",
+    "learning_rate", "batch_size", "lr_schedule", "early_stopping_patience", "max_epochs", "max_minutes",
+    "transpose_semitones", "bf16", "seed",
 )
 
 
@@ -142,6 +143,7 @@ class ChapterDefaults:
     batch_size: int = 64  # thesis: 64
     learning_rate: float = 0.001  # thesis: Adam 1e-3
     lr_schedule: str = "plateau"
+    early_stopping_patience: int = 5  # thesis: stop after 5 epochs without a lower validation loss
     transpose_semitones: int = 0
     bf16: str = "auto"
     prior: str = "mixture"  # prior.PRIORS: the mixture fitted to the training windows' mu, or "normal", N(0, I)

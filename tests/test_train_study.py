@@ -182,7 +182,7 @@ def test_the_16_bar_profile_trains_a_flat_baseline_beside_the_hierarchical_model
 def test_the_16_bar_gpu_profile_trains_the_cpu_profiles_models_on_its_data():
     cpu, gpu = (tomllib.loads((REPOSITORY / "profiles" / f"{name}.toml").read_text()) for name in ("hier16", "hier16-gpu"))
     assert cpu["notebooks"] == gpu["notebooks"] and cpu["01_dataset"] == gpu["01_dataset"]
-    budget = {"max_epochs", "max_minutes", "eval_windows"}
+    budget = {"max_epochs", "max_minutes", "eval_windows"}  # what a GPU may spend differently
     assert {k: v for k, v in cpu["03_training"].items() if k not in budget} == {
         k: v for k, v in gpu["03_training"].items() if k not in budget
     }
