@@ -204,9 +204,10 @@ def run_jobs(
 
 
 def terminal_line(line: str) -> str:
-    """What a terminal shows of one line: a carriage return starts it again, so a progress bar keeps its last state."""
-    shown = [state for state in line.split("\r") if state.strip()]
-    return shown[-1] if shown else ""
+    """What a terminal shows of one line: a carriage return starts it again, so a progress bar keeps its last state,
+    and a bar that clears itself when done (tqdm's ``leave=False``: spaces, then a carriage return) leaves nothing."""
+    shown = [state for state in line.split("\r") if state]  # a trailing carriage return starts no new state
+    return shown[-1].rstrip() if shown else ""
 
 
 class TerminalLog(io.TextIOBase):

@@ -1090,6 +1090,7 @@ class Trainer:
             desc=f"epoch {progress.epoch + 1}",
             unit="batch",
             mininterval=PROGRESS_SECONDS,
+            leave=False,  # gone when the epoch ends: a long run would leave a line per epoch (epochs.csv has them)
             **({"disable": True} if self.rank else {}),  # rank 0's bar only; an explicit False would override TQDM_DISABLE
         )
         while progress.position < self.batches_per_epoch:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from musicvae_lib import runner
 from musicvae_lib import train as training
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import MusicVAE, preset
@@ -119,6 +120,13 @@ def test_plateau_never_goes_below_min_learning_rate(tmp_path):
     run(tmp_path / "run", low, high, max_epochs=6, plateau_patience=0, early_stopping_patience=100, min_learning_rate=4e-4)
     rates = pd.read_csv(tmp_path / "run" / "epochs.csv")["learning_rate"].tolist()
     assert rates == [1e-3, 1e-3, 5e-4, 4e-4, 4e-4, 4e-4]
+
+
+def test_a_finished_epochs_progress_bar_leaves_no_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # test.sh silences bars; this test reads them
+    run(tmp_path / "run", scale_windows(64, 0), scale_windows(16, 1), max_epochs=3)
+    shown = runner.terminal_text(capsys.readouterr().err)  # what an executed notebook keeps
+    assert "epoch" not in shown and "batch/s" not in shown
 
 
 def test_max_minutes_stops_at_a_step_boundary_and_says_so(tmp_path):
