@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from musicvae_lib.loss import LossConfig, vae_loss
 from musicvae_lib.model import PRESETS, Encoder, ModelConfig, MusicVAE, initial_state, preset, shifted_inputs
-from musicvae_lib.train import CapturedStep, TrainConfig, TrainingStep, adam
+from musicvae_lib.train import CapturedStep, TrainConfig, TrainingStep, adam, synchronize
 
 
 def decoder_inputs(tokens: Tensor, z: Tensor, n_classes: int) -> Tensor:
@@ -181,11 +181,6 @@ def train_step(variant: Variant, tokens: Tensor) -> None:
     variant.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     variant.optimizer.step()
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def rss_peak_bytes() -> int:

@@ -709,6 +709,9 @@ class CapturedStep(TrainingStep):
         self.noise.set_state(noise_state)
 
 
+STEP_CLASSES: dict[str, type[TrainingStep]] = {"eager": TrainingStep, "cuda_graph": CapturedStep}  # by ``step_path``
+
+
 def bf16_is_faster(
     vae: MusicVAE, loss_config: LossConfig, config: TrainConfig, device: torch.device, path: str, world_size: int = 1,
     steps: int = BF16_TIMING_STEPS,
@@ -731,9 +734,8 @@ def bf16_is_faster(
         for module in model.modules():
             if isinstance(module, nn.RNNBase):
                 module.flatten_parameters()  # a copy's LSTM weights lie apart: cuDNN would gather them every call
-        step_class = CapturedStep if graph_device is not None else TrainingStep
         optimizer = adam(model.parameters(), config, graph_device)
-        runs[bf16] = step_class(model, optimizer, loss_config, config.grad_clip, bf16, torch.Generator(device).manual_seed(0))
+        runs[bf16] = STEP_CLASSES[path](model, optimizer, loss_config, config.grad_clip, bf16, torch.Generator(device).manual_seed(0))
         try:
             runs[bf16](tokens, 0)  # untimed: first-call costs (kernel selection, Adam's state, the capture)
         except GraphCaptureError:  # the run will fall back to eager steps too
@@ -814,8 +816,7 @@ class Trainer:
         log_sizes = self.resume(checkpoint) if checkpoint is not None else {STEPS_LOG: None, EPOCHS_LOG: None}
         self.progress.sessions += 1
         self.learning_rate = float(self.optimizer.param_groups[0]["lr"])  # kept here: reading a device tensor waits
-        step_class = CapturedStep if self.step_path == "cuda_graph" else TrainingStep
-        self.steps = step_class(self.vae, self.optimizer, loss_config, config.grad_clip, self.bf16, self.noise, training_pass)
+        self.steps = self.training_steps()
         self.pending: list[PendingStep] = []
         self.last_written = time.monotonic()
         self.steps_log = self.epochs_log = None
@@ -846,6 +847,12 @@ class Trainer:
                 f"{self.checkpoint_path} belongs to another run: " + "; ".join(clashes)
                 + ". Train into a new folder, or call train with the checkpoint's settings to resume"
             )
+
+    def training_steps(self) -> TrainingStep:
+        """The step of this run's ``step_path``, on its model, Adam, loss, precision and noise."""
+        return STEP_CLASSES[self.step_path](
+            self.vae, self.optimizer, self.loss_config, self.config.grad_clip, self.bf16, self.noise, self.training_pass
+        )
 
     def choose_bf16(self, checkpoint: dict[str, Any] | None) -> bool:
         """The run's precision: ``resolve_bf16``, on CUDA timing a few steps each way (``bf16_is_faster``; under DDP
@@ -1015,7 +1022,7 @@ class Trainer:
                 raise
             print(f"CUDA graph capture failed ({error}); training on with eager steps")
             self.step_path = "eager"
-            self.steps = TrainingStep(self.vae, self.optimizer, self.loss_config, self.config.grad_clip, self.bf16, self.noise)
+            self.steps = self.training_steps()
             sums, global_norm = self.steps(tokens, step, teacher_probability)
         return PendingStep(
             step + 1, self.progress.epoch + 1, self.summed(sums), global_norm, self.loss_config.beta_at(step),
