@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import io
 import os
+import re
 import socket
 import time
 import warnings
@@ -138,6 +139,13 @@ def requeue_killed(study: optuna.Study, storage: optuna.storages.BaseStorage, fo
                 requeue(study, storage, trial)
 
 
+def told_first_elsewhere(error: Exception) -> bool:
+    """Whether ``error`` is Optuna refusing to finish a trial that is finished already: SQLite handed the same
+    WAITING trial to another worker too, which told it first (both pruned a duplicate, or one waited for the other)."""
+    return isinstance(error, optuna.exceptions.UpdateFinishedTrialError) or (
+        isinstance(error, ValueError) and re.fullmatch(r"Cannot tell a (COMPLETE|PRUNED|FAIL) trial\.", str(error)) is not None)
+
+
 def run_jobs(
     study: optuna.Study, storage: optuna.storages.BaseStorage, due_jobs: Callable[[], list[Job]],
     folder_of: Callable[[Job], Path], run_job: Callable[[optuna.Trial, Job, Path], float], max_trials: int | None = None,
@@ -148,16 +156,14 @@ def run_jobs(
     Optuna's ``fail_stale_trials``), and each job of ``due_jobs()`` without a COMPLETE, RUNNING or
     WAITING trial is queued (so one that failed runs again). A trial whose job is COMPLETE or RUNNING
     in an earlier trial is PRUNED, as is one whose folder another process holds, once that process has
-    let go (SQLite may hand one trial to two workers: the one holding the folder tells it); ``run_job`` runs the rest
-    while this process holds the job folder's lock. While only other workers' jobs run, it waits:
-    the jobs due next may depend on theirs.
+    let go; ``run_job`` runs the rest while this process holds the job folder's lock. SQLite may hand
+    one WAITING trial to two workers (``told_first_elsewhere``): the later tell is dropped, and a job left
+    without a live trial so is queued again. While only other workers' jobs run, it waits: the jobs
+    due next may depend on theirs.
     """
     held: list[TextIO | None] = []
-    asked: list[int] = []  # the trial this process runs now
-    waited: set[int] = set()  # trials whose folder another process held: it may have told them already
 
     def objective(trial: optuna.Trial) -> float:
-        asked.append(trial.number)
         if (job := trial.user_attrs.get(JOB_ATTR)) is None:  # made by Optuna: another worker took the last queued job
             raise optuna.TrialPruned("no job queued")
         for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
@@ -166,7 +172,6 @@ def run_jobs(
         held.append(folder_lock(folder_of(job)))  # held until the trial is told (tidy): else a live trial looks killed
         if held[-1] is None:  # SQLite can hand one WAITING trial to two workers: let the other tell it first
             wait_for_lock(folder_of(job))
-            waited.add(trial.number)
             raise optuna.TrialPruned(f"another process worked in {folder_of(job)}")
         claim(trial)
         return run_job(trial, job, folder_of(job))
@@ -188,11 +193,10 @@ def run_jobs(
             tidy(study)
             while (max_trials is None or trials < max_trials) and (states := {t.state for t in study.get_trials(deepcopy=False, states=LIVE[1:])}):
                 if TrialState.WAITING in states:
-                    asked.clear()
                     try:
                         study.optimize(objective, n_trials=1, callbacks=[tidy])
-                    except ValueError:  # "Cannot tell a COMPLETE trial": the process that held its folder told it
-                        if not asked or asked[-1] not in waited:
+                    except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as error:
+                        if not told_first_elsewhere(error):
                             raise
                         tidy(study)
                     trials += 1

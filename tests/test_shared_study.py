@@ -114,3 +114,24 @@ def test_a_job_whose_folder_another_process_holds_waits_for_it_then_runs_unless_
     assert time.monotonic() - started >= 1.0  # it waited for the holder rather than giving up at once
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE] and ran == [0]
+
+
+def test_a_trial_another_worker_told_first_is_left_to_it_and_its_job_queued_again(tmp_path):
+    storage = shared_study.open_storage(tmp_path / "study.log", tmp_path / "unused.db")
+    study = optuna.create_study(storage=storage)
+    ran = []
+
+    def run_job(trial, job, folder):  # the first time, the other worker SQLite also handed this trial to tells it first
+        ran.append(trial.number)
+        if len(ran) == 1:
+            optuna.load_study(study_name=study.study_name, storage=storage).tell(trial.number, state=optuna.trial.TrialState.PRUNED)
+        return 1.0
+
+    shared_study.run_jobs(study, storage, lambda: [{"n": 0}], lambda job: tmp_path / "0", run_job)
+    assert ran == [0, 1] and [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
+
+    def fails(trial, job, folder):
+        raise ValueError("Cannot tell whether this melody is in 4/4")  # a job's own ValueError is not taken for a lost race
+
+    with pytest.raises(ValueError, match="4/4"):
+        shared_study.run_jobs(study, storage, lambda: [{"n": 1}], lambda job: tmp_path / "1", fails)
