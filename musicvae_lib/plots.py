@@ -303,7 +303,7 @@ def training_curves(epochs: pd.DataFrame, free_nats: float | None = None) -> Fig
         ax.set(title=title, ylabel=unit)
         ax.legend(fontsize="small")
     if free_nats:
-        axes[0, 1].axhline(free_nats / NATS_PER_BIT, color="0.5", linestyle="--", label=f"lambda = {free_nats:g} nats")
+        axes[0, 1].axhline(free_nats / NATS_PER_BIT, color="0.5", linestyle="--", label=f"lambda = {free_nats:g} nats = {free_nats / NATS_PER_BIT:.0f} bits")
         axes[0, 1].legend(fontsize="small")
     axes[1, 1].plot(epochs["epoch"], epochs["train/losses/kl_beta"], marker="o", markersize=3, color="0.3")
     axes[1, 1].set(title="beta (KL weight)", ylabel="beta")

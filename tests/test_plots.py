@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -16,7 +18,11 @@ from IPython.core.interactiveshell import InteractiveShell
 from PIL import Image
 
 from musicvae_lib import plots
+from musicvae_lib.loss import NATS_PER_BIT
 from musicvae_lib.representation import Note, notes_to_tokens
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_run import make_run  # noqa: E402
 
 
 def melody(*notes: tuple[int, int, int], n_steps: int = 32) -> np.ndarray:
@@ -361,3 +367,16 @@ def test_accuracy_by_onsets_draws_one_bar_per_bin_labelled_with_its_share():
     assert [patch.get_height() for patch in ax.patches] == [0.9, 0.6]
     assert [text.get_text() for text in ax.texts] == ["75%", "25%"]
     plt.close(fig)
+
+
+def test_training_curves_draw_both_splits_per_epoch_and_lambda_on_the_bits_axis(tmp_path):
+    epochs = pd.read_csv(make_run(tmp_path / "run") / "training" / "epochs.csv")  # a real (tiny) training's log
+    fig = plots.training_curves(epochs, free_nats=177.4)
+    kl = fig.axes[1]
+    assert kl.get_title() == "KL divergence" and kl.get_ylabel() == "bits per sequence"
+    for line, split in zip(kl.get_lines(), ["train", "valid"]):
+        assert list(line.get_xdata()) == list(epochs["epoch"]) and list(line.get_ydata()) == list(epochs[f"{split}/losses/kl_bits"])
+    lambda_line = kl.get_lines()[-1]
+    assert lambda_line.get_ydata()[0] == pytest.approx(177.4 / NATS_PER_BIT) == pytest.approx(255.9, abs=0.1)
+    assert lambda_line.get_label() == "lambda = 177.4 nats = 256 bits"
+    assert "lambda" not in "".join(line.get_label() for line in plots.training_curves(epochs).axes[1].get_lines())
