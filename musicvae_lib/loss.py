@@ -19,6 +19,7 @@ them, dense melodies, while simple ones spend little). Under DDP the batch is ea
 
 The study trains one of two recipes (``RECIPES``): Magenta's cat-mel_2bar (the default; at equal
 6-minute budgets it reconstructed best in benchmarks/recipe.py) or the thesis' (one parameter away).
+The 16-bar profiles train Magenta's own 16-bar settings (``magenta-16bar``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ RECIPES: dict[str, LossConfig] = {
     "magenta": LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.99999),
     # Lerch 2023: beta 1, lambda 33.3 nats (48 bits) per window; the grid search may replace both
     "thesis": LossConfig(form="thesis", beta=1.0, free_nats=33.3),
+    # Magenta's hierdec-mel_16bar: free_bits 256 (256 * ln 2 = 177.4 nats) per window, beta 0.2 from the start
+    "magenta-16bar": LossConfig(form="magenta", beta=0.2, free_nats=177.4, beta_rate=0.0),
 }
 
 

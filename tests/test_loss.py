@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from musicvae_lib.loss import RECIPES, LossConfig, kl_nats, kl_per_dimension, reconstruction_nats, recipe, vae_loss
+from musicvae_lib.loss import NATS_PER_BIT, RECIPES, LossConfig, kl_nats, kl_per_dimension, reconstruction_nats, recipe, vae_loss
 
 
 def test_uniform_logits_cost_log_90_nats_per_step():
@@ -104,9 +104,11 @@ def test_vae_loss_weights_the_kl_by_the_annealed_beta_of_its_step():
     assert vae_loss(*batch, config, step=0).loss.item() == pytest.approx(early.r_loss.item())  # beta_0 = 0: no KL
 
 
-def test_recipes_are_magentas_2bar_and_the_thesis_settings():
+def test_recipes_are_magentas_2bar_and_16bar_and_the_thesis_settings():
     assert recipe("magenta") == LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.99999)
     assert recipe("thesis") == LossConfig(form="thesis", beta=1.0, free_nats=33.3, beta_rate=0.0)
-    assert set(RECIPES) == {"magenta", "thesis"}
-    with pytest.raises(ValueError, match="`recipe` must be one of \\['magenta', 'thesis'\\], got 'bowman'"):
+    assert recipe("magenta-16bar") == LossConfig(form="magenta", beta=0.2, free_nats=177.4, beta_rate=0.0)
+    assert recipe("magenta-16bar").free_nats / NATS_PER_BIT == pytest.approx(256, abs=0.1)  # Magenta's free_bits
+    assert set(RECIPES) == {"magenta", "magenta-16bar", "thesis"}
+    with pytest.raises(ValueError, match="`recipe` must be one of \\['magenta', 'magenta-16bar', 'thesis'\\], got 'bowman'"):
         recipe("bowman")

@@ -177,6 +177,9 @@ def test_the_16_bar_profile_trains_a_flat_baseline_beside_the_hierarchical_model
     assert (parameters["model_preset"], parameters["baseline_preset"]) == ("study-hier16", "study-flat16")
     baseline = train_study.baseline_config(preset(parameters["model_preset"]), parameters["baseline_preset"])
     assert baseline.steps == 256 and not baseline.hierarchical
+    assert parameters["recipe"] == "magenta-16bar" and train_study.loss_overrides(parameters) == {}
+    reason = train_study.describe_recipe("magenta-16bar", train_study.recipe_loss("magenta-16bar", None), None)
+    assert "16-bar" in reason and "without free bits" not in reason and "change the recipe" not in reason
 
 
 def test_the_16_bar_gpu_profile_trains_the_cpu_profiles_models_on_its_data():
