@@ -90,7 +90,7 @@ RECIPE_REASONS = {
     "thesis": "it is the thesis' own recipe, one parameter away from the study's default (Magenta's), so both can be reported",
     "magenta-16bar": (
         "it is Magenta's own loss for 16-bar melodies (hierdec-mel_16bar): 256 free bits let z carry that much before the "
-        "KL costs anything, where the 2-bar recipes' 0 or 48 bits left an earlier 16-bar model ignoring z"
+        "KL costs anything, where the thesis' 48 bits left an earlier 16-bar model ignoring z"
     ),
 }
 
