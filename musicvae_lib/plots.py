@@ -303,8 +303,7 @@ def training_curves(epochs: pd.DataFrame, free_nats: float | None = None) -> Fig
         ax.set(title=title, ylabel=unit)
         ax.legend(fontsize="small")
     if free_nats:
-        axes[0, 1].axhline(free_nats / NATS_PER_BIT, color="0.5", linestyle="--", label=f"lambda = {free_nats:g} nats = {free_nats / NATS_PER_BIT:.0f} bits")
-        axes[0, 1].legend(fontsize="small")
+        mark_lambda(axes[0, 1], free_nats)
     axes[1, 1].plot(epochs["epoch"], epochs["train/losses/kl_beta"], marker="o", markersize=3, color="0.3")
     axes[1, 1].set(title="beta (KL weight)", ylabel="beta")
     axes[1, 2].plot(epochs["epoch"], epochs["learning_rate"], marker="o", markersize=3, color="0.3")
@@ -312,6 +311,15 @@ def training_curves(epochs: pd.DataFrame, free_nats: float | None = None) -> Fig
     for ax in axes[1]:
         ax.set_xlabel("epoch")
     return fig
+
+
+def mark_lambda(ax: Axes, free_nats: float) -> None:
+    """lambda as a dashed line on a KL axis in bits, named at its right end, where no legend covers it."""
+    bits = free_nats / NATS_PER_BIT
+    ax.axhline(bits, color="0.5", linestyle="--")
+    ax.set_ylim(top=max(ax.get_ylim()[1], bits * 1.15))  # room for the name above the line
+    ax.annotate(f"lambda = {free_nats:g} nats = {bits:.0f} bits", xy=(0.98, bits), xycoords=("axes fraction", "data"),
+                xytext=(0, 2), textcoords="offset points", ha="right", va="bottom", fontsize="small", color="0.3")
 
 
 def step_losses(steps: pd.DataFrame, spikes: pd.DataFrame, grad_clip: float | None = None) -> Figure:
