@@ -17,9 +17,9 @@ for free, so with a large beta every window ends up spending about lambda), or t
 KL (``free_bits_over="batch"``: the budget is shared, so bits can move to the windows that need
 them, dense melodies, while simple ones spend little). Under DDP the batch is each process' share.
 
-The study trains one of two recipes (``RECIPES``): Magenta's cat-mel_2bar (the default; at equal
-6-minute budgets it reconstructed best in benchmarks/recipe.py) or the thesis' (one parameter away).
-The 16-bar profiles train Magenta's own 16-bar settings (``magenta-16bar``).
+The 2-bar study trains one of two recipes (``RECIPES``): Magenta's cat-mel_2bar (the default; at
+equal 6-minute budgets it reconstructed best in benchmarks/recipe.py) or the thesis' (one parameter
+away). The 16-bar profiles train Magenta's own 16-bar settings (``magenta-16bar``).
 """
 
 from __future__ import annotations
