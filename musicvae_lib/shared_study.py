@@ -195,7 +195,7 @@ def run_jobs(
                 if TrialState.WAITING in states:
                     try:
                         study.optimize(objective, n_trials=1, callbacks=[tidy])
-                    except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as error:
+                    except Exception as error:  # re-raised unless another worker told this trial first
                         if not told_first_elsewhere(error):
                             raise
                         tidy(study)
