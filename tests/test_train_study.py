@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from musicvae_lib import runner, search, train, train_study
-from musicvae_lib.loss import LossConfig
+from musicvae_lib.loss import RECIPES, LossConfig
 from musicvae_lib.model import preset
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -180,6 +180,7 @@ def test_the_16_bar_profile_trains_a_flat_baseline_beside_the_hierarchical_model
     assert parameters["recipe"] == "magenta-16bar" and train_study.loss_overrides(parameters) == {}
     reason = train_study.describe_recipe("magenta-16bar", train_study.recipe_loss("magenta-16bar", None), None)
     assert "16-bar" in reason and "without free bits" not in reason and "change the recipe" not in reason
+    assert set(train_study.RECIPE_REASONS) == set(RECIPES)  # notebook 03 gives every recipe its reason
 
 
 def test_the_16_bar_gpu_profile_trains_the_cpu_profiles_models_on_its_data():
