@@ -5,7 +5,9 @@ Two sources give the same thing, a ``WindowSet`` of token windows ([n, bars*16] 
 
 - ``folk_corpus_windows``: the folk collections shipped inside music21, read by ``folk_melodies``;
 - ``midi_folder_windows``: any folder of MIDI files (symbolic links followed), with Magenta's
-  cat-mel_2bar semantics, read by ``midi_melodies``.
+  cat-mel_2bar semantics, read by ``midi_melodies``. A file reachable under several names (a
+  link, a hard link or a byte-identical copy) is one tune; unreadable files, broken or looping
+  links and folders that cannot be listed are skips counted by reason.
 
 Both parse in parallel processes and are cached on disk, keyed by a hash of the source files'
 bytes and the parameters. ``split_by_tune`` then makes train/valid/test splits by tune, never by
@@ -14,11 +16,14 @@ window; ``write_dataset`` and the ``load_*`` functions are the run folder's ``da
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
+import stat
 import sys
 import time
 from collections import Counter
@@ -31,6 +36,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from musicvae_lib import midi_melodies
+from musicvae_lib.representation import STEPS_PER_BAR, TOKEN_DTYPE
 from musicvae_lib.folk_melodies import (
     FOLK_COLLECTIONS,
     LICENCE_NOTES,
@@ -49,6 +55,13 @@ PROGRESS_SECONDS = 5.0  # between updates of the progress bar on a terminal
 CACHE_FORMAT = 2  # bump when the windows a given input yields change
 
 SKIP_NOT_DRAWN = "not drawn: max_tunes limits the tunes (or files) used"
+SKIP_NO_READ_PERMISSION = "file cannot be read: no read permission"
+SKIP_UNREADABLE_FILE = "file cannot be read (I/O error, or it vanished)"
+SKIP_BROKEN_LINK = "broken link: its target does not exist"
+SKIP_LINK_LOOP = "link loop: the link leads back to itself"
+SKIP_NOT_A_FILE = "not a regular file (a pipe, socket or device)"
+SKIP_FOLDER_NOT_LISTED = "folder cannot be listed (no permission or I/O error): its files were not searched"
+SKIP_SAME_FILE = "same file as another path (a link, hard link or identical copy): read once"
 
 
 @dataclass
@@ -134,10 +147,17 @@ def default_cache_dir() -> Path:
 
 def files_hash(files: Iterable[Path], root: Path) -> str:
     """sha256 over the relative paths and bytes of ``files``: the identity of a source's content."""
+    return named_digests_hash(
+        (str(file.relative_to(root)), hashlib.sha256(file.read_bytes()).digest()) for file in files
+    )
+
+
+def named_digests_hash(entries: Iterable[tuple[str, bytes]]) -> str:
+    """sha256 over (name, sha256 digest of the bytes) pairs, in order: ``files_hash`` on digests already made."""
     digest = hashlib.sha256()
-    for file in files:
-        digest.update(str(file.relative_to(root)).encode())
-        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    for name, content_digest in entries:
+        digest.update(name.encode())
+        digest.update(content_digest)
     return digest.hexdigest()
 
 
@@ -228,11 +248,16 @@ def collect(
     )
 
 
+def source_name(parameters: dict) -> str:
+    """The source of a WindowSet's ``parameters`` in words: the MIDI folder's path or the folk collections."""
+    return parameters.get("folder") or f"the folk collections {parameters.get('collections')}"
+
+
 class NoWindowsError(ValueError):
     """No tune or file of a source gave a window: the message counts the skips by reason."""
 
     def __init__(self, source: str, parameters: dict, skips: SkipReport):
-        where = parameters.get("folder") or f"the folk collections {parameters.get('collections')}"
+        where = source_name(parameters)
         reasons = "; ".join(
             f"{row.reason}: {row.count} (e.g. {row.examples})" for row in skips.table().itertuples()
         )
@@ -322,31 +347,98 @@ class _MidiWindows:
     bars: int
 
     def __call__(self, path: Path) -> TuneResult:
-        found = midi_melodies.melody_windows_from_midi(path, bars_per_window=self.bars)
+        try:
+            found = midi_melodies.melody_windows_from_midi(path, bars_per_window=self.bars)
+        except OSError as error:  # readable when the folder was scanned, not any more
+            reason = SKIP_NO_READ_PERMISSION if isinstance(error, PermissionError) else SKIP_UNREADABLE_FILE
+            found = midi_melodies.MidiWindows(np.zeros((0, STEPS_PER_BAR * self.bars), TOKEN_DTYPE), reason)
         return TuneResult(found.windows, np.full(len(found.windows), -1, np.int32), found.skip_reason, {})
 
 
-def midi_files(folder: Path) -> list[Path]:
-    """Every .mid/.midi file below ``folder``, sorted; errors name the folder when there is none.
+@dataclass(frozen=True)
+class MidiFolder:
+    """The MIDI files of a folder that can be read, each once, and the paths skipped on the way.
+
+    ``files``: distinct readable files, sorted; ``digests``: sha256 of each one's bytes;
+    ``skips``: (reason, path relative to ``root``) of every .mid/.midi path or folder not used.
+    """
+
+    root: Path
+    files: list[Path]
+    digests: list[bytes]
+    skips: list[tuple[str, str]]
+
+
+def scan_midi_folder(folder: str | os.PathLike) -> MidiFolder:
+    """Every .mid/.midi file below ``folder``, read once to hash it; errors name the folder when there is none.
 
     Symbolic links to folders are followed; a folder reached again (a link loop, or two links to
-    one folder) is searched once, so no file is read twice.
+    one folder) is searched once. A file reachable under several names (a link to it, a hard link,
+    a byte-identical copy: equal sha256) is kept under its first name in sorted order, the others
+    are skips (``SKIP_SAME_FILE``), so that one tune never lands in two splits. Sub-folders that
+    cannot be listed and .mid/.midi paths that cannot be read (no permission, broken or looping
+    link, a pipe) are skips by reason, not errors.
     """
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"MIDI folder {folder} does not exist (or is not a folder)")
-    files, searched = [], set()
-    for directory, subdirectories, names in os.walk(folder, followlinks=True):
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"MIDI folder {root} does not exist (or is not a folder)")
+    names, skips = _midi_paths(root)
+    if not names and not skips:
+        raise FileNotFoundError(f"MIDI folder {root} holds no .mid or .midi file (searched recursively)")
+    files, digests, first_with_digest = [], [], {}
+    for path in sorted(names):
+        name = str(path.relative_to(root))
+        reason, content_digest = _read_digest(path)
+        if reason:
+            skips.append((reason, name))
+        elif content_digest in first_with_digest:
+            skips.append((SKIP_SAME_FILE, f"{name} (same file as {first_with_digest[content_digest]})"))
+        else:
+            first_with_digest[content_digest] = name
+            files.append(path)
+            digests.append(content_digest)
+    return MidiFolder(root, files, digests, skips)
+
+
+def _midi_paths(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(.mid/.midi paths below ``root``, skips of the sub-folders that could not be listed)."""
+    paths, skips, searched = [], [], set()
+
+    def not_listed(error: OSError) -> None:
+        if Path(error.filename) == root:
+            raise OSError(  # a PermissionError for EACCES
+                error.errno, f"MIDI folder {root} cannot be listed ({error.strerror}): check its permissions"
+            ) from error
+        skips.append((SKIP_FOLDER_NOT_LISTED, str(Path(error.filename).relative_to(root))))
+
+    for directory, subdirectories, names in os.walk(root, onerror=not_listed, followlinks=True):
         real = os.path.realpath(directory)
         if real in searched:
             subdirectories.clear()
             continue
         searched.add(real)
-        files += [Path(directory, name) for name in names if Path(name).suffix.lower() in (".mid", ".midi")]
-    files = sorted(file for file in files if file.is_file())
-    if not files:
-        raise FileNotFoundError(f"MIDI folder {folder} holds no .mid or .midi file (searched recursively)")
-    return files
+        paths += [Path(directory, name) for name in names if Path(name).suffix.lower() in (".mid", ".midi")]
+    return paths, skips
+
+
+def _read_digest(path: Path) -> tuple[str | None, bytes]:
+    """(skip reason or None, sha256 of the file's bytes) of one .mid/.midi path, links followed."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return SKIP_LINK_LOOP, b""
+        if error.errno == errno.ENOENT and path.is_symlink():
+            return SKIP_BROKEN_LINK, b""
+        return (SKIP_NO_READ_PERMISSION if error.errno == errno.EACCES else SKIP_UNREADABLE_FILE), b""
+    if not stat.S_ISREG(mode):  # a pipe would block the reader, a device never end
+        return SKIP_NOT_A_FILE, b""
+    try:
+        return None, hashlib.sha256(path.read_bytes()).digest()
+    except PermissionError:
+        return SKIP_NO_READ_PERMISSION, b""
+    except OSError:
+        return SKIP_UNREADABLE_FILE, b""
 
 
 def midi_folder_windows(
@@ -359,15 +451,22 @@ def midi_folder_windows(
 ) -> WindowSet:
     """Windows from every MIDI file below ``folder``, with Magenta's cat-mel_2bar semantics.
 
-    Windows are unique within a file; each file is one "tune" for splitting. ``max_files`` > 0
-    uses that many files drawn with ``seed``.
+    Windows are unique within a file; each file is one "tune" for splitting, read once however
+    many names it has (see ``scan_midi_folder``). ``max_files`` > 0 uses that many files drawn
+    with ``seed``.
     """
     if bars < 1:
         raise ValueError(f"`bars` must be >= 1, got {bars}")
     root = Path(folder).expanduser().resolve()
+    scan = scan_midi_folder(root)
     skips = SkipReport()
-    files = draw(midi_files(root), max_files, seed, lambda file: str(file.relative_to(root)), skips)
-    source_hash = files_hash(files, root)
+    for reason, name in scan.skips:
+        skips.add(reason, name)
+    digest_of = dict(zip(scan.files, scan.digests))
+    files = draw(scan.files, max_files, seed, lambda file: str(file.relative_to(root)), skips)
+    # The skipped paths enter the hash only when there are some: a clean folder keeps its hash.
+    skipped = [(f"skipped: {reason}: {name}", b"") for reason, name in sorted(scan.skips)]
+    source_hash = named_digests_hash([(str(file.relative_to(root)), digest_of[file]) for file in files] + skipped)
     parameters = {"folder": str(root), "bars": bars, "max_files": max_files, "seed": seed if max_files else None}
 
     def build() -> WindowSet:
@@ -429,11 +528,50 @@ def assign_tunes(n_tunes: int, fractions: Sequence[float], seed: int) -> np.ndar
     if len(fractions) != len(SPLIT_NAMES) or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"`split_fractions` must be three non-negative numbers summing to 1, got {list(fractions)}")
     order = np.random.default_rng(seed).permutation(n_tunes)
-    bounds = np.round(np.cumsum(fractions)[:-1] * n_tunes).astype(int)
+    bounds = split_bounds(n_tunes, fractions)
     assignment = np.empty(n_tunes, dtype=np.int8)
     for index, part in enumerate(np.split(order, bounds)):
         assignment[part] = index
     return assignment
+
+
+def split_bounds(n_tunes: int | np.ndarray, fractions: Sequence[float]) -> np.ndarray:
+    """int [..., 2]: where the shuffled tunes are cut into train | valid | test (rounded cumulative shares)."""
+    return np.round(np.multiply.outer(n_tunes, np.cumsum(fractions)[:-1])).astype(int)
+
+
+def tunes_needed(fractions: Sequence[float]) -> int | None:
+    """The fewest tunes from which on every split gets at least one; None when a fraction is 0.
+
+    Rounding makes this no simple ceiling: (0.8, 0.1, 0.1) leaves valid empty with 5 to 7 tunes, so
+    8 are needed. From 2 / (smallest fraction) tunes on every split holds one (each share is then
+    at least 2 tunes before rounding), so only counts below that are tried.
+    """
+    if min(fractions) <= 0:
+        return None
+    counts = np.arange(1, math.ceil(2 / min(fractions)) + 2)
+    bounds = split_bounds(counts, fractions)
+    sizes = np.diff(np.column_stack([np.zeros_like(counts), bounds, counts]), axis=1)  # (n_counts, 3)
+    failing = counts[(sizes == 0).any(axis=1)]
+    return int(failing.max()) + 1 if len(failing) else 1
+
+
+class EmptySplitError(ValueError):
+    """A source gave too few tunes (or files) for every split to hold one."""
+
+    def __init__(self, where: str, n_tunes: int, fractions: Sequence[float], empty: list[str]):
+        needed = tunes_needed(fractions)
+        need = (
+            f"`split_fractions` {list(fractions)} needs at least {needed} tunes so that every split holds one"
+            if needed
+            else f"`split_fractions` {list(fractions)} gives a share of 0 to a split, and every split needs a tune"
+        )
+        super().__init__(
+            f"the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} would be empty: {where} gave "
+            f"{n_tunes} usable tune{'s' if n_tunes != 1 else ''} (or files), and {need}. Add tunes or files "
+            "to the source (or raise max_tunes), or change split_fractions; the skip table of notebook 01 "
+            "says why the others were left out."
+        )
 
 
 def unique_rows(windows: np.ndarray) -> np.ndarray:
@@ -445,8 +583,16 @@ def unique_rows(windows: np.ndarray) -> np.ndarray:
 
 
 def split_by_tune(window_set: WindowSet, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict[str, Split]:
-    """Train/valid/test splits by tune (or file), never by window; duplicates removed within each split."""
+    """Train/valid/test splits by tune (or file), never by window; duplicates removed within each split.
+
+    EmptySplitError, before anything is written, when a split would hold no tune: a later chapter
+    would fail on its empty array.
+    """
     assignment = assign_tunes(len(window_set.tunes), fractions, seed)
+    tunes_per_split = np.bincount(assignment, minlength=len(SPLIT_NAMES))
+    if not tunes_per_split.all():
+        empty = [name for name, count in zip(SPLIT_NAMES, tunes_per_split) if not count]
+        raise EmptySplitError(source_name(window_set.parameters), len(window_set.tunes), fractions, empty)
     splits = {}
     for index, name in enumerate(SPLIT_NAMES):
         in_split = assignment[window_set.tune_ids] == index

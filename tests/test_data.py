@@ -1,4 +1,8 @@
+import contextlib
+import ctypes
 import json
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -138,12 +142,14 @@ def test_missing_or_empty_midi_folder_names_the_path(tmp_path):
         data.midi_folder_windows(tmp_path / "empty", cache_dir=tmp_path)
 
 
-def write_melody(path, numerator: int = 4) -> None:
-    """Four bars of piano 16ths (three in 3/4) at 120 qpm, in ``numerator``/4."""
+def write_melody(path, numerator: int = 4, transpose: int = 0) -> None:
+    """Four bars of piano 16ths (three in 3/4) at 120 qpm, in ``numerator``/4, ``transpose`` semitones up."""
     song = pretty_midi.PrettyMIDI(initial_tempo=120)
     song.time_signature_changes.append(pretty_midi.TimeSignature(numerator, 4, 0))
     melody = pretty_midi.Instrument(program=0)
-    melody.notes = [pretty_midi.Note(90, 60 + step % 12, step * 0.25, step * 0.25 + 0.25) for step in range(64)]
+    melody.notes = [
+        pretty_midi.Note(90, 60 + transpose + step % 12, step * 0.25, step * 0.25 + 0.25) for step in range(64)
+    ]
     song.instruments.append(melody)
     song.write(str(path))
 
@@ -198,14 +204,174 @@ def test_a_linked_folder_is_searched_and_a_link_loop_ends(tmp_path):
     (folder / "own").mkdir(parents=True)
     elsewhere.mkdir()
     write_melody(folder / "own" / "a.mid")
-    write_melody(elsewhere / "b.mid")
+    write_melody(elsewhere / "b.mid", transpose=2)
     (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
     (folder / "own" / "loop").symlink_to(folder, target_is_directory=True)
     (elsewhere / "back").symlink_to(elsewhere, target_is_directory=True)
-    files = data.midi_files(folder)
-    assert [file.relative_to(folder).as_posix() for file in files] == ["linked/b.mid", "own/a.mid"]
+    scan = data.scan_midi_folder(folder)
+    assert [file.relative_to(folder).as_posix() for file in scan.files] == ["linked/b.mid", "own/a.mid"]
+    assert scan.skips == []
     window_set = data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
     assert window_set.tunes["path"].tolist() == ["linked/b.mid", "own/a.mid"]
+
+
+class _CapabilityHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapabilitySet(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+CAPABILITY_VERSION_3 = 0x20080522  # linux/capability.h: two 32-bit sets per field
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2  # what lets root read and list whatever the modes say
+
+
+@contextlib.contextmanager
+def file_modes_enforced():
+    """File modes hold for this thread even for root (CI runs the tests as root), given back after.
+
+    Root keeps its user id (so the tests' own 0700 folders stay open to it) and drops, from its
+    effective set only, the two capabilities that override read and search permissions; the
+    permitted set keeps them, so they can be raised again. Other users need nothing.
+    """
+    if os.geteuid() != 0:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, sets = _CapabilityHeader(CAPABILITY_VERSION_3, 0), (_CapabilitySet * 2)()
+    if libc.capget(ctypes.byref(header), sets) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    saved = sets[0].effective
+    sets[0].effective &= ~((1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH))
+    if libc.capset(ctypes.byref(header), sets) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+    try:
+        yield
+    finally:
+        sets[0].effective = saved
+        if libc.capset(ctypes.byref(header), sets) != 0:
+            raise OSError(ctypes.get_errno(), "capset failed: the capabilities were not given back")
+
+
+def test_an_unreadable_file_and_an_unlistable_folder_are_skips_with_their_paths(tmp_path):
+    folder = tmp_path / "midi"
+    (folder / "closed").mkdir(parents=True)
+    write_melody(folder / "good.mid")
+    write_melody(folder / "locked.mid", transpose=1)
+    write_melody(folder / "closed" / "inside.mid", transpose=2)
+    (folder / "locked.mid").chmod(0)
+    (folder / "closed").chmod(0)
+    try:
+        with file_modes_enforced():
+            with pytest.raises(PermissionError):  # the test's premise: these really cannot be read
+                (folder / "locked.mid").read_bytes()
+            window_set = data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
+    finally:
+        (folder / "locked.mid").chmod(0o644)
+        (folder / "closed").chmod(0o755)
+    assert window_set.tunes["path"].tolist() == ["good.mid"]
+    assert window_set.skips.counts == {data.SKIP_NO_READ_PERMISSION: 1, data.SKIP_FOLDER_NOT_LISTED: 1}
+    assert window_set.skips.examples[data.SKIP_NO_READ_PERMISSION] == ["locked.mid"]
+    assert window_set.skips.examples[data.SKIP_FOLDER_NOT_LISTED] == ["closed"]
+    assert data.SKIP_NO_READ_PERMISSION in window_set.skips.table()["reason"].tolist()  # notebook 01's skip table
+
+
+def test_a_file_locked_after_the_scan_is_a_skip_not_a_crash_of_the_worker(tmp_path):
+    write_melody(tmp_path / "locked.mid")
+    (tmp_path / "locked.mid").chmod(0)
+    try:
+        with file_modes_enforced():
+            result = data._MidiWindows(bars=2)(tmp_path / "locked.mid")
+    finally:
+        (tmp_path / "locked.mid").chmod(0o644)
+    assert result.skip_reason == data.SKIP_NO_READ_PERMISSION and result.windows.shape == (0, 32)
+
+
+def test_a_midi_folder_that_cannot_be_listed_is_an_error_naming_it(tmp_path):
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    write_melody(folder / "good.mid")
+    folder.chmod(0)
+    try:
+        with file_modes_enforced(), pytest.raises(PermissionError, match=f"MIDI folder {folder} cannot be listed"):
+            data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_broken_and_looping_links_and_a_pipe_named_mid_are_skips_with_their_paths(tmp_path):
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    write_melody(folder / "good.mid")
+    (folder / "loop.mid").symlink_to(folder / "loop.mid")
+    (folder / "broken.mid").symlink_to(folder / "gone.mid")
+    os.mkfifo(folder / "pipe.mid")  # reading it would wait for a writer for ever
+    window_set = data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
+    assert window_set.tunes["path"].tolist() == ["good.mid"]
+    assert window_set.skips.examples == {
+        data.SKIP_LINK_LOOP: ["loop.mid"], data.SKIP_BROKEN_LINK: ["broken.mid"], data.SKIP_NOT_A_FILE: ["pipe.mid"],
+    }
+    assert set(window_set.skips.counts.values()) == {1}
+
+
+def test_a_new_broken_link_is_in_the_skip_table_of_an_otherwise_cached_folder(tmp_path):
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    write_melody(folder / "good.mid")
+    clean = data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
+    root = folder.resolve()
+    assert clean.source_hash == data.files_hash([root / "good.mid"], root)  # a clean folder keeps its hash
+    (folder / "broken.mid").symlink_to(folder / "gone.mid")
+    again = data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
+    assert again.source_hash != clean.source_hash and again.skips.counts == {data.SKIP_BROKEN_LINK: 1}
+
+
+def write_names_of_one_file(folder) -> list[str]:
+    """Eight distinct melodies in ``folder``, and the first under three more names; the extra names."""
+    folder.mkdir()
+    for number in range(8):
+        write_melody(folder / f"tune{number}.mid", transpose=number)
+    (folder / "tune0_link.mid").symlink_to(folder / "tune0.mid")
+    os.link(folder / "tune0.mid", folder / "tune0_hard.mid")
+    shutil.copyfile(folder / "tune0.mid", folder / "tune0_copy.mid")
+    return ["tune0_copy.mid", "tune0_hard.mid", "tune0_link.mid"]
+
+
+def test_one_file_under_several_names_is_one_tune_so_no_window_crosses_the_splits(tmp_path):
+    folder = tmp_path / "midi"
+    extra_names = write_names_of_one_file(folder)
+    window_set = data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
+    assert window_set.tunes["path"].tolist() == [f"tune{number}.mid" for number in range(8)]
+    assert window_set.skips.counts == {data.SKIP_SAME_FILE: 3}
+    same = [f"{name} (same file as tune0.mid)" for name in extra_names]
+    assert window_set.skips.examples[data.SKIP_SAME_FILE] == same
+    for seed in range(5):
+        splits = data.split_by_tune(window_set, (0.8, 0.1, 0.1), seed)
+        assert data.shared_windows(splits) == {"valid": 0, "test": 0}
+
+
+def test_a_source_too_small_for_every_split_is_an_error_with_the_counts(tmp_path):
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    write_melody(folder / "one.mid")
+    write_melody(folder / "two.mid", transpose=1)
+    window_set = data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
+    with pytest.raises(data.EmptySplitError) as raised:
+        data.split_by_tune(window_set, (0.8, 0.1, 0.1), seed=0)
+    message = str(raised.value)
+    assert "split would be empty" in message or "splits would be empty" in message
+    assert str(folder.resolve()) in message and "gave 2 usable tunes" in message and "at least 8 tunes" in message
+    with pytest.raises(data.EmptySplitError, match="gives a share of 0"):
+        data.split_by_tune(toy_window_set(), (0.9, 0.1, 0.0))
+
+
+@pytest.mark.parametrize("fractions", [(0.8, 0.1, 0.1), (0.9, 0.05, 0.05), (0.5, 0.25, 0.25), (0.7, 0.2, 0.1)])
+def test_tunes_needed_is_the_count_from_which_on_every_split_holds_a_tune(fractions):
+    needed = data.tunes_needed(fractions)
+    filled = [np.bincount(data.assign_tunes(n, fractions, 0), minlength=3).all() for n in range(1, 200)]
+    assert not filled[needed - 2] and all(filled[needed - 1 :])
+    assert data.tunes_needed((0.8, 0.2, 0.0)) is None
 
 
 def test_remove_outputs_deletes_what_an_earlier_run_wrote(tmp_path):
