@@ -253,14 +253,17 @@ def source_name(parameters: dict) -> str:
     return parameters.get("folder") or f"the folk collections {parameters.get('collections')}"
 
 
+def skip_summary(skips: SkipReport) -> str:
+    """The skip table in one line, for error messages: "reason: count (e.g. examples); ..."."""
+    return "; ".join(f"{row.reason}: {row.count} (e.g. {row.examples})" for row in skips.table().itertuples())
+
+
 class NoWindowsError(ValueError):
     """No tune or file of a source gave a window: the message counts the skips by reason."""
 
     def __init__(self, source: str, parameters: dict, skips: SkipReport):
         where = source_name(parameters)
-        reasons = "; ".join(
-            f"{row.reason}: {row.count} (e.g. {row.examples})" for row in skips.table().itertuples()
-        )
+        reasons = skip_summary(skips)
         super().__init__(
             f"no melody window from {where}: every one of the {sum(skips.counts.values())} "
             f"{'files' if source == 'midi' else 'tunes'} was skipped. By reason: {reasons}. "
@@ -557,20 +560,22 @@ def tunes_needed(fractions: Sequence[float]) -> int | None:
 
 
 class EmptySplitError(ValueError):
-    """A source gave too few tunes (or files) for every split to hold one."""
+    """A source gave too few tunes (or files) for every split to hold one: the message has the counts."""
 
-    def __init__(self, where: str, n_tunes: int, fractions: Sequence[float], empty: list[str]):
-        needed = tunes_needed(fractions)
+    def __init__(self, window_set: WindowSet, fractions: Sequence[float], empty: list[str]):
+        unit = "file" if window_set.source == "midi" else "tune"
+        n_usable, needed = len(window_set.tunes), tunes_needed(fractions)
         need = (
-            f"`split_fractions` {list(fractions)} needs at least {needed} tunes so that every split holds one"
+            f"`split_fractions` {list(fractions)} needs at least {needed} so that every split holds one"
             if needed
-            else f"`split_fractions` {list(fractions)} gives a share of 0 to a split, and every split needs a tune"
+            else f"`split_fractions` {list(fractions)} gives a share of 0 to a split, and every split needs one"
         )
+        skipped = f" Skipped, by reason: {skip_summary(window_set.skips)}." if window_set.skips.counts else ""
         super().__init__(
-            f"the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} would be empty: {where} gave "
-            f"{n_tunes} usable tune{'s' if n_tunes != 1 else ''} (or files), and {need}. Add tunes or files "
-            "to the source (or raise max_tunes), or change split_fractions; the skip table of notebook 01 "
-            "says why the others were left out."
+            f"the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} would be empty: "
+            f"{source_name(window_set.parameters)} gave {n_usable} usable {unit}{'s' if n_usable != 1 else ''} "
+            f"(with at least one window), and {need}.{skipped} Add {unit}s to the source (or raise "
+            "max_tunes), or change split_fractions."
         )
 
 
@@ -592,7 +597,7 @@ def split_by_tune(window_set: WindowSet, fractions: Sequence[float] = (0.8, 0.1,
     tunes_per_split = np.bincount(assignment, minlength=len(SPLIT_NAMES))
     if not tunes_per_split.all():
         empty = [name for name, count in zip(SPLIT_NAMES, tunes_per_split) if not count]
-        raise EmptySplitError(source_name(window_set.parameters), len(window_set.tunes), fractions, empty)
+        raise EmptySplitError(window_set, fractions, empty)
     splits = {}
     for index, name in enumerate(SPLIT_NAMES):
         in_split = assignment[window_set.tune_ids] == index
