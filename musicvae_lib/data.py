@@ -36,7 +36,6 @@ import pandas as pd
 from tqdm import tqdm
 
 from musicvae_lib import midi_melodies
-from musicvae_lib.representation import STEPS_PER_BAR, TOKEN_DTYPE
 from musicvae_lib.folk_melodies import (
     FOLK_COLLECTIONS,
     LICENCE_NOTES,
@@ -49,6 +48,7 @@ from musicvae_lib.folk_melodies import (
     read_folk_tunes,
     tune_windows,
 )
+from musicvae_lib.representation import STEPS_PER_BAR, TOKEN_DTYPE
 
 MIDI_LICENCE_NOTE = "user-supplied MIDI files: the licence of each file is the user's to check"
 PROGRESS_SECONDS = 5.0  # between updates of the progress bar on a terminal
