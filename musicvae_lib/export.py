@@ -28,9 +28,9 @@ import argparse
 import io
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import onnxruntime
