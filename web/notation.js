@@ -6,10 +6,11 @@
 "use strict";
 
 const STAFF_SPACE = 10; // px between two staff lines
-const STAFF_STEP_WIDTH = 20; // px per 16th: notes are spaced by their time
-const STAFF_LEFT = 74; // px before the first step: clef and time signature
-const STAFF_BAR_PADDING = 12; // px after each bar line
+const STAFF_STEP_WIDTH = 17; // px per 16th: notes are spaced by their time
+const STAFF_LEFT = 68; // px before the first step: clef and time signature
+const STAFF_BAR_PADDING = 10; // px after each bar line
 const STAFF_STEM = 34; // px
+const STAFF_ACCIDENTAL_ROOM = 9; // px added before a note with a sharp or natural
 // [steps, the step grid it must start on]: a dotted half only at a bar's start, a half or dotted
 // quarter on the bar's halves, so no duration hides the middle of the bar
 const STAFF_DURATIONS = [[16, 16], [12, 16], [8, 8], [6, 8], [4, 4], [3, 4], [2, 2], [1, 1]];
@@ -85,7 +86,12 @@ function engrave(notes, steps, stepsPerBar = 16) {
   const half = STAFF_SPACE / 2;
   const yOf = (position) => (high - position) * half;
   const bars = Math.ceil(steps / stepsPerBar);
-  const xOf = (step) => STAFF_LEFT + step * STAFF_STEP_WIDTH + Math.floor(step / stepsPerBar) * STAFF_BAR_PADDING + 8;
+  const events = staffEvents(notes, steps, stepsPerBar);
+  markAccidentals(events, stepsPerBar);
+  const room = new Float64Array(steps + 1); // px added before a step: its accidental's room
+  for (const event of events) if (event.accidental) room[event.start] = STAFF_ACCIDENTAL_ROOM;
+  for (let step = 1; step <= steps; step++) room[step] += room[step - 1];
+  const xOf = (step) => STAFF_LEFT + step * STAFF_STEP_WIDTH + room[step] + Math.floor(step / stepsPerBar) * STAFF_BAR_PADDING + 8;
   const width = xOf(steps) + 6, height = (high - low) * half;
   const svg = document.createElementNS(SVG_NS, "svg");
   for (const [key, value] of Object.entries({ viewBox: `0 0 ${width} ${height}`, class: "notation", role: "img" })) svg.setAttribute(key, value);
@@ -103,10 +109,8 @@ function engrave(notes, steps, stepsPerBar = 16) {
     svgElement("text", { x: 46, y, "font-size": 22, "font-weight": "bold", "font-family": "serif", stroke: "none" }, ink).textContent = String(stepsPerBar / 4);
   }
 
-  const events = staffEvents(notes, steps, stepsPerBar);
-  let accidentals = new Map(), bar = -1, previous = null;
+  let previous = null;
   for (const event of events) {
-    if (Math.floor(event.start / stepsPerBar) !== bar) { bar = Math.floor(event.start / stepsPerBar); accidentals = new Map(); }
     const x = xOf(event.start), dotted = [12, 6, 3].includes(event.length);
     if (event.pitch === null) {
       drawRest(ink, x, top, event.length);
@@ -114,11 +118,10 @@ function engrave(notes, steps, stepsPerBar = 16) {
       previous = null;
       continue;
     }
-    const { position, sharp } = spelling(event.pitch);
+    const { position } = spelling(event.pitch);
     const y = yOf(position);
     const tied = previous && previous.tieNext && previous.pitch === event.pitch;
-    if (!tied && (accidentals.get(position) ?? false) !== sharp) drawAccidental(ink, x - 15, y, sharp);
-    accidentals.set(position, sharp);
+    if (event.accidental) drawAccidental(ink, x - 13, y, event.accidental === "sharp");
     for (let ledger = bottomLine - 2; ledger >= position; ledger -= 2) svgElement("line", { x1: x - 9, x2: x + 9, y1: yOf(ledger), y2: yOf(ledger), "stroke-width": 1.2 }, ink);
     for (let ledger = bottomLine + 10; ledger <= position; ledger += 2) svgElement("line", { x1: x - 9, x2: x + 9, y1: yOf(ledger), y2: yOf(ledger), "stroke-width": 1.2 }, ink);
     const open = event.length >= 8;
@@ -141,6 +144,23 @@ function engrave(notes, steps, stepsPerBar = 16) {
     previous = event;
   }
   return svg;
+}
+
+// Set event.accidental to "sharp", "natural" or null: a sharp holds to the end of its bar, a
+// natural cancels it, and the later pieces of a tied note show none.
+function markAccidentals(events, stepsPerBar) {
+  let held = new Map(), bar = -1, previous = null;
+  for (const event of events) {
+    if (Math.floor(event.start / stepsPerBar) !== bar) { bar = Math.floor(event.start / stepsPerBar); held = new Map(); }
+    event.accidental = null;
+    if (event.pitch !== null) {
+      const { position, sharp } = spelling(event.pitch);
+      const tied = previous && previous.tieNext && previous.pitch === event.pitch;
+      if (!tied && (held.get(position) ?? false) !== sharp) event.accidental = sharp ? "sharp" : "natural";
+      held.set(position, sharp);
+    }
+    previous = event;
+  }
 }
 
 function drawAccidental(ink, x, y, sharp) {
