@@ -197,7 +197,9 @@ def test_typing_the_same_seed_again_restarts_its_sequence(page):
     type_seed(page, "7")
     first = [sample(page) for _ in range(3)]
     type_seed(page, "7")  # the field already holds 7: no change event, but the user typed it
-    assert [sample(page) for _ in range(3)] == first
+    page.keyboard.press("Enter")  # Enter in the seed field samples
+    page.wait_for_function("!window.musicvae.busy", timeout=60_000)
+    assert [page.evaluate("window.musicvae.lastTokens"), sample(page), sample(page)] == first
     type_seed(page, "71")
     assert sample(page) != first[0]
 
@@ -368,3 +370,12 @@ def test_the_page_says_what_to_do_without_vendor_without_model_and_from_a_file(b
     assert "python -m http.server" in page.inner_text("#status")
     assert not [problem for problem in problems if problem.startswith("exception")], problems
     page.close()
+
+
+def test_every_request_succeeds_the_favicon_too(browser, site):
+    problems = []
+    page = open_page(browser, site[1], problems)
+    page.wait_for_timeout(500)  # the browser asks for the favicon after the load
+    icons = page.eval_on_selector_all("link[rel=icon]", "links => links.map(link => link.href.slice(0, 18))")
+    page.close()
+    assert problems == [] and icons == ["data:image/svg+xml"]
