@@ -275,10 +275,9 @@ function attributeKs() {
 }
 
 function moved(base) {
-  const z = Float32Array.from(base);
+  const z = Float32Array.from(base), ks = attributeKs();
   state.config.attributes.forEach((attribute, index) => {
-    const k = attributeKs()[index];
-    if (k !== 0) attribute.vector.forEach((value, d) => { z[d] += k * value; });
+    if (ks[index] !== 0) attribute.vector.forEach((value, d) => { z[d] += ks[index] * value; });
   });
   return z;
 }
@@ -401,6 +400,7 @@ function queueMove() {
 async function main() {
   $("temperature").addEventListener("input", () => { $("temperature-value").textContent = $("temperature").value; });
   $("seed").addEventListener("input", reseed); // every keystroke, so typing the same seed again restarts it
+  $("seed").addEventListener("keydown", (event) => { if (event.key === "Enter" && !$("sample").disabled) $("sample").click(); });
   $("sample").addEventListener("click", () => exclusive(sample));
   $("interpolate").addEventListener("click", () => exclusive(interpolate));
   $("play").addEventListener("click", () => play([state.samples.at(-1).tokens]));
