@@ -8,9 +8,11 @@ sample at any temperature itself:
 - ``decoder_step.onnx``: z, previous (one-hot float [batch, 90], zeros at the first step), h, c
   -> logits [batch, 90], h_next, c_next.
 
-``model.json`` beside them holds the sizes, the token layout and the prior the page samples z from:
-the run folder's (notebook 03's ``prior``, e.g. the mixture fitted to the training mu), or N(0, I)
-for a model.pt file or a run folder without ``prior/``. Before anything is
+``model.json`` beside them holds the sizes, the token layout, the prior the page samples z from
+(the run folder's, notebook 03's ``prior``, e.g. the mixture fitted to the training mu, or N(0, I)
+for a model.pt file or a run folder without ``prior/``) and, for a run folder, the attribute
+vectors of the explorer (notebook 08, ``explore.load_explorer``) that the page's sliders add to z.
+Before anything is
 written, onnxruntime runs each graph on fixed inputs and its outputs must equal PyTorch's within
 ``TOLERANCE``, and greedy decoding through the step graph must give PyTorch's greedy tokens.
 
@@ -26,6 +28,7 @@ import argparse
 import io
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -34,7 +37,7 @@ import onnxruntime
 import torch
 from torch import Tensor, nn
 
-from musicvae_lib import prior, train
+from musicvae_lib import features, prior, train
 from musicvae_lib.model import MusicVAE, initial_state
 from musicvae_lib.representation import FIRST_PITCH_TOKEN, MIN_PITCH, NO_EVENT, NOTE_OFF, STEPS_PER_QUARTER
 
@@ -179,11 +182,28 @@ def page_prior(model: MusicVAE, study_prior: prior.StudyPrior | None) -> dict:
     }
 
 
-def page_config(model: MusicVAE, study_prior: prior.StudyPrior | None = None) -> dict:
-    """What the page needs besides the graphs: sizes, the token layout of ``representation`` and the prior."""
+def page_attributes(model: MusicVAE, vectors: Mapping[str, np.ndarray] | None) -> list[dict]:
+    """The attribute vectors for the page's sliders as JSON: [{name, label, vector}], empty without vectors.
+
+    ``label`` is the feature's axis label (``features.FEATURE_UNITS``), the explorer's wording.
+    """
+    attributes = []
+    for name, vector in (vectors or {}).items():
+        vector = np.asarray(vector, dtype=np.float64)
+        if vector.shape != (model.config.z_size,):
+            raise ValueError(f"attribute vector {name!r} has shape {vector.shape}, the model's z ({model.config.z_size},)")
+        attributes.append({"name": name, "label": features.FEATURE_UNITS.get(name, name), "vector": vector.tolist()})
+    return attributes
+
+
+def page_config(
+    model: MusicVAE, study_prior: prior.StudyPrior | None = None, vectors: Mapping[str, np.ndarray] | None = None
+) -> dict:
+    """What the page needs besides the graphs: sizes, the token layout of ``representation``, the prior and the attribute vectors."""
     return {
         "model_config": asdict(model.config),
         "prior": page_prior(model, study_prior),
+        "attributes": page_attributes(model, vectors),
         "no_event": NO_EVENT,
         "note_off": NOTE_OFF,
         "first_pitch_token": FIRST_PITCH_TOKEN,
@@ -193,11 +213,16 @@ def page_config(model: MusicVAE, study_prior: prior.StudyPrior | None = None) ->
 
 
 def export(
-    model: MusicVAE, out_dir: str | Path, seed: int = 0, study_prior: prior.StudyPrior | None = None
+    model: MusicVAE,
+    out_dir: str | Path,
+    seed: int = 0,
+    study_prior: prior.StudyPrior | None = None,
+    vectors: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Write the three graphs and ``model.json`` to ``out_dir`` after checking them; returns the largest differences.
 
-    The page samples z from ``study_prior`` (``prior.load_study_prior``), from N(0, I) without one.
+    The page samples z from ``study_prior`` (``prior.load_study_prior``), from N(0, I) without one,
+    and offers a slider per attribute vector of ``vectors`` (name -> float [z_size]; none without).
 
     ExportError (and nothing written) if any output differs from PyTorch by more than ``TOLERANCE``
     or a greedy token differs.
@@ -209,7 +234,7 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
     for name, data in graph_bytes.items():
         (out / name).write_bytes(data)
-    (out / CONFIG_FILE).write_text(json.dumps(page_config(model, study_prior), indent=2) + "\n")
+    (out / CONFIG_FILE).write_text(json.dumps(page_config(model, study_prior, vectors), indent=2) + "\n")
     return differences
 
 
@@ -231,6 +256,16 @@ def run_prior(source: str | Path) -> prior.StudyPrior | None:
     return None
 
 
+def run_attribute_vectors(source: str | Path) -> dict[str, np.ndarray] | None:
+    """The explorer's attribute vectors of the run folder ``source`` (``explore.load_explorer``); None for a model.pt file."""
+    folder = Path(source)
+    if not (folder.is_dir() and (folder / "dataset" / "train.npy").is_file()):
+        return None
+    from musicvae_lib import explore  # only here: it brings ipywidgets, which the graphs do not need
+
+    return dict(explore.load_explorer(folder).vectors)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="a run folder (its training/model.pt is exported) or a model.pt file")
@@ -238,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     path = model_path(arguments.source)
     study_prior = run_prior(arguments.source)
-    differences = export(train.load_model(path, device="cpu"), arguments.out, study_prior=study_prior)
+    vectors = run_attribute_vectors(arguments.source)
+    differences = export(train.load_model(path, device="cpu"), arguments.out, study_prior=study_prior, vectors=vectors)
     print(f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from PyTorch: "
           f"{max(differences['mu'], differences['sigma'], differences['logits']):.2e}; the page samples z from "
-          f"{study_prior.describe() if study_prior else 'N(0, I)'}")
+          f"{study_prior.describe() if study_prior else 'N(0, I)'}; attribute sliders: "
+          f"{', '.join(vectors) if vectors else 'none (a model.pt file has no training windows)'}")
     return 0
 
 

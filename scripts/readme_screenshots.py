@@ -1,7 +1,8 @@
 """Screenshots of the browser page and of the explorer for the README (docs/images/), in headless chromium.
 
     .venv/bin/python -m musicvae_lib.export results/default --out web/model
-    .venv/bin/python scripts/readme_screenshots.py
+    bash scripts/vendor_web.sh
+    .venv/bin/python scripts/readme_screenshots.py   # --page-only or --explorer-only: one of the two
 
 The page is served from web/ (its vendor/ and model/ made by the commands above); the explorer is
 notebook 08 on the committed reference run, opened and run in a JupyterLab started for the purpose.
@@ -44,15 +45,18 @@ def page_screenshot(browser) -> None:
     handler = functools.partial(QuietHandler, directory=str(REPOSITORY / "web"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    page = browser.new_page(viewport={"width": 940, "height": 900})
+    page = browser.new_page(viewport={"width": 980, "height": 900})
     page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-    page.wait_for_function("window.musicvae.ready", timeout=60_000)
-    for _ in range(2):
-        page.evaluate("window.musicvae.lastTokens = null")
-        page.click("#sample")
-        page.wait_for_function("window.musicvae.lastTokens !== null")
-    page.click("#interpolate")
-    page.wait_for_function("window.musicvae.pathTokens !== null")
+    page.wait_for_function("window.musicvae.ready || document.getElementById('status').classList.contains('error')", timeout=60_000)
+    if not page.evaluate("window.musicvae.ready"):
+        raise SystemExit(f"the page did not load: {page.inner_text('#status')}")
+    # the README shows seed 3's first two samples at temperature 0.5 and the path between them
+    page.click("#seed")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("3")
+    for button in ("sample", "sample", "interpolate"):
+        page.click(f"#{button}")
+        page.wait_for_function("!window.musicvae.busy", timeout=60_000)
     page.screenshot(path=IMAGES / "web_page.png", full_page=True)
     server.shutdown()
 
@@ -115,9 +119,10 @@ def main() -> int:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         if '--explorer-only' not in sys.argv:
             page_screenshot(browser)
-        explorer_screenshot(browser)
+        if '--page-only' not in sys.argv:
+            explorer_screenshot(browser)
         browser.close()
-    print(f"wrote {IMAGES / 'web_page.png'} and {IMAGES / 'explorer.png'}")
+    print(f"wrote the screenshots in {IMAGES}")
     return 0
 
 

@@ -11,7 +11,7 @@ import onnxruntime
 import pytest
 import torch
 
-from musicvae_lib import export, inference, prior, train
+from musicvae_lib import explore, export, inference, prior, train
 from musicvae_lib.model import MusicVAE, preset
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -61,6 +61,19 @@ def test_the_page_samples_from_the_run_prior_or_from_n01(exported, run_dir, mode
     np.testing.assert_allclose(np.square(page_prior["stds"]), mixture.variances)
     with pytest.raises(ValueError, match="the prior has 4 dimensions"):
         export.page_config(model, prior.StudyPrior("normal", prior.standard_normal(4)))
+
+
+def test_a_run_folder_exports_the_explorers_attribute_vectors(exported, run_dir, model, tmp_path):
+    attributes = json.loads((exported / export.CONFIG_FILE).read_text())["attributes"]
+    vectors = explore.load_explorer(run_dir).vectors
+    assert [attribute["name"] for attribute in attributes] == list(explore.EXPLORER_ATTRIBUTES)
+    assert attributes[0]["label"] == "note density (notes per bar)"
+    for attribute in attributes:
+        np.testing.assert_allclose(attribute["vector"], vectors[attribute["name"]])
+    assert export.main([str(run_dir / "training" / "model.pt"), "--out", str(tmp_path / "bare")]) == 0
+    assert json.loads((tmp_path / "bare" / export.CONFIG_FILE).read_text())["attributes"] == []  # a model.pt alone: no windows
+    with pytest.raises(ValueError, match="attribute vector 'pitch_range' has shape"):
+        export.page_config(model, vectors={"pitch_range": np.zeros(4)})
 
 
 def test_onnxruntime_matches_pytorch_within_tolerance(exported, model):
