@@ -17,7 +17,7 @@ import pandas as pd
 
 from musicvae_lib import data, features, generate, plots, runner, search
 from musicvae_lib.model import MusicVAE
-from musicvae_lib.train import MODEL_FILE, load_model
+from musicvae_lib.training import MODEL_FILE, load_model
 
 TRAINING_FOLDER = "training"
 OUTPUTS = {  # notebook -> the files of the run folder that later chapters read from it

@@ -43,6 +43,7 @@ from musicvae_lib.folk_melodies import (
     read_folk_tunes,
     tune_windows,
 )
+from musicvae_lib.representation import FIRST_PITCH_TOKEN, N_CLASSES
 
 MIDI_LICENCE_NOTE = "user-supplied MIDI files: the licence of each file is the user's to check"
 PROGRESS_SECONDS = 5.0  # between updates of the progress bar on a terminal
@@ -592,6 +593,25 @@ def window_drop_table(window_set: WindowSet) -> pd.DataFrame:
     """Windows dropped inside usable tunes, by reason."""
     rows = sorted(window_set.window_drops.items(), key=lambda item: -item[1])
     return pd.DataFrame(rows, columns=["window dropped for", "count"])
+
+
+def transpose_windows(windows: np.ndarray, max_semitones: int, rng: np.random.Generator) -> np.ndarray:
+    """Each window [n, steps] shifted by its own random whole number of semitones in -N..N.
+
+    A window's shift is drawn uniformly from the shifts that keep all its pitch tokens in
+    2..89 (MIDI 21..108), so no note is lost; 0 (NO_EVENT) and 1 (NOTE_OFF) stay as they are.
+    One draw per window, even for windows without a note, so the generator advances the same way
+    whatever the data.
+    """
+    tokens = np.asarray(windows)
+    is_pitch = tokens >= FIRST_PITCH_TOKEN
+    lowest = np.where(is_pitch, tokens, N_CLASSES).min(axis=1).astype(np.int64)  # (n,) N_CLASSES if no note
+    highest = np.where(is_pitch, tokens, 0).max(axis=1).astype(np.int64)  # (n,) 0 if no note
+    low = np.maximum(-max_semitones, FIRST_PITCH_TOKEN - lowest)
+    high = np.minimum(max_semitones, N_CLASSES - 1 - highest)
+    shifts = rng.integers(low, high, endpoint=True)  # (n,)
+    shifted = tokens.astype(np.int64) + is_pitch * shifts[:, None]
+    return shifted.astype(tokens.dtype)
 
 
 def sample_windows(windows: np.ndarray, n: int, seed: int) -> np.ndarray:

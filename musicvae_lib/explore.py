@@ -24,7 +24,7 @@ import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
-from musicvae_lib import data, features, generate, inference, latent, render, train
+from musicvae_lib import data, features, generate, inference, latent, render, training
 from musicvae_lib.midi_melodies import melody_windows_from_midi
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
@@ -80,7 +80,7 @@ def load_explorer(run_dir: str | Path, attribute_windows: int = 2000, seed: int 
     ``seed + 1``.
     """
     run = Path(run_dir)
-    model = train.load_model(run / "training" / "model.pt", device="cpu")
+    model = training.load_model(run / "training" / "model.pt", device="cpu")
     train_windows = data.load_split(run, "train")
     reference = train_windows[data.sample_windows(train_windows, attribute_windows, seed + 1)]
     reference_mu, _ = inference.encode_windows(model, reference)

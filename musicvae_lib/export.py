@@ -34,7 +34,7 @@ import onnxruntime
 import torch
 from torch import Tensor, nn
 
-from musicvae_lib import prior, train
+from musicvae_lib import prior, training
 from musicvae_lib.model import MusicVAE, initial_state
 from musicvae_lib.representation import FIRST_PITCH_TOKEN, MIN_PITCH, NO_EVENT, NOTE_OFF, STEPS_PER_QUARTER
 
@@ -217,7 +217,7 @@ def model_path(source: str | Path) -> Path:
     """``source`` itself if it is a file, else the run folder's ``training/model.pt``; FileNotFoundError naming it if missing."""
     path = Path(source)
     if path.is_dir():
-        path = path / "training" / train.MODEL_FILE
+        path = path / "training" / training.MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: pass a run folder with training/model.pt (notebook 03) or a model.pt file")
     return path
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     path = model_path(arguments.source)
     study_prior = run_prior(arguments.source)
-    differences = export(train.load_model(path, device="cpu"), arguments.out, study_prior=study_prior)
+    differences = export(training.load_model(path, device="cpu"), arguments.out, study_prior=study_prior)
     print(f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from PyTorch: "
           f"{max(differences['mu'], differences['sigma'], differences['logits']):.2e}; the page samples z from "
           f"{study_prior.describe() if study_prior else 'N(0, I)'}")

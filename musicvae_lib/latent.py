@@ -35,7 +35,7 @@ from musicvae_lib.inference import LatentDensity, decode_latents, encode_windows
 from musicvae_lib.originality import exact_copy_rate
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
-from musicvae_lib.train import MODEL_FILE, load_model
+from musicvae_lib.training import MODEL_FILE, load_model
 
 ACTIVE_THRESHOLD = 0.01  # Var_x(mu_d) at or above which a dimension is active (Burda et al. 2016, section 5.2)
 INTERPOLATION_POINTS = 11  # alpha = 0, 0.1, ..., 1, as the MusicVAE paper's interpolation figures

@@ -39,7 +39,7 @@ from musicvae_lib.runner import MissingInputError, require_outputs
 from musicvae_lib.shared_study import (
     JOB_ATTR, LIVE, WORKER_ATTR, StorageArg, join_settings, open_storage, optuna_quiet, output_to, run_jobs,
 )
-from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, train_or_load
+from musicvae_lib.training import DONE_FILE, TrainConfig, data_fingerprint, train_or_load
 
 SEARCH_FOLDER = Path("grid_search")
 CHOICE_FILE = SEARCH_FOLDER / "choice.json"

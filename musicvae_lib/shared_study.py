@@ -32,7 +32,7 @@ with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in Jupy
     import optuna
     from optuna.trial import FrozenTrial, TrialState
 
-from musicvae_lib.train import config_clashes
+from musicvae_lib.training import config_clashes
 
 HEARTBEAT_SECONDS = 60  # RDB storages: a running trial records a heartbeat this often ...
 GRACE_SECONDS = 180  # ... and is failed as stale when its last one is older than this

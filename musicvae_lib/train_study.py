@@ -9,7 +9,7 @@ one ``./study.sh --profile <profile>`` uses; ``--reference``: ``results/<profile
 the recipe's (``-p recipe=thesis``: the thesis', with the grid search's beta and lambda of notebook 02
 when the run folder holds one), explicit loss parameters over it. Notebook
 03, run afterwards with the same profile, finds the finished run and goes on from it instead of
-training again (``train.train_or_load``). Under torchrun each process is one DistributedDataParallel
+training again (``training.train_or_load``). Under torchrun each process is one DistributedDataParallel
 replica (nccl on GPUs, gloo on CPU); only rank 0 writes. With ``baseline_preset`` set, the
 baseline is trained next, alike, into ``training_baseline/``.
 """
@@ -27,7 +27,7 @@ import pandas as pd
 from musicvae_lib import data, loss, runner, search
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import ModelConfig, preset
-from musicvae_lib.train import TrainConfig, TrainResult, train_or_load
+from musicvae_lib.training import TrainConfig, TrainResult, train_or_load
 
 NOTEBOOK = "03_training"
 TRAINING_FOLDER = "training"
@@ -207,7 +207,7 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None,
     """Train (or find finished) notebook 03's model in ``parameters['run_dir']/training``; with ``baseline``, its baseline.
 
     The baseline (``baseline_preset``, ``baseline_config``) trains with the model's loss, data and
-    budget into ``BASELINE_FOLDER``, with the same resume rules (``train.train_or_load``).
+    budget into ``BASELINE_FOLDER``, with the same resume rules (``training.train_or_load``).
     """
     run_dir = Path(parameters[runner.RUN_DIR_PARAMETER])
     runner.require_outputs(run_dir, ["dataset/summary.json", "dataset/train.npy"], produced_by="01_dataset")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from musicvae_lib import chapter, generate, runner, train
+from musicvae_lib import chapter, generate, runner, training
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import preset
 
@@ -37,8 +37,8 @@ def test_open_run_names_the_first_notebook_whose_outputs_are_missing(tmp_path):
 def test_open_run_loads_the_trained_model_and_the_sets_of_chapters_05_and_06(tmp_path):
     write_dataset(tmp_path)
     torch.set_num_threads(1)
-    trained = train.train(
-        preset("tiny"), LossConfig(), train.TrainConfig(batch_size=16, max_epochs=1, bf16=False),
+    trained = training.train(
+        preset("tiny"), LossConfig(), training.TrainConfig(batch_size=16, max_epochs=1, bf16=False),
         np.load(tmp_path / "dataset" / "train.npy"), np.load(tmp_path / "dataset" / "valid.npy"),
         tmp_path / chapter.TRAINING_FOLDER, device="cpu",
     )

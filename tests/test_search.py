@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from musicvae_lib import chapter, plots, search, shared_study
 from musicvae_lib.model import preset
-from musicvae_lib.train import TrainConfig
+from musicvae_lib.training import TrainConfig
 from conftest import scale_windows
 
 REPOSITORY = Path(__file__).parent.parent
@@ -175,9 +175,9 @@ def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path):
     # the worker kills itself (SIGKILL: no cleanup) right after its first trial's mid-epoch checkpoint
     script = (
         "import json, os, signal, sys, numpy as np, torch\n"
-        "from musicvae_lib import search, train\n"
+        "from musicvae_lib import search, training\n"
         "torch.set_num_threads(1)\n"
-        "save = train.Trainer.save_checkpoint\n"
+        "save = training.Trainer.save_checkpoint\n"
         "def save_then_die(self):\n"
         "    save(self)\n"
         "    if self.progress.step == 1:\n"

@@ -16,11 +16,10 @@ import pytest
 import torch
 
 from musicvae_lib import runner
-from musicvae_lib import train as training
+from musicvae_lib import training
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import MusicVAE, preset
-from musicvae_lib.representation import NOTE_OFF, pitch_to_token
-from musicvae_lib.train import CheckpointError, RunFinishedError, TrainConfig
+from musicvae_lib.training import CheckpointError, RunFinishedError, TrainConfig
 
 from conftest import scale_windows
 
@@ -161,26 +160,6 @@ def test_teacher_forcing_probability_follows_magentas_inverse_sigmoid():
     assert training.teacher_forcing_probability(round(1000 * math.log(1000)), 1000.0) == pytest.approx(0.5, abs=1e-3)
     assert training.teacher_forcing_probability(20_000, 1000.0) == pytest.approx(1000 / (1000 + math.exp(20)))
     assert training.teacher_forcing_probability(10**7, 10.0) == 0.0  # no overflow
-
-
-def test_transpose_windows_keeps_pitches_on_the_piano_and_leaves_rests_alone():
-    rng = np.random.default_rng(0)
-    windows = np.zeros((300, 32), np.uint8)
-    windows[:, 0:32:4] = rng.integers(2, 90, (300, 8))
-    windows[:, 2:32:4] = NOTE_OFF
-    windows[0, 0:32:4] = pitch_to_token(108)  # top key: may only go down
-    windows[1, 0:32:4] = pitch_to_token(21)  # bottom key: may only go up
-    windows[2] = 0  # no note at all
-    shifted = training.transpose_windows(windows, 3, rng)
-    is_pitch = windows >= 2
-    assert shifted.dtype == np.uint8 and shifted.shape == windows.shape
-    np.testing.assert_array_equal(shifted[~is_pitch], windows[~is_pitch])
-    assert shifted[is_pitch].min() >= 2 and shifted[is_pitch].max() <= 89
-    shifts = shifted.astype(int) - windows.astype(int)
-    per_window = shifts[:, 0]
-    np.testing.assert_array_equal(shifts, is_pitch * per_window[:, None])  # one shift per window
-    assert set(per_window[3:].tolist()) == set(range(-3, 4))
-    assert per_window[0] <= 0 and per_window[1] >= 0
 
 
 def test_transposition_only_touches_the_training_batches(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicvae_lib import runner, search, train, train_study
+from musicvae_lib import runner, search, training, train_study
 from musicvae_lib.loss import RECIPES, LossConfig
 from musicvae_lib.model import preset
 
@@ -62,7 +62,7 @@ def test_profile_parameters_put_the_profile_over_the_notebook_defaults(tmp_path)
 def test_each_profile_gives_notebook_03_valid_configs(profile, tmp_path):
     # the runner checks the keys (load_profile); the configs check the values, as notebook 03 would build them
     parameters = train_study.profile_parameters(profile, [], REPOSITORY / "notebooks", tmp_path)
-    config = train.TrainConfig(**{name: parameters[name] for name in train_study.TRAIN_FIELDS})
+    config = training.TrainConfig(**{name: parameters[name] for name in train_study.TRAIN_FIELDS})
     loss_config = train_study.recipe_loss(parameters["recipe"], None, train_study.loss_overrides(parameters))
     model_config = preset(parameters["model_preset"])
     assert config.batch_size >= 1 and loss_config.form in ("thesis", "magenta") and model_config.z_size >= 1
@@ -128,13 +128,13 @@ def test_torchrun_trains_what_notebook_03_then_finds_finished(tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert finished.stdout.count("stopped by max_epochs after 1 epochs, 4 steps") == 1  # rank 0 alone reports
     run = tmp_path / "quick" / "training"
-    assert json.loads((run / train.DONE_FILE).read_text())["world_size"] == 2
-    steps_before = (run / train.STEPS_LOG).read_bytes()
+    assert json.loads((run / training.DONE_FILE).read_text())["world_size"] == 2
+    steps_before = (run / training.STEPS_LOG).read_bytes()
 
     parameters = train_study.profile_parameters("quick", overrides[1::2], REPOSITORY / "notebooks", tmp_path)
     again = train_study.train_from_parameters(parameters, device="cpu")  # what notebook 03 does next
     assert (again.steps, again.resumed) == (4, False)
-    assert (run / train.STEPS_LOG).read_bytes() == steps_before
+    assert (run / training.STEPS_LOG).read_bytes() == steps_before
 
 
 def test_training_before_notebook_01_names_it(tmp_path):
@@ -150,7 +150,7 @@ def test_the_baseline_trains_alike_into_its_own_folder_and_goes_on_from_it(tmp_p
     assert train_study.main(command + [word for override in overrides for word in ("-p", override)]) == 0
     assert capsys.readouterr().out.count("stopped by max_epochs after 1 epochs, 4 steps") == 2  # the model, then the baseline
     run = tmp_path / "quick"
-    model, baseline = (json.loads((run / folder / train.DONE_FILE).read_text())["identity"]
+    model, baseline = (json.loads((run / folder / training.DONE_FILE).read_text())["identity"]
                        for folder in (train_study.TRAINING_FOLDER, train_study.BASELINE_FOLDER))
     assert model["model_config"]["conductor_size"] == 32 and baseline["model_config"] == dataclasses.asdict(preset("tiny"))
     assert all(model[key] == baseline[key] for key in ("loss_config", "train_config", "data_sha256"))
@@ -160,7 +160,7 @@ def test_the_baseline_trains_alike_into_its_own_folder_and_goes_on_from_it(tmp_p
     assert (resumed.resumed, resumed.epochs, resumed.steps) == (True, 2, 8) and not resumed.model.config.hierarchical
     again = train_study.train_from_parameters(parameters, device="cpu", baseline=True)  # the same budget finds it finished
     assert (again.resumed, again.steps) == (False, 8)
-    epochs = pd.read_csv(run / train_study.BASELINE_FOLDER / train.EPOCHS_LOG)
+    epochs = pd.read_csv(run / train_study.BASELINE_FOLDER / training.EPOCHS_LOG)
     assert train_study.describe_training(again, epochs).startswith("Stopped by max epochs after 2 epochs (8 steps, ")
 
 

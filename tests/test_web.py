@@ -18,7 +18,7 @@ import pytest
 
 from conftest import scale_windows
 
-from musicvae_lib import export, inference, latent, prior, train
+from musicvae_lib import export, inference, latent, prior, training
 from musicvae_lib.representation import tokens_to_notes
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is missing: a
 
 @pytest.fixture(scope="module")
 def model():
-    return train.load_model(MODEL, device="cpu")
+    return training.load_model(MODEL, device="cpu")
 
 
 @pytest.fixture(scope="module")
