@@ -2,7 +2,7 @@
 
 A chapter reads what earlier notebooks wrote into the run folder. ``open_run`` checks those files
 before anything runs and, when one is missing, stops with a message naming the notebook to run
-first (``runner.require_outputs``). Randomness needs no global seed here: every library function
+first (``run_folder.require_chapters``). Randomness needs no global seed here: every library function
 takes its ``seed`` and draws from generators of its own.
 """
 
@@ -15,17 +15,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from musicvae_lib import data, features, generate, plots, runner, search
+from musicvae_lib import data, features, generate, plots, run_folder
 from musicvae_lib.model import MusicVAE
-from musicvae_lib.training import MODEL_FILE, load_model
+from musicvae_lib.training import load_model
 
-TRAINING_FOLDER = "training"
-OUTPUTS = {  # notebook -> the files of the run folder that later chapters read from it
-    "01_dataset": ("dataset/summary.json", "dataset/train.npy", "dataset/valid.npy", "dataset/test.npy"),
-    "02_grid_search": (str(search.CHOICE_FILE),),
-    "03_training": (f"{TRAINING_FOLDER}/{MODEL_FILE}",),
-    "04_generation": (f"generation/{generate.GENERATED_FILE}",),
-}
 
 
 @dataclass(frozen=True)
@@ -43,26 +36,22 @@ def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool
 
     Figures are shown as compact PNGs from here on (``plots.show_figures_compact``).
 
-    ``needs`` names notebooks of ``OUTPUTS`` ("01_dataset", ...); MissingInputError names the
-    first one whose outputs are missing, with the command that runs it.
+    ``needs`` names notebooks of ``run_folder.CHAPTER_OUTPUTS`` ("01_dataset", ...); MissingInputError
+    names the first one whose outputs are missing, with the command that runs it.
     """
     folder = Path(run_dir)
-    unknown = [name for name in needs if name not in OUTPUTS]
-    if unknown:
-        raise ValueError(f"`needs` must name notebooks among {list(OUTPUTS)}, got {unknown}")
-    for notebook in sorted(needs):
-        runner.require_outputs(folder, list(OUTPUTS[notebook]), produced_by=notebook)
+    run_folder.require_chapters(folder, needs)
     plots.show_figures_compact()
-    figures, tables = folder / "figures", folder / "tables"
+    figures, tables = folder / run_folder.FIGURES, folder / run_folder.TABLES
     figures.mkdir(parents=True, exist_ok=True)
     tables.mkdir(parents=True, exist_ok=True)
-    model = load_model(folder / TRAINING_FOLDER / MODEL_FILE) if load_trained_model else None
+    model = load_model(folder / run_folder.TRAINED_MODEL) if load_trained_model else None
     return Run(folder, figures, tables, model)
 
 
 def comparison_sets(run_dir: str | Path, seed: int) -> tuple[dict[str, np.ndarray], dict[str, pd.DataFrame]]:
     """Chapters 05 and 06's sets (``data.analysis_sets``: train, test, then notebook 04's) and their feature tables."""
-    generated = generate.load_sets(Path(run_dir) / "generation" / generate.GENERATED_FILE)
+    generated = generate.load_sets(Path(run_dir) / run_folder.GENERATED)
     sets = data.analysis_sets(run_dir, generated, seed)
     return sets, {name: features.feature_table(windows) for name, windows in sets.items()}
 

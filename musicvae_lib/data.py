@@ -44,6 +44,7 @@ from musicvae_lib.folk_melodies import (
     tune_windows,
 )
 from musicvae_lib.representation import FIRST_PITCH_TOKEN, N_CLASSES
+from musicvae_lib.run_folder import DATASET, DATASET_SUMMARY, SPLIT_NAMES, TUNES_TABLE, split_file, split_tunes_file
 
 MIDI_LICENCE_NOTE = "user-supplied MIDI files: the licence of each file is the user's to check"
 PROGRESS_SECONDS = 5.0  # between updates of the progress bar on a terminal
@@ -411,7 +412,6 @@ def licence_notes(window_set: WindowSet) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 # Splits and the dataset folder of a run
 
-SPLIT_NAMES = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -518,35 +518,34 @@ def remove_outputs(run_dir: str | os.PathLike, patterns: Sequence[str]) -> list[
 
 def write_dataset(run_dir: str | os.PathLike, window_set: WindowSet, splits: dict[str, Split], summary: dict) -> Path:
     """Write ``<run_dir>/dataset/``: {split}.npy windows, {split}_tunes.npy, tunes.csv and summary.json."""
-    folder = Path(run_dir) / "dataset"
-    folder.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir)
+    (run_dir / DATASET).mkdir(parents=True, exist_ok=True)
     for name, split in splits.items():
-        np.save(folder / f"{name}.npy", split.windows)
-        np.save(folder / f"{name}_tunes.npy", split.tune_ids)
-    window_set.tunes.to_csv(folder / "tunes.csv", index_label="tune_id")
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    return folder
+        np.save(run_dir / split_file(name), split.windows)
+        np.save(run_dir / split_tunes_file(name), split.tune_ids)
+    window_set.tunes.to_csv(run_dir / TUNES_TABLE, index_label="tune_id")
+    (run_dir / DATASET_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return run_dir / DATASET
 
 
 def load_split(run_dir: str | os.PathLike, name: str) -> np.ndarray:
     """The windows of one split written by notebook 01: uint8 [n, steps]."""
     if name not in SPLIT_NAMES:
         raise ValueError(f"`name` must be one of {SPLIT_NAMES}, got {name!r}")
-    return np.load(Path(run_dir) / "dataset" / f"{name}.npy", allow_pickle=False)
+    return np.load(Path(run_dir) / split_file(name), allow_pickle=False)
 
 
 def load_collections(run_dir: str | os.PathLike, name: str) -> np.ndarray:
     """The collection (or source folder) of each window of one split written by notebook 01: str [n]."""
     if name not in SPLIT_NAMES:
         raise ValueError(f"`name` must be one of {SPLIT_NAMES}, got {name!r}")
-    folder = Path(run_dir) / "dataset"
-    tunes = pd.read_csv(folder / "tunes.csv", index_col="tune_id")
-    return tunes["collection"].reindex(np.load(folder / f"{name}_tunes.npy", allow_pickle=False)).to_numpy(dtype=str)
+    tunes = pd.read_csv(Path(run_dir) / TUNES_TABLE, index_col="tune_id")
+    return tunes["collection"].reindex(np.load(Path(run_dir) / split_tunes_file(name), allow_pickle=False)).to_numpy(dtype=str)
 
 
 def load_summary(run_dir: str | os.PathLike) -> dict:
     """The dataset summary written by notebook 01."""
-    return json.loads((Path(run_dir) / "dataset" / "summary.json").read_text())
+    return json.loads((Path(run_dir) / DATASET_SUMMARY).read_text())
 
 
 def windows_per_collection(window_set: WindowSet) -> pd.DataFrame:

@@ -34,7 +34,7 @@ import onnxruntime
 import torch
 from torch import Tensor, nn
 
-from musicvae_lib import prior, training
+from musicvae_lib import prior, run_folder, training
 from musicvae_lib.model import MusicVAE, initial_state
 from musicvae_lib.representation import FIRST_PITCH_TOKEN, MIN_PITCH, NO_EVENT, NOTE_OFF, STEPS_PER_QUARTER
 
@@ -217,7 +217,7 @@ def model_path(source: str | Path) -> Path:
     """``source`` itself if it is a file, else the run folder's ``training/model.pt``; FileNotFoundError naming it if missing."""
     path = Path(source)
     if path.is_dir():
-        path = path / "training" / training.MODEL_FILE
+        path = path / run_folder.TRAINED_MODEL
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: pass a run folder with training/model.pt (notebook 03) or a model.pt file")
     return path
@@ -226,7 +226,7 @@ def model_path(source: str | Path) -> Path:
 def run_prior(source: str | Path) -> prior.StudyPrior | None:
     """The prior of the run folder ``source`` (notebook 03's ``prior/``); None for a model.pt file or a run without one."""
     folder = Path(source)
-    if folder.is_dir() and (folder / prior.CHOICE_FILE).is_file():
+    if folder.is_dir() and (folder / run_folder.PRIOR_CHOICE).is_file():
         return prior.load_study_prior(folder)
     return None
 

@@ -35,7 +35,8 @@ from musicvae_lib.inference import LatentDensity, decode_latents, encode_windows
 from musicvae_lib.originality import exact_copy_rate
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
-from musicvae_lib.training import MODEL_FILE, load_model
+from musicvae_lib.run_folder import GRID_CHOICE, MODEL_FILE
+from musicvae_lib.training import load_model
 
 ACTIVE_THRESHOLD = 0.01  # Var_x(mu_d) at or above which a dimension is active (Burda et al. 2016, section 5.2)
 INTERPOLATION_POINTS = 11  # alpha = 0, 0.1, ..., 1, as the MusicVAE paper's interpolation figures
@@ -758,7 +759,7 @@ def contrasting_models(run_dir: str | Path, model: MusicVAE) -> dict[str, MusicV
     """
     choice = search.load_choice(run_dir)
     if choice is None:
-        raise ValueError(f"{Path(run_dir) / search.CHOICE_FILE} is missing: run notebooks/02_grid_search.ipynb first")
+        raise ValueError(f"{Path(run_dir) / GRID_CHOICE} is missing: run notebooks/02_grid_search.ipynb first")
     grid = search.results_table(run_dir)
     chosen = grid[(grid["beta"] == choice["beta"]) & (grid["free_nats"] == choice["free_nats"])].assign(role="chosen point")
     points = pd.concat([chosen, search.contrasting_points(grid, choice)], ignore_index=True)

@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import re
-import shlex
 import subprocess
 import sys
 import time
@@ -51,30 +50,23 @@ import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
+from musicvae_lib.run_folder import (
+    DATASET_SUMMARY, MANIFEST, NOTEBOOK_FILE, NOTEBOOKS_DIR, REPO_DIR, default_results_dir, runner_command,
+)
 from musicvae_lib.shared_study import terminal_line
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 KERNEL_NAME = "python3"
-MANIFEST_NAME = "manifest.json"
 RUN_DIR_PARAMETER = "run_dir"
 ALL_TABLE = "all"
 CHAPTERS_KEY = "notebooks"  # a profile's top-level list of the chapters it runs
-NOTEBOOK_FILE = re.compile(r"\d\d_\w+\.ipynb")
-DATASET_SUMMARY = Path("dataset") / "summary.json"  # written by 01_dataset; its hash ties results to data
 # Distributions whose versions can change a number or a figure of the study (names as pip knows them).
 PACKAGES = (
     "torch", "numpy", "pandas", "scipy", "scikit-learn", "threadpoolctl", "matplotlib", "seaborn", "music21",
     "pretty_midi", "mido", "verovio", "soundfile", "tinysoundfont", "optuna", "tqdm", "papermill", "nbformat", "ipykernel",
     "ipywidgets", "onnx", "onnxruntime", "musicvae-notebooks",
 )
-LOCAL_RUNS = Path("local")  # under results/: a user's runs; results/<profile>/ holds the committed reference runs
 # The kernel warns on every start that its local TCP sockets are unencrypted; papermill talks to it on this machine only.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
-
-
-class MissingInputError(FileNotFoundError):
-    """A notebook's inputs are not in its run folder: the notebook producing them has not run there."""
 
 
 class ConfigError(ValueError):
@@ -266,26 +258,6 @@ def select(notebooks: list[Notebook], only: list[str]) -> list[Notebook]:
     return [notebook for notebook in notebooks if notebook.number in wanted]
 
 
-def default_results_dir(notebooks_dir: Path, reference: bool = False) -> Path:
-    """``results/local/`` beside ``notebooks_dir`` for a user's runs, ``results/`` for the committed reference runs."""
-    results = notebooks_dir.resolve().parent / "results"
-    return results if reference else results / LOCAL_RUNS
-
-
-def runner_command(
-    profile: str, numbers: list[str], notebooks_dir: Path = NOTEBOOKS_DIR, results_dir: Path | None = None
-) -> str:
-    """The shell command (from the repository's root) that runs notebooks ``numbers``, options only where not default."""
-    words = ["./study.sh", "--profile", profile, "--only", ",".join(numbers)]
-    if notebooks_dir.resolve() != NOTEBOOKS_DIR:
-        words += ["--notebooks", str(notebooks_dir)]
-    if results_dir is not None and results_dir.resolve() == default_results_dir(notebooks_dir, reference=True):
-        words += ["--reference"]
-    elif results_dir is not None and results_dir.resolve() != default_results_dir(notebooks_dir):
-        words += ["--results", str(results_dir)]
-    return shlex.join(words)
-
-
 def check_order(
     notebooks: list[Notebook], selected: list[Notebook], entries: dict[str, dict], profile: str,
     notebooks_dir: Path, results_dir: Path,
@@ -375,15 +347,15 @@ def dataset_hash(run_dir: Path) -> str | None:
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     """The run folder's manifest, or an empty one for a new run folder."""
-    path = run_dir / MANIFEST_NAME
+    path = run_dir / MANIFEST
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"notebooks": {}}
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     """Write the manifest through a temporary file so an interrupted run never leaves half a manifest."""
-    temporary = run_dir / f".{MANIFEST_NAME}.tmp"
+    temporary = run_dir / f".{MANIFEST}.tmp"
     temporary.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, run_dir / MANIFEST_NAME)
+    os.replace(temporary, run_dir / MANIFEST)
 
 
 def terminal_text(text: str) -> str:
@@ -527,7 +499,7 @@ def run(
     for notebook in selected:
         entry = entries.get(notebook.stem, {})
         if entry.get("status") == "ok" and not force:
-            print(f"skip {notebook.stem}: finished ok at {entry['started']} ({shown(run_dir / MANIFEST_NAME)}); "
+            print(f"skip {notebook.stem}: finished ok at {entry['started']} ({shown(run_dir / MANIFEST)}); "
                   "pass --force to run it again", flush=True)
             continue
         print(f"run {notebook.stem} -> {shown(run_dir / notebook.path.name)}", flush=True)  # before papermill's bar
@@ -561,25 +533,6 @@ def shown(path: Path) -> str:
     """``path`` as a user types it from where they are: relative to the working folder when inside it."""
     path, here = path.resolve(), Path.cwd().resolve()
     return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
-
-
-def require_outputs(run_dir: str | Path, paths: list[str], produced_by: str) -> None:
-    """Stop a notebook run out of order (by hand, in JupyterLab) with a message naming the notebook to run first.
-
-    ``paths`` are relative to ``run_dir``; ``produced_by`` names the notebook that writes them, as
-    "01_dataset", "01_dataset.ipynb" or "notebooks/01_dataset.ipynb".
-    """
-    stem = Path(produced_by).stem
-    if not NOTEBOOK_FILE.fullmatch(f"{stem}.ipynb"):
-        raise ValueError(f"`produced_by` must name a notebook such as '01_dataset', got {produced_by!r}")
-    run_dir = Path(run_dir).resolve()
-    missing = [path for path in paths if not (run_dir / path).exists()]
-    if missing:
-        raise MissingInputError(
-            f"missing in the run folder {run_dir}: {', '.join(missing)}.\n"
-            f"They are written by notebooks/{stem}.ipynb; run it first:\n"
-            f"  {runner_command(run_dir.name, [stem[:2]], results_dir=run_dir.parent)}"
-        )
 
 
 def command_line() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ when the run folder holds one), explicit loss parameters over it. Notebook
 03, run afterwards with the same profile, finds the finished run and goes on from it instead of
 training again (``training.train_or_load``). Under torchrun each process is one DistributedDataParallel
 replica (nccl on GPUs, gloo on CPU); only rank 0 writes. With ``baseline_preset`` set, the
-baseline is trained next, alike, into ``training_baseline/``.
+baseline is trained next, alike, into ``training_baseline/`` (``run_folder.BASELINE_TRAINING``).
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ from typing import Any
 
 import pandas as pd
 
-from musicvae_lib import data, loss, runner, search
+from musicvae_lib import data, loss, run_folder, runner, search
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import ModelConfig, preset
 from musicvae_lib.training import TrainConfig, TrainResult, train_or_load
 
 NOTEBOOK = "03_training"
-TRAINING_FOLDER = "training"
-BASELINE_FOLDER = "training_baseline"  # the baseline model of ``baseline_preset``, beside the model in training/
 # notebook 03's parameters that are TrainConfig fields; the others (eval_windows, ...) only shape its report
 TRAIN_FIELDS = (
     "learning_rate", "batch_size", "lr_schedule", "early_stopping_patience", "max_epochs", "max_minutes",
@@ -207,10 +205,10 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None,
     """Train (or find finished) notebook 03's model in ``parameters['run_dir']/training``; with ``baseline``, its baseline.
 
     The baseline (``baseline_preset``, ``baseline_config``) trains with the model's loss, data and
-    budget into ``BASELINE_FOLDER``, with the same resume rules (``training.train_or_load``).
+    budget into ``run_folder.BASELINE_TRAINING``, with the same resume rules (``training.train_or_load``).
     """
     run_dir = Path(parameters[runner.RUN_DIR_PARAMETER])
-    runner.require_outputs(run_dir, ["dataset/summary.json", "dataset/train.npy"], produced_by="01_dataset")
+    run_folder.require_outputs(run_dir, [run_folder.DATASET_SUMMARY, run_folder.split_file("train")], produced_by="01_dataset")
     model_config, loss_config, train_config, _ = study_configs(
         run_dir, parameters["model_preset"], parameters["recipe"], loss_overrides(parameters),
         **{name: parameters[name] for name in TRAIN_FIELDS},
@@ -218,7 +216,7 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None,
     if baseline:
         model_config = baseline_config(model_config, parameters["baseline_preset"])
     train_windows, valid_windows = data.load_split(run_dir, "train"), data.load_split(run_dir, "valid")
-    folder = run_dir / (BASELINE_FOLDER if baseline else TRAINING_FOLDER)
+    folder = run_dir / (run_folder.BASELINE_TRAINING if baseline else run_folder.TRAINING)
     return train_or_load(model_config, loss_config, train_config, train_windows, valid_windows, folder, device)
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from musicvae_lib import chapter, generate, runner, training
+from musicvae_lib import chapter, generate, run_folder, training
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import preset
 
@@ -23,10 +23,10 @@ def write_dataset(run_dir, seed=0):
 
 
 def test_open_run_names_the_first_notebook_whose_outputs_are_missing(tmp_path):
-    with pytest.raises(runner.MissingInputError, match="01_dataset"):
+    with pytest.raises(run_folder.MissingInputError, match="01_dataset"):
         chapter.open_run(tmp_path, needs=["03_training", "01_dataset"])
     write_dataset(tmp_path)
-    with pytest.raises(runner.MissingInputError, match="03_training"):
+    with pytest.raises(run_folder.MissingInputError, match="03_training"):
         chapter.open_run(tmp_path, needs=["01_dataset", "03_training"])
     with pytest.raises(ValueError, match="`needs` must name notebooks"):
         chapter.open_run(tmp_path, needs=["03"])
@@ -40,16 +40,16 @@ def test_open_run_loads_the_trained_model_and_the_sets_of_chapters_05_and_06(tmp
     trained = training.train(
         preset("tiny"), LossConfig(), training.TrainConfig(batch_size=16, max_epochs=1, bf16=False),
         np.load(tmp_path / "dataset" / "train.npy"), np.load(tmp_path / "dataset" / "valid.npy"),
-        tmp_path / chapter.TRAINING_FOLDER, device="cpu",
+        tmp_path / run_folder.TRAINING, device="cpu",
     )
     run = chapter.open_run(tmp_path, needs=["01_dataset", "03_training"], load_trained_model=True)
     assert not run.model.training
     for name, value in run.model.state_dict().items():
         assert torch.equal(value, trained.model.state_dict()[name]), name
-    with pytest.raises(runner.MissingInputError, match="04_generation"):
+    with pytest.raises(run_folder.MissingInputError, match="04_generation"):
         chapter.open_run(tmp_path, needs=["04_generation"])
     sets = generate.sample_sets(run.model, 5, (1.0,), seed=0)
-    generate.save_sets(sets, tmp_path / "generation" / generate.GENERATED_FILE)
+    generate.save_sets(sets, tmp_path / run_folder.GENERATED)
     sets, tables = chapter.comparison_sets(tmp_path, seed=0)
     assert list(sets) == list(tables) == ["train", "test", "T=1"]
     assert [len(table) for table in tables.values()] == [5, 5, 5]

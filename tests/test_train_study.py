@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicvae_lib import runner, search, training, train_study
+from musicvae_lib import run_folder, runner, search, train_study, training
 from musicvae_lib.loss import RECIPES, LossConfig
 from musicvae_lib.model import preset
 
@@ -139,7 +139,7 @@ def test_torchrun_trains_what_notebook_03_then_finds_finished(tmp_path):
 
 def test_training_before_notebook_01_names_it(tmp_path):
     parameters = train_study.profile_parameters("quick", [], REPOSITORY / "notebooks", tmp_path)
-    with pytest.raises(runner.MissingInputError, match="01_dataset"):
+    with pytest.raises(run_folder.MissingInputError, match="01_dataset"):
         train_study.train_from_parameters(parameters, device="cpu")
 
 
@@ -151,7 +151,7 @@ def test_the_baseline_trains_alike_into_its_own_folder_and_goes_on_from_it(tmp_p
     assert capsys.readouterr().out.count("stopped by max_epochs after 1 epochs, 4 steps") == 2  # the model, then the baseline
     run = tmp_path / "quick"
     model, baseline = (json.loads((run / folder / training.DONE_FILE).read_text())["identity"]
-                       for folder in (train_study.TRAINING_FOLDER, train_study.BASELINE_FOLDER))
+                       for folder in (run_folder.TRAINING, run_folder.BASELINE_TRAINING))
     assert model["model_config"]["conductor_size"] == 32 and baseline["model_config"] == dataclasses.asdict(preset("tiny"))
     assert all(model[key] == baseline[key] for key in ("loss_config", "train_config", "data_sha256"))
 
@@ -160,7 +160,7 @@ def test_the_baseline_trains_alike_into_its_own_folder_and_goes_on_from_it(tmp_p
     assert (resumed.resumed, resumed.epochs, resumed.steps) == (True, 2, 8) and not resumed.model.config.hierarchical
     again = train_study.train_from_parameters(parameters, device="cpu", baseline=True)  # the same budget finds it finished
     assert (again.resumed, again.steps) == (False, 8)
-    epochs = pd.read_csv(run / train_study.BASELINE_FOLDER / training.EPOCHS_LOG)
+    epochs = pd.read_csv(run / run_folder.BASELINE_TRAINING / training.EPOCHS_LOG)
     assert train_study.describe_training(again, epochs).startswith("Stopped by max epochs after 2 epochs (8 steps, ")
 
 

@@ -16,8 +16,9 @@ One module per concept, read in this order:
 The names notebooks and tests use are re-exported here: ``from musicvae_lib import training``.
 """
 
+from musicvae_lib.run_folder import CHECKPOINT_FILE, DONE_FILE, EPOCHS_LOG, MODEL_FILE, STEPS_LOG
 from musicvae_lib.training.checkpoint import (
-    CHECKPOINT_FILE, CHECKPOINT_FORMAT, DONE_FILE, MODEL_FILE, MODEL_FORMAT, Progress, atomic_save, atomic_write_json,
+    CHECKPOINT_FORMAT, MODEL_FORMAT, Progress, atomic_save, atomic_write_json,
     data_fingerprint, half_precision, load_file, load_model,
 )
 from musicvae_lib.training.clock import BudgetClock
@@ -30,7 +31,7 @@ from musicvae_lib.training.device import (
     synchronize,
 )
 from musicvae_lib.training.logs import (
-    EPOCH_COLUMNS, EPOCHS_LOG, PROGRESS_SECONDS, STEP_COLUMNS, STEPS_LOG, TIMING_COLUMNS, CsvLog, describe_spikes,
+    EPOCH_COLUMNS, PROGRESS_SECONDS, STEP_COLUMNS, TIMING_COLUMNS, CsvLog, describe_spikes,
     loss_spikes,
 )
 from musicvae_lib.training.reuse import raises_budget, train_or_load

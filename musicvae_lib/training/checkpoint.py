@@ -21,14 +21,12 @@ import torch
 from torch import Tensor
 
 from musicvae_lib.model import ModelConfig, MusicVAE
+from musicvae_lib.run_folder import CHECKPOINT_FILE, DONE_FILE, MODEL_FILE
 from musicvae_lib.training.config import RESUMED_SETTINGS, CheckpointError, config_clashes, with_added_defaults
 from musicvae_lib.training.device import resolve_device
 
 CHECKPOINT_FORMAT = "musicvae-notebooks checkpoint 1"
 MODEL_FORMAT = "musicvae-notebooks model 1"
-CHECKPOINT_FILE = "checkpoint.pt"
-MODEL_FILE = "model.pt"
-DONE_FILE = "done.json"
 
 
 @dataclass

@@ -22,9 +22,6 @@ from torch import Tensor
 from musicvae_lib.loss import NATS_PER_BIT
 from musicvae_lib.training.config import CheckpointError
 
-STEPS_LOG = "steps.csv"
-EPOCHS_LOG = "epochs.csv"
-
 # Magenta's summary names (base_model.py, music_vae_train.py) wherever Magenta logs the quantity.
 STEP_COLUMNS = (
     "step",

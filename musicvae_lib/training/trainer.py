@@ -30,6 +30,7 @@ from musicvae_lib.data import transpose_windows
 from musicvae_lib.loss import LossConfig, vae_loss
 from musicvae_lib.model import ModelConfig, MusicVAE
 from musicvae_lib.representation import check_tokens
+from musicvae_lib.run_folder import EPOCHS_LOG, STEPS_LOG
 from musicvae_lib.training import logs
 from musicvae_lib.training.checkpoint import (
     CHECKPOINT_FILE, CHECKPOINT_FORMAT, DONE_FILE, MODEL_FILE, MODEL_FORMAT, Progress, atomic_save, atomic_write_json,
@@ -43,7 +44,7 @@ from musicvae_lib.training.device import (
     tokens_on,
 )
 from musicvae_lib.training.logs import (
-    EPOCH_COLUMNS, EPOCHS_LOG, STEP_COLUMNS, STEPS_LOG, CsvLog, PendingStep, add_to_epoch_sums, epoch_row,
+    EPOCH_COLUMNS, STEP_COLUMNS, CsvLog, PendingStep, add_to_epoch_sums, epoch_row,
     per_sequence_means, step_row,
 )
 from musicvae_lib.training.schedules import (
