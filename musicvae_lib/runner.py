@@ -50,10 +50,10 @@ import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
+from musicvae_lib.console import terminal_text
 from musicvae_lib.run_folder import (
     DATASET_SUMMARY, MANIFEST, NOTEBOOK_FILE, NOTEBOOKS_DIR, REPO_DIR, default_results_dir, runner_command,
 )
-from musicvae_lib.shared_study import terminal_line
 
 KERNEL_NAME = "python3"
 RUN_DIR_PARAMETER = "run_dir"
@@ -356,11 +356,6 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     temporary = run_dir / f".{MANIFEST}.tmp"
     temporary.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, run_dir / MANIFEST)
-
-
-def terminal_text(text: str) -> str:
-    """What a terminal shows of ``text`` (``shared_study.terminal_line`` for each line)."""
-    return "\n".join(terminal_line(line) for line in text.split("\n"))
 
 
 def merged_streams(outputs: list) -> list:

@@ -18,7 +18,6 @@ import math
 import os
 import re
 import sys
-import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in Jupyter without ipywidgets
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    import optuna
-    from optuna.trial import FrozenTrial, TrialState
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from musicvae_lib import data
+from musicvae_lib.console import output_to
 from musicvae_lib.evaluate import evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig
 from musicvae_lib.model import ModelConfig, preset
@@ -39,7 +37,7 @@ from musicvae_lib.run_folder import (
     GRID_CHOICE, GRID_SEARCH, GRID_STUDY, POINT_LOG, MissingInputError, require_outputs, split_file,
 )
 from musicvae_lib.shared_study import (
-    JOB_ATTR, LIVE, WORKER_ATTR, StorageArg, join_settings, open_storage, optuna_quiet, output_to, run_jobs,
+    JOB_ATTR, LIVE, WORKER_ATTR, StorageArg, join_settings, open_storage, optuna_quiet, run_jobs,
 )
 from musicvae_lib.training import DONE_FILE, TrainConfig, data_fingerprint, train_or_load
 

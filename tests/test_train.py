@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from musicvae_lib import runner
+from musicvae_lib import console
 from musicvae_lib import training
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import MusicVAE, preset
@@ -124,7 +124,7 @@ def test_plateau_never_goes_below_min_learning_rate(tmp_path):
 def test_a_finished_epochs_progress_bar_leaves_no_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)  # test.sh silences bars; this test reads them
     run(tmp_path / "run", scale_windows(64, 0), scale_windows(16, 1), max_epochs=3)
-    shown = runner.terminal_text(capsys.readouterr().err)  # what an executed notebook keeps
+    shown = console.terminal_text(capsys.readouterr().err)  # what an executed notebook keeps
     assert "epoch" not in shown and "batch/s" not in shown
 
 
