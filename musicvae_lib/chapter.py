@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from musicvae_lib import data, features, generate, plots, run_folder
+from musicvae_lib import data, features, generate, plots, run_folder, search
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.training import load_model
 
@@ -47,6 +47,24 @@ def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool
     tables.mkdir(parents=True, exist_ok=True)
     model = load_model(folder / run_folder.TRAINED_MODEL) if load_trained_model else None
     return Run(folder, figures, tables, model)
+
+
+def contrasting_models(run_dir: str | Path, model: MusicVAE) -> dict[str, MusicVAE]:
+    """``model`` (chapter 03's) beside the grid search's chosen point and its two contrasting points (notebook 02).
+
+    Keys name each model's role, beta and lambda; the grid models are read from their folders'
+    model.pt (``search.contrasting_points``: the least and the most KL).
+    """
+    choice = search.load_choice(run_dir)
+    if choice is None:
+        raise ValueError(f"{Path(run_dir) / run_folder.GRID_CHOICE} is missing: run notebooks/02_grid_search.ipynb first")
+    grid = search.results_table(run_dir)
+    chosen = grid[(grid["beta"] == choice["beta"]) & (grid["free_nats"] == choice["free_nats"])].assign(role="chosen point")
+    points = pd.concat([chosen, search.contrasting_points(grid, choice)], ignore_index=True)
+    return {"chapter 03 model": model} | {
+        f"{row.role}: beta {row.beta:g}, lambda {row.free_nats:g}": load_model(Path(run_dir) / row.folder / run_folder.MODEL_FILE)
+        for row in points.itertuples()
+    }
 
 
 def comparison_sets(run_dir: str | Path, seed: int) -> tuple[dict[str, np.ndarray], dict[str, pd.DataFrame]]:

@@ -14,11 +14,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from musicvae_lib import run_folder
-from musicvae_lib.loss import NATS_PER_BIT, LossConfig
-from musicvae_lib.train_study import describe_loss
+from musicvae_lib.loss_config import NATS_PER_BIT, LossConfig, describe_loss
 
 BLOCK_START = "<!-- key-results:start (written by python -m musicvae_lib.report) -->"
 BLOCK_END = "<!-- key-results:end -->"
@@ -51,11 +49,9 @@ def study_rows(run_dir: Path) -> list[tuple[str, str]]:
     choice = read_json(run_dir / run_folder.GRID_CHOICE)
     if choice:
         rows.append(("grid search over the thesis' form: beta, lambda", grid_verdict(choice)))
-    model_file = run_dir / run_folder.TRAINED_MODEL
-    if model_file.exists():
-        stored = torch.load(model_file, map_location="cpu", weights_only=True)["loss_config"]
-        rows.append(("training loss", describe_loss(LossConfig(**stored))))
     done = read_json(run_dir / run_folder.TRAINING / run_folder.DONE_FILE)
+    if done and "identity" in done:  # the configs model.pt holds, readable without torch
+        rows.append(("training loss", describe_loss(LossConfig(**done["identity"]["loss_config"]))))
     if done:
         rows.append(("training", f"{done['training_seconds'] / 60:.1f} min, {done['epochs']} epochs, {done['steps']:,} steps "
                                  f"on {done['device']}, stopped by {done['stopped'].replace('_', ' ')}"))

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from musicvae_lib import data, loss, run_folder, runner, search
+from musicvae_lib import data, loss, profiles, run_folder, search
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import ModelConfig, preset
 from musicvae_lib.training import TrainConfig, TrainResult, train_or_load
@@ -93,21 +93,6 @@ RECIPE_REASONS = {
 }
 
 
-def describe_loss(config: LossConfig) -> str:
-    """The objective in words and numbers: form, beta (annealed or not) and free bits."""
-    if config.form == "magenta":
-        objective = f"reconstruction + beta * max(KL - {config.free_nats:g} nats, 0)" if config.free_nats else "reconstruction + beta * KL"
-    else:
-        objective = f"reconstruction + beta * max(KL, {config.free_nats:g} nats)"
-    if config.beta_rate:
-        weight = f"beta annealed towards {config.beta:g} as (1 - {config.beta_rate:g}^step) * {config.beta:g}"
-    else:
-        weight = f"beta = {config.beta:g}"
-    where = "each window's KL" if config.free_bits_over == "sequence" else "the batch's mean KL"
-    free_bits = f"lambda = {config.free_nats / loss.NATS_PER_BIT:.1f} bits on {where}" if config.free_nats else "no free bits"
-    return f"{objective}, {weight}, {free_bits}"
-
-
 def describe_recipe(recipe: str, loss_config: LossConfig, choice: dict | None) -> str:
     """Which recipe notebook 03 trains, its loss, why, what became of the grid search's choice, and any override."""
     grid = "Notebook 02 has not run."
@@ -120,7 +105,7 @@ def describe_recipe(recipe: str, loss_config: LossConfig, choice: dict | None) -
     ]
     overridden = f" This run's parameters change the recipe: {', '.join(changed)}." if changed else ""
     return (
-        f"This run trains the {recipe} recipe: {describe_loss(loss_config)}. Why this recipe: {RECIPE_REASONS[recipe]}. "
+        f"This run trains the {recipe} recipe: {loss.describe_loss(loss_config)}. Why this recipe: {RECIPE_REASONS[recipe]}. "
         f"{grid}{overridden}"
     )
 
@@ -160,18 +145,18 @@ class ChapterDefaults:
 
 def profile_parameters(profile_name: str, overrides: list[str], notebooks_dir: Path, results_dir: Path) -> dict[str, Any]:
     """Notebook 03's parameters as the runner would pass them, over ``ChapterDefaults``."""
-    notebooks = runner.find_notebooks(notebooks_dir)
+    notebooks = profiles.find_notebooks(notebooks_dir)
     notebook = next((n for n in notebooks if n.stem == NOTEBOOK), None)
     if notebook is None:
-        raise runner.ConfigError(f"no notebook {NOTEBOOK}.ipynb in {notebooks_dir}")
-    profile = runner.load_profile(notebooks_dir.parent / "profiles" / f"{profile_name}.toml", notebooks)
-    parsed = dict(runner.parse_override(text) for text in overrides)
+        raise profiles.ConfigError(f"no notebook {NOTEBOOK}.ipynb in {notebooks_dir}")
+    profile = profiles.load_profile(notebooks_dir.parent / "profiles" / f"{profile_name}.toml", notebooks)
+    parsed = dict(profiles.parse_override(text) for text in overrides)
     unknown = set(parsed) - notebook.parameters
     if unknown:
-        raise runner.ConfigError(f"-p {', '.join(sorted(unknown))}: not parameters of {NOTEBOOK}.ipynb")
-    passed = runner.notebook_parameters(notebook, profile, parsed, results_dir / profile_name)
+        raise profiles.ConfigError(f"-p {', '.join(sorted(unknown))}: not parameters of {NOTEBOOK}.ipynb")
+    passed = profiles.notebook_parameters(notebook, profile, parsed, results_dir / profile_name)
     # the runner passes run_dir relative to notebooks/, where papermill runs; here it is read from anywhere
-    passed[runner.RUN_DIR_PARAMETER] = str((results_dir / profile_name).resolve())
+    passed[profiles.RUN_DIR_PARAMETER] = str((results_dir / profile_name).resolve())
     return asdict(ChapterDefaults()) | passed
 
 
@@ -207,7 +192,7 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None,
     The baseline (``baseline_preset``, ``baseline_config``) trains with the model's loss, data and
     budget into ``run_folder.BASELINE_TRAINING``, with the same resume rules (``training.train_or_load``).
     """
-    run_dir = Path(parameters[runner.RUN_DIR_PARAMETER])
+    run_dir = Path(parameters[profiles.RUN_DIR_PARAMETER])
     run_folder.require_outputs(run_dir, [run_folder.DATASET_SUMMARY, run_folder.split_file("train")], produced_by="01_dataset")
     model_config, loss_config, train_config, _ = study_configs(
         run_dir, parameters["model_preset"], parameters["recipe"], loss_overrides(parameters),
@@ -225,13 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", required=True, help="profile in profiles/; the run folder is results/local/<profile>")
     parser.add_argument("-p", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="a parameter of notebook 03, as the runner's -p")
-    parser.add_argument("--notebooks", type=Path, default=runner.NOTEBOOKS_DIR)
+    parser.add_argument("--notebooks", type=Path, default=run_folder.NOTEBOOKS_DIR)
     parser.add_argument("--results", type=Path, default=None,
                         help="folder of run folders (default: results/local/ beside notebooks/, as ./study.sh)")
     parser.add_argument("--reference", action="store_true", help="train into the committed reference run results/<profile>/")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: this process' GPU if any, else CPU)")
     args = parser.parse_args(argv)
-    results_dir = args.results if args.results is not None else runner.default_results_dir(args.notebooks, args.reference)
+    results_dir = args.results if args.results is not None else run_folder.default_results_dir(args.notebooks, args.reference)
     parameters = profile_parameters(args.profile, args.overrides, args.notebooks, results_dir)
     for baseline in [False, True] if parameters["baseline_preset"] else [False]:  # the model, then its baseline
         result = train_from_parameters(parameters, args.device, baseline)

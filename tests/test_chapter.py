@@ -8,7 +8,7 @@ import torch
 
 from musicvae_lib import chapter, generate, run_folder, training
 from musicvae_lib.loss import LossConfig
-from musicvae_lib.model import preset
+from musicvae_lib.model import MusicVAE, preset
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -78,3 +78,8 @@ def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
     if name != "01_dataset":  # the data chapter makes the run folder the others open
         assert "chapter.open_run(run_dir" in notebook.cells[2].source
     assert not any(cell.outputs for cell in notebook.cells if cell.cell_type == "code")  # outputs live in results/
+
+
+def test_contrasting_models_need_the_grid_search(tmp_path):
+    with pytest.raises(ValueError, match="02_grid_search"):
+        chapter.contrasting_models(tmp_path, MusicVAE(preset("tiny")))
