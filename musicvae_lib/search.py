@@ -59,7 +59,7 @@ METRIC_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class ChapterDefaults:
+class GridNotebookDefaults:
     """Notebook 02's parameters and defaults, in its cell's order (a test keeps both in step): small for CI, profiles set the study's."""
 
     betas: tuple[float, ...] = (0.5, 1.0, 2.0)  # thesis: 1

@@ -5,7 +5,7 @@
 
 It trains exactly what notebook 03 would train in the run folder ``results/local/<profile>`` (the
 one ``./study.sh --profile <profile>`` uses; ``--reference``: ``results/<profile>``): notebook
-03's defaults (``ChapterDefaults``, which its parameters cell mirrors), then the profile's [all] and ["03_training"] keys, then ``-p`` overrides; the loss is
+03's defaults (``TrainingNotebookDefaults``, which its parameters cell mirrors), then the profile's [all] and ["03_training"] keys, then ``-p`` overrides; the loss is
 the recipe's (``-p recipe=thesis``: the thesis', with the grid search's beta and lambda of notebook 02
 when the run folder holds one), explicit loss parameters over it. Notebook
 03, run afterwards with the same profile, finds the finished run and goes on from it instead of
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
@@ -30,11 +30,7 @@ from musicvae_lib.model import ModelConfig, preset
 from musicvae_lib.training import TrainConfig, TrainResult, train_or_load
 
 NOTEBOOK = "03_training"
-# notebook 03's parameters that are TrainConfig fields; the others (eval_windows, ...) only shape its report
-TRAIN_FIELDS = (
-    "learning_rate", "batch_size", "lr_schedule", "early_stopping_patience", "max_epochs", "max_minutes",
-    "transpose_semitones", "bf16", "seed",
-)
+TRAIN_DEFAULTS = TrainConfig()  # notebook 03's training parameters take TrainConfig's defaults unless said otherwise
 
 
 # notebook 03's loss parameters -> LossConfig fields; a negative number or "" keeps the recipe's value
@@ -111,11 +107,13 @@ def describe_recipe(recipe: str, loss_config: LossConfig, choice: dict | None) -
 
 
 @dataclass(frozen=True)
-class ChapterDefaults:
+class TrainingNotebookDefaults:
     """Notebook 03's parameters and their defaults, in its parameters cell's order (a test keeps both in step).
 
     Small on purpose: run by hand, the notebook trains a "tiny" model for 2 epochs; the profiles
     set the study's sizes. The loss follows ``recipe``; the loss parameters below it override it.
+    A parameter named as a TrainConfig field is that field (``TRAIN_FIELDS``): its default and its
+    meaning are TrainConfig's, declared there once; only ``max_epochs`` is smaller here.
     """
 
     model_preset: str = "tiny"
@@ -125,26 +123,43 @@ class ChapterDefaults:
     beta_rate: float = -1.0  # -1: the recipe's (Magenta 0.99999; thesis 0, no annealing)
     kl_form: str = ""  # "": the recipe's; "thesis" or "magenta"
     free_bits_over: str = ""  # "": the recipe's ("sequence"); or "batch"
-    max_epochs: int = 2
-    max_minutes: float = 0.0  # 0: no time budget
-    batch_size: int = 64  # thesis: 64
-    learning_rate: float = 0.001  # thesis: Adam 1e-3
-    lr_schedule: str = "plateau"
-    early_stopping_patience: int = 5  # thesis: stop after 5 epochs without a lower validation loss
-    transpose_semitones: int = 0
-    bf16: str = "auto"
+    max_epochs: int = 2  # TrainConfig's ceiling is 100: a notebook run by hand stays short
+    max_minutes: float = TRAIN_DEFAULTS.max_minutes
+    batch_size: int = TRAIN_DEFAULTS.batch_size
+    learning_rate: float = TRAIN_DEFAULTS.learning_rate
+    lr_schedule: str = TRAIN_DEFAULTS.lr_schedule
+    early_stopping_patience: int = TRAIN_DEFAULTS.early_stopping_patience
+    transpose_semitones: int = TRAIN_DEFAULTS.transpose_semitones
+    bf16: str = TRAIN_DEFAULTS.bf16
     prior: str = "mixture"  # prior.PRIORS: the mixture fitted to the training windows' mu, or "normal", N(0, I)
     prior_components: int = 32
     prior_spread: float = 0.7  # prior.StudyPrior.spread: draws nearer the fitted centres
     eval_windows: int = 500
     n_reconstructions: int = 4
     baseline_preset: str = ""  # "": none; a preset with the model's encoder and z, trained alike, e.g. "study-flat16"
-    seed: int = 0
+    seed: int = TRAIN_DEFAULTS.seed
     run_dir: str = "../results/interactive"
 
 
+# notebook 03's parameters that are TrainConfig fields; the others (eval_windows, ...) only shape its report
+TRAIN_FIELDS = tuple(spec.name for spec in fields(TrainingNotebookDefaults) if spec.name in {f.name for f in fields(TrainConfig)})
+
+
+def notebook_values(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 03's parameters as ``namespace`` (the notebook's ``globals()``) holds them, by ``TrainingNotebookDefaults``' names."""
+    return {spec.name: namespace[spec.name] for spec in fields(TrainingNotebookDefaults)}
+
+
+def parameter_configs(parameters: Mapping[str, Any]) -> tuple[ModelConfig, LossConfig, TrainConfig, dict | None]:
+    """``study_configs`` for notebook 03's ``parameters`` (all of them, as ``notebook_values`` or ``profile_parameters`` give)."""
+    return study_configs(
+        Path(parameters[profiles.RUN_DIR_PARAMETER]), parameters["model_preset"], parameters["recipe"],
+        loss_overrides(parameters), **{name: parameters[name] for name in TRAIN_FIELDS},
+    )
+
+
 def profile_parameters(profile_name: str, overrides: list[str], notebooks_dir: Path, results_dir: Path) -> dict[str, Any]:
-    """Notebook 03's parameters as the runner would pass them, over ``ChapterDefaults``."""
+    """Notebook 03's parameters as the runner would pass them, over ``TrainingNotebookDefaults``."""
     notebooks = profiles.find_notebooks(notebooks_dir)
     notebook = next((n for n in notebooks if n.stem == NOTEBOOK), None)
     if notebook is None:
@@ -157,7 +172,7 @@ def profile_parameters(profile_name: str, overrides: list[str], notebooks_dir: P
     passed = profiles.notebook_parameters(notebook, profile, parsed, results_dir / profile_name)
     # the runner passes run_dir relative to notebooks/, where papermill runs; here it is read from anywhere
     passed[profiles.RUN_DIR_PARAMETER] = str((results_dir / profile_name).resolve())
-    return asdict(ChapterDefaults()) | passed
+    return asdict(TrainingNotebookDefaults()) | passed
 
 
 def baseline_config(model_config: ModelConfig, baseline_preset: str) -> ModelConfig:
@@ -194,10 +209,7 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None,
     """
     run_dir = Path(parameters[profiles.RUN_DIR_PARAMETER])
     run_folder.require_outputs(run_dir, [run_folder.DATASET_SUMMARY, run_folder.split_file("train")], produced_by="01_dataset")
-    model_config, loss_config, train_config, _ = study_configs(
-        run_dir, parameters["model_preset"], parameters["recipe"], loss_overrides(parameters),
-        **{name: parameters[name] for name in TRAIN_FIELDS},
-    )
+    model_config, loss_config, train_config, _ = parameter_configs(parameters)
     if baseline:
         model_config = baseline_config(model_config, parameters["baseline_preset"])
     train_windows, valid_windows = data.load_split(run_dir, "train"), data.load_split(run_dir, "valid")

@@ -312,17 +312,17 @@ def notebook_parameters() -> dict:
 
 
 def test_notebook_02_mirrors_the_library_defaults():
-    defaults = {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(search.ChapterDefaults()).items()}
+    defaults = {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(search.GridNotebookDefaults()).items()}
     assert list(notebook_parameters().items()) == list(defaults.items())
-    assert search.ChapterDefaults().study_name == search.STUDY_NAME
-    assert search.ChapterDefaults().margin == inspect.signature(search.choose).parameters["margin"].default
+    assert search.GridNotebookDefaults().study_name == search.STUDY_NAME
+    assert search.GridNotebookDefaults().margin == inspect.signature(search.choose).parameters["margin"].default
 
 
 @pytest.mark.parametrize("profile", sorted(path.stem for path in (REPOSITORY / "profiles").glob("*.toml")))
 def test_each_profile_makes_a_valid_grid_over_the_defaults(profile):
     table = tomllib.loads((REPOSITORY / "profiles" / f"{profile}.toml").read_text()).get("02_grid_search", {})
     assert set(table) <= set(notebook_parameters())  # the runner refuses other keys too
-    values = asdict(search.ChapterDefaults()) | table
+    values = asdict(search.GridNotebookDefaults()) | table
     spec = search.chapter_spec(32, **{name: values[name] for name in inspect.signature(search.chapter_spec).parameters if name != "steps"})
     assert spec.betas == tuple(sorted(values["betas"])) and spec.rung_budgets == tuple(values["rung_budgets"])
     assert spec.train_config.early_stopping_patience == search.TRIAL_PATIENCE and spec.model_config.steps == 32

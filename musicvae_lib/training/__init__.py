@@ -42,7 +42,7 @@ from musicvae_lib.training.schedules import (
 from musicvae_lib.training.steps import (
     STEP_CLASSES, CapturedStep, GraphCaptureError, TrainingStep, batch_sums, bf16_is_faster,
 )
-from musicvae_lib.training.trainer import Trainer, train, training_set
+from musicvae_lib.training.trainer import Trainer, train
 
 __all__ = [  # the public names, as ``train.py`` offered them before it became this package
     "adam", "atomic_save", "atomic_write_json", "batch_sums", "bf16_is_faster", "bf16_supported", "BudgetClock",
@@ -52,6 +52,6 @@ __all__ = [  # the public names, as ``train.py`` offered them before it became t
     "load_file", "load_model", "loss_spikes", "LR_SCHEDULES", "MODEL_FILE", "MODEL_FORMAT", "plateau_schedule",
     "Progress", "PROGRESS_SECONDS", "raises_budget", "resolve_bf16", "resolve_device", "RESUMED_SETTINGS",
     "RunFinishedError", "STEP_CLASSES", "STEP_COLUMNS", "step_path", "STEPS_LOG", "stream_seed", "synchronize",
-    "teacher_forcing_probability", "TIMING_COLUMNS", "train", "train_or_load", "TrainConfig", "Trainer", "training_set",
+    "teacher_forcing_probability", "TIMING_COLUMNS", "train", "train_or_load", "TrainConfig", "Trainer",
     "TrainingStep", "TrainResult", "with_added_defaults",
 ]

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from musicvae_lib.data import transpose_windows
 from musicvae_lib.loss import LossConfig, vae_loss
 from musicvae_lib.model import ModelConfig, MusicVAE
-from musicvae_lib.representation import check_tokens
+from musicvae_lib.representation import check_windows
 from musicvae_lib.run_folder import EPOCHS_LOG, STEPS_LOG
 from musicvae_lib.training import logs
 from musicvae_lib.training.checkpoint import (
@@ -54,14 +54,6 @@ from musicvae_lib.training.schedules import (
 from musicvae_lib.training.steps import STEP_CLASSES, GraphCaptureError, TrainingStep, batch_sums, bf16_is_faster
 
 
-def training_set(windows: np.ndarray, name: str, steps: int) -> np.ndarray:
-    """``windows`` as contiguous uint8 [n >= 1, steps] after checking classes and shape; ValueError naming ``name``."""
-    array = check_tokens(windows)
-    if array.ndim != 2 or array.shape[1] != steps or array.shape[0] == 0:
-        raise ValueError(f"`{name}` must have shape [n >= 1, {steps}] (the model's steps), got {array.shape}")
-    return np.ascontiguousarray(array, dtype=np.uint8)
-
-
 class Trainer:
     """One training run in one folder: the loop of epochs and steps; ``train`` is the entry point."""
 
@@ -79,8 +71,10 @@ class Trainer:
     ):
         self.model_config, self.loss_config, self.config = model_config, loss_config, config
         self.out_dir, self.device, self.rank, self.world_size = out_dir, device, rank, world_size
-        self.train_windows = training_set(train_windows, "train_windows", model_config.steps)
-        self.valid_windows = training_set(valid_windows, "valid_windows", model_config.steps)
+        self.train_windows, self.valid_windows = (  # contiguous uint8 [n, steps]
+            np.ascontiguousarray(check_windows(windows, model_config.steps, name, allow_empty=False), dtype=np.uint8)
+            for windows, name in ((train_windows, "train_windows"), (valid_windows, "valid_windows"))
+        )
         if config.batch_size % world_size:
             raise ValueError(f"`batch_size` ({config.batch_size}) must be a multiple of the {world_size} processes")
         if len(self.train_windows) < config.batch_size:
