@@ -177,7 +177,7 @@ def midi_to_tokens(midi: pretty_midi.PrettyMIDI, n_steps: int, tempo_qpm: float 
     """Tokens [n_steps] of all non-drum notes of ``midi`` at a constant ``tempo_qpm``, rounded to the grid.
 
     The inverse of ``tokens_to_midi``; for real files with tempo and meter changes use
-    ``musicvae_lib.data``, which follows Magenta's quantization.
+    ``musicvae_lib.midi_melodies``, which follows Magenta's quantization.
     """
     steps_per_second = tempo_qpm / 60.0 * STEPS_PER_QUARTER
     notes = [
@@ -227,7 +227,7 @@ def respell_accidentals(score: stream.Score) -> None:
 def stream_to_tokens(score: stream.Stream, n_steps: int) -> np.ndarray:
     """Tokens [n_steps] of a music21 stream's notes (ties merged, chords reduced to their top note).
 
-    Offsets and lengths must lie on the 16th grid; ValueError otherwise (see ``musicvae_lib.data``
+    Offsets and lengths must lie on the 16th grid; ValueError otherwise (see ``musicvae_lib.folk_melodies``
     for how the corpus treats triplets).
     """
     notes = []

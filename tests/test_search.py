@@ -138,14 +138,23 @@ def test_the_shown_table_is_short_and_rounded(finished):
     assert first["acc. sampl."] == f"{table['sampling_accuracy'][0]:.3f}" and first["rung"] == f"{table['rung'][0]:g}"
 
 
-def test_results_table_reads_the_same_table_from_storage(finished):
+def test_results_table_holds_what_each_points_folder_records(finished):
+    # run_grid_search returns results_table itself: compare with the files the trainings wrote instead
     run_dir, table = finished
-    read = search.results_table(run_dir)
-    assert list(read.columns) == [
+    assert list(table.columns) == [
         "beta", "free_nats", "free_bits", "state", "rung", *search.METRIC_COLUMNS,
         "rerun_sampling_accuracy", "host", "folder",
     ]
-    pd.testing.assert_frame_equal(read, table)
+    assert sorted(zip(table["beta"], table["free_nats"])) == sorted(POINTS)
+    for row in table.itertuples():
+        recorded = done(run_dir / row.folder)
+        assert (row.epochs, row.best_epoch, row.steps, row.stopped) == tuple(
+            recorded[name] for name in ("epochs", "best_epoch", "steps", "stopped"))
+        assert row.minutes == pytest.approx(recorded["training_seconds"] / 60)
+        stored_loss = recorded["identity"]["loss_config"]
+        assert (stored_loss["beta"], stored_loss["free_nats"]) == (row.beta, row.free_nats)
+        assert row.free_bits == pytest.approx(row.free_nats / math.log(2))
+        assert recorded["identity"]["train_config"]["max_epochs"] == SPEC.rung_budgets[int(row.rung)]
 
 
 def test_a_second_search_trains_nothing_and_adds_no_trial(finished, capsys):

@@ -180,12 +180,14 @@ def test_bf16_auto_resolves_to_a_bool():
 # --- the step path: eager, or one CUDA graph ------------------------------------------------------
 
 
-def test_step_path_captures_teacher_forced_single_process_cuda_steps_only():
+def test_step_path_captures_teacher_forced_single_process_cuda_steps_only_when_asked():
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # a device object needs no GPU
-    assert training.step_path(cuda, TrainConfig()) == "cuda_graph"
-    assert training.step_path(cpu, TrainConfig()) == "eager"
-    assert training.step_path(cuda, TrainConfig(sampling_rate=20.0)) == "eager"
-    assert training.step_path(cuda, TrainConfig(), world_size=2) == "eager"
+    assert training.step_path(cuda, TrainConfig()) == "eager"  # opt-in until the capture has passed a GPU test
+    auto = TrainConfig(cuda_graphs="auto")
+    assert training.step_path(cuda, auto) == "cuda_graph"
+    assert training.step_path(cpu, auto) == "eager"
+    assert training.step_path(cuda, replace(auto, sampling_rate=20.0)) == "eager"
+    assert training.step_path(cuda, auto, world_size=2) == "eager"
     assert training.step_path(cuda, TrainConfig(cuda_graphs=False)) == "eager"
     assert training.step_path(cuda, TrainConfig(cuda_graphs=True, lr_schedule="cosine", bf16=True)) == "cuda_graph"
     with pytest.raises(ValueError, match=r"`cuda_graphs=True` but the device is cpu, not CUDA; scheduled sampling"):

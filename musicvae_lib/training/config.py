@@ -24,7 +24,7 @@ class TrainConfig:
     lr_schedule: str = "plateau"
     plateau_factor: float = 0.5  # thesis: halve the learning rate ...
     plateau_patience: int = 2  # ... after MORE than 2 epochs without a lower validation loss (torch's rule; Keras cuts after 2)
-    min_learning_rate: float = 1e-5  # floor of both schedules; 1e-3 reaches it after 7 halvings
+    min_learning_rate: float = 1e-5  # floor of every schedule; plateau from 1e-3 reaches it after 7 halvings
     decay_rate: float = 0.9999  # Magenta: lr_t = (lr - min_lr) * decay_rate**step + min_lr
     early_stopping_patience: int = 5  # thesis: stop after 5 epochs without a lower validation loss
     grad_clip: float = 1.0  # global-norm clipping, Magenta's grad_clip
@@ -35,8 +35,9 @@ class TrainConfig:
     # autocast to bfloat16; "auto": where the device has native bf16 kernels and, on CUDA, a timing of a few
     # steps each way at the start finds it faster (``resolve_bf16``); a resumed run keeps its first choice
     bf16: str | bool = "auto"
-    # the teacher-forced step as one CUDA graph (no launch overhead); "auto": where step_path allows it
-    cuda_graphs: str | bool = "auto"
+    # the teacher-forced step as one CUDA graph (no launch overhead); "auto": where step_path allows it. Off by
+    # default: the capture has not yet passed its test on a GPU (README "On a GPU")
+    cuda_graphs: str | bool = False
     valid_batch_size: int = 512  # validation has no gradients: larger batches only save time
     checkpoint_every_steps: int = 200  # besides the checkpoint after every epoch
     seed: int = 0  # weights, batch order, augmentation and latent noise all derive from it

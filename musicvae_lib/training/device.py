@@ -61,9 +61,9 @@ def cuda_graph_obstacles(device: torch.device, config: TrainConfig, world_size: 
 def step_path(device: torch.device, config: TrainConfig, world_size: int = 1) -> str:
     """How training steps run: "cuda_graph" (the teacher-forced step captured whole, replayed each step) or "eager".
 
-    ``config.cuda_graphs`` "auto": the graph wherever ``cuda_graph_obstacles`` finds none, since at the study's
-    sizes an eager CUDA step is bound by kernel launches, not by the GPU; True: the graph, ValueError naming the
-    obstacles if there are any.
+    ``config.cuda_graphs`` False (the default, until the capture has passed its test on a GPU): eager; "auto": the
+    graph wherever ``cuda_graph_obstacles`` finds none, since at the study's sizes an eager CUDA step is bound by
+    kernel launches, not by the GPU; True: the graph, ValueError naming the obstacles if there are any.
     """
     obstacles = cuda_graph_obstacles(device, config, world_size)
     if config.cuda_graphs is True and obstacles:
