@@ -13,13 +13,14 @@ One module per concept, read in this order:
 - ``clock``: the time budget, agreed over DDP processes without a host sync per step;
 - ``trainer``: the loop (``Trainer``, ``train``); ``reuse``: ``train_or_load``.
 
-The names notebooks and tests use are re-exported here: ``from musicvae_lib import training``.
+The names notebooks and tests use are re-exported here: ``from musicvae_lib import training``. Settings
+read at run time stay in their module (``training.logs.PROGRESS_SECONDS``), where setting them takes effect.
 """
 
 from musicvae_lib.run_folder import CHECKPOINT_FILE, DONE_FILE, EPOCHS_LOG, MODEL_FILE, STEPS_LOG
 from musicvae_lib.training.checkpoint import (
-    CHECKPOINT_FORMAT, MODEL_FORMAT, Progress, atomic_save, atomic_write_json,
-    data_fingerprint, half_precision, load_file, load_model,
+    CHECKPOINT_FORMAT, MODEL_FORMAT, Progress, atomic_save, atomic_write_json, data_fingerprint, half_precision,
+    load_file, load_model,
 )
 from musicvae_lib.training.clock import BudgetClock
 from musicvae_lib.training.config import (
@@ -30,10 +31,7 @@ from musicvae_lib.training.device import (
     bf16_supported, cuda_graph_obstacles, join_process_group, resolve_bf16, resolve_device, step_path, stream_seed,
     synchronize,
 )
-from musicvae_lib.training.logs import (
-    EPOCH_COLUMNS, PROGRESS_SECONDS, STEP_COLUMNS, TIMING_COLUMNS, CsvLog, describe_spikes,
-    loss_spikes,
-)
+from musicvae_lib.training.logs import EPOCH_COLUMNS, STEP_COLUMNS, TIMING_COLUMNS, CsvLog, describe_spikes, loss_spikes
 from musicvae_lib.training.reuse import raises_budget, train_or_load
 from musicvae_lib.training.schedules import (
     adam, cosine_learning_rate, exponential_learning_rate, keep_implementation, plateau_schedule,
@@ -50,7 +48,7 @@ __all__ = [  # the public names, as ``train.py`` offered them before it became t
     "CsvLog", "cuda_graph_obstacles", "data_fingerprint", "describe_spikes", "DONE_FILE", "EPOCH_COLUMNS", "EPOCHS_LOG",
     "exponential_learning_rate", "GraphCaptureError", "half_precision", "join_process_group", "keep_implementation",
     "load_file", "load_model", "loss_spikes", "LR_SCHEDULES", "MODEL_FILE", "MODEL_FORMAT", "plateau_schedule",
-    "Progress", "PROGRESS_SECONDS", "raises_budget", "resolve_bf16", "resolve_device", "RESUMED_SETTINGS",
+    "Progress", "raises_budget", "resolve_bf16", "resolve_device", "RESUMED_SETTINGS",
     "RunFinishedError", "STEP_CLASSES", "STEP_COLUMNS", "step_path", "STEPS_LOG", "stream_seed", "synchronize",
     "teacher_forcing_probability", "TIMING_COLUMNS", "train", "train_or_load", "TrainConfig", "Trainer",
     "TrainingStep", "TrainResult", "with_added_defaults",
