@@ -191,7 +191,7 @@ def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path):
         "    save(self)\n"
         "    if self.progress.step == 1:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "train.Trainer.save_checkpoint = save_then_die\n"
+        "training.Trainer.save_checkpoint = save_then_die\n"
         "data = np.load(sys.argv[3])\n"
         "search.run_grid_search(sys.argv[1], search.GridSpec.from_dict(json.loads(sys.argv[2])), "
         "data['train'], data['valid'], device='cpu')\n"
