@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from musicvae_lib import data, loss, model, train
+from musicvae_lib import data, loss, model, training
 
 
 def train_for_steps(bf16: bool, steps: int, preset: str, seed: int, train_windows, valid_windows, out_dir: Path) -> dict:
@@ -26,10 +26,10 @@ def train_for_steps(bf16: bool, steps: int, preset: str, seed: int, train_window
     batches_per_epoch = len(train_windows) // 64
     epochs = -(-steps // batches_per_epoch)
     windows = train_windows[: steps * 64] if steps < batches_per_epoch else train_windows
-    config = train.TrainConfig(bf16=bf16, max_epochs=epochs, early_stopping_patience=epochs, seed=seed)
+    config = training.TrainConfig(bf16=bf16, max_epochs=epochs, early_stopping_patience=epochs, seed=seed)
     started = time.perf_counter()
-    train.train(model.preset(preset), loss.LossConfig(), config, windows, valid_windows, out_dir, device="cpu")
-    last = pd.read_csv(out_dir / train.EPOCHS_LOG).iloc[-1]
+    training.train(model.preset(preset), loss.LossConfig(), config, windows, valid_windows, out_dir, device="cpu")
+    last = pd.read_csv(out_dir / training.EPOCHS_LOG).iloc[-1]
     return {
         "seed": seed,
         "precision": "bf16" if bf16 else "fp32",

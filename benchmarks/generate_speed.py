@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from musicvae_lib import generate, inference, model, train
+from musicvae_lib import generate, inference, model, training
 
 GOAL_SECONDS = 10.0
 
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if args.model.exists():
-        vae, origin = train.load_model(args.model), str(args.model)
+        vae, origin = training.load_model(args.model), str(args.model)
     else:
         torch.manual_seed(0)
         vae, origin = model.MusicVAE(model.preset("study")), "untrained 'study' preset"

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from musicvae_lib import data, evaluate, inference, latent, model, originality, prior, runner, train
+from musicvae_lib import data, evaluate, inference, latent, model, originality, prior, runner, training
 from musicvae_lib.loss import LossConfig
 
 THESIS = LossConfig(beta=1.0, free_nats=33.3)  # beta * max(KL, lambda), lambda 48 bits per window
@@ -57,13 +57,13 @@ MIXTURE_COMPONENTS = 32
 
 def train_variant(
     name: str, budget: dict, preset: str, train_windows: np.ndarray, valid_windows: np.ndarray, out_dir: Path, seed: int
-) -> train.TrainResult:
+) -> training.TrainResult:
     """The variant trained (or loaded) with the budget's max_minutes or max_epochs; early stopping off."""
     loss_config, fields = VARIANTS[name]
-    config = train.TrainConfig(seed=seed, early_stopping_patience=10_000, **(budget | fields))
+    config = training.TrainConfig(seed=seed, early_stopping_patience=10_000, **(budget | fields))
     model_config = model.preset(preset, steps=train_windows.shape[1])
     folder = out_dir / (name if seed == 0 else f"{name}_seed{seed}")
-    return train.train_or_load(model_config, loss_config, config, train_windows, valid_windows, folder, "cpu")
+    return training.train_or_load(model_config, loss_config, config, train_windows, valid_windows, folder, "cpu")
 
 
 def realism(windows: np.ndarray, ranges: pd.DataFrame, train_windows: np.ndarray) -> tuple[float, float]:
@@ -73,7 +73,7 @@ def realism(windows: np.ndarray, ranges: pd.DataFrame, train_windows: np.ndarray
 
 
 def score(
-    result: train.TrainResult, valid_windows: np.ndarray, train_windows: np.ndarray, ranges: pd.DataFrame, samples: int
+    result: training.TrainResult, valid_windows: np.ndarray, train_windows: np.ndarray, ranges: pd.DataFrame, samples: int
 ) -> dict:
     """The figures of one trained variant (see the module docstring)."""
     vae = result.model

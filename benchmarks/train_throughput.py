@@ -13,9 +13,9 @@ tokens 0..89 of the preset's length (32 steps for "study"). Measured in one run,
 - (b) step loop: the same encoder, and a decoder that calls nn.LSTM once per step from Python with
   its state initialised from z (how most PyTorch MusicVAE ports train), teacher forced.
 
-(a) and (b) run in fp32 and bf16. Besides them, the trainer's own step (``train.TrainingStep``: ours
-plus gradient clipping, the logged sums and the fused Adam ``train.adam``), and on CUDA the same step
-captured as one CUDA graph (``train.CapturedStep``, what ``train`` runs there by default). Variants take
+(a) and (b) run in fp32 and bf16. Besides them, the trainer's own step (``training.TrainingStep``: ours
+plus gradient clipping, the logged sums and the fused Adam ``training.adam``), and on CUDA the same step
+captured as one CUDA graph (``training.CapturedStep``, what ``train`` runs there by default). Variants take
 turns one iteration at a time, so a change in the machine's load during the run slows all of them
 alike; seq/s is batch / median iteration time.
 
@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from musicvae_lib.loss import LossConfig, vae_loss
 from musicvae_lib.model import PRESETS, Encoder, ModelConfig, MusicVAE, initial_state, preset, shifted_inputs
-from musicvae_lib.train import CapturedStep, TrainConfig, TrainingStep, adam, synchronize
+from musicvae_lib.training import CapturedStep, TrainConfig, TrainingStep, adam, synchronize
 
 
 def decoder_inputs(tokens: Tensor, z: Tensor, n_classes: int) -> Tensor:

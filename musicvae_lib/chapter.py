@@ -2,7 +2,7 @@
 
 A chapter reads what earlier notebooks wrote into the run folder. ``open_run`` checks those files
 before anything runs and, when one is missing, stops with a message naming the notebook to run
-first (``runner.require_outputs``). Randomness needs no global seed here: every library function
+first (``run_folder.require_chapters``). Randomness needs no global seed here: every library function
 takes its ``seed`` and draws from generators of its own.
 """
 
@@ -15,17 +15,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from musicvae_lib import data, features, generate, plots, runner, search
+from musicvae_lib import data, features, generate, plots, run_folder, search
 from musicvae_lib.model import MusicVAE
-from musicvae_lib.train import MODEL_FILE, load_model
+from musicvae_lib.training import load_model
 
-TRAINING_FOLDER = "training"
-OUTPUTS = {  # notebook -> the files of the run folder that later chapters read from it
-    "01_dataset": ("dataset/summary.json", "dataset/train.npy", "dataset/valid.npy", "dataset/test.npy"),
-    "02_grid_search": (str(search.CHOICE_FILE),),
-    "03_training": (f"{TRAINING_FOLDER}/{MODEL_FILE}",),
-    "04_generation": (f"generation/{generate.GENERATED_FILE}",),
-}
 
 
 @dataclass(frozen=True)
@@ -43,26 +36,40 @@ def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool
 
     Figures are shown as compact PNGs from here on (``plots.show_figures_compact``).
 
-    ``needs`` names notebooks of ``OUTPUTS`` ("01_dataset", ...); MissingInputError names the
-    first one whose outputs are missing, with the command that runs it.
+    ``needs`` names notebooks of ``run_folder.CHAPTER_OUTPUTS`` ("01_dataset", ...); MissingInputError
+    names the first one whose outputs are missing, with the command that runs it.
     """
     folder = Path(run_dir)
-    unknown = [name for name in needs if name not in OUTPUTS]
-    if unknown:
-        raise ValueError(f"`needs` must name notebooks among {list(OUTPUTS)}, got {unknown}")
-    for notebook in sorted(needs):
-        runner.require_outputs(folder, list(OUTPUTS[notebook]), produced_by=notebook)
+    run_folder.require_chapters(folder, needs)
     plots.show_figures_compact()
-    figures, tables = folder / "figures", folder / "tables"
+    figures, tables = folder / run_folder.FIGURES, folder / run_folder.TABLES
     figures.mkdir(parents=True, exist_ok=True)
     tables.mkdir(parents=True, exist_ok=True)
-    model = load_model(folder / TRAINING_FOLDER / MODEL_FILE) if load_trained_model else None
+    model = load_model(folder / run_folder.TRAINED_MODEL) if load_trained_model else None
     return Run(folder, figures, tables, model)
+
+
+def contrasting_models(run_dir: str | Path, model: MusicVAE) -> dict[str, MusicVAE]:
+    """``model`` (chapter 03's) beside the grid search's chosen point and its two contrasting points (notebook 02).
+
+    Keys name each model's role, beta and lambda; the grid models are read from their folders'
+    model.pt (``search.contrasting_points``: the least and the most KL).
+    """
+    choice = search.load_choice(run_dir)
+    if choice is None:
+        raise ValueError(f"{Path(run_dir) / run_folder.GRID_CHOICE} is missing: run notebooks/02_grid_search.ipynb first")
+    grid = search.results_table(run_dir)
+    chosen = grid[(grid["beta"] == choice["beta"]) & (grid["free_nats"] == choice["free_nats"])].assign(role="chosen point")
+    points = pd.concat([chosen, search.contrasting_points(grid, choice)], ignore_index=True)
+    return {"chapter 03 model": model} | {
+        f"{row.role}: beta {row.beta:g}, lambda {row.free_nats:g}": load_model(Path(run_dir) / row.folder / run_folder.MODEL_FILE)
+        for row in points.itertuples()
+    }
 
 
 def comparison_sets(run_dir: str | Path, seed: int) -> tuple[dict[str, np.ndarray], dict[str, pd.DataFrame]]:
     """Chapters 05 and 06's sets (``data.analysis_sets``: train, test, then notebook 04's) and their feature tables."""
-    generated = generate.load_sets(Path(run_dir) / "generation" / generate.GENERATED_FILE)
+    generated = generate.load_sets(Path(run_dir) / run_folder.GENERATED)
     sets = data.analysis_sets(run_dir, generated, seed)
     return sets, {name: features.feature_table(windows) for name, windows in sets.items()}
 

@@ -48,7 +48,8 @@ from musicvae_lib.folk_melodies import (
     read_folk_tunes,
     tune_windows,
 )
-from musicvae_lib.representation import STEPS_PER_BAR, TOKEN_DTYPE
+from musicvae_lib.representation import FIRST_PITCH_TOKEN, N_CLASSES, STEPS_PER_BAR, TOKEN_DTYPE
+from musicvae_lib.run_folder import DATASET, DATASET_SUMMARY, SPLIT_NAMES, TUNES_TABLE, split_file, split_tunes_file
 
 MIDI_LICENCE_NOTE = "user-supplied MIDI files: the licence of each file is the user's to check"
 PROGRESS_SECONDS = 5.0  # between updates of the progress bar on a terminal
@@ -512,7 +513,6 @@ def licence_notes(window_set: WindowSet) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 # Splits and the dataset folder of a run
 
-SPLIT_NAMES = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -668,35 +668,34 @@ def remove_outputs(run_dir: str | os.PathLike, patterns: Sequence[str]) -> list[
 
 def write_dataset(run_dir: str | os.PathLike, window_set: WindowSet, splits: dict[str, Split], summary: dict) -> Path:
     """Write ``<run_dir>/dataset/``: {split}.npy windows, {split}_tunes.npy, tunes.csv and summary.json."""
-    folder = Path(run_dir) / "dataset"
-    folder.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir)
+    (run_dir / DATASET).mkdir(parents=True, exist_ok=True)
     for name, split in splits.items():
-        np.save(folder / f"{name}.npy", split.windows)
-        np.save(folder / f"{name}_tunes.npy", split.tune_ids)
-    window_set.tunes.to_csv(folder / "tunes.csv", index_label="tune_id")
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    return folder
+        np.save(run_dir / split_file(name), split.windows)
+        np.save(run_dir / split_tunes_file(name), split.tune_ids)
+    window_set.tunes.to_csv(run_dir / TUNES_TABLE, index_label="tune_id")
+    (run_dir / DATASET_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return run_dir / DATASET
 
 
 def load_split(run_dir: str | os.PathLike, name: str) -> np.ndarray:
     """The windows of one split written by notebook 01: uint8 [n, steps]."""
     if name not in SPLIT_NAMES:
         raise ValueError(f"`name` must be one of {SPLIT_NAMES}, got {name!r}")
-    return np.load(Path(run_dir) / "dataset" / f"{name}.npy", allow_pickle=False)
+    return np.load(Path(run_dir) / split_file(name), allow_pickle=False)
 
 
 def load_collections(run_dir: str | os.PathLike, name: str) -> np.ndarray:
     """The collection (or source folder) of each window of one split written by notebook 01: str [n]."""
     if name not in SPLIT_NAMES:
         raise ValueError(f"`name` must be one of {SPLIT_NAMES}, got {name!r}")
-    folder = Path(run_dir) / "dataset"
-    tunes = pd.read_csv(folder / "tunes.csv", index_col="tune_id")
-    return tunes["collection"].reindex(np.load(folder / f"{name}_tunes.npy", allow_pickle=False)).to_numpy(dtype=str)
+    tunes = pd.read_csv(Path(run_dir) / TUNES_TABLE, index_col="tune_id")
+    return tunes["collection"].reindex(np.load(Path(run_dir) / split_tunes_file(name), allow_pickle=False)).to_numpy(dtype=str)
 
 
 def load_summary(run_dir: str | os.PathLike) -> dict:
     """The dataset summary written by notebook 01."""
-    return json.loads((Path(run_dir) / "dataset" / "summary.json").read_text())
+    return json.loads((Path(run_dir) / DATASET_SUMMARY).read_text())
 
 
 def windows_per_collection(window_set: WindowSet) -> pd.DataFrame:
@@ -743,6 +742,25 @@ def window_drop_table(window_set: WindowSet) -> pd.DataFrame:
     """Windows dropped inside usable tunes, by reason."""
     rows = sorted(window_set.window_drops.items(), key=lambda item: -item[1])
     return pd.DataFrame(rows, columns=["window dropped for", "count"])
+
+
+def transpose_windows(windows: np.ndarray, max_semitones: int, rng: np.random.Generator) -> np.ndarray:
+    """Each window [n, steps] shifted by its own random whole number of semitones in -N..N.
+
+    A window's shift is drawn uniformly from the shifts that keep all its pitch tokens in
+    2..89 (MIDI 21..108), so no note is lost; 0 (NO_EVENT) and 1 (NOTE_OFF) stay as they are.
+    One draw per window, even for windows without a note, so the generator advances the same way
+    whatever the data.
+    """
+    tokens = np.asarray(windows)
+    is_pitch = tokens >= FIRST_PITCH_TOKEN
+    lowest = np.where(is_pitch, tokens, N_CLASSES).min(axis=1).astype(np.int64)  # (n,) N_CLASSES if no note
+    highest = np.where(is_pitch, tokens, 0).max(axis=1).astype(np.int64)  # (n,) 0 if no note
+    low = np.maximum(-max_semitones, FIRST_PITCH_TOKEN - lowest)
+    high = np.minimum(max_semitones, N_CLASSES - 1 - highest)
+    shifts = rng.integers(low, high, endpoint=True)  # (n,)
+    shifted = tokens.astype(np.int64) + is_pitch * shifts[:, None]
+    return shifted.astype(tokens.dtype)
 
 
 def sample_windows(windows: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -24,7 +24,7 @@ import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
-from musicvae_lib import data, features, generate, inference, latent, render, train
+from musicvae_lib import data, features, generate, inference, latent, render, run_folder, training
 from musicvae_lib.midi_melodies import melody_windows_from_midi
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
@@ -33,7 +33,6 @@ from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
 EXPLORER_ATTRIBUTES = (*features.ATTRIBUTES, "pitch_range")
 K_LIMIT = 2.0  # sliders run k from -2 to 2: the MusicVAE supplement moves by up to 1.5 vectors
 MAX_TEMPERATURE = 1.5  # notebook 04's hottest set
-KEPT_MIDI = Path("explore") / "kept.mid"  # in the run folder; the melodies kept so far, a bar of rest between
 KEPT_WINDOWS = Path("explore") / "kept.npy"  # the same melodies as tokens, so a keep appends without re-reading MIDI
 
 
@@ -80,7 +79,7 @@ def load_explorer(run_dir: str | Path, attribute_windows: int = 2000, seed: int 
     ``seed + 1``.
     """
     run = Path(run_dir)
-    model = train.load_model(run / "training" / "model.pt", device="cpu")
+    model = training.load_model(run / run_folder.TRAINED_MODEL, device="cpu")
     train_windows = data.load_split(run, "train")
     reference = train_windows[data.sample_windows(train_windows, attribute_windows, seed + 1)]
     reference_mu, _ = inference.encode_windows(model, reference)
@@ -180,7 +179,7 @@ def melody_html(decoded: Decoded, title: str) -> str:
 
 
 def keep_melody(run_dir: str | Path, tokens: np.ndarray) -> tuple[Path, int]:
-    """Append a melody to ``KEPT_MIDI`` in the run folder (a bar of rest between melodies); (path, melodies kept)."""
+    """Append a melody to ``run_folder.KEPT_MIDI`` (a bar of rest between melodies); (path, melodies kept)."""
     run = Path(run_dir)
     tokens = check_tokens(np.asarray(tokens, dtype=TOKEN_DTYPE))[None]
     windows_path = run / KEPT_WINDOWS
@@ -188,7 +187,7 @@ def keep_melody(run_dir: str | Path, tokens: np.ndarray) -> tuple[Path, int]:
         tokens = np.concatenate([np.load(windows_path, allow_pickle=False), tokens])
     windows_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(windows_path, tokens)
-    return generate.write_medley(tokens, run / KEPT_MIDI), len(tokens)
+    return generate.write_medley(tokens, run / run_folder.KEPT_MIDI), len(tokens)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,7 +219,7 @@ class ExplorerPanel:
             name: widgets.FloatSlider(0.0, min=-K_LIMIT, max=K_LIMIT, step=0.25, description=name.replace("_", " "), **wide)
             for name in explorer.vectors
         }
-        self.keep = widgets.Button(description="keep", tooltip=f"append to {KEPT_MIDI} in the run folder")
+        self.keep = widgets.Button(description="keep", tooltip=f"append to {run_folder.KEPT_MIDI} in the run folder")
         self.status = widgets.Label()
         self.view = widgets.HTML()
         self._wire()

@@ -37,7 +37,7 @@ import onnxruntime
 import torch
 from torch import Tensor, nn
 
-from musicvae_lib import features, prior, train
+from musicvae_lib import features, prior, run_folder, training
 from musicvae_lib.model import MusicVAE, initial_state
 from musicvae_lib.representation import FIRST_PITCH_TOKEN, MIN_PITCH, NO_EVENT, NOTE_OFF, STEPS_PER_QUARTER
 
@@ -242,7 +242,7 @@ def model_path(source: str | Path) -> Path:
     """``source`` itself if it is a file, else the run folder's ``training/model.pt``; FileNotFoundError naming it if missing."""
     path = Path(source)
     if path.is_dir():
-        path = path / "training" / train.MODEL_FILE
+        path = path / run_folder.TRAINED_MODEL
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: pass a run folder with training/model.pt (notebook 03) or a model.pt file")
     return path
@@ -251,7 +251,7 @@ def model_path(source: str | Path) -> Path:
 def run_prior(source: str | Path) -> prior.StudyPrior | None:
     """The prior of the run folder ``source`` (notebook 03's ``prior/``); None for a model.pt file or a run without one."""
     folder = Path(source)
-    if folder.is_dir() and (folder / prior.CHOICE_FILE).is_file():
+    if folder.is_dir() and (folder / run_folder.PRIOR_CHOICE).is_file():
         return prior.load_study_prior(folder)
     return None
 
@@ -259,7 +259,7 @@ def run_prior(source: str | Path) -> prior.StudyPrior | None:
 def run_attribute_vectors(source: str | Path) -> dict[str, np.ndarray] | None:
     """The explorer's attribute vectors of the run folder ``source`` (``explore.load_explorer``); None for a model.pt file."""
     folder = Path(source)
-    if not (folder.is_dir() and (folder / "dataset" / "train.npy").is_file()):
+    if not (folder.is_dir() and (folder / run_folder.split_file("train")).is_file()):
         return None
     from musicvae_lib import explore  # only here: it brings ipywidgets, which the graphs do not need
 
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     path = model_path(arguments.source)
     study_prior = run_prior(arguments.source)
     vectors = run_attribute_vectors(arguments.source)
-    differences = export(train.load_model(path, device="cpu"), arguments.out, study_prior=study_prior, vectors=vectors)
+    differences = export(training.load_model(path, device="cpu"), arguments.out, study_prior=study_prior, vectors=vectors)
     print(f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from PyTorch: "
           f"{max(differences['mu'], differences['sigma'], differences['logits']):.2e}; the page samples z from "
           f"{study_prior.describe() if study_prior else 'N(0, I)'}; attribute sliders: "

@@ -22,6 +22,7 @@ from musicvae_lib.representation import (
     NO_EVENT,
     STEPS_PER_BAR,
     Note,
+    check_windows,
     tokens_to_stream,
 )
 
@@ -41,13 +42,8 @@ class NoteArrays:
 
 
 def as_windows(windows: np.ndarray) -> np.ndarray:
-    """A set of windows as a 2-D integer array [n, steps]; one window [steps] becomes [1, steps]."""
-    array = np.asarray(windows)
-    if array.ndim == 1:
-        array = array[None, :]
-    if array.ndim != 2:
-        raise ValueError(f"`windows` must have shape [n_windows, steps], got {array.shape}")
-    return array.astype(np.int64, copy=False)
+    """A set of windows as int64 [n, steps] (``check_windows``); one window [steps] becomes [1, steps]."""
+    return check_windows(windows, one_window=True).astype(np.int64, copy=False)
 
 
 def notes_of(windows: np.ndarray) -> NoteArrays:

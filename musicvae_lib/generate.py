@@ -16,7 +16,6 @@ from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import NO_EVENT, NOTE_OFF, STEPS_PER_BAR, TOKEN_DTYPE, write_midi
 
 DEFAULT_TEMPERATURES = (0.5, 1.0, 1.5)
-GENERATED_FILE = "generated.npz"  # the sets of notebook 04, keyed by set_name(temperature)
 
 
 def set_name(temperature: float) -> str:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from musicvae_lib.model import MusicVAE
-from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
+from musicvae_lib.representation import TOKEN_DTYPE, check_windows
 
 
 class LatentDensity(Protocol):
@@ -44,13 +44,8 @@ def inference(model: MusicVAE) -> Iterator[torch.device]:
 
 
 def model_windows(windows: np.ndarray, steps: int) -> Tensor:
-    """A set to run the model on as a LongTensor [n, steps]; ValueError for another shape, an empty set or bad tokens."""
-    array = check_tokens(windows)
-    if array.ndim != 2 or array.shape[1] != steps:
-        raise ValueError(f"`windows` must have shape [n_windows, {steps}] for this model, got {array.shape}")
-    if len(array) == 0:
-        raise ValueError("`windows` is empty: there is nothing to run the model on")
-    return torch.from_numpy(array.astype(np.int64))
+    """A set to run the model on as a LongTensor [n, steps] (``check_windows``, not empty)."""
+    return torch.from_numpy(check_windows(windows, steps, allow_empty=False).astype(np.int64))
 
 
 def latent_array(values: np.ndarray, name: str) -> np.ndarray:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -28,14 +27,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from musicvae_lib import search
 from musicvae_lib.evaluate import Reconstruction
 from musicvae_lib.features import ATTRIBUTES, feature_table
 from musicvae_lib.inference import LatentDensity, decode_latents, encode_windows, latent_array, model_windows, sample_melodies
 from musicvae_lib.originality import exact_copy_rate
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
-from musicvae_lib.train import MODEL_FILE, load_model
 
 ACTIVE_THRESHOLD = 0.01  # Var_x(mu_d) at or above which a dimension is active (Burda et al. 2016, section 5.2)
 INTERPOLATION_POINTS = 11  # alpha = 0, 0.1, ..., 1, as the MusicVAE paper's interpolation figures
@@ -748,24 +745,6 @@ def compare_latent_spaces(
         prior = prior_z(len(mu), model.config.z_size, seed)
         views[name] = pca_view({"test": mu, "prior": prior}, reference="test").coordinates
     return LatentSpaces(pd.DataFrame(rows), views)
-
-
-def contrasting_models(run_dir: str | Path, model: MusicVAE) -> dict[str, MusicVAE]:
-    """``model`` (chapter 03's) beside the grid search's chosen point and its two contrasting points (notebook 02).
-
-    Keys name each model's role, beta and lambda; the grid models are read from their folders'
-    model.pt (``search.contrasting_points``: the least and the most KL).
-    """
-    choice = search.load_choice(run_dir)
-    if choice is None:
-        raise ValueError(f"{Path(run_dir) / search.CHOICE_FILE} is missing: run notebooks/02_grid_search.ipynb first")
-    grid = search.results_table(run_dir)
-    chosen = grid[(grid["beta"] == choice["beta"]) & (grid["free_nats"] == choice["free_nats"])].assign(role="chosen point")
-    points = pd.concat([chosen, search.contrasting_points(grid, choice)], ignore_index=True)
-    return {"chapter 03 model": model} | {
-        f"{row.role}: beta {row.beta:g}, lambda {row.free_nats:g}": load_model(Path(run_dir) / row.folder / MODEL_FILE)
-        for row in points.itertuples()
-    }
 
 
 def own_attribute_moves(effects: pd.DataFrame, scales: Mapping[str, float]) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from musicvae_lib.features import as_windows, notes_of
-from musicvae_lib.representation import FIRST_PITCH_TOKEN, MAX_PITCH, MIN_PITCH, NO_EVENT, check_tokens
+from musicvae_lib.representation import FIRST_PITCH_TOKEN, MAX_PITCH, MIN_PITCH, NO_EVENT
 
 PITCH_SPAN = MAX_PITCH - MIN_PITCH  # 87: the largest interval two tokens can encode
 NgramKind = Literal["interval", "ioi"]
@@ -34,14 +34,9 @@ MAX_NGRAM = 7  # n-grams are packed into int64 codes, 8 bits per element
 PAIRS_PER_CHUNK = 131_072  # window pairs compared at once in nearest_neighbours: two int16 arrays of 8 MB
 
 
-def checked_windows(windows: np.ndarray) -> np.ndarray:
-    """A set of windows as int64 [n, steps] after checking every token lies in 0..89."""
-    return as_windows(check_tokens(windows))
-
-
 def matching_steps(windows: np.ndarray, training_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both sets as checked int64 arrays [n, steps]; ValueError if their window lengths differ."""
-    array, training = checked_windows(windows), checked_windows(training_windows)
+    array, training = as_windows(windows), as_windows(training_windows)
     if array.shape[1] != training.shape[1]:
         raise ValueError(
             f"windows have {array.shape[1]} steps but training windows {training.shape[1]}: compare windows of one length"
@@ -71,7 +66,7 @@ def transposition_invariant_keys(windows: np.ndarray) -> np.ndarray:
 
     windows: int [n, steps] or one window [steps].
     """
-    array = checked_windows(windows)
+    array = as_windows(windows)
     onset = array >= FIRST_PITCH_TOKEN
     first_token = array[np.arange(len(array)), onset.argmax(axis=1)]  # unused in a row without onsets
     relative = FIRST_PITCH_TOKEN + PITCH_SPAN + array - first_token[:, None]
@@ -118,7 +113,7 @@ def step_states(windows: np.ndarray, rest_code: int) -> tuple[np.ndarray, np.nda
     Two sounding steps are in the same state up to a shift of s semitones iff their codes differ
     by exactly s with |s| <= 87: a different onset flag moves the difference by 256.
     """
-    array = checked_windows(windows)
+    array = as_windows(windows)
     steps = np.arange(array.shape[1])
     last_event = np.maximum.accumulate(np.where(array != NO_EVENT, steps, 0), axis=1)
     sounding_token = np.take_along_axis(array, last_event, axis=1)  # (n, steps): token of the last event so far
@@ -235,7 +230,7 @@ def ngrams(windows: np.ndarray, n: int, kind: NgramKind) -> Ngrams:
         raise ValueError(f"`kind` must be one of {NGRAM_KINDS}, got {kind!r}")
     if not 1 <= n <= MAX_NGRAM:
         raise ValueError(f"`n` must lie in 1..{MAX_NGRAM}, got {n}")
-    notes = notes_of(checked_windows(windows))
+    notes = notes_of(as_windows(windows))
     if len(notes.window) <= n:
         return Ngrams(np.zeros(0, dtype=np.int64), np.zeros((0, n), dtype=np.int64))
     steps = np.diff(notes.pitch_midi if kind == "interval" else notes.start_step)  # between notes i and i+1
@@ -291,7 +286,7 @@ def mean_pairwise_distance(windows: np.ndarray, sample: int, rng: np.random.Gene
     otherwise ``sample`` ordered pairs (i, j), i != j, drawn uniformly with replacement by ``rng``.
     NaN for a set of fewer than two windows.
     """
-    array = checked_windows(windows)
+    array = as_windows(windows)
     n = len(array)
     if n < 2:
         return float("nan")
@@ -322,13 +317,13 @@ def originality_table(
     are compared with the same training subsample (``max_reference``) and a row does not depend on
     the other sets. Feed the held-out test windows as one set: they show how original real music is.
     """
-    training = checked_windows(training_windows)
+    training = as_windows(training_windows)
     rows = {}
     for name, windows in sets.items():
         rng = np.random.default_rng(seed)
         similarity = nearest_neighbours(windows, training, max_reference, rng).similarity
         row = {
-            "n_windows": len(checked_windows(windows)),
+            "n_windows": len(as_windows(windows)),
             "copy_rate": exact_copy_rate(windows, training),
             "copy_rate_literal": exact_copy_rate(windows, training, transposition_invariant=False),
             "nn_similarity_mean": float(similarity.mean()) if similarity.size else float("nan"),

@@ -289,7 +289,7 @@ SPLIT_COLORS = {"train": "#3a6ea5", "valid": "#d08c3a"}
 
 
 def training_curves(epochs: pd.DataFrame, free_nats: float | None = None) -> Figure:
-    """Per-epoch curves from train.py's epochs.csv: reconstruction, KL (bits), total, accuracy, beta, learning rate."""
+    """Per-epoch curves from the training logs' epochs.csv: reconstruction, KL (bits), total, accuracy, beta, learning rate."""
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), layout="constrained", sharex=True)
     panels = [
         ("losses/r_loss", "reconstruction", "nats per sequence"),

@@ -24,14 +24,11 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from musicvae_lib import runner
 from musicvae_lib.inference import encode_windows
 from musicvae_lib.model import MusicVAE
+from musicvae_lib.run_folder import PRIOR, PRIOR_CHOICE, PRIOR_MIXTURE, require_outputs
 
 PRIORS = ("mixture", "normal")  # the fitted mixture, or N(0, I)
-PRIOR_FOLDER = "prior"
-MIXTURE_FILE = f"{PRIOR_FOLDER}/mixture.npz"
-CHOICE_FILE = f"{PRIOR_FOLDER}/choice.json"
 MAX_EM_STEPS = 500
 
 
@@ -156,16 +153,16 @@ class StudyPrior:
 
 def save_study_prior(run_dir: str | Path, study_prior: StudyPrior, components: int, seed: int) -> Path:
     """Write the mixture and the choice (with how it was fitted) into ``run_dir/prior/``; returns the folder."""
-    folder = Path(run_dir) / PRIOR_FOLDER
+    folder = Path(run_dir) / PRIOR
     folder.mkdir(parents=True, exist_ok=True)
-    study_prior.mixture.save(Path(run_dir) / MIXTURE_FILE)
+    study_prior.mixture.save(Path(run_dir) / PRIOR_MIXTURE)
     choice = {"prior": study_prior.name, "spread": study_prior.spread, "components": components, "seed": seed}
-    (Path(run_dir) / CHOICE_FILE).write_text(json.dumps(choice, indent=2) + "\n")
+    (Path(run_dir) / PRIOR_CHOICE).write_text(json.dumps(choice, indent=2) + "\n")
     return folder
 
 
 def load_study_prior(run_dir: str | Path) -> StudyPrior:
     """The prior notebook 03 chose and the mixture it fitted; MissingInputError names notebook 03 when absent."""
-    runner.require_outputs(run_dir, [MIXTURE_FILE, CHOICE_FILE], produced_by="03_training")
-    choice = json.loads((Path(run_dir) / CHOICE_FILE).read_text())
-    return StudyPrior(choice["prior"], load_latent_mixture(Path(run_dir) / MIXTURE_FILE), choice.get("spread", 1.0))
+    require_outputs(run_dir, [PRIOR_MIXTURE, PRIOR_CHOICE], produced_by="03_training")
+    choice = json.loads((Path(run_dir) / PRIOR_CHOICE).read_text())
+    return StudyPrior(choice["prior"], load_latent_mixture(Path(run_dir) / PRIOR_MIXTURE), choice.get("spread", 1.0))

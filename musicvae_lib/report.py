@@ -14,10 +14,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from musicvae_lib.loss import NATS_PER_BIT, LossConfig
-from musicvae_lib.train_study import describe_loss
+from musicvae_lib import run_folder
+from musicvae_lib.loss_config import NATS_PER_BIT, LossConfig, describe_loss
 
 BLOCK_START = "<!-- key-results:start (written by python -m musicvae_lib.report) -->"
 BLOCK_END = "<!-- key-results:end -->"
@@ -33,7 +32,7 @@ SET_ORDER = ("train", "test")  # real sets first, then the generated ones as the
 
 def read_csv(run_dir: Path, name: str) -> pd.DataFrame | None:
     """``tables/<name>`` of the run, or None when the chapter writing it has not run."""
-    path = run_dir / "tables" / name
+    path = run_dir / run_folder.TABLES / name
     return pd.read_csv(path) if path.exists() else None
 
 
@@ -44,17 +43,15 @@ def read_json(path: Path) -> dict | None:
 def study_rows(run_dir: Path) -> list[tuple[str, str]]:
     """(measure, value) rows for the whole run: data, choice of beta and lambda, training, reconstruction, latent space."""
     rows: list[tuple[str, str]] = []
-    summary = read_json(run_dir / "dataset" / "summary.json")
+    summary = read_json(run_dir / run_folder.DATASET_SUMMARY)
     if summary:
         rows.append(("melody windows (2 bars, distinct)", f"{summary['n_unique_windows']:,} from {summary['n_tunes']:,} tunes"))
-    choice = read_json(run_dir / "grid_search" / "choice.json")
+    choice = read_json(run_dir / run_folder.GRID_CHOICE)
     if choice:
         rows.append(("grid search over the thesis' form: beta, lambda", grid_verdict(choice)))
-    model_file = run_dir / "training" / "model.pt"
-    if model_file.exists():
-        stored = torch.load(model_file, map_location="cpu", weights_only=True)["loss_config"]
-        rows.append(("training loss", describe_loss(LossConfig(**stored))))
-    done = read_json(run_dir / "training" / "done.json")
+    done = read_json(run_dir / run_folder.TRAINING / run_folder.DONE_FILE)
+    if done and "identity" in done:  # the configs model.pt holds, readable without torch
+        rows.append(("training loss", describe_loss(LossConfig(**done["identity"]["loss_config"]))))
     if done:
         rows.append(("training", f"{done['training_seconds'] / 60:.1f} min, {done['epochs']} epochs, {done['steps']:,} steps "
                                  f"on {done['device']}, stopped by {done['stopped'].replace('_', ' ')}"))
@@ -149,7 +146,7 @@ def reexecution_note(run_dir: Path, timings: pd.DataFrame) -> str | None:
 
     The minutes of the timing table are then those of the re-execution, not of the study.
     """
-    done = read_json(run_dir / "training" / "done.json")
+    done = read_json(run_dir / run_folder.TRAINING / run_folder.DONE_FILE)
     row = timings[timings["notebook"] == "03_training"]
     if done is None or row.empty or not row["minutes"].iloc[0]:
         return None

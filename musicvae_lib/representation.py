@@ -64,6 +64,29 @@ def check_tokens(tokens: np.ndarray) -> np.ndarray:
     return array
 
 
+def check_windows(
+    windows: np.ndarray, steps: int | None = None, name: str = "windows", allow_empty: bool = True, one_window: bool = False,
+) -> np.ndarray:
+    """The one check of a set of windows: an integer array [n_windows, steps] whose every token lies in 0..89.
+
+    ``steps``: the window length required (None: any); ``allow_empty``: whether n_windows may be 0;
+    ``one_window``: a single window [steps] is accepted too and returned as [1, steps]. Returns the
+    array as given otherwise (no copy, same dtype: callers store uint8 and compute in int64).
+    ValueError naming ``name``: the shape wanted and found, an empty set, or the tokens out of range.
+    """
+    array = np.asarray(windows)
+    if one_window and array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or (steps is not None and array.shape[1] != steps):
+        raise ValueError(f"`{name}` must have shape [n_windows, {'steps' if steps is None else steps}], got {array.shape}")
+    if not allow_empty and len(array) == 0:
+        raise ValueError(f"`{name}` is empty (shape {array.shape}): at least one window is needed")
+    try:
+        return check_tokens(array)
+    except ValueError as error:
+        raise ValueError(f"`{name}`: {error}") from None
+
+
 def melody_tokens(tokens: np.ndarray) -> np.ndarray:
     """Checked tokens of ONE melody [n_steps]; ValueError for a batch [n, steps] or an empty array."""
     array = check_tokens(tokens)
@@ -154,7 +177,7 @@ def midi_to_tokens(midi: pretty_midi.PrettyMIDI, n_steps: int, tempo_qpm: float 
     """Tokens [n_steps] of all non-drum notes of ``midi`` at a constant ``tempo_qpm``, rounded to the grid.
 
     The inverse of ``tokens_to_midi``; for real files with tempo and meter changes use
-    ``musicvae_lib.data``, which follows Magenta's quantization.
+    ``musicvae_lib.midi_melodies``, which follows Magenta's quantization.
     """
     steps_per_second = tempo_qpm / 60.0 * STEPS_PER_QUARTER
     notes = [
@@ -204,7 +227,7 @@ def respell_accidentals(score: stream.Score) -> None:
 def stream_to_tokens(score: stream.Stream, n_steps: int) -> np.ndarray:
     """Tokens [n_steps] of a music21 stream's notes (ties merged, chords reduced to their top note).
 
-    Offsets and lengths must lie on the 16th grid; ValueError otherwise (see ``musicvae_lib.data``
+    Offsets and lengths must lie on the 16th grid; ValueError otherwise (see ``musicvae_lib.folk_melodies``
     for how the corpus treats triplets).
     """
     notes = []

@@ -18,7 +18,6 @@ import math
 import os
 import re
 import sys
-import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -26,24 +25,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in Jupyter without ipywidgets
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    import optuna
-    from optuna.trial import FrozenTrial, TrialState
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from musicvae_lib import data
+from musicvae_lib.console import output_to
 from musicvae_lib.evaluate import evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig
 from musicvae_lib.model import ModelConfig, preset
-from musicvae_lib.runner import MissingInputError, require_outputs
-from musicvae_lib.shared_study import (
-    JOB_ATTR, LIVE, WORKER_ATTR, StorageArg, join_settings, open_storage, optuna_quiet, output_to, run_jobs,
+from musicvae_lib.run_folder import (
+    GRID_CHOICE, GRID_SEARCH, GRID_STUDY, POINT_LOG, MissingInputError, require_outputs, split_file,
 )
-from musicvae_lib.train import DONE_FILE, TrainConfig, data_fingerprint, train_or_load
+from musicvae_lib.shared_study import (
+    JOB_ATTR, LIVE, WORKER_ATTR, StorageArg, join_settings, open_storage, optuna_quiet, run_jobs,
+)
+from musicvae_lib.training import DONE_FILE, TrainConfig, data_fingerprint, train_or_load
 
-SEARCH_FOLDER = Path("grid_search")
-CHOICE_FILE = SEARCH_FOLDER / "choice.json"
-STUDY_FILE = SEARCH_FOLDER / "study.db"  # the default storage, SQLite
 STUDY_NAME = "beta_lambda"
 TRIAL_PATIENCE = 3  # epochs without progress that end a job: sooner than the thesis' 5
 SPEC_ATTR = "grid_spec"  # study user attribute: the settings every worker must share (join_settings)
@@ -62,7 +59,7 @@ METRIC_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class ChapterDefaults:
+class GridNotebookDefaults:
     """Notebook 02's parameters and defaults, in its cell's order (a test keeps both in step): small for CI, profiles set the study's."""
 
     betas: tuple[float, ...] = (0.5, 1.0, 2.0)  # thesis: 1
@@ -161,7 +158,7 @@ def chapter_spec(
 
 def load_choice(run_dir: str | os.PathLike) -> dict | None:
     """The grid search's chosen ``beta`` and ``free_nats`` (nats), or None if notebook 02 has not run."""
-    path = Path(run_dir) / CHOICE_FILE
+    path = Path(run_dir) / GRID_CHOICE
     if not path.exists():
         return None
     choice = json.loads(path.read_text())
@@ -172,7 +169,7 @@ def load_choice(run_dir: str | os.PathLike) -> dict | None:
 
 def write_choice(run_dir: str | os.PathLike, beta: float, free_nats: float, **why) -> Path:
     """Write the chosen beta and lambda (nats) for notebook 03, with any explanation fields."""
-    path = Path(run_dir) / CHOICE_FILE
+    path = Path(run_dir) / GRID_CHOICE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"beta": beta, "free_nats": free_nats, **why}, indent=2, sort_keys=True))
     return path
@@ -185,7 +182,7 @@ def point_name(beta: float, free_nats: float) -> str:
 
 def point_folder(run_dir: str | os.PathLike, beta: float, free_nats: float, study_name: str = STUDY_NAME) -> Path:
     """Where the grid point (beta, free_nats) of study ``study_name`` trains, every rung: its model is its last rung's."""
-    return Path(run_dir) / SEARCH_FOLDER / study_name / point_name(beta, free_nats)
+    return Path(run_dir) / GRID_SEARCH / study_name / point_name(beta, free_nats)
 
 
 def job_folder(run_dir: Path, spec: GridSpec, job: Job, study_name: str) -> Path:
@@ -196,7 +193,7 @@ def job_folder(run_dir: Path, spec: GridSpec, job: Job, study_name: str) -> Path
 
 def load_study(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> tuple[optuna.Study, GridSpec]:
     """An existing grid study and its settings; ValueError naming notebook 02 when there is none."""
-    default = Path(run_dir) / STUDY_FILE
+    default = Path(run_dir) / GRID_STUDY
     try:
         with optuna_quiet():
             study = optuna.load_study(study_name=study_name, storage=open_storage(storage, default, must_exist=True))
@@ -262,7 +259,7 @@ def run_grid_search(
     if not re.fullmatch(r"[\w.-]+", study_name):
         raise ValueError(f"`study_name` names a folder: letters, digits, '_', '.', '-' only, got {study_name!r}")
     run_dir = Path(run_dir)
-    opened = open_storage(storage, run_dir / STUDY_FILE)
+    opened = open_storage(storage, run_dir / GRID_STUDY)
     with optuna_quiet():
         study = optuna.create_study(storage=opened, study_name=study_name, direction="maximize", load_if_exists=True)
     join_settings(study, SPEC_ATTR, spec.to_dict() | {"data_sha256": data_fingerprint(train_windows, valid_windows)})
@@ -270,7 +267,7 @@ def run_grid_search(
     def run_job(trial: optuna.Trial, job: dict[str, Any], folder: Path) -> float:
         job = Job(**job)
         print(f"beta={job.beta:g}, lambda={job.free_nats:g} nats, rung {job.rung}{' re-run' * job.rerun}: ", end="", flush=True)
-        log = folder / "train.log"  # train's lines, kept out of the notebook
+        log = folder / POINT_LOG
         try:
             with output_to(log):
                 metrics = train_job(spec, job, folder, train_windows, valid_windows, device)
@@ -386,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-trials", type=int, default=None, help="stop after this many trials")
     args = parser.parse_args(argv)
     try:
-        require_outputs(args.run_dir, ["dataset/train.npy", "dataset/valid.npy"], produced_by="01_dataset")
+        require_outputs(args.run_dir, [split_file("train"), split_file("valid")], produced_by="01_dataset")
         _, spec = load_study(args.run_dir, args.storage, args.study_name)
     except (MissingInputError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import os
 import re
 import socket
@@ -27,12 +26,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in Jupyter without ipywidgets
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    import optuna
-    from optuna.trial import FrozenTrial, TrialState
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
-from musicvae_lib.train import config_clashes
+from musicvae_lib.training import config_clashes
 
 HEARTBEAT_SECONDS = 60  # RDB storages: a running trial records a heartbeat this often ...
 GRACE_SECONDS = 180  # ... and is failed as stale when its last one is older than this
@@ -205,38 +202,3 @@ def run_jobs(
                     tidy(study)
         finally:
             tidy(study)
-
-
-def terminal_line(line: str) -> str:
-    """What a terminal shows of one line: a carriage return starts it again, so a progress bar keeps its last state,
-    and a bar that clears itself when done (tqdm's ``leave=False``: spaces, then a carriage return) leaves nothing."""
-    shown = [state for state in line.split("\r") if state]  # a trailing carriage return starts no new state
-    return shown[-1].rstrip() if shown else ""
-
-
-class TerminalLog(io.TextIOBase):
-    """A log file written as a terminal shows it (``terminal_line``): a progress bar leaves one line, its last
-    state, not one per redraw; the runner tidies executed notebooks the same way."""
-
-    def __init__(self, handle: TextIO) -> None:
-        self.handle, self.line = handle, ""
-
-    def write(self, text: str) -> int:
-        *ended, self.line = (self.line + text).split("\n")
-        for line in ended:
-            self.handle.write(terminal_line(line) + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-
-@contextlib.contextmanager
-def output_to(log: Path) -> Iterator[None]:
-    """stdout and stderr (a training's lines and bars) appended to ``log`` as a terminal shows them."""
-    with open(log, "a") as handle, TerminalLog(handle) as writer:
-        try:
-            with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
-                yield
-        finally:
-            writer.write("\n" if writer.line else "")  # the last line, if it lacked its newline

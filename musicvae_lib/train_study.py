@@ -5,38 +5,32 @@
 
 It trains exactly what notebook 03 would train in the run folder ``results/local/<profile>`` (the
 one ``./study.sh --profile <profile>`` uses; ``--reference``: ``results/<profile>``): notebook
-03's defaults (``ChapterDefaults``, which its parameters cell mirrors), then the profile's [all] and ["03_training"] keys, then ``-p`` overrides; the loss is
+03's defaults (``TrainingNotebookDefaults``, which its parameters cell mirrors), then the profile's [all] and ["03_training"] keys, then ``-p`` overrides; the loss is
 the recipe's (``-p recipe=thesis``: the thesis', with the grid search's beta and lambda of notebook 02
 when the run folder holds one), explicit loss parameters over it. Notebook
 03, run afterwards with the same profile, finds the finished run and goes on from it instead of
-training again (``train.train_or_load``). Under torchrun each process is one DistributedDataParallel
+training again (``training.train_or_load``). Under torchrun each process is one DistributedDataParallel
 replica (nccl on GPUs, gloo on CPU); only rank 0 writes. With ``baseline_preset`` set, the
-baseline is trained next, alike, into ``training_baseline/``.
+baseline is trained next, alike, into ``training_baseline/`` (``run_folder.BASELINE_TRAINING``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
-from musicvae_lib import data, loss, runner, search
+from musicvae_lib import data, loss, profiles, run_folder, search
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import ModelConfig, preset
-from musicvae_lib.train import TrainConfig, TrainResult, train_or_load
+from musicvae_lib.training import TrainConfig, TrainResult, train_or_load
 
 NOTEBOOK = "03_training"
-TRAINING_FOLDER = "training"
-BASELINE_FOLDER = "training_baseline"  # the baseline model of ``baseline_preset``, beside the model in training/
-# notebook 03's parameters that are TrainConfig fields; the others (eval_windows, ...) only shape its report
-TRAIN_FIELDS = (
-    "learning_rate", "batch_size", "lr_schedule", "early_stopping_patience", "max_epochs", "max_minutes",
-    "transpose_semitones", "bf16", "seed",
-)
+TRAIN_DEFAULTS = TrainConfig()  # notebook 03's training parameters take TrainConfig's defaults unless said otherwise
 
 
 # notebook 03's loss parameters -> LossConfig fields; a negative number or "" keeps the recipe's value
@@ -95,21 +89,6 @@ RECIPE_REASONS = {
 }
 
 
-def describe_loss(config: LossConfig) -> str:
-    """The objective in words and numbers: form, beta (annealed or not) and free bits."""
-    if config.form == "magenta":
-        objective = f"reconstruction + beta * max(KL - {config.free_nats:g} nats, 0)" if config.free_nats else "reconstruction + beta * KL"
-    else:
-        objective = f"reconstruction + beta * max(KL, {config.free_nats:g} nats)"
-    if config.beta_rate:
-        weight = f"beta annealed towards {config.beta:g} as (1 - {config.beta_rate:g}^step) * {config.beta:g}"
-    else:
-        weight = f"beta = {config.beta:g}"
-    where = "each window's KL" if config.free_bits_over == "sequence" else "the batch's mean KL"
-    free_bits = f"lambda = {config.free_nats / loss.NATS_PER_BIT:.1f} bits on {where}" if config.free_nats else "no free bits"
-    return f"{objective}, {weight}, {free_bits}"
-
-
 def describe_recipe(recipe: str, loss_config: LossConfig, choice: dict | None) -> str:
     """Which recipe notebook 03 trains, its loss, why, what became of the grid search's choice, and any override."""
     grid = "Notebook 02 has not run."
@@ -122,17 +101,19 @@ def describe_recipe(recipe: str, loss_config: LossConfig, choice: dict | None) -
     ]
     overridden = f" This run's parameters change the recipe: {', '.join(changed)}." if changed else ""
     return (
-        f"This run trains the {recipe} recipe: {describe_loss(loss_config)}. Why this recipe: {RECIPE_REASONS[recipe]}. "
+        f"This run trains the {recipe} recipe: {loss.describe_loss(loss_config)}. Why this recipe: {RECIPE_REASONS[recipe]}. "
         f"{grid}{overridden}"
     )
 
 
 @dataclass(frozen=True)
-class ChapterDefaults:
+class TrainingNotebookDefaults:
     """Notebook 03's parameters and their defaults, in its parameters cell's order (a test keeps both in step).
 
     Small on purpose: run by hand, the notebook trains a "tiny" model for 2 epochs; the profiles
     set the study's sizes. The loss follows ``recipe``; the loss parameters below it override it.
+    A parameter named as a TrainConfig field is that field (``TRAIN_FIELDS``): its default and its
+    meaning are TrainConfig's, declared there once; only ``max_epochs`` is smaller here.
     """
 
     model_preset: str = "tiny"
@@ -142,39 +123,56 @@ class ChapterDefaults:
     beta_rate: float = -1.0  # -1: the recipe's (Magenta 0.99999; thesis 0, no annealing)
     kl_form: str = ""  # "": the recipe's; "thesis" or "magenta"
     free_bits_over: str = ""  # "": the recipe's ("sequence"); or "batch"
-    max_epochs: int = 2
-    max_minutes: float = 0.0  # 0: no time budget
-    batch_size: int = 64  # thesis: 64
-    learning_rate: float = 0.001  # thesis: Adam 1e-3
-    lr_schedule: str = "plateau"
-    early_stopping_patience: int = 5  # thesis: stop after 5 epochs without a lower validation loss
-    transpose_semitones: int = 0
-    bf16: str = "auto"
+    max_epochs: int = 2  # TrainConfig's ceiling is 100: a notebook run by hand stays short
+    max_minutes: float = TRAIN_DEFAULTS.max_minutes
+    batch_size: int = TRAIN_DEFAULTS.batch_size
+    learning_rate: float = TRAIN_DEFAULTS.learning_rate
+    lr_schedule: str = TRAIN_DEFAULTS.lr_schedule
+    early_stopping_patience: int = TRAIN_DEFAULTS.early_stopping_patience
+    transpose_semitones: int = TRAIN_DEFAULTS.transpose_semitones
+    bf16: str = TRAIN_DEFAULTS.bf16
     prior: str = "mixture"  # prior.PRIORS: the mixture fitted to the training windows' mu, or "normal", N(0, I)
     prior_components: int = 32
     prior_spread: float = 0.7  # prior.StudyPrior.spread: draws nearer the fitted centres
     eval_windows: int = 500
     n_reconstructions: int = 4
     baseline_preset: str = ""  # "": none; a preset with the model's encoder and z, trained alike, e.g. "study-flat16"
-    seed: int = 0
+    seed: int = TRAIN_DEFAULTS.seed
     run_dir: str = "../results/interactive"
 
 
+# notebook 03's parameters that are TrainConfig fields; the others (eval_windows, ...) only shape its report
+TRAIN_FIELDS = tuple(spec.name for spec in fields(TrainingNotebookDefaults) if spec.name in {f.name for f in fields(TrainConfig)})
+
+
+def notebook_values(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 03's parameters as ``namespace`` (the notebook's ``globals()``) holds them, by ``TrainingNotebookDefaults``' names."""
+    return {spec.name: namespace[spec.name] for spec in fields(TrainingNotebookDefaults)}
+
+
+def parameter_configs(parameters: Mapping[str, Any]) -> tuple[ModelConfig, LossConfig, TrainConfig, dict | None]:
+    """``study_configs`` for notebook 03's ``parameters`` (all of them, as ``notebook_values`` or ``profile_parameters`` give)."""
+    return study_configs(
+        Path(parameters[profiles.RUN_DIR_PARAMETER]), parameters["model_preset"], parameters["recipe"],
+        loss_overrides(parameters), **{name: parameters[name] for name in TRAIN_FIELDS},
+    )
+
+
 def profile_parameters(profile_name: str, overrides: list[str], notebooks_dir: Path, results_dir: Path) -> dict[str, Any]:
-    """Notebook 03's parameters as the runner would pass them, over ``ChapterDefaults``."""
-    notebooks = runner.find_notebooks(notebooks_dir)
+    """Notebook 03's parameters as the runner would pass them, over ``TrainingNotebookDefaults``."""
+    notebooks = profiles.find_notebooks(notebooks_dir)
     notebook = next((n for n in notebooks if n.stem == NOTEBOOK), None)
     if notebook is None:
-        raise runner.ConfigError(f"no notebook {NOTEBOOK}.ipynb in {notebooks_dir}")
-    profile = runner.load_profile(notebooks_dir.parent / "profiles" / f"{profile_name}.toml", notebooks)
-    parsed = dict(runner.parse_override(text) for text in overrides)
+        raise profiles.ConfigError(f"no notebook {NOTEBOOK}.ipynb in {notebooks_dir}")
+    profile = profiles.load_profile(notebooks_dir.parent / "profiles" / f"{profile_name}.toml", notebooks)
+    parsed = dict(profiles.parse_override(text) for text in overrides)
     unknown = set(parsed) - notebook.parameters
     if unknown:
-        raise runner.ConfigError(f"-p {', '.join(sorted(unknown))}: not parameters of {NOTEBOOK}.ipynb")
-    passed = runner.notebook_parameters(notebook, profile, parsed, results_dir / profile_name)
+        raise profiles.ConfigError(f"-p {', '.join(sorted(unknown))}: not parameters of {NOTEBOOK}.ipynb")
+    passed = profiles.notebook_parameters(notebook, profile, parsed, results_dir / profile_name)
     # the runner passes run_dir relative to notebooks/, where papermill runs; here it is read from anywhere
-    passed[runner.RUN_DIR_PARAMETER] = str((results_dir / profile_name).resolve())
-    return asdict(ChapterDefaults()) | passed
+    passed[profiles.RUN_DIR_PARAMETER] = str((results_dir / profile_name).resolve())
+    return asdict(TrainingNotebookDefaults()) | passed
 
 
 def baseline_config(model_config: ModelConfig, baseline_preset: str) -> ModelConfig:
@@ -207,18 +205,15 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None,
     """Train (or find finished) notebook 03's model in ``parameters['run_dir']/training``; with ``baseline``, its baseline.
 
     The baseline (``baseline_preset``, ``baseline_config``) trains with the model's loss, data and
-    budget into ``BASELINE_FOLDER``, with the same resume rules (``train.train_or_load``).
+    budget into ``run_folder.BASELINE_TRAINING``, with the same resume rules (``training.train_or_load``).
     """
-    run_dir = Path(parameters[runner.RUN_DIR_PARAMETER])
-    runner.require_outputs(run_dir, ["dataset/summary.json", "dataset/train.npy"], produced_by="01_dataset")
-    model_config, loss_config, train_config, _ = study_configs(
-        run_dir, parameters["model_preset"], parameters["recipe"], loss_overrides(parameters),
-        **{name: parameters[name] for name in TRAIN_FIELDS},
-    )
+    run_dir = Path(parameters[profiles.RUN_DIR_PARAMETER])
+    run_folder.require_outputs(run_dir, [run_folder.DATASET_SUMMARY, run_folder.split_file("train")], produced_by="01_dataset")
+    model_config, loss_config, train_config, _ = parameter_configs(parameters)
     if baseline:
         model_config = baseline_config(model_config, parameters["baseline_preset"])
     train_windows, valid_windows = data.load_split(run_dir, "train"), data.load_split(run_dir, "valid")
-    folder = run_dir / (BASELINE_FOLDER if baseline else TRAINING_FOLDER)
+    folder = run_dir / (run_folder.BASELINE_TRAINING if baseline else run_folder.TRAINING)
     return train_or_load(model_config, loss_config, train_config, train_windows, valid_windows, folder, device)
 
 
@@ -227,13 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", required=True, help="profile in profiles/; the run folder is results/local/<profile>")
     parser.add_argument("-p", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="a parameter of notebook 03, as the runner's -p")
-    parser.add_argument("--notebooks", type=Path, default=runner.NOTEBOOKS_DIR)
+    parser.add_argument("--notebooks", type=Path, default=run_folder.NOTEBOOKS_DIR)
     parser.add_argument("--results", type=Path, default=None,
                         help="folder of run folders (default: results/local/ beside notebooks/, as ./study.sh)")
     parser.add_argument("--reference", action="store_true", help="train into the committed reference run results/<profile>/")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: this process' GPU if any, else CPU)")
     args = parser.parse_args(argv)
-    results_dir = args.results if args.results is not None else runner.default_results_dir(args.notebooks, args.reference)
+    results_dir = args.results if args.results is not None else run_folder.default_results_dir(args.notebooks, args.reference)
     parameters = profile_parameters(args.profile, args.overrides, args.notebooks, results_dir)
     for baseline in [False, True] if parameters["baseline_preset"] else [False]:  # the model, then its baseline
         result = train_from_parameters(parameters, args.device, baseline)

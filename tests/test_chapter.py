@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from musicvae_lib import chapter, generate, runner, train
+from musicvae_lib import chapter, generate, run_folder, training
 from musicvae_lib.loss import LossConfig
-from musicvae_lib.model import preset
+from musicvae_lib.model import MusicVAE, preset
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -23,10 +23,10 @@ def write_dataset(run_dir, seed=0):
 
 
 def test_open_run_names_the_first_notebook_whose_outputs_are_missing(tmp_path):
-    with pytest.raises(runner.MissingInputError, match="01_dataset"):
+    with pytest.raises(run_folder.MissingInputError, match="01_dataset"):
         chapter.open_run(tmp_path, needs=["03_training", "01_dataset"])
     write_dataset(tmp_path)
-    with pytest.raises(runner.MissingInputError, match="03_training"):
+    with pytest.raises(run_folder.MissingInputError, match="03_training"):
         chapter.open_run(tmp_path, needs=["01_dataset", "03_training"])
     with pytest.raises(ValueError, match="`needs` must name notebooks"):
         chapter.open_run(tmp_path, needs=["03"])
@@ -37,19 +37,19 @@ def test_open_run_names_the_first_notebook_whose_outputs_are_missing(tmp_path):
 def test_open_run_loads_the_trained_model_and_the_sets_of_chapters_05_and_06(tmp_path):
     write_dataset(tmp_path)
     torch.set_num_threads(1)
-    trained = train.train(
-        preset("tiny"), LossConfig(), train.TrainConfig(batch_size=16, max_epochs=1, bf16=False),
+    trained = training.train(
+        preset("tiny"), LossConfig(), training.TrainConfig(batch_size=16, max_epochs=1, bf16=False),
         np.load(tmp_path / "dataset" / "train.npy"), np.load(tmp_path / "dataset" / "valid.npy"),
-        tmp_path / chapter.TRAINING_FOLDER, device="cpu",
+        tmp_path / run_folder.TRAINING, device="cpu",
     )
     run = chapter.open_run(tmp_path, needs=["01_dataset", "03_training"], load_trained_model=True)
     assert not run.model.training
     for name, value in run.model.state_dict().items():
         assert torch.equal(value, trained.model.state_dict()[name]), name
-    with pytest.raises(runner.MissingInputError, match="04_generation"):
+    with pytest.raises(run_folder.MissingInputError, match="04_generation"):
         chapter.open_run(tmp_path, needs=["04_generation"])
     sets = generate.sample_sets(run.model, 5, (1.0,), seed=0)
-    generate.save_sets(sets, tmp_path / "generation" / generate.GENERATED_FILE)
+    generate.save_sets(sets, tmp_path / run_folder.GENERATED)
     sets, tables = chapter.comparison_sets(tmp_path, seed=0)
     assert list(sets) == list(tables) == ["train", "test", "T=1"]
     assert [len(table) for table in tables.values()] == [5, 5, 5]
@@ -78,3 +78,8 @@ def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
     if name != "01_dataset":  # the data chapter makes the run folder the others open
         assert "chapter.open_run(run_dir" in notebook.cells[2].source
     assert not any(cell.outputs for cell in notebook.cells if cell.cell_type == "code")  # outputs live in results/
+
+
+def test_contrasting_models_need_the_grid_search(tmp_path):
+    with pytest.raises(ValueError, match="02_grid_search"):
+        chapter.contrasting_models(tmp_path, MusicVAE(preset("tiny")))

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from musicvae_lib.runner import REPO_DIR
+from musicvae_lib.run_folder import REPO_DIR
 
 RUNS = sorted(path.parent for path in REPO_DIR.glob("results/*/manifest.json"))
 TEXT_SUFFIXES = {".ipynb", ".json", ".csv", ".md", ".py", ".toml", ".txt", ".log", ".sh"}

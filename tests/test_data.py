@@ -10,6 +10,7 @@ import pretty_midi
 import pytest
 
 from musicvae_lib import data, folk_melodies, midi_melodies
+from musicvae_lib.representation import NOTE_OFF, pitch_to_token
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,26 @@ def test_windows_per_collection_counts_a_window_heard_twice_once():
     distinct = len(np.unique(window_set.windows, axis=0))
     assert table.loc["all", "windows"] == table.loc["toy", "windows"] == 100
     assert table.loc["all", "distinct windows"] == table.loc["toy", "distinct windows"] == distinct < 100
+
+
+def test_transpose_windows_keeps_pitches_on_the_piano_and_leaves_rests_alone():
+    rng = np.random.default_rng(0)
+    windows = np.zeros((300, 32), np.uint8)
+    windows[:, 0:32:4] = rng.integers(2, 90, (300, 8))
+    windows[:, 2:32:4] = NOTE_OFF
+    windows[0, 0:32:4] = pitch_to_token(108)  # top key: may only go down
+    windows[1, 0:32:4] = pitch_to_token(21)  # bottom key: may only go up
+    windows[2] = 0  # no note at all
+    shifted = data.transpose_windows(windows, 3, rng)
+    is_pitch = windows >= 2
+    assert shifted.dtype == np.uint8 and shifted.shape == windows.shape
+    np.testing.assert_array_equal(shifted[~is_pitch], windows[~is_pitch])
+    assert shifted[is_pitch].min() >= 2 and shifted[is_pitch].max() <= 89
+    shifts = shifted.astype(int) - windows.astype(int)
+    per_window = shifts[:, 0]
+    np.testing.assert_array_equal(shifts, is_pitch * per_window[:, None])  # one shift per window
+    assert set(per_window[3:].tolist()) == set(range(-3, 4))
+    assert per_window[0] <= 0 and per_window[1] >= 0
 
 
 def test_splits_are_by_tune_deterministic_and_deduplicated():

@@ -9,7 +9,7 @@ from musicvae_lib import evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig, kl_nats, vae_loss
 from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.representation import NO_EVENT, NOTE_OFF, Note, notes_to_tokens
-from musicvae_lib.train import TrainConfig, train
+from musicvae_lib.training import TrainConfig, train
 
 from conftest import scale_windows
 

@@ -8,7 +8,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musicvae_lib import explore, features, inference, latent
+from musicvae_lib import explore, features, inference, latent, run_folder
 from musicvae_lib.representation import NOTE_OFF, pitch_to_token, tokens_to_notes, write_midi
 
 UPLOADED = datetime(2026, 1, 1, tzinfo=timezone.utc)  # FileUpload serialises a datetime
@@ -135,7 +135,7 @@ def test_melody_html_shows_notation_roll_audio_and_attributes(explorer):
 def test_keep_melody_appends_to_one_midi_file(tmp_path):
     first, second = quarter_notes([60, 62, 64]), quarter_notes([72, 71])
     path, count = explore.keep_melody(tmp_path, first)
-    assert count == 1 and path == tmp_path / explore.KEPT_MIDI
+    assert count == 1 and path == tmp_path / run_folder.KEPT_MIDI
     path, count = explore.keep_melody(tmp_path, second)
     assert count == 2
     notes = pretty_midi.PrettyMIDI(str(path)).instruments[0].notes
@@ -181,6 +181,6 @@ def test_panel_upload_and_keep(explorer, tmp_path):
     np.testing.assert_array_equal(panel.choice.melody_a, explore.midi_windows(content, "up.mid")[0])
     assert "melody A: up.mid" in panel.status.value
     panel.keep.click()
-    assert (tmp_path / explore.KEPT_MIDI).exists() and "kept: 1 melodies" in panel.status.value
-    kept_notes = pretty_midi.PrettyMIDI(str(tmp_path / explore.KEPT_MIDI)).instruments
+    assert (tmp_path / run_folder.KEPT_MIDI).exists() and "kept: 1 melodies" in panel.status.value
+    kept_notes = pretty_midi.PrettyMIDI(str(tmp_path / run_folder.KEPT_MIDI)).instruments
     assert sum(len(i.notes) for i in kept_notes) == len(tokens_to_notes(panel.decoded.tokens))

@@ -11,7 +11,7 @@ import onnxruntime
 import pytest
 import torch
 
-from musicvae_lib import explore, export, inference, prior, train
+from musicvae_lib import explore, export, inference, prior, training
 from musicvae_lib.model import MusicVAE, preset
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(run_dir) -> MusicVAE:
-    return train.load_model(run_dir / "training" / "model.pt", device="cpu")
+    return training.load_model(run_dir / "training" / "model.pt", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_each_graph_on_fixed_inputs(exported, model):
 
 def test_reference_model_exports_within_tolerance(tmp_path):
     reference = Path(__file__).resolve().parent.parent / "results" / "default" / "training" / "model.pt"
-    differences = export.export(train.load_model(reference, device="cpu"), tmp_path)
+    differences = export.export(training.load_model(reference, device="cpu"), tmp_path)
     assert max(differences["mu"], differences["sigma"], differences["logits"]) <= 1e-4 and differences["tokens"] == 0
 
 

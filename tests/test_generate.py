@@ -22,7 +22,7 @@ def test_sets_are_named_by_temperature_and_seeded_apart(model):
 
 def test_sets_round_trip_through_their_file(model, tmp_path):
     sets = generate.sample_sets(model, 5, (0.5, 1.0), seed=2)
-    loaded = generate.load_sets(generate.save_sets(sets, tmp_path / "nested" / generate.GENERATED_FILE))
+    loaded = generate.load_sets(generate.save_sets(sets, tmp_path / "nested" / "generated.npz"))
     assert list(loaded) == list(sets)
     assert all(np.array_equal(loaded[name], sets[name]) for name in sets)
 

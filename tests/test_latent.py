@@ -385,8 +385,3 @@ def test_attribute_moves_say_which_vectors_move_their_own_attribute_the_wrong_wa
     unmeasured = latent.describe_attribute_moves(moves.replace(-2.0, np.nan), 1.0)
     assert unmeasured.endswith("Not measurable (no decoded melody has the attribute): down.")
     assert "Not raised" not in unmeasured
-
-
-def test_contrasting_models_need_the_grid_search(tmp_path, model):
-    with pytest.raises(ValueError, match="02_grid_search"):
-        latent.contrasting_models(tmp_path, model)

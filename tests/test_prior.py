@@ -14,7 +14,7 @@ from musicvae_lib.prior import (
     LatentMixture, StudyPrior, check_prior_name, fit_latent_mixture, fit_to_model, load_latent_mixture, load_study_prior, save_study_prior,
     standard_normal,
 )
-from musicvae_lib.runner import MissingInputError
+from musicvae_lib.run_folder import MissingInputError
 
 
 def two_clusters(n: int = 2000, seed: int = 0) -> np.ndarray:

@@ -12,6 +12,7 @@ from musicvae_lib.representation import (
     WINDOW_STEPS,
     Note,
     canonical_tokens,
+    check_windows,
     midi_to_tokens,
     monophonic,
     notes_to_tokens,
@@ -160,3 +161,18 @@ def test_write_midi_of_a_rest_melody_has_a_track_without_notes(tmp_path):
 
     assert sum(len(instrument.notes) for instrument in midi.instruments) == 0
 
+
+
+def test_check_windows_is_one_contract_for_every_set_of_windows():
+    windows = np.array([[2, 0, 1, 89], [0, 0, 0, 0]], dtype=np.uint8)
+    assert check_windows(windows) is windows and check_windows(windows, 4).dtype == np.uint8  # no copy, no cast
+    assert check_windows(windows[0], one_window=True).shape == (1, 4)
+    with pytest.raises(ValueError, match=r"`valid_windows` must have shape \[n_windows, 32\], got \(2, 4\)"):
+        check_windows(windows, 32, "valid_windows")
+    with pytest.raises(ValueError, match=r"`windows` must have shape \[n_windows, steps\], got \(4,\)"):
+        check_windows(windows[0])
+    with pytest.raises(ValueError, match=r"`windows` is empty \(shape \(0, 4\)\)"):
+        check_windows(windows[:0], allow_empty=False)
+    assert check_windows(windows[:0]).shape == (0, 4)
+    with pytest.raises(ValueError, match=r"`sample`: tokens must be integers in 0..89, got values \[ 0  2 90\]"):
+        check_windows(np.array([[0, 2, 90]]), name="sample")

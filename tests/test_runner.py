@@ -18,15 +18,14 @@ import pytest
 from musicvae_lib.runner import (
     REPO_DIR,
     ConfigError,
-    MissingInputError,
     command_line,
     default_results_dir,
     git_state,
     main,
     parse_override,
-    require_outputs,
     run,
 )
+from musicvae_lib.run_folder import MissingInputError, require_outputs
 
 # 01 writes a file and the dataset summary; 02 reads 01's file, so it only succeeds after 01.
 # Their parameters cells hold a line with a second "=" (papermill.inspect_notebook drops it) and an annotation.
@@ -39,7 +38,7 @@ out = pathlib.Path(run_dir)
 """)
 USE = ('run_dir = ""\nlabel = "b"\nscale: float = 1', """
 import pathlib
-from musicvae_lib.runner import require_outputs
+from musicvae_lib.run_folder import require_outputs
 require_outputs(run_dir, ["made.txt"], produced_by="01_make")
 made = (pathlib.Path(run_dir) / "made.txt").read_text()
 (pathlib.Path(run_dir) / "used.txt").write_text(f"{made} {label} x{scale}")

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from musicvae_lib import chapter, plots, search, shared_study
 from musicvae_lib.model import preset
-from musicvae_lib.train import TrainConfig
+from musicvae_lib.training import TrainConfig
 from conftest import scale_windows
 
 REPOSITORY = Path(__file__).parent.parent
@@ -138,14 +138,23 @@ def test_the_shown_table_is_short_and_rounded(finished):
     assert first["acc. sampl."] == f"{table['sampling_accuracy'][0]:.3f}" and first["rung"] == f"{table['rung'][0]:g}"
 
 
-def test_results_table_reads_the_same_table_from_storage(finished):
+def test_results_table_holds_what_each_points_folder_records(finished):
+    # run_grid_search returns results_table itself: compare with the files the trainings wrote instead
     run_dir, table = finished
-    read = search.results_table(run_dir)
-    assert list(read.columns) == [
+    assert list(table.columns) == [
         "beta", "free_nats", "free_bits", "state", "rung", *search.METRIC_COLUMNS,
         "rerun_sampling_accuracy", "host", "folder",
     ]
-    pd.testing.assert_frame_equal(read, table)
+    assert sorted(zip(table["beta"], table["free_nats"])) == sorted(POINTS)
+    for row in table.itertuples():
+        recorded = done(run_dir / row.folder)
+        assert (row.epochs, row.best_epoch, row.steps, row.stopped) == tuple(
+            recorded[name] for name in ("epochs", "best_epoch", "steps", "stopped"))
+        assert row.minutes == pytest.approx(recorded["training_seconds"] / 60)
+        stored_loss = recorded["identity"]["loss_config"]
+        assert (stored_loss["beta"], stored_loss["free_nats"]) == (row.beta, row.free_nats)
+        assert row.free_bits == pytest.approx(row.free_nats / math.log(2))
+        assert recorded["identity"]["train_config"]["max_epochs"] == SPEC.rung_budgets[int(row.rung)]
 
 
 def test_a_second_search_trains_nothing_and_adds_no_trial(finished, capsys):
@@ -175,14 +184,14 @@ def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path):
     # the worker kills itself (SIGKILL: no cleanup) right after its first trial's mid-epoch checkpoint
     script = (
         "import json, os, signal, sys, numpy as np, torch\n"
-        "from musicvae_lib import search, train\n"
+        "from musicvae_lib import search, training\n"
         "torch.set_num_threads(1)\n"
-        "save = train.Trainer.save_checkpoint\n"
+        "save = training.Trainer.save_checkpoint\n"
         "def save_then_die(self):\n"
         "    save(self)\n"
         "    if self.progress.step == 1:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "train.Trainer.save_checkpoint = save_then_die\n"
+        "training.Trainer.save_checkpoint = save_then_die\n"
         "data = np.load(sys.argv[3])\n"
         "search.run_grid_search(sys.argv[1], search.GridSpec.from_dict(json.loads(sys.argv[2])), "
         "data['train'], data['valid'], device='cpu')\n"
@@ -312,17 +321,17 @@ def notebook_parameters() -> dict:
 
 
 def test_notebook_02_mirrors_the_library_defaults():
-    defaults = {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(search.ChapterDefaults()).items()}
+    defaults = {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(search.GridNotebookDefaults()).items()}
     assert list(notebook_parameters().items()) == list(defaults.items())
-    assert search.ChapterDefaults().study_name == search.STUDY_NAME
-    assert search.ChapterDefaults().margin == inspect.signature(search.choose).parameters["margin"].default
+    assert search.GridNotebookDefaults().study_name == search.STUDY_NAME
+    assert search.GridNotebookDefaults().margin == inspect.signature(search.choose).parameters["margin"].default
 
 
 @pytest.mark.parametrize("profile", sorted(path.stem for path in (REPOSITORY / "profiles").glob("*.toml")))
 def test_each_profile_makes_a_valid_grid_over_the_defaults(profile):
     table = tomllib.loads((REPOSITORY / "profiles" / f"{profile}.toml").read_text()).get("02_grid_search", {})
     assert set(table) <= set(notebook_parameters())  # the runner refuses other keys too
-    values = asdict(search.ChapterDefaults()) | table
+    values = asdict(search.GridNotebookDefaults()) | table
     spec = search.chapter_spec(32, **{name: values[name] for name in inspect.signature(search.chapter_spec).parameters if name != "steps"})
     assert spec.betas == tuple(sorted(values["betas"])) and spec.rung_budgets == tuple(values["rung_budgets"])
     assert spec.train_config.early_stopping_patience == search.TRIAL_PATIENCE and spec.model_config.steps == 32

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from tqdm import tqdm
 
 from musicvae_lib import shared_study
 
@@ -33,21 +32,6 @@ def test_a_folder_lock_is_held_until_its_process_ends(tmp_path):
     assert lock is not None
     assert shared_study.folder_lock(tmp_path) is None  # held by this process now: a second open is refused too
     lock.close()
-
-
-def test_the_log_keeps_a_progress_bar_at_its_last_state(tmp_path):
-    log = tmp_path / "train.log"
-    with shared_study.output_to(log):
-        print("Resuming")
-        bar = tqdm(total=50, desc="epoch 1", mininterval=0, disable=False)  # redrawn at every update
-        for _ in range(50):
-            bar.update()
-            bar.set_postfix(loss="1.00")
-        bar.close()
-        print("Stopped by max_epochs", end="")
-    lines = log.read_text().splitlines()
-    assert "\r" not in log.read_text() and len(lines) == 3
-    assert lines[0] == "Resuming" and lines[1].startswith("epoch 1: 100%") and lines[2] == "Stopped by max_epochs"
 
 
 def test_a_path_opens_a_journal_file_and_none_the_default_sqlite_file_with_heartbeats(tmp_path):

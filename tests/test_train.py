@@ -15,12 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from musicvae_lib import runner
-from musicvae_lib import train as training
+from musicvae_lib import console
+from musicvae_lib import training
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import MusicVAE, preset
-from musicvae_lib.representation import NOTE_OFF, pitch_to_token
-from musicvae_lib.train import CheckpointError, RunFinishedError, TrainConfig
+from musicvae_lib.training import CheckpointError, RunFinishedError, TrainConfig
 
 from conftest import scale_windows
 
@@ -125,7 +124,7 @@ def test_plateau_never_goes_below_min_learning_rate(tmp_path):
 def test_a_finished_epochs_progress_bar_leaves_no_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)  # test.sh silences bars; this test reads them
     run(tmp_path / "run", scale_windows(64, 0), scale_windows(16, 1), max_epochs=3)
-    shown = runner.terminal_text(capsys.readouterr().err)  # what an executed notebook keeps
+    shown = console.terminal_text(capsys.readouterr().err)  # what an executed notebook keeps
     assert "epoch" not in shown and "batch/s" not in shown
 
 
@@ -163,26 +162,6 @@ def test_teacher_forcing_probability_follows_magentas_inverse_sigmoid():
     assert training.teacher_forcing_probability(10**7, 10.0) == 0.0  # no overflow
 
 
-def test_transpose_windows_keeps_pitches_on_the_piano_and_leaves_rests_alone():
-    rng = np.random.default_rng(0)
-    windows = np.zeros((300, 32), np.uint8)
-    windows[:, 0:32:4] = rng.integers(2, 90, (300, 8))
-    windows[:, 2:32:4] = NOTE_OFF
-    windows[0, 0:32:4] = pitch_to_token(108)  # top key: may only go down
-    windows[1, 0:32:4] = pitch_to_token(21)  # bottom key: may only go up
-    windows[2] = 0  # no note at all
-    shifted = training.transpose_windows(windows, 3, rng)
-    is_pitch = windows >= 2
-    assert shifted.dtype == np.uint8 and shifted.shape == windows.shape
-    np.testing.assert_array_equal(shifted[~is_pitch], windows[~is_pitch])
-    assert shifted[is_pitch].min() >= 2 and shifted[is_pitch].max() <= 89
-    shifts = shifted.astype(int) - windows.astype(int)
-    per_window = shifts[:, 0]
-    np.testing.assert_array_equal(shifts, is_pitch * per_window[:, None])  # one shift per window
-    assert set(per_window[3:].tolist()) == set(range(-3, 4))
-    assert per_window[0] <= 0 and per_window[1] >= 0
-
-
 def test_transposition_only_touches_the_training_batches(tmp_path):
     plain = run(tmp_path / "plain", scale_windows(64, 0), scale_windows(16, 1), max_epochs=1)
     moved = run(tmp_path / "moved", scale_windows(64, 0), scale_windows(16, 1), max_epochs=1, transpose_semitones=5)
@@ -201,12 +180,14 @@ def test_bf16_auto_resolves_to_a_bool():
 # --- the step path: eager, or one CUDA graph ------------------------------------------------------
 
 
-def test_step_path_captures_teacher_forced_single_process_cuda_steps_only():
+def test_step_path_captures_teacher_forced_single_process_cuda_steps_only_when_asked():
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # a device object needs no GPU
-    assert training.step_path(cuda, TrainConfig()) == "cuda_graph"
-    assert training.step_path(cpu, TrainConfig()) == "eager"
-    assert training.step_path(cuda, TrainConfig(sampling_rate=20.0)) == "eager"
-    assert training.step_path(cuda, TrainConfig(), world_size=2) == "eager"
+    assert training.step_path(cuda, TrainConfig()) == "eager"  # opt-in until the capture has passed a GPU test
+    auto = TrainConfig(cuda_graphs="auto")
+    assert training.step_path(cuda, auto) == "cuda_graph"
+    assert training.step_path(cpu, auto) == "eager"
+    assert training.step_path(cuda, replace(auto, sampling_rate=20.0)) == "eager"
+    assert training.step_path(cuda, auto, world_size=2) == "eager"
     assert training.step_path(cuda, TrainConfig(cuda_graphs=False)) == "eager"
     assert training.step_path(cuda, TrainConfig(cuda_graphs=True, lr_schedule="cosine", bf16=True)) == "cuda_graph"
     with pytest.raises(ValueError, match=r"`cuda_graphs=True` but the device is cpu, not CUDA; scheduled sampling"):
@@ -380,7 +361,7 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_bad_windows_and_configs_are_refused_with_the_values(tmp_path):
-    with pytest.raises(ValueError, match=r"`train_windows` must have shape \[n >= 1, 32\].*\(10, 16\)"):
+    with pytest.raises(ValueError, match=r"`train_windows` must have shape \[n_windows, 32\], got \(10, 16\)"):
         run(tmp_path / "run", np.zeros((10, 16), np.uint8), scale_windows(8, 1))
     with pytest.raises(ValueError, match="8 training windows make no full batch of `batch_size` 16"):
         run(tmp_path / "run", scale_windows(8, 0), scale_windows(8, 1))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicvae_lib import runner, search, train, train_study
+from musicvae_lib import run_folder, runner, search, train_study, training
 from musicvae_lib.loss import RECIPES, LossConfig
 from musicvae_lib.model import preset
 
@@ -42,9 +42,13 @@ def parameters_cell_literals(path: Path) -> dict:
 
 def test_notebook_03_mirrors_the_library_defaults():
     literals = parameters_cell_literals(REPOSITORY / "notebooks" / "03_training.ipynb")
-    defaults = dataclasses.asdict(train_study.ChapterDefaults())
+    defaults = dataclasses.asdict(train_study.TrainingNotebookDefaults())
     assert list(literals.items()) == list(defaults.items())
-    assert set(train_study.TRAIN_FIELDS) <= set(defaults)
+    assert set(train_study.TRAIN_FIELDS) == set(defaults) & {spec.name for spec in dataclasses.fields(training.TrainConfig)}
+    assert "max_epochs" in train_study.TRAIN_FIELDS and "eval_windows" not in train_study.TRAIN_FIELDS
+    # a training parameter is declared once, in TrainConfig: the notebook differs only where it says so
+    trainer_defaults = dataclasses.asdict(training.TrainConfig())
+    assert {name: literals[name] for name in train_study.TRAIN_FIELDS if literals[name] != trainer_defaults[name]} == {"max_epochs": 2}
     assert {name: type(value) for name, value in literals.items()} == {name: type(value) for name, value in defaults.items()}
 
 
@@ -62,7 +66,7 @@ def test_profile_parameters_put_the_profile_over_the_notebook_defaults(tmp_path)
 def test_each_profile_gives_notebook_03_valid_configs(profile, tmp_path):
     # the runner checks the keys (load_profile); the configs check the values, as notebook 03 would build them
     parameters = train_study.profile_parameters(profile, [], REPOSITORY / "notebooks", tmp_path)
-    config = train.TrainConfig(**{name: parameters[name] for name in train_study.TRAIN_FIELDS})
+    config = training.TrainConfig(**{name: parameters[name] for name in train_study.TRAIN_FIELDS})
     loss_config = train_study.recipe_loss(parameters["recipe"], None, train_study.loss_overrides(parameters))
     model_config = preset(parameters["model_preset"])
     assert config.batch_size >= 1 and loss_config.form in ("thesis", "magenta") and model_config.z_size >= 1
@@ -82,7 +86,7 @@ def test_the_magenta_recipe_is_the_default_and_ignores_the_grid_search_choice(tm
     model_config, loss_config, train_config, choice = train_study.study_configs(tmp_path, "tiny", batch_size=32)
     assert loss_config == LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.99999)
     assert choice["beta"] == 0.5 and model_config.steps == 32 and train_config.batch_size == 32
-    assert train_study.ChapterDefaults().recipe == "magenta"
+    assert train_study.TrainingNotebookDefaults().recipe == "magenta"
     assert "not used" in train_study.describe_recipe("magenta", loss_config, choice)
     with pytest.raises(ValueError, match="eval_windows"):
         train_study.study_configs(tmp_path, "tiny", eval_windows=5)
@@ -103,7 +107,7 @@ def test_the_thesis_recipe_takes_the_grid_search_choice_or_beta_1_lambda_33(tmp_
 def test_explicit_loss_parameters_win_over_the_recipe_and_the_grid(tmp_path):
     write_dataset(tmp_path)
     search.write_choice(tmp_path, beta=0.5, free_nats=16.0)
-    left_alone = dataclasses.asdict(train_study.ChapterDefaults())
+    left_alone = dataclasses.asdict(train_study.TrainingNotebookDefaults())
     assert train_study.loss_overrides(left_alone) == {}
     overrides = train_study.loss_overrides(left_alone | {"beta": 2, "free_bits_over": "batch", "free_nats": 0.0})
     assert overrides == {"beta": 2, "free_bits_over": "batch", "free_nats": 0.0}
@@ -128,18 +132,18 @@ def test_torchrun_trains_what_notebook_03_then_finds_finished(tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert finished.stdout.count("stopped by max_epochs after 1 epochs, 4 steps") == 1  # rank 0 alone reports
     run = tmp_path / "quick" / "training"
-    assert json.loads((run / train.DONE_FILE).read_text())["world_size"] == 2
-    steps_before = (run / train.STEPS_LOG).read_bytes()
+    assert json.loads((run / training.DONE_FILE).read_text())["world_size"] == 2
+    steps_before = (run / training.STEPS_LOG).read_bytes()
 
     parameters = train_study.profile_parameters("quick", overrides[1::2], REPOSITORY / "notebooks", tmp_path)
     again = train_study.train_from_parameters(parameters, device="cpu")  # what notebook 03 does next
     assert (again.steps, again.resumed) == (4, False)
-    assert (run / train.STEPS_LOG).read_bytes() == steps_before
+    assert (run / training.STEPS_LOG).read_bytes() == steps_before
 
 
 def test_training_before_notebook_01_names_it(tmp_path):
     parameters = train_study.profile_parameters("quick", [], REPOSITORY / "notebooks", tmp_path)
-    with pytest.raises(runner.MissingInputError, match="01_dataset"):
+    with pytest.raises(run_folder.MissingInputError, match="01_dataset"):
         train_study.train_from_parameters(parameters, device="cpu")
 
 
@@ -150,8 +154,8 @@ def test_the_baseline_trains_alike_into_its_own_folder_and_goes_on_from_it(tmp_p
     assert train_study.main(command + [word for override in overrides for word in ("-p", override)]) == 0
     assert capsys.readouterr().out.count("stopped by max_epochs after 1 epochs, 4 steps") == 2  # the model, then the baseline
     run = tmp_path / "quick"
-    model, baseline = (json.loads((run / folder / train.DONE_FILE).read_text())["identity"]
-                       for folder in (train_study.TRAINING_FOLDER, train_study.BASELINE_FOLDER))
+    model, baseline = (json.loads((run / folder / training.DONE_FILE).read_text())["identity"]
+                       for folder in (run_folder.TRAINING, run_folder.BASELINE_TRAINING))
     assert model["model_config"]["conductor_size"] == 32 and baseline["model_config"] == dataclasses.asdict(preset("tiny"))
     assert all(model[key] == baseline[key] for key in ("loss_config", "train_config", "data_sha256"))
 
@@ -160,7 +164,7 @@ def test_the_baseline_trains_alike_into_its_own_folder_and_goes_on_from_it(tmp_p
     assert (resumed.resumed, resumed.epochs, resumed.steps) == (True, 2, 8) and not resumed.model.config.hierarchical
     again = train_study.train_from_parameters(parameters, device="cpu", baseline=True)  # the same budget finds it finished
     assert (again.resumed, again.steps) == (False, 8)
-    epochs = pd.read_csv(run / train_study.BASELINE_FOLDER / train.EPOCHS_LOG)
+    epochs = pd.read_csv(run / run_folder.BASELINE_TRAINING / training.EPOCHS_LOG)
     assert train_study.describe_training(again, epochs).startswith("Stopped by max epochs after 2 epochs (8 steps, ")
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import scale_windows
 
-from musicvae_lib import export, inference, latent, prior, train
+from musicvae_lib import export, inference, latent, prior, training
 from musicvae_lib.representation import midi_to_tokens, tokens_to_notes
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ window.AudioContext = class extends PageAudioContext {
 
 @pytest.fixture(scope="module")
 def model():
-    return train.load_model(MODEL, device="cpu")
+    return training.load_model(MODEL, device="cpu")
 
 
 def copy_page(root: Path, vendor: bool = True) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicvae_lib import train as training
+from musicvae_lib import training
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import preset
 from musicvae_lib.representation import FIRST_PITCH_TOKEN, MIN_PITCH, NOTE_OFF

@@ -5,7 +5,7 @@
 DATA.npz holds ``train`` and ``valid`` windows; TRAIN_CONFIG_JSON the TrainConfig fields to change.
 The resume test kills this process and starts it again; the DDP test runs it under torchrun, and
 with WEIGHTS_DIR each process saves its final weights there as ``rank<RANK>.pt``. The environment
-variable PROGRESS_SECONDS replaces ``train.PROGRESS_SECONDS`` (0: steps.csv gets every step at once).
+variable PROGRESS_SECONDS replaces ``training.logs.PROGRESS_SECONDS`` (0: steps.csv gets every step at once).
 """
 
 import json
@@ -18,14 +18,14 @@ import torch
 
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import preset
-from musicvae_lib import train as training
-from musicvae_lib.train import TrainConfig, train
+from musicvae_lib.training import logs
+from musicvae_lib.training import TrainConfig, train
 
 
 def main(argv: list[str]) -> None:
     data_path, out_dir, config_json = argv[:3]
     torch.set_num_threads(1)  # every run the same: oneDNN may split sums by thread count
-    training.PROGRESS_SECONDS = float(os.environ.get("PROGRESS_SECONDS", training.PROGRESS_SECONDS))
+    logs.PROGRESS_SECONDS = float(os.environ.get("PROGRESS_SECONDS", logs.PROGRESS_SECONDS))
     data = np.load(data_path)
     config = TrainConfig(**json.loads(config_json))
     result = train(preset("tiny"), LossConfig(), config, data["train"], data["valid"], out_dir, device="cpu")

@@ -1,0 +1,144 @@
+"""The run folder: every file and folder a chapter writes or reads, by name, and "run that chapter first".
+
+The run folder is the interface between the chapters: each notebook writes files that later ones
+read. Its layout, relative to the folder (the chapter that writes each entry in brackets)::
+
+    manifest.json, NN_name.ipynb     the runner: provenance, executed copies
+    dataset/                         [01] {split}.npy windows, {split}_tunes.npy, tunes.csv, summary.json
+    grid_search/                     [02] study.db (default storage), choice.json,
+                                          <study>/<point>/ a training folder per grid point, with train.log
+    training/                        [03] the model's training folder (below)
+    training_baseline/               [03] the baseline's, with ``baseline_preset``
+    prior/                           [03] mixture.npz, choice.json: the latent prior generation draws from
+    generation/                      [04] generated.npz;  midi/ [04] the generated melodies as MIDI
+    explore/                         [08] kept.mid
+    figures/, tables/                every chapter
+
+A training folder holds steps.csv, epochs.csv, checkpoint.pt, model.pt and done.json (``training``).
+A chapter run out of order (by hand, in JupyterLab) stops at once: ``require_outputs`` and
+``CHAPTER_OUTPUTS`` name the notebook to run first, with the command that runs it. This module
+imports nothing heavy (no torch), so that the runner and the report can stand on it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Sequence
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = REPO_DIR / "notebooks"
+LOCAL_RUNS = Path("local")  # under results/: a user's runs; results/<profile>/ holds the committed reference runs
+NOTEBOOK_FILE = re.compile(r"\d\d_\w+\.ipynb")
+
+MANIFEST = "manifest.json"  # the runner's record of every notebook run here
+
+DATASET = Path("dataset")
+DATASET_SUMMARY = DATASET / "summary.json"  # its dataset_hash ties every result to the data
+TUNES_TABLE = DATASET / "tunes.csv"
+
+GRID_SEARCH = Path("grid_search")
+GRID_STUDY = GRID_SEARCH / "study.db"  # the default storage, SQLite
+GRID_CHOICE = GRID_SEARCH / "choice.json"
+POINT_LOG = "train.log"  # in a grid point's training folder: its training's lines, kept out of notebook 02
+
+TRAINING = Path("training")
+BASELINE_TRAINING = Path("training_baseline")  # the baseline model of ``baseline_preset``, beside training/
+# in a training folder (``training.train``)
+CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_FILE = "model.pt"
+DONE_FILE = "done.json"  # its presence marks the run finished
+STEPS_LOG = "steps.csv"
+EPOCHS_LOG = "epochs.csv"
+TRAINED_MODEL = TRAINING / MODEL_FILE
+
+PRIOR = Path("prior")
+PRIOR_MIXTURE = PRIOR / "mixture.npz"
+PRIOR_CHOICE = PRIOR / "choice.json"
+
+GENERATION = Path("generation")
+GENERATED = GENERATION / "generated.npz"  # the sets of notebook 04, keyed by generate.set_name(temperature)
+MIDI = Path("midi")
+
+KEPT_MIDI = Path("explore") / "kept.mid"  # the explorer's melodies kept so far, a bar of rest between
+
+FIGURES = Path("figures")
+TABLES = Path("tables")
+
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+def split_file(name: str) -> Path:
+    """``dataset/<name>.npy``: the windows of one split, uint8 [n, steps]."""
+    return DATASET / f"{name}.npy"
+
+
+def split_tunes_file(name: str) -> Path:
+    """``dataset/<name>_tunes.npy``: the tune id of each window of one split."""
+    return DATASET / f"{name}_tunes.npy"
+
+
+# notebook -> the files of the run folder that later chapters read from it
+CHAPTER_OUTPUTS: dict[str, tuple[Path, ...]] = {
+    "01_dataset": (DATASET_SUMMARY, *(split_file(name) for name in SPLIT_NAMES)),
+    "02_grid_search": (GRID_CHOICE,),
+    "03_training": (TRAINED_MODEL,),
+    "04_generation": (GENERATED,),
+}
+
+
+class MissingInputError(FileNotFoundError):
+    """A notebook's inputs are not in its run folder: the notebook producing them has not run there."""
+
+
+def default_results_dir(notebooks_dir: Path, reference: bool = False) -> Path:
+    """``results/local/`` beside ``notebooks_dir`` for a user's runs, ``results/`` for the committed reference runs."""
+    results = notebooks_dir.resolve().parent / "results"
+    return results if reference else results / LOCAL_RUNS
+
+
+def runner_command(
+    profile: str, numbers: list[str], notebooks_dir: Path = NOTEBOOKS_DIR, results_dir: Path | None = None
+) -> str:
+    """The shell command (from the repository's root) that runs notebooks ``numbers``, options only where not default."""
+    words = ["./study.sh", "--profile", profile, "--only", ",".join(numbers)]
+    if notebooks_dir.resolve() != NOTEBOOKS_DIR:
+        words += ["--notebooks", str(notebooks_dir)]
+    if results_dir is not None and results_dir.resolve() == default_results_dir(notebooks_dir, reference=True):
+        words += ["--reference"]
+    elif results_dir is not None and results_dir.resolve() != default_results_dir(notebooks_dir):
+        words += ["--results", str(results_dir)]
+    return shlex.join(words)
+
+
+def require_outputs(run_dir: str | Path, paths: Sequence[str | Path], produced_by: str) -> None:
+    """Stop a notebook run out of order (by hand, in JupyterLab) with a message naming the notebook to run first.
+
+    ``paths`` are relative to ``run_dir``; ``produced_by`` names the notebook that writes them, as
+    "01_dataset", "01_dataset.ipynb" or "notebooks/01_dataset.ipynb". MissingInputError names the
+    missing files and the command that runs that notebook.
+    """
+    stem = Path(produced_by).stem
+    if not NOTEBOOK_FILE.fullmatch(f"{stem}.ipynb"):
+        raise ValueError(f"`produced_by` must name a notebook such as '01_dataset', got {produced_by!r}")
+    run_dir = Path(run_dir).resolve()
+    missing = [str(path) for path in paths if not (run_dir / path).exists()]
+    if missing:
+        raise MissingInputError(
+            f"missing in the run folder {run_dir}: {', '.join(missing)}.\n"
+            f"They are written by notebooks/{stem}.ipynb; run it first:\n"
+            f"  {runner_command(run_dir.name, [stem[:2]], results_dir=run_dir.parent)}"
+        )
+
+
+def require_chapters(run_dir: str | Path, needs: Sequence[str]) -> None:
+    """``require_outputs`` for the ``CHAPTER_OUTPUTS`` of each notebook in ``needs`` ("01_dataset", ...), earliest first.
+
+    ValueError for a name that is not a key of ``CHAPTER_OUTPUTS``.
+    """
+    unknown = [name for name in needs if name not in CHAPTER_OUTPUTS]
+    if unknown:
+        raise ValueError(f"`needs` must name notebooks among {list(CHAPTER_OUTPUTS)}, got {unknown}")
+    for notebook in sorted(needs):
+        require_outputs(run_dir, CHAPTER_OUTPUTS[notebook], produced_by=notebook)
