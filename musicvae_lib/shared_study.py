@@ -22,10 +22,13 @@ import os
 import re
 import socket
 import time
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
+
+import sqlalchemy
 
 with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in Jupyter without ipywidgets
     warnings.filterwarnings("ignore", message="IProgress not found")
@@ -36,6 +39,7 @@ from musicvae_lib.train import config_clashes
 
 HEARTBEAT_SECONDS = 60  # RDB storages: a running trial records a heartbeat this often ...
 GRACE_SECONDS = 180  # ... and is failed as stale when its last one is older than this
+CONNECT_SECONDS = 10  # a PostgreSQL server that has not answered by then is reported, not waited for
 LOCK_FILE = ".point.lock"
 WORKER_ATTR = "worker"  # trial user attribute: host, pid and trial number of the process running it
 JOB_ATTR = "job"  # trial user attribute: the job (a JSON-ready dict) a queued trial runs
@@ -59,10 +63,83 @@ def optuna_quiet() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
+class StorageError(ValueError):
+    """A study storage that cannot be opened: the message names it, its password masked, and what to check."""
+
+
+STORAGE_HINTS = (  # (a pattern of the driver's message, what to check), the first match wins
+    (r"password authentication failed|no password supplied|authentication failed",
+     "check the user name and the password (given in PGPASSWORD or ~/.pgpass rather than in the URL)"),
+    (r'database "[^"]*" does not exist',
+     "create the database on the server (createdb NAME, as its owner) or correct its name in the URL"),
+    (r"refused|resolve host|translate host name|timeout|timed out|no route|unreachable|could not connect",
+     ("check the host name and port, and that the server runs and accepts TCP connections from this machine "
+      "(postgresql.conf's listen_addresses, pg_hba.conf)")),
+    (r"Can't load plugin|import DB access module|No module named|Could not parse",
+     ("check the URL: postgresql://USER@HOST[:PORT]/DATABASE (psycopg 3, a dependency of this project), "
+      "sqlite:///PATH, or another SQLAlchemy URL whose driver is installed")),
+)
+# user:password@ in a URL, and a password=... query parameter (libpq takes both); greedy up to the last @ of the word
+URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][\w+.-]*://[^/\s:@]*):(?P<password>\S*)@")
+QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<password>[^&\s]*)", re.IGNORECASE)
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``: ``postgresql://user:***@host/db``."""
+    return QUERY_PASSWORD.sub(r"\g<head>***", URL_PASSWORD.sub(r"\g<head>:***@", text))
+
+
+def storage_url(url: str) -> str:
+    """``url`` with the scheme SQLAlchemy knows: Heroku's and libpq's ``postgres://`` is ``postgresql://`` (psycopg 3)."""
+    return re.sub(r"^postgres(?=[+:])", "postgresql", url.strip())
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """``url`` without its password (in the user part or a ``password=`` query parameter), and that password (None if none)."""
+    password = None
+    if (match := URL_PASSWORD.match(url)) is not None:
+        password = urllib.parse.unquote(match["password"])
+        url = f"{match['head']}@{url[match.end():]}"
+    if (match := QUERY_PASSWORD.search(url)) is not None:
+        password = password or urllib.parse.unquote(match["password"])
+        url = re.sub(r"[?&]$", "", url[:match.start() + 1] + url[match.end() + 1:])
+    return url, password
+
+
+def storage_problem(url: str, error: Exception) -> StorageError:
+    """The StorageError for ``error`` (the driver's, SQLAlchemy's) met opening ``url``: one line, password masked."""
+    reason = " ".join(str(getattr(error, "orig", None) or error).split())
+    reason = re.sub(r"\s*\(Background on this error at: \S+\)", "", reason)
+    hint = next((hint for pattern, hint in STORAGE_HINTS if re.search(pattern, reason, re.IGNORECASE)), "check the URL and the server")
+    return StorageError(f"cannot open the study storage {mask_url(url)}: {mask_url(reason)}; {hint}")
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options for ``url``: a PostgreSQL connection gives up after ``CONNECT_SECONDS`` unless the URL says otherwise."""
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        return {"connect_args": {"connect_timeout": CONNECT_SECONDS}}
+    return {}
+
+
+def holds_studies(url: str) -> bool:
+    """Whether the database at ``url`` holds Optuna's tables, looked at without creating anything (not even an SQLite file)."""
+    database = sqlalchemy.engine.make_url(url).database
+    if url.startswith("sqlite") and database not in (None, "", ":memory:") and not Path(database).exists():
+        return False
+    engine = sqlalchemy.create_engine(url, **engine_options(url))
+    try:
+        with engine.connect() as connection:
+            return sqlalchemy.inspect(connection).has_table("studies")
+    finally:
+        engine.dispose()
+
+
 def open_storage(storage: StorageArg, default_file: Path, must_exist: bool = False) -> optuna.storages.BaseStorage:
     """A journal file for a path; an RDBStorage with heartbeats and retries for a URL, or SQLite in ``default_file`` for None.
 
-    ``must_exist``: FileNotFoundError for a file that is not there yet, rather than creating it (a reader's look).
+    ``must_exist``: FileNotFoundError for a file that is not there yet, or a database without Optuna's tables, rather than
+    creating it (a reader's look, a worker joining a study). StorageError (one line, the password masked) for a URL
+    that cannot be opened: a wrong password, a server that cannot be reached, a missing database, an unknown scheme.
     """
     if isinstance(storage, optuna.storages.BaseStorage):
         return storage
@@ -73,12 +150,17 @@ def open_storage(storage: StorageArg, default_file: Path, must_exist: bool = Fal
         file.parent.mkdir(parents=True, exist_ok=True)
     if storage is not None and file is not None:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(file)))
-    with optuna_quiet():
-        return optuna.storages.RDBStorage(
-            f"sqlite:///{file.resolve()}" if storage is None else str(storage),
-            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-        )
+    url = f"sqlite:///{file.resolve()}" if storage is None else storage_url(str(storage))
+    try:
+        if must_exist and not holds_studies(url):
+            raise FileNotFoundError(f"no Optuna study in {mask_url(url)}, which was left as it was")
+        with optuna_quiet():
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_options(url), heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+            )
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+        raise storage_problem(url, error) from error
 
 
 def join_settings(study: optuna.Study, attribute: str, wanted: dict[str, Any]) -> None:
