@@ -267,12 +267,13 @@ def test_two_workers_share_one_storage(tmp_path, storage_kind, request):
     spec = replace(SPEC, rung_budgets=(2, 3))  # long enough to overlap
     created = search.run_grid_search(run_dir, spec, TRAIN, VALID, storage=storage, max_trials=0)
     assert (created["state"] == "WAITING").all()
-    # the second worker spells PostgreSQL's URL as libpq and Heroku do
-    spellings = [str(storage), re.sub(r"^postgresql:", "postgres:", str(storage))]
+    # the second worker as the README says: a PostgreSQL password in PGPASSWORD, not in the URL (spelled as libpq does)
+    url, password = shared_study.split_password(str(storage))
+    spellings = [(str(storage), {}), (re.sub(r"^postgresql:", "postgres:", url), {"PGPASSWORD": password} if password else {})]
     workers = [
         subprocess.Popen([sys.executable, "-m", "musicvae_lib.search", "--run-dir", str(run_dir), "--storage", spelling, "--device", "cpu"],
-                         env=subprocess_env(), cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for spelling in spellings
+                         env=subprocess_env() | environment, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for spelling, environment in spellings
     ]
     outputs = [worker.communicate(timeout=240) for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], [err for _, err in outputs]
@@ -354,6 +355,10 @@ def test_a_storage_that_cannot_be_opened_is_one_line_naming_it_without_its_passw
         password = url.split(":")[2].split("@")[0]
         assert error.startswith("error: cannot open the study storage ") and error.count("\n") == 1, error
         assert password not in error and url.replace(password, "***") in error and hint in error, error
+    wrong = postgres_server.url(database, password="not-the-password")
+    with pytest.raises(shared_study.StorageError, match=r"musicvae:\*\*\*@.*password authentication failed") as raised:
+        search.run_grid_search(tmp_path, SPEC, TRAIN, VALID, storage=wrong)  # what notebook 02 shows
+    assert "not-the-password" not in str(raised.value) and postgres_server.tables(database) == []
 
 
 def test_a_worker_on_a_database_without_the_study_creates_nothing_there(tmp_path, postgres_server, capsys):

@@ -71,8 +71,35 @@ def test_a_study_keeps_the_first_settings_and_names_every_clash():
     assert study.user_attrs["settings"] == {"a": 1, "train": {"epochs": 2}}
 
 
-def test_run_jobs_runs_each_due_job_once_and_queues_a_failed_one_again(tmp_path):
-    storage = shared_study.open_storage(tmp_path / "study.log", tmp_path / "unused.db")
+@pytest.mark.parametrize(("text", "masked"), [
+    ("postgresql://ann:s3cr%40t@db-host:5433/musicvae", "postgresql://ann:***@db-host:5433/musicvae"),
+    ("error: no grid study in 'postgres://ann:p@ss@db/x': run", "error: no grid study in 'postgres://ann:***@db/x': run"),
+    ("postgresql://db/x?sslmode=require&password=s3cret&user=ann", "postgresql://db/x?sslmode=require&password=***&user=ann"),
+    ("postgresql://ann@db/x and sqlite:///run/study.db", "postgresql://ann@db/x and sqlite:///run/study.db"),  # nothing to mask
+])
+def test_mask_url_hides_every_password_in_a_text(text, masked):
+    assert shared_study.mask_url(text) == masked
+
+
+def test_a_url_is_split_from_its_password_and_postgres_is_postgresql():
+    assert shared_study.split_password("postgresql://ann:s3cr%40t@db:5433/x") == ("postgresql://ann@db:5433/x", "s3cr@t")
+    assert shared_study.split_password("postgresql://db/x?password=pw&sslmode=require") == ("postgresql://db/x?sslmode=require", "pw")
+    assert shared_study.split_password("postgresql://ann@db/x?sslmode=require") == ("postgresql://ann@db/x?sslmode=require", None)
+    assert shared_study.storage_url(" postgres://ann@db/x") == "postgresql://ann@db/x"
+    assert shared_study.storage_url("postgres+psycopg://ann@db/x") == "postgresql+psycopg://ann@db/x"
+    assert shared_study.storage_url("sqlite:///postgres://x") == "sqlite:///postgres://x"
+
+
+def test_a_readers_look_at_an_sqlite_url_creates_no_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no Optuna study"):
+        shared_study.open_storage(f"sqlite:///{tmp_path / 'absent.db'}", tmp_path / "unused.db", must_exist=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("storage_kind", ["journal", "postgresql"])
+def test_run_jobs_runs_each_due_job_once_and_queues_a_failed_one_again(tmp_path, storage_kind, request):
+    where = tmp_path / "study.log" if storage_kind == "journal" else request.getfixturevalue("postgres_url")
+    storage = shared_study.open_storage(where, tmp_path / "unused.db")
     study = optuna.create_study(storage=storage)
     ran, failing = [], {1}
 
