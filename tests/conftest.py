@@ -31,6 +31,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test on the PostgreSQL server ``postgres``: ``pytest -m postgres`` runs that tier alone."""
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """A PostgreSQL server on 127.0.0.1 for the session (``postgres_server.start_server``), stopped at its end.

@@ -179,7 +179,7 @@ def shared_storage(kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     }[kind]()
 
 
-@pytest.mark.parametrize("storage_kind", ["default", "postgresql"])
+@pytest.mark.parametrize("storage_kind", ["default", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path, storage_kind, request):
     storage = shared_storage(storage_kind, tmp_path, request)
     data_path = tmp_path / "data.npz"
@@ -259,7 +259,7 @@ def test_a_stale_heartbeat_of_another_machine_frees_its_job(tmp_path):
     assert complete_jobs(study.get_trials()) == expected_jobs(table)
 
 
-@pytest.mark.parametrize("storage_kind", ["journal", "sqlite", "postgresql"])
+@pytest.mark.parametrize("storage_kind", ["journal", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_two_workers_share_one_storage(tmp_path, storage_kind, request):
     run_dir = tmp_path / "run"
     storage = shared_storage(storage_kind, tmp_path, request)

@@ -96,7 +96,7 @@ def test_a_readers_look_at_an_sqlite_url_creates_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("storage_kind", ["journal", "postgresql"])
+@pytest.mark.parametrize("storage_kind", ["journal", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_run_jobs_runs_each_due_job_once_and_queues_a_failed_one_again(tmp_path, storage_kind, request):
     where = tmp_path / "study.log" if storage_kind == "journal" else request.getfixturevalue("postgres_url")
     storage = shared_study.open_storage(where, tmp_path / "unused.db")
