@@ -97,7 +97,18 @@ def run(run_as: str | None, *command: str) -> None:
 def start_server() -> Server:
     """initdb and start a server on a free port of 127.0.0.1 in a new temporary folder (see the module docstring)."""
     bin_dir = find_binaries()
-    folder = Path(tempfile.mkdtemp(prefix="musicvae-postgres-"))
+    # /tmp: every user may enter it (a root-only TMPDIR would lock the postgres user out) and its paths are short
+    # enough for the socket's (107 bytes at most)
+    folder = Path(tempfile.mkdtemp(prefix="musicvae-postgres-", dir="/tmp" if Path("/tmp").is_dir() else None))
+    try:
+        return start_in(folder, bin_dir)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def start_in(folder: Path, bin_dir: Path) -> Server:
+    """``start_server``'s work in ``folder``, a new empty folder of its own."""
     run_as = SERVICE_USER if os.geteuid() == 0 else None
     if run_as:
         entry = pwd.getpwnam(run_as)
@@ -113,13 +124,17 @@ def start_server() -> Server:
     password_file.unlink()
     port = free_port()
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    run(run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-o", options, "-w", "start")
+    try:
+        run(run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-o", options, "-w", "start")
+    except RuntimeError as error:
+        log = folder / "server.log"
+        raise RuntimeError(f"{error}\n{log.read_text()[-2000:] if log.exists() else ''}") from None
     return Server(folder, bin_dir, port, password, run_as)
 
 
 def stop_server(server: Server) -> None:
-    """Stop the server (fast: connections closed) and delete its folder."""
+    """Stop the server (immediate: its data is thrown away, no checkpoint needed) and delete its folder."""
     try:
-        run(server.run_as, str(server.bin_dir / "pg_ctl"), "-D", str(server.folder / "data"), "-m", "fast", "-w", "stop")
+        run(server.run_as, str(server.bin_dir / "pg_ctl"), "-D", str(server.folder / "data"), "-m", "immediate", "-w", "stop")
     finally:
         shutil.rmtree(server.folder, ignore_errors=True)
