@@ -11,6 +11,10 @@ heartbeat). A stale trial is failed and queued again by Optuna's ``RetryHeartbea
 a WAITING copy with its user attributes (the job) and its ``retry_history``; a job whose trials
 all failed is queued again by the next worker that looks. Every worker checks it trains with the settings stored in the study
 (``join_settings``). Only public Optuna API: storages, their trial ids by number, the callback.
+
+A storage URL may carry a password: ``mask_url`` shows it as ``postgresql://user:***@host/db`` wherever a URL is
+written or printed, and a storage that cannot be opened is one ``StorageError`` line that names it so and says what
+to check. ``postgres://`` reads as ``postgresql://`` (psycopg 3); a worker's look creates no table in a database.
 """
 
 from __future__ import annotations
