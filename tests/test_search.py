@@ -382,7 +382,7 @@ def test_a_run_folder_made_with_a_password_in_the_storage_url_holds_no_password(
     (project / "notebooks" / NOTEBOOK.name).write_bytes(NOTEBOOK.read_bytes())
     (project / "profiles").mkdir()
     (project / "profiles" / "pg.toml").write_text(
-        'notebooks = ["02"]\n\n["02_grid_search"]\nbetas = [0.5, 1.0]\nfree_nats_values = [0.0]\nrung_budgets = [1]\n'
+        'notebooks = ["02"]\n\n["02_grid_search"]\nbetas = [1.0]\nfree_nats_values = [0.0]\nrung_budgets = [1]\n'
         "eval_windows = 16\n"
     )
     run_dir = project / "results" / "pg"
@@ -397,7 +397,7 @@ def test_a_run_folder_made_with_a_password_in_the_storage_url_holds_no_password(
     assert "PGPASSWORD" not in os.environ  # the kernel's, not this process's
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["notebooks"]["02_grid_search"]["parameters"]["storage"] == url.replace(f":{postgres_server.password}@", "@")
-    assert search.load_choice(run_dir) is not None and len(search.results_table(run_dir, url)) == 2
+    assert search.load_choice(run_dir) is not None and len(search.results_table(run_dir, url)) == 1
     files = [path for path in run_dir.rglob("*") if path.is_file()]
     assert len(files) > 10 and {"manifest.json", "02_grid_search.ipynb", "grid_search/choice.json"} <= {
         path.relative_to(run_dir).as_posix() for path in files}
