@@ -53,7 +53,12 @@ import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
-from musicvae_lib.shared_study import mask_url, split_password, storage_url, terminal_line
+from musicvae_lib.shared_study import (
+    mask_url,
+    split_password,
+    storage_url,
+    terminal_line,
+)
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"

@@ -4,10 +4,10 @@ real PostgreSQL server for the shared-study tests."""
 import os
 
 import numpy as np
+import postgres_server as postgres_server_module
 import pytest
 import torch
 
-import postgres_server as postgres_server_module
 from musicvae_lib.representation import NOTE_OFF
 
 TWO_OCTAVE_MAJOR = np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16, 17, 19, 21, 23, 24, 26])  # semitones above the start
