@@ -4,10 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup_env.sh test
 # The browser test (tests/test_web.py) drives Debian's chromium and serves web/ with onnxruntime-web
-# vendored from the npm registry: install both where missing and the machine allows (root and apt).
+# vendored from the npm registry; the shared-study tests start a PostgreSQL server of their own
+# (tests/postgres_server.py: Debian keeps initdb off PATH). Install what is missing where the machine
+# allows (root and apt).
 missing=""
 command -v chromium >/dev/null || missing="chromium"
 command -v npm >/dev/null || missing="$missing npm"
+command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing="$missing postgresql"
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi

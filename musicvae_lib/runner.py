@@ -30,6 +30,7 @@ notebook interrupted mid-run stays "running". Neither counts as finished.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import importlib.metadata
@@ -40,6 +41,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ from musicvae_lib.profiles import (
 from musicvae_lib.run_folder import (
     DATASET_SUMMARY, MANIFEST, NOTEBOOKS_DIR, REPO_DIR, default_results_dir, runner_command,
 )
+from musicvae_lib.storage_url import mask_url, split_password, storage_url
 
 KERNEL_NAME = "python3"
 # Distributions whose versions can change a number or a figure of the study (names as pip knows them).
@@ -224,16 +227,55 @@ def tidy_executed(path: Path, repo_dir: Path = REPO_DIR) -> None:
 
 
 def describe_failure(error: Exception) -> str:
-    """One line for the manifest and stderr; the full traceback stays in the executed copy."""
+    """One line for the manifest and stderr, any URL's password masked; the full traceback stays in the executed copy."""
     if isinstance(error, PapermillExecutionError):
-        return f"{error.ename}: {error.evalue} (cell In [{error.exec_count}])"
-    return f"{type(error).__name__}: {error}"
+        return mask_url(f"{error.ename}: {error.evalue} (cell In [{error.exec_count}])")
+    return mask_url(f"{type(error).__name__}: {error}")
+
+
+def passwords_out(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``parameters`` with the password of every PostgreSQL URL taken out, and the kernel's environment that carries it.
+
+    Papermill writes the values it injects into the executed copy, and the manifest records them: a password
+    there would be committed with a reference run. libpq reads it from PGPASSWORD instead (as from ~/.pgpass).
+    ConfigError for the password of another kind of database, or for two different passwords.
+    """
+    kept, passwords = {}, set()
+    for name, value in parameters.items():
+        if isinstance(value, str) and "://" in value and (split := split_password(storage_url(value)))[1] is not None:
+            if not split[0].startswith("postgresql"):
+                raise ConfigError(f"{name} = {mask_url(value)!r}: only a PostgreSQL password can be kept out of the executed "
+                                  "notebook (in PGPASSWORD); give this database's password in its driver's own configuration")
+            kept[name], _ = split
+            passwords.add(split[1])
+        else:
+            kept[name] = value
+    if len(passwords) > 1:
+        raise ConfigError(f"two different database passwords in the parameters {sorted(parameters)}: PGPASSWORD holds one")
+    return kept, {"PGPASSWORD": passwords.pop()} if passwords else {}
+
+
+@contextlib.contextmanager
+def kernel_environment(variables: dict[str, str]) -> Iterator[None]:
+    """``variables`` in this process's environment, which papermill's kernel inherits, until the block ends."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def execute(
-    notebook: Notebook, parameters: dict[str, Any], run_dir: Path, manifest: dict[str, Any], git: dict[str, Any]
+    notebook: Notebook, parameters: dict[str, Any], run_dir: Path, manifest: dict[str, Any], git: dict[str, Any],
+    environment: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run one notebook into ``run_dir`` and return its manifest entry (also stored in ``manifest``).
+    """Run one notebook into ``run_dir`` with ``environment`` added to its kernel's and return its manifest entry
+    (also stored in ``manifest``).
 
     Before it runs, its entry says "running" and later notebooks' "ok" entries become "stale", both
     written to disk, so an interrupted or forced re-run never leaves outdated results marked finished.
@@ -250,10 +292,11 @@ def execute(
     clock = time.perf_counter()
     error = None
     try:
-        papermill.execute_notebook(
-            notebook.path, executed, parameters=parameters, kernel_name=KERNEL_NAME, cwd=notebook.path.parent,
-            extra_arguments=KERNEL_ARGUMENTS,
-        )
+        with kernel_environment(environment or {}):
+            papermill.execute_notebook(
+                notebook.path, executed, parameters=parameters, kernel_name=KERNEL_NAME, cwd=notebook.path.parent,
+                extra_arguments=KERNEL_ARGUMENTS,
+            )
     except Exception as failure:  # any failure, in a cell or of the kernel, is recorded and stops the run
         error = describe_failure(failure)
     duration_s = time.perf_counter() - clock
@@ -315,7 +358,8 @@ def run(
                 f"(selected: {', '.join(notebook.stem for notebook in selected)})"
             )
     run_dir = results_dir / profile.name
-    parameters = {notebook.stem: notebook_parameters(notebook, profile, overrides, run_dir) for notebook in selected}
+    # a database password goes to the kernel's environment, never into the executed copy or the manifest
+    prepared = {notebook.stem: passwords_out(notebook_parameters(notebook, profile, overrides, run_dir)) for notebook in selected}
     entries = read_manifest(run_dir)["notebooks"]
     check_order(notebooks, selected, entries, profile.name, notebooks_dir, results_dir)
 
@@ -331,7 +375,7 @@ def run(
         manifest = {
             "profile": profile.name,
             "profile_file": portable_path(profile.path, repo_dir, repo_dir),
-            "profile_toml": profile.text,
+            "profile_toml": mask_url(profile.text),
             "run_dir": portable_path(run_dir, repo_dir, repo_dir),
             **git,
             "python": sys.version,
@@ -340,7 +384,8 @@ def run(
             "packages": package_versions(),
             "notebooks": entries,
         }
-        entry = execute(notebook, parameters[notebook.stem], run_dir, manifest, git)
+        parameters, environment = prepared[notebook.stem]
+        entry = execute(notebook, parameters, run_dir, manifest, git, environment)
         if entry["status"] == "failed":
             print(
                 f"{notebook.stem} failed: {entry['error']}\n"

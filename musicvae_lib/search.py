@@ -39,6 +39,7 @@ from musicvae_lib.run_folder import (
 from musicvae_lib.shared_study import (
     JOB_ATTR, LIVE, WORKER_ATTR, StorageArg, join_settings, open_storage, optuna_quiet, run_jobs,
 )
+from musicvae_lib.storage_url import mask_url
 from musicvae_lib.training import DONE_FILE, TrainConfig, data_fingerprint, train_or_load
 
 STUDY_NAME = "beta_lambda"
@@ -191,6 +192,13 @@ def job_folder(run_dir: Path, spec: GridSpec, job: Job, study_name: str) -> Path
     return folder / f"seed={spec.rung_config(job.rung, True).seed}" if job.rerun else folder
 
 
+def storage_name(storage: StorageArg, default: Path) -> str:
+    """How a message names ``storage`` (``default`` for None): its URL with the password masked, or its path."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return mask_url(storage.url)
+    return mask_url(str(default if storage is None else storage))
+
+
 def load_study(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> tuple[optuna.Study, GridSpec]:
     """An existing grid study and its settings; ValueError naming notebook 02 when there is none."""
     default = Path(run_dir) / GRID_STUDY
@@ -199,8 +207,8 @@ def load_study(run_dir: str | os.PathLike, storage: StorageArg = None, study_nam
             study = optuna.load_study(study_name=study_name, storage=open_storage(storage, default, must_exist=True))
         return study, GridSpec.from_dict(study.user_attrs[SPEC_ATTR])
     except (FileNotFoundError, KeyError) as error:
-        raise ValueError(f"no grid study {study_name!r} in {storage or default}: run notebooks/02_grid_search.ipynb "
-                         "(or search.run_grid_search) first; it creates the study") from error
+        raise ValueError(f"no grid study {study_name!r} in {storage_name(storage, default)}: run notebooks/02_grid_search.ipynb "
+                         "(or search.run_grid_search) first with this storage; it creates the study") from error
 
 
 def job_of(trial: FrozenTrial | optuna.Trial) -> Job | None:
@@ -377,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     """One more worker on the grid study of a run folder, with the study's own settings."""
     parser = argparse.ArgumentParser(prog=".venv/bin/python -m musicvae_lib.search", description=main.__doc__)
     parser.add_argument("--run-dir", type=Path, required=True, help="run folder of dataset/ (notebook 01), shared by all workers")
-    parser.add_argument("--storage", default=None, help="SQLAlchemy URL or journal file path (default: <run-dir>/grid_search/study.db)")
+    parser.add_argument("--storage", default=None, help="SQLAlchemy URL or journal file path (default: <run-dir>/grid_search/study.db); "
+                        "a PostgreSQL password is best left out of the URL, in PGPASSWORD or ~/.pgpass")
     parser.add_argument("--study-name", default=STUDY_NAME)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: a GPU if any, else CPU)")
     parser.add_argument("--max-trials", type=int, default=None, help="stop after this many trials")
@@ -385,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         require_outputs(args.run_dir, [split_file("train"), split_file("valid")], produced_by="01_dataset")
         _, spec = load_study(args.run_dir, args.storage, args.study_name)
-    except (MissingInputError, ValueError) as error:
-        parser.exit(2, f"error: {error}\n")
+    except (MissingInputError, ValueError) as error:  # StorageError too: one line, the password masked
+        parser.exit(2, f"error: {mask_url(str(error))}\n")
     table = run_grid_search(args.run_dir, spec, data.load_split(args.run_dir, "train"), data.load_split(args.run_dir, "valid"),
                             args.storage, args.study_name, args.device, args.max_trials)
     print(table[["beta", "free_nats", "state", "rung", "kl_bits", "sampling_accuracy"]].to_string(index=False))

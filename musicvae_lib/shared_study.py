@@ -11,6 +11,10 @@ heartbeat). A stale trial is failed and queued again by Optuna's ``RetryHeartbea
 a WAITING copy with its user attributes (the job) and its ``retry_history``; a job whose trials
 all failed is queued again by the next worker that looks. Every worker checks it trains with the settings stored in the study
 (``join_settings``). Only public Optuna API: storages, their trial ids by number, the callback.
+
+A storage URL may carry a password: ``mask_url`` shows it as ``postgresql://user:***@host/db`` wherever a URL is
+written or printed, and a storage that cannot be opened is one ``StorageError`` line that names it so and says what
+to check. ``postgres://`` reads as ``postgresql://`` (psycopg 3); a worker's look creates no table in a database.
 """
 
 from __future__ import annotations
@@ -26,13 +30,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+import sqlalchemy
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+
+from musicvae_lib.storage_url import mask_url, storage_url
 from musicvae_lib.training import config_clashes
 
 HEARTBEAT_SECONDS = 60  # RDB storages: a running trial records a heartbeat this often ...
 GRACE_SECONDS = 180  # ... and is failed as stale when its last one is older than this
+CONNECT_SECONDS = 10  # a PostgreSQL server that has not answered by then is reported, not waited for
 LOCK_FILE = ".point.lock"
 WORKER_ATTR = "worker"  # trial user attribute: host, pid and trial number of the process running it
 JOB_ATTR = "job"  # trial user attribute: the job (a JSON-ready dict) a queued trial runs
@@ -56,10 +64,56 @@ def optuna_quiet() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
+class StorageError(ValueError):
+    """A study storage that cannot be opened: the message names it, its password masked, and what to check."""
+
+
+STORAGE_HINTS = (  # (a pattern of the driver's message, what to check), the first match wins
+    (r"password authentication failed|no password supplied|authentication failed",
+     "check the user name and the password (given in PGPASSWORD or ~/.pgpass rather than in the URL)"),
+    (r'database "[^"]*" does not exist',
+     "create the database on the server (createdb NAME, as its owner) or correct its name in the URL"),
+    (r"refused|resolve host|translate host name|timeout|timed out|no route|unreachable|could not connect",
+     ("check the host name and port, and that the server runs and accepts TCP connections from this machine "
+      "(postgresql.conf's listen_addresses, pg_hba.conf)")),
+    (r"Can't load plugin|import DB access module|No module named|Could not parse",
+     ("check the URL: postgresql://USER@HOST[:PORT]/DATABASE (psycopg 3, a dependency of this project), "
+      "sqlite:///PATH, or another SQLAlchemy URL whose driver is installed")),
+)
+def storage_problem(url: str, error: Exception) -> StorageError:
+    """The StorageError for ``error`` (the driver's, SQLAlchemy's) met opening ``url``: one line, password masked."""
+    reason = " ".join(str(getattr(error, "orig", None) or error).split())
+    reason = re.sub(r"\s*\(Background on this error at: \S+\)", "", reason)
+    hint = next((hint for pattern, hint in STORAGE_HINTS if re.search(pattern, reason, re.IGNORECASE)), "check the URL and the server")
+    return StorageError(f"cannot open the study storage {mask_url(url)}: {mask_url(reason)}; {hint}")
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options for ``url``: a PostgreSQL connection gives up after ``CONNECT_SECONDS`` unless the URL says otherwise."""
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        return {"connect_args": {"connect_timeout": CONNECT_SECONDS}}
+    return {}
+
+
+def holds_studies(url: str) -> bool:
+    """Whether the database at ``url`` holds Optuna's tables, looked at without creating anything (not even an SQLite file)."""
+    database = sqlalchemy.engine.make_url(url).database
+    if url.startswith("sqlite") and database not in (None, "", ":memory:") and not Path(database).exists():
+        return False
+    engine = sqlalchemy.create_engine(url, **engine_options(url))
+    try:
+        with engine.connect() as connection:
+            return sqlalchemy.inspect(connection).has_table("studies")
+    finally:
+        engine.dispose()
+
+
 def open_storage(storage: StorageArg, default_file: Path, must_exist: bool = False) -> optuna.storages.BaseStorage:
     """A journal file for a path; an RDBStorage with heartbeats and retries for a URL, or SQLite in ``default_file`` for None.
 
-    ``must_exist``: FileNotFoundError for a file that is not there yet, rather than creating it (a reader's look).
+    ``must_exist``: FileNotFoundError for a file that is not there yet, or a database without Optuna's tables, rather than
+    creating it (a reader's look, a worker joining a study). StorageError (one line, the password masked) for a URL
+    that cannot be opened: a wrong password, a server that cannot be reached, a missing database, an unknown scheme.
     """
     if isinstance(storage, optuna.storages.BaseStorage):
         return storage
@@ -70,12 +124,17 @@ def open_storage(storage: StorageArg, default_file: Path, must_exist: bool = Fal
         file.parent.mkdir(parents=True, exist_ok=True)
     if storage is not None and file is not None:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(file)))
-    with optuna_quiet():
-        return optuna.storages.RDBStorage(
-            f"sqlite:///{file.resolve()}" if storage is None else str(storage),
-            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-        )
+    url = f"sqlite:///{file.resolve()}" if storage is None else storage_url(str(storage))
+    try:
+        if must_exist and not holds_studies(url):
+            raise FileNotFoundError(f"no Optuna study in {mask_url(url)}, which was left as it was")
+        with optuna_quiet():
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_options(url), heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+            )
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+        raise storage_problem(url, error) from error
 
 
 def join_settings(study: optuna.Study, attribute: str, wanted: dict[str, Any]) -> None:

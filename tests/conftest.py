@@ -1,6 +1,10 @@
-"""Fixtures shared by the test modules: hand-built melodies with known answers, and one thread for tiny models."""
+"""Fixtures shared by the test modules: hand-built melodies with known answers, one thread for tiny models, and a
+real PostgreSQL server for the shared-study tests."""
+
+import os
 
 import numpy as np
+import postgres_server as postgres_server_module
 import pytest
 import torch
 
@@ -25,3 +29,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test on the PostgreSQL server ``postgres``: ``pytest -m postgres`` runs that tier alone."""
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server on 127.0.0.1 for the session (``postgres_server.start_server``), stopped at its end.
+
+    Without PostgreSQL the tests that need it are skipped with the reason, except in CI (``CI=true``), where
+    they fail: CI must never pass without the shared-study tests on a real server.
+    """
+    reason = postgres_server_module.missing_reason()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"CI=true and no PostgreSQL server can start: {reason}")
+        pytest.skip(reason)
+    server = postgres_server_module.start_server()
+    yield server
+    postgres_server_module.stop_server(server)
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL (password included) of a new empty database on the session's server: each test its own study."""
+    return postgres_server.url(postgres_server.create_database())

@@ -3,6 +3,7 @@ import inspect
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -19,10 +20,11 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from musicvae_lib import chapter, plots, search, shared_study
+from musicvae_lib import chapter, plots, runner, search, shared_study, storage_url
 from musicvae_lib.model import preset
 from musicvae_lib.training import TrainConfig
 from conftest import scale_windows
+from postgres_server import free_port
 
 REPOSITORY = Path(__file__).parent.parent
 NOTEBOOK = REPOSITORY / "notebooks" / "02_grid_search.ipynb"
@@ -177,7 +179,18 @@ def test_a_study_of_other_settings_is_not_joined(finished):
         search.run_grid_search(run_dir, SPEC, TRAIN[:16], VALID)
 
 
-def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path):
+def shared_storage(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str | Path | None:
+    """A storage of ``kind``: None (the run folder's SQLite file), a journal file, an SQLite URL, or a new database on the
+    test's PostgreSQL server (started only for this kind)."""
+    return {
+        "default": lambda: None, "journal": lambda: tmp_path / "shared" / "study.log",
+        "sqlite": lambda: f"sqlite:///{tmp_path / 'study.db'}", "postgresql": lambda: request.getfixturevalue("postgres_url"),
+    }[kind]()
+
+
+@pytest.mark.parametrize("storage_kind", ["default", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path, storage_kind, request):
+    storage = shared_storage(storage_kind, tmp_path, request)
     data_path = tmp_path / "data.npz"
     np.savez(data_path, train=TRAIN, valid=VALID)
     run_dir = tmp_path / "run"
@@ -194,21 +207,21 @@ def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path):
         "training.Trainer.save_checkpoint = save_then_die\n"
         "data = np.load(sys.argv[3])\n"
         "search.run_grid_search(sys.argv[1], search.GridSpec.from_dict(json.loads(sys.argv[2])), "
-        "data['train'], data['valid'], device='cpu')\n"
+        "data['train'], data['valid'], storage=sys.argv[4] or None, device='cpu')\n"
     )
     killed = subprocess.run(
-        [sys.executable, "-c", script, str(run_dir), json.dumps(SPEC.to_dict()), str(data_path)],
+        [sys.executable, "-c", script, str(run_dir), json.dumps(SPEC.to_dict()), str(data_path), str(storage or "")],
         env=subprocess_env(), capture_output=True, text=True, timeout=120,
     )
     assert killed.returncode == -9, killed.stderr
-    left = search.results_table(run_dir)
+    left = search.results_table(run_dir, storage)
     assert sorted(left["state"]) == ["RUNNING"] + ["WAITING"] * 3  # rung 0 queued
     folder = run_dir / left.loc[left["state"] == "RUNNING", "folder"].item()
     assert (folder / "checkpoint.pt").exists() and not (folder / "done.json").exists()
 
-    table = search.run_grid_search(run_dir, SPEC, TRAIN, VALID, device="cpu")
+    table = search.run_grid_search(run_dir, SPEC, TRAIN, VALID, storage=storage, device="cpu")
     assert sorted(table["state"]) == ["COMPLETE"] * 2 + ["PRUNED"] * 2
-    trials = trials_of(run_dir)
+    trials = trials_of(run_dir, storage)
     assert [t.state for t in trials].count(TrialState.FAIL) == 1 and len(trials) == 9
     assert complete_jobs(trials) == expected_jobs(table)  # each job once
     retry = next(t for t in trials if t.system_attrs.get("retry_history"))
@@ -255,18 +268,21 @@ def test_a_stale_heartbeat_of_another_machine_frees_its_job(tmp_path):
     assert complete_jobs(study.get_trials()) == expected_jobs(table)
 
 
-@pytest.mark.parametrize("storage_kind", ["journal", "sqlite"])
-def test_two_workers_share_one_storage(tmp_path, storage_kind):
+@pytest.mark.parametrize("storage_kind", ["journal", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_two_workers_share_one_storage(tmp_path, storage_kind, request):
     run_dir = tmp_path / "run"
-    storage = tmp_path / "shared" / "study.log" if storage_kind == "journal" else f"sqlite:///{tmp_path / 'study.db'}"
+    storage = shared_storage(storage_kind, tmp_path, request)
     write_dataset(run_dir)
     spec = replace(SPEC, rung_budgets=(2, 3))  # long enough to overlap
     created = search.run_grid_search(run_dir, spec, TRAIN, VALID, storage=storage, max_trials=0)
     assert (created["state"] == "WAITING").all()
-    command = [sys.executable, "-m", "musicvae_lib.search", "--run-dir", str(run_dir), "--storage", str(storage), "--device", "cpu"]
+    # the second worker as the README says: a PostgreSQL password in PGPASSWORD, not in the URL (spelled as libpq does)
+    url, password = storage_url.split_password(str(storage))
+    spellings = [(str(storage), {}), (re.sub(r"^postgresql:", "postgres:", url), {"PGPASSWORD": password} if password else {})]
     workers = [
-        subprocess.Popen(command, env=subprocess_env(), cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
+        subprocess.Popen([sys.executable, "-m", "musicvae_lib.search", "--run-dir", str(run_dir), "--storage", spelling, "--device", "cpu"],
+                         env=subprocess_env() | environment, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for spelling, environment in spellings
     ]
     outputs = [worker.communicate(timeout=240) for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], [err for _, err in outputs]
@@ -278,6 +294,132 @@ def test_two_workers_share_one_storage(tmp_path, storage_kind):
         assert done(run_dir / row.folder)["sessions"] == 1 + row.rung and done(run_dir / row.folder)["epochs"] == 2 + row.rung
     pids = {t.user_attrs[shared_study.WORKER_ATTR]["pid"] for t in trials if t.state == TrialState.COMPLETE}
     assert pids == {worker.pid for worker in workers}  # both worked
+
+
+def test_a_worker_of_another_machine_killed_for_good_is_recovered_through_its_heartbeat(tmp_path, postgres_url, monkeypatch):
+    monkeypatch.setattr(shared_study, "HEARTBEAT_SECONDS", 1)  # the storage records a heartbeat every second ...
+    monkeypatch.setattr(shared_study, "GRACE_SECONDS", 2)  # ... and a trial without one for 2 seconds is stale
+    data_path = tmp_path / "data.npz"
+    np.savez(data_path, train=TRAIN, valid=VALID)
+    run_dir = tmp_path / "run"
+    # "another machine" (its own host name, so this machine's folder locks cannot tell it died) kills itself
+    # after its first trial's first checkpoint, and never comes back
+    script = (
+        "import json, os, signal, socket, sys, numpy as np, torch\n"
+        "from musicvae_lib import search, shared_study, train\n"
+        "torch.set_num_threads(1)\n"
+        "socket.gethostname = lambda: 'other-machine'\n"
+        "shared_study.HEARTBEAT_SECONDS, shared_study.GRACE_SECONDS = 1, 2\n"
+        "save = train.Trainer.save_checkpoint\n"
+        "def save_then_die(self):\n"
+        "    save(self)\n"
+        "    if self.progress.step == 1:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "train.Trainer.save_checkpoint = save_then_die\n"
+        "data = np.load(sys.argv[3])\n"
+        "search.run_grid_search(sys.argv[1], search.GridSpec.from_dict(json.loads(sys.argv[2])), "
+        "data['train'], data['valid'], storage=sys.argv[4], device='cpu')\n"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(run_dir), json.dumps(SPEC.to_dict()), str(data_path), postgres_url],
+        env=subprocess_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    left = search.results_table(run_dir, postgres_url)
+    running = left[left["state"] == "RUNNING"]
+    assert sorted(left["state"]) == ["RUNNING"] + ["WAITING"] * 3 and running["host"].tolist() == ["other-machine"]
+
+    table = search.run_grid_search(run_dir, SPEC, TRAIN, VALID, storage=postgres_url, device="cpu")
+    assert sorted(table["state"]) == ["COMPLETE"] * 2 + ["PRUNED"] * 2
+    trials = trials_of(run_dir, postgres_url)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs[shared_study.WORKER_ATTR]["host"] == "other-machine"
+    retry = next(t for t in trials if t.system_attrs.get("retry_history"))
+    assert retry.system_attrs["retry_history"] == [failed[0].number] and retry.state == TrialState.COMPLETE
+    assert complete_jobs(trials) == expected_jobs(table)  # each job once, the dead machine's too
+    folder = run_dir / running["folder"].item()
+    assert "Resuming" in (folder / "train.log").read_text()  # from the dead machine's checkpoint, not started over
+
+
+def storage_error(run_dir: Path, storage: str, capsys) -> str:
+    """The command-line worker's stderr for ``storage``, after checking it exits with status 2."""
+    with pytest.raises(SystemExit) as exit_:
+        search.main(["--run-dir", str(run_dir), "--storage", storage, "--device", "cpu"])
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_a_storage_that_cannot_be_opened_is_one_line_naming_it_without_its_password(tmp_path, postgres_server, capsys):
+    write_dataset(tmp_path)
+    database = postgres_server.create_database()
+    cases = {  # storage URL -> what the line says to check
+        postgres_server.url(database, password="not-the-password"): "check the user name and the password",
+        postgres_server.url(database).replace(f":{postgres_server.port}/", f":{free_port()}/"): "check the host name and port",
+        postgres_server.url(database).replace("127.0.0.1", "no-such-host.invalid"): "check the host name and port",
+        postgres_server.url("no_such_database"): "create the database on the server",
+        postgres_server.url(database).replace("postgresql:", "postgresql+nodriver:"): "check the URL",
+    }
+    for url, hint in cases.items():
+        error = storage_error(tmp_path, url, capsys)
+        password = url.split(":")[2].split("@")[0]
+        assert error.startswith("error: cannot open the study storage ") and error.count("\n") == 1, error
+        assert password not in error and url.replace(password, "***") in error and hint in error, error
+    wrong = postgres_server.url(database, password="not-the-password")
+    with pytest.raises(shared_study.StorageError, match=r"musicvae:\*\*\*@.*password authentication failed") as raised:
+        search.run_grid_search(tmp_path, SPEC, TRAIN, VALID, storage=wrong)  # what notebook 02 shows
+    assert "not-the-password" not in str(raised.value) and postgres_server.tables(database) == []
+
+
+def test_a_worker_on_a_database_without_the_study_creates_nothing_there(tmp_path, postgres_server, capsys):
+    write_dataset(tmp_path)
+    database = postgres_server.create_database()
+    for url in (postgres_server.url(database), postgres_server.url(database, scheme="postgres")):
+        error = storage_error(tmp_path, url, capsys)
+        assert error == (f"error: no grid study 'beta_lambda' in {url.replace(postgres_server.password, '***')}: run "
+                         "notebooks/02_grid_search.ipynb (or search.run_grid_search) first with this storage; it creates the study\n")
+    assert postgres_server.tables(database) == []
+    with pytest.raises(ValueError, match="no grid study") as raised:  # the library says the same, masked too
+        search.results_table(tmp_path, postgres_server.url(database))
+    assert postgres_server.password not in str(raised.value) and postgres_server.tables(database) == []
+
+
+def test_a_run_folder_made_with_a_password_in_the_storage_url_holds_no_password(tmp_path, postgres_server, monkeypatch):
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "notebooks" / NOTEBOOK.name).write_bytes(NOTEBOOK.read_bytes())
+    (project / "profiles").mkdir()
+    (project / "profiles" / "pg.toml").write_text(
+        'notebooks = ["02"]\n\n["02_grid_search"]\nbetas = [1.0]\nfree_nats_values = [0.0]\nrung_budgets = [1]\n'
+        "eval_windows = 16\n"
+    )
+    run_dir = project / "results" / "pg"
+    (run_dir / "dataset").mkdir(parents=True)
+    splits = {"train": scale_windows(64, 0), "valid": VALID, "test": VALID}
+    for name, windows in splits.items():
+        np.save(run_dir / "dataset" / f"{name}.npy", windows)
+    (run_dir / "dataset" / "summary.json").write_text(json.dumps({"steps_per_window": 32, "dataset_hash": "test"}))
+    url = postgres_server.url(postgres_server.create_database())
+    assert runner.main(["--profile", "pg", "--notebooks", str(project / "notebooks"), "--results", str(project / "results"),
+                        "-p", f"storage={url}"]) == 0
+    assert "PGPASSWORD" not in os.environ  # the kernel's, not this process's
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["notebooks"]["02_grid_search"]["parameters"]["storage"] == url.replace(f":{postgres_server.password}@", "@")
+    assert search.load_choice(run_dir) is not None and len(search.results_table(run_dir, url)) == 1
+    files = [path for path in run_dir.rglob("*") if path.is_file()]
+    assert len(files) > 10 and {"manifest.json", "02_grid_search.ipynb", "grid_search/choice.json"} <= {
+        path.relative_to(run_dir).as_posix() for path in files}
+    holding = [path for path in files if postgres_server.password.encode() in path.read_bytes()]
+    assert holding == []
+
+
+def test_the_runner_refuses_a_password_it_cannot_keep_out_of_the_notebook():
+    kept, environment = runner.passwords_out({"storage": "postgres://u:s3cret@db/musicvae", "seed": 0})
+    assert kept == {"storage": "postgresql://u@db/musicvae", "seed": 0} and environment == {"PGPASSWORD": "s3cret"}
+    with pytest.raises(runner.ConfigError, match=r"mysql://u:\*\*\*@db/x.*PGPASSWORD") as raised:
+        runner.passwords_out({"storage": "mysql://u:s3cret@db/x"})
+    assert "s3cret" not in str(raised.value)
 
 
 def test_the_command_names_notebook_01_without_a_dataset(tmp_path, capsys):

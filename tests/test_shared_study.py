@@ -55,8 +55,16 @@ def test_a_study_keeps_the_first_settings_and_names_every_clash():
     assert study.user_attrs["settings"] == {"a": 1, "train": {"epochs": 2}}
 
 
-def test_run_jobs_runs_each_due_job_once_and_queues_a_failed_one_again(tmp_path):
-    storage = shared_study.open_storage(tmp_path / "study.log", tmp_path / "unused.db")
+def test_a_readers_look_at_an_sqlite_url_creates_no_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no Optuna study"):
+        shared_study.open_storage(f"sqlite:///{tmp_path / 'absent.db'}", tmp_path / "unused.db", must_exist=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("storage_kind", ["journal", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_run_jobs_runs_each_due_job_once_and_queues_a_failed_one_again(tmp_path, storage_kind, request):
+    where = tmp_path / "study.log" if storage_kind == "journal" else request.getfixturevalue("postgres_url")
+    storage = shared_study.open_storage(where, tmp_path / "unused.db")
     study = optuna.create_study(storage=storage)
     ran, failing = [], {1}
 
