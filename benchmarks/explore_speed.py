@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/explore_speed.py [--run-dir results/default] [--rounds 5] [--busy 2]
 
-Builds ``explore.ExplorerPanel`` on the run's model and moves its controls as a user would (A -> B,
-temperature, seed, each attribute slider, melody B and melody A), ``--rounds`` times, timing each
+Builds ``explore.ExplorerPanel`` on the run's model and moves its controls as a user would (``panel.moves``: melody A,
+melody B, A -> B, temperature, seed, each attribute slider), away and back ``--rounds`` times, timing each
 change from the control's move to the drawn result (``panel.seconds``: decoding, notation, piano
 roll, audio, attribute table, and for a new A or B its own view). ``--busy N`` starts N processes
 that spin for the whole run, so that the figures are those of a loaded machine (the issue's
@@ -62,16 +62,10 @@ def main() -> None:
     try:
         time.sleep(0.5 if spinners else 0.0)
         seconds: dict[str, list[float]] = {}
-        size = len(explorer.test)
-        for round_number in range(args.rounds):
-            on = round_number % 2 == 0  # move away, then back
-            moves = [("A -> B", panel.alpha, 0.5 if on else 0.0), ("temperature", panel.temperature, 0.5 if on else 0.0)]
-            moves += [("seed", panel.seed, round_number + 1)]
-            moves += [(slider.description, slider, 1.0 if on else 0.0) for slider in panel.ks.values()]
-            moves += [("melody B", panel.number_b, (round_number + 2) % size), ("melody A", panel.number_a, str((round_number + 3) % size))]
-            for label, control, value in moves:
-                control.value = value
-                seconds.setdefault(label, []).append(panel.seconds)
+        for round_number in range(args.rounds):  # away, back, away, ...: every move changes its control
+            latency = panel.time_moves(panel.moves(away=round_number % 2 == 0))
+            for label, milliseconds in zip(latency["control"], latency["milliseconds"]):
+                seconds.setdefault(label, []).append(milliseconds / 1000)
         everything = [s for values in seconds.values() for s in values]
         for label, values in seconds.items():
             print(f"{label:>36}: median {statistics.median(values) * 1000:6.0f} ms, slowest {max(values) * 1000:6.0f} ms")

@@ -39,7 +39,17 @@ import pretty_midi
 import soundfile
 import torch
 
-from musicvae_lib import data, features, generate, inference, latent, plots, render, representation, train
+from musicvae_lib import (
+    data,
+    features,
+    generate,
+    inference,
+    latent,
+    plots,
+    render,
+    representation,
+    train,
+)
 from musicvae_lib.midi_melodies import (
     PITCHED_PROGRAMS,
     SKIP_NO_MELODY_PROGRAM,
@@ -303,8 +313,10 @@ def piano_roll_svg(tokens: np.ndarray) -> str:
     def y(pitch: float) -> float:  # top edge of the row of ``pitch``
         return top + (high - pitch) * row_px
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-             'font-family="sans-serif" font-size="9" style="background: white">']
+    parts = [(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'font-family="sans-serif" font-size="9" style="background: white">'
+    )]
     for pitch in range(low, high + 1):
         if pitch % 12 in plots.BLACK_KEY_PITCH_CLASSES:
             shade = round(255 * plots.BLACK_KEY_SHADE)
@@ -424,6 +436,7 @@ class ExplorerPanel:
         keep_dir: str | Path = DEFAULT_KEEP_DIR,
     ):
         self.explorer = explorer
+        self.start = (number_a, number_b, temperature, seed)  # where ``moves(away=False)`` leads back to
         self.keep_dir = check_keep_dir(keep_dir)
         self.choice = Choice(test_melody(explorer, number_a), test_melody(explorer, number_b), temperature=temperature, seed=seed)
         self.source_a, self.source_b = f"test melody Nr. {number_a}", f"test melody Nr. {number_b}"
@@ -615,6 +628,30 @@ class ExplorerPanel:
             self.status.value = str(error)
             return
         self.status.value = f"kept: {count} melodies in {path}"
+
+    def moves(self, away: bool = True) -> list[tuple[str, widgets.Widget, object]]:
+        """(label, control, value) for every control, as a user would move each once.
+
+        Away: A and B two test melodies on, "A -> B" at 0.5, temperature 0.5, seed + 1, every k at 1.
+        Back (``away=False``): the panel's starting state, A and B last (at "A -> B" 0).
+        """
+        number_a, number_b, temperature, seed = self.start
+        size = len(self.explorer.test)
+        if not away:
+            back = [("seed", self.seed, seed), ("temperature", self.temperature, temperature), ("A -> B", self.alpha, 0.0)]
+            back += [(slider.description, slider, 0.0) for slider in self.ks.values()]
+            return back + [("melody A", self.number_a, str(number_a)), ("melody B", self.number_b, number_b)]
+        away_moves = [("melody A", self.number_a, str((number_a + 2) % size)), ("melody B", self.number_b, (number_b + 2) % size)]
+        away_moves += [("A -> B", self.alpha, 0.5), ("temperature", self.temperature, 0.5), ("seed", self.seed, seed + 1)]
+        return away_moves + [(slider.description, slider, 1.0) for slider in self.ks.values()]
+
+    def time_moves(self, moves: list[tuple[str, widgets.Widget, object]]) -> pd.DataFrame:
+        """Make the moves one after the other; per move its control and the milliseconds the panel took to answer."""
+        rows = []
+        for label, control, value in moves:
+            control.value = value
+            rows.append({"control": label, "milliseconds": self.seconds * 1000})
+        return pd.DataFrame(rows)
 
     def html(self) -> str:
         """A, B and the current melody as static HTML, for a reader of the executed notebook."""

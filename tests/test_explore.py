@@ -1,13 +1,12 @@
 """The explorer's callbacks (notebook 08) on the committed reference model, and the widgets wired to them."""
 
-from datetime import datetime, timezone
-from pathlib import Path
-
 import ast
 import io
 import json
 import sys
 import tomllib
+from datetime import datetime, timezone
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -16,7 +15,13 @@ import pytest
 import torch
 
 from musicvae_lib import explore, features, inference, latent
-from musicvae_lib.representation import NOTE_OFF, pitch_to_token, tokens_to_midi, tokens_to_notes, write_midi
+from musicvae_lib.representation import (
+    NOTE_OFF,
+    pitch_to_token,
+    tokens_to_midi,
+    tokens_to_notes,
+    write_midi,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_run import make_run  # noqa: E402
@@ -332,6 +337,20 @@ def test_a_new_a_at_a_to_b_one_moves_the_slider_back_to_a(tiny, tmp_path):
     assert panel.alpha.value == 0.5
 
 
+def test_timing_moves_every_control_once_and_back(tiny):
+    panel = explore.ExplorerPanel(tiny, number_a=2, number_b=3, temperature=0.0, seed=4)
+    start = panel.decoded.tokens
+    latency = panel.time_moves(panel.moves())
+    assert list(latency["control"]) == ["melody A", "melody B", "A -> B", "temperature", "seed", *[s.description for s in panel.ks.values()]]
+    assert (latency["milliseconds"] > 0).all() and panel.choice.alpha == 0.5 and panel.seed.value == 5
+    np.testing.assert_array_equal(panel.choice.melody_a, tiny.test[4])
+    panel.time_moves(panel.moves(away=False))
+    assert panel.choice.alpha == 0.0 and panel.choice.temperature == 0.0 and panel.choice.seed == 4 and not any(panel.choice.ks.values())
+    np.testing.assert_array_equal(panel.choice.melody_a, tiny.test[2])
+    np.testing.assert_array_equal(panel.choice.melody_b, tiny.test[3])
+    np.testing.assert_array_equal(panel.decoded.tokens, start)
+
+
 def test_sliders_and_table_name_the_attributes_alike(tiny, tmp_path):
     panel = explore.ExplorerPanel(tiny)
     names = [slider.description for slider in panel.ks.values()]
@@ -388,7 +407,8 @@ def test_run_all_leaves_the_timing_to_the_runner():
         }
         for node in ast.walk(tree):
             targets = node.targets if isinstance(node, ast.Assign) else []
-            if any(".value" in ast.unparse(target) for target in targets):
+            timing = isinstance(node, ast.Call) and ast.unparse(node.func).endswith("time_moves")
+            if timing or any(".value" in ast.unparse(target) for target in targets):
                 moves += 1
                 guarded += id(node) in under_guard
     assert moves >= 2 and guarded == moves
@@ -402,8 +422,8 @@ def test_prepare_notebook_writes_a_copy_set_to_the_run(tiny, tmp_path):
     assert copy == tmp_path / "keep" / "08_explore.ipynb" and NOTEBOOK.read_bytes() == committed
     cells = json.loads(copy.read_text())["cells"]
     injected = next(cell for cell in cells if "injected-parameters" in cell["metadata"].get("tags", []))
-    parameters: dict = {}
-    exec("".join(injected["source"]), parameters)  # the cell papermill injected: assignments only
+    assignments = ast.parse("".join(injected["source"])).body  # the cell papermill injected: assignments only
+    parameters = {node.targets[0].id: ast.literal_eval(node.value) for node in assignments}
     assert parameters["keep_dir"] == "." and not Path(parameters["run_dir"]).is_absolute()  # relative to the copy
     assert (copy.parent / parameters["run_dir"]).resolve() == tiny.run_dir.resolve()
     with pytest.raises(FileExistsError, match="exists \\(your copy\\)"):
