@@ -65,7 +65,7 @@ def explorer_screenshot(browser) -> None:
                             for line in "".join(parameters["source"]).splitlines(keepends=True)]
     # the README shows the explorer moved: halfway to melody B, denser, at a low temperature
     notebook["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": [
-        "panel.number_a.value, panel.number_b.value = 12, 40\n",
+        "panel.number_a.value, panel.number_b.value = '12', 40\n",
         "panel.alpha.value, panel.ks['note_density'].value, panel.temperature.value = 0.3, 1.5, 0.3\n",
         "print('screenshot state set')",
     ]})
