@@ -315,7 +315,7 @@ def piano_roll_svg(tokens: np.ndarray) -> str:
 
     parts = [(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        'font-family="sans-serif" font-size="9" style="background: white">'
+        'font-family="sans-serif" font-size="9" style="background: white; width: 100%; height: auto">'
     )]
     for pitch in range(low, high + 1):
         if pitch % 12 in plots.BLACK_KEY_PITCH_CLASSES:
@@ -356,7 +356,7 @@ def melody_card(tokens: np.ndarray, title: str) -> str:
     notation = base64.b64encode(render.notation_svg(tokens).encode()).decode("ascii")
     audio = base64.b64encode(wav_bytes(render.synthesize(tokens, render.DEFAULT_SAMPLE_RATE), render.DEFAULT_SAMPLE_RATE)).decode("ascii")
     return (
-        f'<div style="max-width: 460px; margin-bottom: 16px"><div style="font-weight: bold; margin-bottom: 4px">{label}</div>'
+        f'<div style="width: 400px; max-width: 100%; margin: 0 16px 16px 0"><div style="font-weight: bold; margin-bottom: 4px">{label}</div>'
         f'<img src="data:image/svg+xml;base64,{notation}" alt="notation of {label}" style="width: 100%; background-color: white">'
         f'<div role="img" aria-label="piano roll of {label}">{piano_roll_svg(tokens)}</div>'
         f'<audio controls src="data:audio/wav;base64,{audio}" style="width: 100%"></audio></div>'
@@ -458,8 +458,11 @@ class ExplorerPanel:
         self.alpha = widgets.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="A -> B", **wide)
         self.temperature = widgets.FloatSlider(temperature, min=0.0, max=MAX_TEMPERATURE, step=0.05, description="temperature", **wide)
         self.seed = widgets.IntText(seed, description="seed", **wide)
-        self.ks = {
-            name: widgets.FloatSlider(0.0, min=-K_LIMIT, max=K_LIMIT, step=0.25, description=EXPLORER_LABELS[name], **wide)
+        self.ks = {  # long names: a fixed label column keeps the sliders long and aligned
+            name: widgets.FloatSlider(
+                0.0, min=-K_LIMIT, max=K_LIMIT, step=0.25, description=EXPLORER_LABELS[name],
+                style={"description_width": "210px"}, layout=widgets.Layout(width="420px"),
+            )
             for name in explorer.vectors
         }
         self.keep = widgets.Button(description="keep", tooltip=f"append to {KEPT_MIDI} in {self.keep_dir}")
@@ -525,7 +528,8 @@ class ExplorerPanel:
         key = (choice.melody_a.tobytes(), choice.melody_b.tobytes(), choice.alpha)
         self.decoded = decode_between(self.explorer, choice, self._encode(choice.melody_a), self._encode(choice.melody_b), self._unmoved.get(key))
         self._unmoved = {key: self.decoded.unmoved}
-        self.view.value = melody_html(self.decoded, "the current melody")
+        where = f"A -> B {choice.alpha:.2f}, temperature {choice.temperature:.2f}, seed {choice.seed}"
+        self.view.value = melody_html(self.decoded, f"the current melody ({where})")
         self.seconds = time.perf_counter() - started
         self.status.value = f"decoded and drawn in {self.seconds * 1000:.0f} ms" + (f"; {note}" if note else "")
 
