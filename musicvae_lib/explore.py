@@ -700,7 +700,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-dir", type=Path, default=DEFAULT_KEEP_DIR, help="where 'keep' writes kept.mid (default: results/local/explore)")
     parser.add_argument("--out", type=Path, default=None, help="the copy (default: KEEP_DIR/08_explore.ipynb)")
     args = parser.parse_args(argv)
-    path = prepare_notebook(args.run_dir, args.keep_dir, args.out)
+    try:
+        path = prepare_notebook(args.run_dir, args.keep_dir, args.out)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
     print(f"wrote {path}\nopen it with: .venv/bin/jupyter lab {path}")
 
 

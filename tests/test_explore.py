@@ -430,3 +430,7 @@ def test_prepare_notebook_writes_a_copy_set_to_the_run(tiny, tmp_path):
         explore.prepare_notebook(tiny.run_dir, keep_dir=tmp_path / "keep")
     with pytest.raises(ValueError, match="which is committed"):
         explore.prepare_notebook(tiny.run_dir, keep_dir=REFERENCE_RUN / "explore")
+    with pytest.raises(SystemExit, match="error: .* exists \\(your copy\\)"):  # the command says so without a traceback
+        explore.main(["--run-dir", str(tiny.run_dir), "--keep-dir", str(tmp_path / "keep")])
+    with pytest.raises(SystemExit, match="error: no trained model at"):
+        explore.main(["--run-dir", str(tmp_path), "--keep-dir", str(tmp_path / "other")])
