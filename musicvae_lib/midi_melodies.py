@@ -72,6 +72,9 @@ SKIP_NO_16_STEP_BARS = "no 4/4 or 2/2 section"
 SKIP_NO_WINDOW = "no melody long enough for a window"
 
 MELODY_PROGRAMS = range(32)  # Magenta's MEL_PROGRAMS: piano, chromatic percussion, organ, guitar
+# General MIDI's pitched families, piano to ethnic (0-111); 112-127 are its percussive and sound-effect
+# families. The explorer reads any of these: folk tunes come as flute (73) or fiddle (40, 110).
+PITCHED_PROGRAMS = range(112)
 DEFAULT_MAX_BARS = 100  # cat-mel_2bar: "Truncate long melodies before slicing."
 GAP_STEPS = STEPS_PER_BAR  # gap_bars=1: a bar of silence after a note ends the melody
 DRUM_CHANNEL = 9  # pretty_midi: channel 10 (0-based 9) is a drum kit
@@ -92,6 +95,32 @@ class MidiWindows:
     """
 
     windows: np.ndarray
+    skip_reason: str | None
+
+
+@dataclass(frozen=True)
+class MidiMelody:
+    """One melody of a MIDI file as Magenta's extractor cuts it, with where it lies in the file.
+
+    ``tokens``: uint8 [n_bars * 16], whole bars from the bar of its first note. ``first_bar`` counts
+    bars (0-based) from the start of its ``piece``, the stretch of the file between tempo or
+    time-signature changes (piece 0 from the file's start: in a file without such changes, the
+    bars of the score). ``track`` is the 0-based MTrk chunk, ``channel`` 0-based.
+    """
+
+    tokens: np.ndarray
+    track: int
+    channel: int
+    program: int
+    piece: int
+    first_bar: int
+
+
+@dataclass(frozen=True)
+class MidiMelodies:
+    """The melodies of one MIDI file in file order (by piece, instrument, time), or why there is none."""
+
+    melodies: list[MidiMelody]
     skip_reason: str | None
 
 
@@ -126,6 +155,60 @@ def melody_windows_from_midi(
     return MidiWindows(windows, None if len(windows) else SKIP_NO_WINDOW)
 
 
+def melodies_from_midi_bytes(
+    data: bytes, programs: range = MELODY_PROGRAMS, max_bars: int = DEFAULT_MAX_BARS
+) -> MidiMelodies:
+    """The melodies ``melody_windows_from_midi`` cuts its windows from, in file order, from a file's bytes.
+
+    The same reading (notes, pieces, quantization, extraction), but the notes of any General MIDI
+    program in ``programs`` count (``PITCHED_PROGRAMS`` for every pitched instrument), drums never.
+    A bad file gives no melodies and a ``SKIP_*`` reason, where ``SKIP_NO_MELODY_PROGRAM`` means
+    no note of ``programs``. Cut a melody's windows with ``windows_at_bars``.
+    """
+    _window_steps(1, max_bars)
+    if not data:
+        return MidiMelodies([], SKIP_EMPTY_FILE)
+    try:
+        midi = _read_midi(data)
+    except _UnreadableMidi:
+        return MidiMelodies([], SKIP_CORRUPT)
+    notes = _pretty_midi_notes(midi)
+    kept = _melody_notes(notes, programs)
+    if not kept.any():
+        drums_only = len(notes.pitch) > 0 and bool((notes.channel == DRUM_CHANNEL).all())
+        return MidiMelodies([], SKIP_DRUMS_ONLY if drums_only else SKIP_NO_MELODY_PROGRAM)
+    quantized = _quantize_in_pieces(midi, notes)
+    kept &= quantized.in_16_step_bars
+    if not kept.any():
+        return MidiMelodies([], SKIP_NO_16_STEP_BARS)
+    found = _melodies(notes, quantized, kept, STEPS_PER_BAR * max_bars)
+    melodies = [
+        MidiMelody(
+            found.tokens[start : start + length],
+            int(instrument // (16 * 128)),
+            int(instrument // 128 % 16),
+            int(instrument % 128),
+            int(piece),
+            int(origin // STEPS_PER_BAR),
+        )
+        for start, length, instrument, piece, origin in zip(
+            found.starts, found.lengths, found.instrument, found.piece, found.origin
+        )
+    ]
+    return MidiMelodies(melodies, None)
+
+
+def windows_at_bars(tokens: np.ndarray, bars_per_window: int = BARS_PER_WINDOW) -> np.ndarray:
+    """Windows of a melody (tokens [n_bars * 16]) starting at each of its bars, in time order.
+
+    uint8 [max(n_bars - bars_per_window + 1, 0), bars_per_window * 16]: row k starts at bar k, as
+    Magenta slices a melody (NOTE_OFFs before a window's first note become NO_EVENT); not deduplicated.
+    """
+    window_steps = _window_steps(bars_per_window, bars_per_window)
+    tokens = np.asarray(tokens, dtype=TOKEN_DTYPE)
+    return _windows_at_bars(tokens, np.array([0]), np.array([len(tokens)]), window_steps)
+
+
 def _window_steps(bars_per_window: int, max_bars: int) -> int:
     """Steps per window, after checking the arguments a caller can get wrong."""
     if not isinstance(bars_per_window, int) or bars_per_window < 1:
@@ -142,10 +225,10 @@ def _skipped(window_steps: int, reason: str) -> MidiWindows:
     return MidiWindows(np.zeros((0, window_steps), dtype=TOKEN_DTYPE), reason)
 
 
-def _melody_notes(notes: _Notes) -> np.ndarray:
+def _melody_notes(notes: _Notes, programs: range = MELODY_PROGRAMS) -> np.ndarray:
     """bool [n_notes]: what the converter keeps (``is_valid``: programs 0-31, pitches 21..108),
     less drums, which the melody extractor skips (``filter_drums``) whatever their program."""
-    in_program = (notes.program >= MELODY_PROGRAMS.start) & (notes.program < MELODY_PROGRAMS.stop)
+    in_program = (notes.program >= programs.start) & (notes.program < programs.stop)
     in_range = (notes.pitch >= MIN_PITCH) & (notes.pitch <= MAX_PITCH)
     return in_program & in_range & (notes.channel != DRUM_CHANNEL)
 
@@ -655,6 +738,9 @@ class _Melodies:
     tokens: np.ndarray  # uint8 [sum(lengths)]
     starts: np.ndarray  # int64 [n_melodies] offset of each melody in ``tokens``
     lengths: np.ndarray  # int64 [n_melodies] steps, whole bars
+    instrument: np.ndarray  # int64 [n_melodies] (track * 16 + channel) * 128 + program
+    piece: np.ndarray  # int64 [n_melodies] piece between time changes
+    origin: np.ndarray  # int64 [n_melodies] step of the piece where the melody starts (a bar line)
 
 
 def _melodies(notes: _Notes, quantized: _Quantized, kept: np.ndarray, max_steps: int) -> _Melodies:
@@ -667,7 +753,7 @@ def _melodies(notes: _Notes, quantized: _Quantized, kept: np.ndarray, max_steps:
     (max_steps_truncate); the next melody is searched from the untruncated end, so the notes cut
     off are lost, as in Magenta. ``kept``: bool [n_notes], the notes the converter keeps.
     """
-    group, start, end, pitch = _onset_leaders(notes, quantized, kept)
+    group, start, end, pitch, instrument, piece = _onset_leaders(notes, quantized, kept)
     new_melody = np.r_[True, (group[1:] != group[:-1]) | (start[1:] - end[:-1] >= GAP_STEPS)]
     melody = np.cumsum(new_melody) - 1
     first = np.flatnonzero(new_melody)
@@ -683,13 +769,13 @@ def _melodies(notes: _Notes, quantized: _Quantized, kept: np.ndarray, max_steps:
     tokens[(starts[melody] + start)[onset]] = pitch[onset] - MIN_PITCH + FIRST_PITCH_TOKEN
     note_off = (end < next_start) & (end < length)  # a note cut by the next one has no NOTE_OFF
     tokens[(starts[melody] + end)[note_off]] = NOTE_OFF
-    return _Melodies(tokens, starts, lengths)
+    return _Melodies(tokens, starts, lengths, instrument[first], piece[first], origin)
 
 
 def _onset_leaders(
     notes: _Notes, quantized: _Quantized, kept: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(group, start step, end step, pitch), int64 [n_leaders], of the notes that lead their onset.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(group, start step, end step, pitch, instrument key, piece), int64 [n_leaders], of the notes that lead their onset.
 
     A group is a (piece, instrument). ``Melody.from_quantized_sequence`` sorts an instrument's
     notes by (start step, -pitch), stably after the piece's sort by start time, and skips a note
@@ -698,24 +784,31 @@ def _onset_leaders(
     """
     instrument_key = ((notes.track * 16 + notes.channel) * 128 + notes.program)[kept]
     _, instrument = np.unique(instrument_key, return_inverse=True)
-    group = quantized.piece[kept] * (instrument.max() + 1) + instrument
+    piece = quantized.piece[kept]
+    group = piece * (instrument.max() + 1) + instrument
     start, end, pitch = quantized.start_step[kept], quantized.end_step[kept], notes.pitch[kept]
     order = np.lexsort((quantized.start_seconds[kept], -pitch, start, group))
     group, start, end, pitch = group[order], start[order], end[order], pitch[order]
+    instrument_key, piece = instrument_key[order], piece[order]
     leads = np.r_[True, (group[1:] != group[:-1]) | (start[1:] != start[:-1])]
-    return group[leads], start[leads], end[leads], pitch[leads]
+    return group[leads], start[leads], end[leads], pitch[leads], instrument_key[leads], piece[leads]
 
 
 def _unique_windows(melodies: _Melodies, window_steps: int) -> np.ndarray:
-    """uint8 [n_unique, window_steps] windows at every bar of every melody, deduplicated.
+    """uint8 [n_unique, window_steps] windows at every bar of every melody, deduplicated."""
+    return np.unique(_windows_at_bars(melodies.tokens, melodies.starts, melodies.lengths, window_steps), axis=0)
+
+
+def _windows_at_bars(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, window_steps: int) -> np.ndarray:
+    """uint8 [n_windows, window_steps] windows at every bar of every melody laid end to end in ``tokens``, in order.
 
     As Magenta's converter slices a ``Melody``: the slice is a new Melody, whose NOTE_OFFs before
     its first note-on become NO_EVENT.
     """
-    counts = np.maximum((melodies.lengths - window_steps) // STEPS_PER_BAR + 1, 0)
+    counts = np.maximum((lengths - window_steps) // STEPS_PER_BAR + 1, 0)
     nth = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    window_starts = np.repeat(melodies.starts, counts) + STEPS_PER_BAR * nth
-    windows = melodies.tokens[window_starts[:, None] + np.arange(window_steps)]  # (W, window_steps)
+    window_starts = np.repeat(starts, counts) + STEPS_PER_BAR * nth
+    windows = tokens[window_starts[:, None] + np.arange(window_steps)]  # (W, window_steps)
     before_first_note = np.cumsum(windows >= FIRST_PITCH_TOKEN, axis=1) == 0
     windows[before_first_note & (windows == NOTE_OFF)] = NO_EVENT
-    return np.unique(windows, axis=0)
+    return windows

@@ -11,9 +11,9 @@ read. Its layout, relative to the folder (the chapter that writes each entry in 
     training_baseline/               [03] the baseline's, with ``baseline_preset``
     prior/                           [03] mixture.npz, choice.json: the latent prior generation draws from
     generation/                      [04] generated.npz;  midi/ [04] the generated melodies as MIDI
-    explore/                         [08] kept.mid
     figures/, tables/                every chapter
 
+The explorer (08) writes nothing here: what a user keeps goes to results/local/explore/.
 A training folder holds steps.csv, epochs.csv, checkpoint.pt, model.pt and done.json (``training``).
 A chapter run out of order (by hand, in JupyterLab) stops at once: ``require_outputs`` and
 ``CHAPTER_OUTPUTS`` name the notebook to run first, with the command that runs it. This module
@@ -60,8 +60,6 @@ PRIOR_CHOICE = PRIOR / "choice.json"
 GENERATION = Path("generation")
 GENERATED = GENERATION / "generated.npz"  # the sets of notebook 04, keyed by generate.set_name(temperature)
 MIDI = Path("midi")
-
-KEPT_MIDI = Path("explore") / "kept.mid"  # the explorer's melodies kept so far, a bar of rest between
 
 FIGURES = Path("figures")
 TABLES = Path("tables")

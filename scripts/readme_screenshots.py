@@ -23,6 +23,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from musicvae_lib import explore
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 IMAGES = REPOSITORY / "docs" / "images"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -63,13 +65,12 @@ def page_screenshot(browser) -> None:
 
 def explorer_screenshot(browser) -> None:
     folder = Path(tempfile.mkdtemp())
-    notebook = json.loads((REPOSITORY / "notebooks" / "08_explore.ipynb").read_text())
-    parameters = next(cell for cell in notebook["cells"] if "parameters" in cell["metadata"].get("tags", []))
-    parameters["source"] = [line if not line.startswith("run_dir") else f'run_dir = "{REPOSITORY / "results" / "default"}"'
-                            for line in "".join(parameters["source"]).splitlines(keepends=True)]
+    # the copy the README has users open, set to the committed run (python -m musicvae_lib.explore)
+    copy = explore.prepare_notebook(REPOSITORY / "results" / "default", out=folder / "08_explore.ipynb")
+    notebook = json.loads(copy.read_text())
     # the README shows the explorer moved: halfway to melody B, denser, at a low temperature
     notebook["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": [
-        "panel.number_a.value, panel.number_b.value = 12, 40\n",
+        "panel.number_a.value, panel.number_b.value = '12', 40\n",
         "panel.alpha.value, panel.ks['note_density'].value, panel.temperature.value = 0.3, 1.5, 0.3\n",
         "print('screenshot state set')",
     ]})

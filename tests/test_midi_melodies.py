@@ -24,8 +24,11 @@ from musicvae_lib.midi_melodies import (
     SKIP_NO_16_STEP_BARS,
     SKIP_NO_MELODY_PROGRAM,
     SKIP_NO_WINDOW,
+    PITCHED_PROGRAMS,
     MidiWindows,
+    melodies_from_midi_bytes,
     melody_windows_from_midi,
+    windows_at_bars,
 )
 from musicvae_lib.representation import MAX_PITCH, MIN_PITCH, NO_EVENT, NOTE_OFF, pitch_to_token
 
@@ -462,6 +465,31 @@ def test_random_files_agree_with_magenta(tmp_path_factory, midi, bars):
     path = tmp_path_factory.getbasetemp() / "random.mid"
     midi.save(path)
     assert_same_as_magenta(path, bars=bars)
+
+
+@settings(max_examples=30, deadline=None)
+@given(midi=small_midi_files(), bars=st.sampled_from([1, 2]))
+def test_melodies_in_file_order_give_the_same_windows(tmp_path_factory, midi, bars):
+    """The explorer's reading (melodies with their place, windows by bar) cuts exactly the data chapter's windows."""
+    path = tmp_path_factory.getbasetemp() / "random_melodies.mid"
+    midi.save(path)
+    found = melody_windows_from_midi(path, bars_per_window=bars)
+    melodies = melodies_from_midi_bytes(path.read_bytes())
+    assert melodies.skip_reason == (found.skip_reason if found.skip_reason != SKIP_NO_WINDOW else None)
+    cut = [windows_at_bars(melody.tokens, bars) for melody in melodies.melodies]
+    assert {tuple(w) for windows in cut for w in windows} == as_set(found)
+
+
+def test_pitched_programs_read_a_fiddle_with_its_track_channel_and_bar(tmp_path):
+    fiddle = line((None, 20), (G4, 4), (A4, 8), (C4, 16), (D4, 8))  # starts in bar 2
+    path = write_song(tmp_path / "reel.mid", [(VIOLIN, 2, fiddle), (PIANO, 0, line((C4, 32)))])
+    assert [m.program for m in melodies_from_midi_bytes(path.read_bytes()).melodies] == [PIANO]  # Magenta's programs 0-31
+    melodies = melodies_from_midi_bytes(path.read_bytes(), PITCHED_PROGRAMS).melodies
+    violin = next(m for m in melodies if m.program == VIOLIN)
+    assert (violin.track, violin.channel, violin.piece, violin.first_bar) == (1, 2, 0, 1)  # track 0 is the conductor
+    assert tuple(violin.tokens) == tokens((X, 4), (G4, 4), (A4, 8), (C4, 16), (D4, 8), (NOTE_OFF, 8))
+    assert [tuple(w) for w in windows_at_bars(violin.tokens)] == [tuple(violin.tokens[:32]), tuple(violin.tokens[16:])]
+    assert windows_at_bars(violin.tokens[:16]).shape == (0, 32)
 
 
 # --- Arguments and the worker pool -------------------------------------------------------------
