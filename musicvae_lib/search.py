@@ -59,6 +59,9 @@ METRIC_COLUMNS = (
     "negative_elbo_nats", "reconstruction_nats", "kl_bits", "teacher_forced_accuracy", "greedy_accuracy",
     "sampling_accuracy", "active_dimensions", "epochs", "best_epoch", "steps", "minutes", "stopped", "eval_windows",
 )
+# results_table's columns that depend on the machine and its load, not on the seed: notebook 02 writes them apart
+# (tables/02_grid_machine.csv), so that tables/02_grid.csv is byte-identical between two runs of one profile
+MACHINE_COLUMNS = ("minutes", "host")
 
 
 @dataclass(frozen=True)
