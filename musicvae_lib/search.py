@@ -348,7 +348,9 @@ def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
         "rule": SELECTION_RULE.format(margin=applied), "margin": applied, "margin_set": margin, "seed_noise": noise,
         "lead": lead, "separated": lead > applied + 1e-12, "best_sampling_accuracy": accuracies[0],
         "eligible_points": len(eligible), "last_rung_points": len(rows),
-        **chosen[["beta", "free_nats", "folder", *METRIC_COLUMNS, "rung", "rerun_sampling_accuracy"]].to_dict(),  # Python values
+        # not the MACHINE_COLUMNS: choice.json, like tables/02_grid.csv, is then the same on every run of the same seed
+        **chosen[["beta", "free_nats", "folder", *(name for name in METRIC_COLUMNS if name not in MACHINE_COLUMNS), "rung",
+                  "rerun_sampling_accuracy"]].to_dict(),  # Python values
     }
 
 
