@@ -4,8 +4,8 @@ Runs ``profiles/repro.toml`` (notebooks 01-07 at sizes that still run every step
 with two rungs and a re-run, the scheduled-sampling recipe, every analysis) twice, into two
 folders, and compares every file of the two run folders byte for byte, but for the files named in
 ``EXCLUDED`` (they hold wall times or the run folder's own path) and, in the files of
-``TIMED_COLUMNS`` and ``TIMED_KEYS``, the named wall-time columns and keys (the rest of them still
-compared byte for byte). Both runs share one window cache: the first parses the corpus (when the
+``TIMED_COLUMNS`` and ``TIMED_KEYS``, the named wall-time columns and keys (their other columns
+still compared as written, their other keys by exact value). Both runs share one window cache: the first parses the corpus (when the
 cache is cold), the second reads the cache, so a cache that changed a window would show too.
 """
 
@@ -31,7 +31,7 @@ EXCLUDED = {
     "study.db": "Optuna's SQLite database: each trial's start and end time, and the pid of the process that ran it",
     "02_grid_machine.csv": "where and how long each grid point trained (search.MACHINE_COLUMNS: minutes, host)",
 }
-# Files compared without their wall-time columns (CSV) or keys (JSON); every other column and key byte for byte.
+# Files compared without their wall-time columns (CSV, the other fields as written) or keys (JSON, the others by exact value).
 TIMED_COLUMNS = {training.EPOCHS_LOG: training.TIMING_COLUMNS}  # an epoch's seconds and sequences per second
 TIMED_KEYS = {training.DONE_FILE: ("training_seconds",)}
 
