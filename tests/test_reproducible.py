@@ -91,3 +91,19 @@ def test_the_comparison_covers_every_kind_of_result(two_runs):
     assert all(counts.values()), f"no file of some kinds compared: {counts}"
     tables = {name for name in files if name.startswith("tables/")}
     assert {"tables/02_grid.csv", "tables/03_reconstruction.csv", "tables/07_latent_summary.csv"} <= tables
+
+
+def test_only_the_named_wall_times_are_left_out_of_the_comparison(tmp_path):
+    header = ",".join(training.EPOCH_COLUMNS)
+    values = {name: "1.5" for name in training.EPOCH_COLUMNS}
+    for name, seconds, loss in (("a", "12.0", "1.5"), ("b", "47.25", "1.5"), ("c", "12.0", "1.50000001")):
+        (tmp_path / name).mkdir()
+        row = values | {"seconds": seconds, "sequences_per_second": seconds, "train/loss": loss}
+        (tmp_path / name / training.EPOCHS_LOG).write_text(f"{header}\n{','.join(row[n] for n in training.EPOCH_COLUMNS)}\n")
+        (tmp_path / name / training.DONE_FILE).write_text(json.dumps({"steps": 7, "training_seconds": float(seconds), "loss": loss}))
+        (tmp_path / name / "02_grid_machine.csv").write_text(f"minutes\n{seconds}\n")
+    a, b, c = (compared_files(tmp_path / name) for name in "abc")
+    assert a == b == c == {training.EPOCHS_LOG, training.DONE_FILE}
+    for name in a:
+        assert comparable(tmp_path / "a" / name) == comparable(tmp_path / "b" / name)  # only wall times differ
+        assert comparable(tmp_path / "a" / name) != comparable(tmp_path / "c" / name)  # a result differs
