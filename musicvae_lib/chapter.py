@@ -111,4 +111,5 @@ GRID_COLUMNS = {
 def grid_table(table: pd.DataFrame) -> pd.io.formats.style.Styler:
     """``search.results_table``'s ``GRID_COLUMNS`` under their short headers, each number to its precision: fits a page."""
     shown = table[list(GRID_COLUMNS)].rename(columns={name: short for name, (short, _) in GRID_COLUMNS.items()})
-    return shown.style.hide(axis="index").format(dict(GRID_COLUMNS.values()), na_rep="")
+    # a fixed id: pandas draws a random one per table, and the executed notebook would differ from run to run
+    return shown.style.set_uuid("grid").hide(axis="index").format(dict(GRID_COLUMNS.values()), na_rep="")

@@ -416,6 +416,9 @@ def _midi_paths(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         skips.append((SKIP_FOLDER_NOT_LISTED, str(Path(error.filename).relative_to(root))))
 
     for directory, subdirectories, names in os.walk(root, onerror=not_listed, followlinks=True):
+        # the file system's listing order: sorted, so that of two linked paths to one folder the same (the first in
+        # sorted order) is searched on every machine and run, and the skips come in the same order
+        subdirectories.sort()
         real = os.path.realpath(directory)
         if real in searched:
             subdirectories.clear()

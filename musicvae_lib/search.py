@@ -57,6 +57,9 @@ METRIC_COLUMNS = (
     "negative_elbo_nats", "reconstruction_nats", "kl_bits", "teacher_forced_accuracy", "greedy_accuracy",
     "sampling_accuracy", "active_dimensions", "epochs", "best_epoch", "steps", "minutes", "stopped", "eval_windows",
 )
+# results_table's columns that depend on the machine and its load, not on the seed: notebook 02 writes them apart
+# (tables/02_grid_machine.csv), so that tables/02_grid.csv is byte-identical between two runs of one profile
+MACHINE_COLUMNS = ("minutes", "host")
 
 
 @dataclass(frozen=True)
@@ -350,7 +353,9 @@ def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
         "rule": SELECTION_RULE.format(margin=applied), "margin": applied, "margin_set": margin, "seed_noise": noise,
         "lead": lead, "separated": lead > applied + 1e-12, "best_sampling_accuracy": accuracies[0],
         "eligible_points": len(eligible), "last_rung_points": len(rows),
-        **chosen[["beta", "free_nats", "folder", *METRIC_COLUMNS, "rung", "rerun_sampling_accuracy"]].to_dict(),  # Python values
+        # not the MACHINE_COLUMNS: choice.json, like tables/02_grid.csv, is then the same on every run of the same seed
+        **chosen[["beta", "free_nats", "folder", *(name for name in METRIC_COLUMNS if name not in MACHINE_COLUMNS), "rung",
+                  "rerun_sampling_accuracy"]].to_dict(),  # Python values
     }
 
 

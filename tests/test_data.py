@@ -236,6 +236,17 @@ def test_a_linked_folder_is_searched_and_a_link_loop_ends(tmp_path):
     assert window_set.tunes["path"].tolist() == ["linked/b.mid", "own/a.mid"]
 
 
+def test_a_folder_reached_by_several_links_is_named_by_the_first_in_sorted_order(tmp_path):
+    # os.walk lists sub-folders in the file system's order; the scan must not depend on it
+    folder = tmp_path / "midi"
+    (folder / "m_real").mkdir(parents=True)
+    write_melody(folder / "m_real" / "a.mid")
+    for name in ("z_link", "b_link", "y_link", "c_link"):  # created out of order
+        (folder / name).symlink_to(folder / "m_real", target_is_directory=True)
+    scan = data.scan_midi_folder(folder)
+    assert [file.relative_to(folder).as_posix() for file in scan.files] == ["b_link/a.mid"]
+
+
 class _CapabilityHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
