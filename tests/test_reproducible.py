@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from musicvae_lib import runner
-from musicvae_lib import train as training
+from musicvae_lib import training
 
 PROFILE = "repro"
 
