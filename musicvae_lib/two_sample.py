@@ -22,8 +22,8 @@ answer); per-window features follow features.py (NaN where undefined).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
