@@ -3,10 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import scale_windows
+
 from musicvae_lib import two_sample
-from musicvae_lib.representation import NOTE_OFF, Note, notes_to_tokens
+from musicvae_lib.representation import Note, notes_to_tokens
 
 C4, E4, G4 = 60, 64, 67
 
