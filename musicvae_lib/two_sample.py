@@ -396,6 +396,12 @@ def realism_table(
     return table[columns], separating
 
 
+def separating_table(separating: Mapping[str, pd.DataFrame], top: int = 10) -> pd.DataFrame:
+    """The ``top`` rows of each set's ``univariate_auc`` in one table, a ``set`` column first: what a run folder keeps."""
+    return pd.concat([table.head(top).assign(set=name) for name, table in separating.items()], ignore_index=True)[
+        ["set", "feature", "auc", "separation", "mean_real", "mean_other"]]
+
+
 def describe_separating(separating: pd.DataFrame, top: int = 3) -> str:
     """The ``top`` features of ``univariate_auc`` in words: 'note-offs (0.53 against 0.30 in real melodies, AUC 0.70)'."""
     parts = [
