@@ -97,7 +97,8 @@ def melody_features(windows: np.ndarray) -> pd.DataFrame:
 
     classes = _per_window_counts(notes.window, notes.pitch_midi % N_PITCH_CLASSES, n, N_PITCH_CLASSES)
     columns |= {f"pitch class {name}": classes[:, c] for c, name in enumerate(PITCH_CLASS_NAMES)}
-    first_note = np.r_[True, notes.window[1:] != notes.window[:-1]]
+    first_note = np.ones(len(notes.window), dtype=bool)  # empty when no window of the set has a note
+    first_note[1:] = notes.window[1:] != notes.window[:-1]
     first_pitch = np.zeros(n, dtype=np.int64)
     first_pitch[notes.window[first_note]] = notes.pitch_midi[first_note]
     relative = (notes.pitch_midi - first_pitch[notes.window]) % N_PITCH_CLASSES

@@ -45,6 +45,13 @@ def test_melody_features_count_what_a_hand_built_melody_holds():
     assert np.isnan(empty["pitch range"]) and np.isnan(empty["lowest pitch"]) and np.isnan(empty["highest pitch"])
 
 
+def test_melody_features_of_a_set_without_any_note():
+    table = two_sample.melody_features(np.zeros((3, 32), np.uint8))  # an untrained decoder's reconstructions, say
+    assert table.shape == (3, 90)
+    assert (table["notes"] == 0).all() and (table["silent steps"] == 32).all()
+    assert table["pitch range"].isna().all() and (table["0 above the first note"] == 0).all()
+
+
 def test_melody_features_pool_wide_intervals_and_long_notes():
     window = melody((0, 20, C4), (20, 24, C4 + 14), (24, 28, C4 - 1))  # up 14, down 15; one note of 20 steps
     row = two_sample.melody_features(window).iloc[0]
