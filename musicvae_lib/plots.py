@@ -445,7 +445,7 @@ def two_sample_aucs(realism: pd.DataFrame, ax: Axes, title: str) -> Axes:
     ax.axvline(0.5, color="0.5", linestyle=":")
     ax.set_yticks(y, list(rows["set"]))
     ax.invert_yaxis()
-    ax.set_xlim(0.4, 1.0)
+    ax.set_xlim(0.4, 1.02)
     ax.set(title=title, xlabel="ROC AUC against test melodies (0.5 = indistinguishable), 95% interval", ylabel="set")
     return ax
 
@@ -459,7 +459,7 @@ def separating_features(separating: pd.DataFrame, ax: Axes, title: str, top: int
     ax.invert_yaxis()
     ax.set_xlim(0.0, 1.0)
     ax.set(title=title, xlabel="ROC AUC of the feature alone (> 0.5: more in the set than in test melodies)",
-           ylabel="feature (count per melody)")
+           ylabel="feature (per melody)")
     return ax
 
 
