@@ -374,7 +374,8 @@ def realism_table(
     ``sets`` maps a name to windows: generated sets, and the real baselines a reader compares
     them with, e.g. a training sample (the floor: two real sets that differ only by split) and
     reconstructions. Each set is tested against the test melodies cut to its size with ``seed``
-    (``equal_samples``, the same test sample for sets of one size). Columns: set, melodies,
+    (``equal_samples``, the same test sample for sets of one size). Columns: set, melodies (of the
+    set), tested (melodies of each side in E1 and E2: the smaller of the set and the test melodies),
     auc, auc_low, auc_high, auc_fold_std (``two_sample_test``), precision, recall
     (``precision_recall``), then ``novelty_table``'s columns; the novelty of the test melodies
     themselves is its first row, "test", with no AUC.
@@ -385,14 +386,14 @@ def realism_table(
         real, other = equal_samples(test, checked_set(windows, name), np.random.default_rng(seed))
         tested = two_sample_test(real, other, seed, folds, n_bootstrap)
         fidelity = precision_recall(real, other, k)
-        rows.append({"set": name, "auc": tested.auc, "auc_low": tested.low, "auc_high": tested.high,
+        rows.append({"set": name, "tested": tested.n_per_set, "auc": tested.auc, "auc_low": tested.low, "auc_high": tested.high,
                      "auc_fold_std": float(np.std(tested.fold_aucs)), "precision": fidelity.precision,
                      "recall": fidelity.recall})
         separating[name] = tested.separating
     novelty = novelty_table(sets, test, training_windows, seed, max_reference)
-    table = novelty.merge(pd.DataFrame(rows, columns=["set", "auc", "auc_low", "auc_high", "auc_fold_std",
+    table = novelty.merge(pd.DataFrame(rows, columns=["set", "tested", "auc", "auc_low", "auc_high", "auc_fold_std",
                                                       "precision", "recall"]), on="set", how="left")
-    columns = ["set", "melodies", "auc", "auc_low", "auc_high", "auc_fold_std", "precision", "recall",
+    columns = ["set", "melodies", "tested", "auc", "auc_low", "auc_high", "auc_fold_std", "precision", "recall",
                "copy_rate", "nn_distance_median", "nn_distance_q25", "closer_than_test"]
     return table[columns], separating
 

@@ -162,11 +162,12 @@ def test_novelty_table_keeps_the_name_test_for_the_reference():
 
 def test_realism_table_sets_each_set_beside_the_floor_and_the_test_melodies():
     training, test = scale_windows(60, 0), scale_windows(40, 1)
-    sets = {"train": scale_windows(40, 2), "unreal": quarter_note_windows(40, 3)}
+    sets = {"train": scale_windows(40, 2), "unreal": quarter_note_windows(50, 3)}
     table, separating = two_sample.realism_table(sets, test, training, seed=0, n_bootstrap=20)
     table = table.set_index("set")
     assert list(table.index) == ["test", "train", "unreal"]
-    assert np.isnan(table.loc["test", "auc"])
+    assert np.isnan(table.loc["test", "auc"]) and np.isnan(table.loc["test", "tested"])
+    assert (table.loc["unreal", "melodies"], table.loc["unreal", "tested"]) == (50, 40)  # cut to the test melodies
     assert table.loc["unreal", "auc"] > 0.95 > table.loc["train", "auc"]
     assert (table.loc["train", "precision"], table.loc["train", "recall"]) == (1.0, 1.0)
     assert table.loc["unreal", "copy_rate"] == 0.0 and table.loc["train", "copy_rate"] == 1.0
