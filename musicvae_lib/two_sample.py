@@ -16,8 +16,9 @@ A set that passes has an AUC near that of two real sets (a training sample again
 melodies: the floor, as the splits hold different tunes), precision and recall near theirs, and
 no more copies and no smaller distances to training than the test melodies have.
 
-Empty rule: every function here raises ValueError for an empty set (a test on no melody has no
-answer); per-window features follow features.py (NaN where undefined).
+Empty rule: the tests (``two_sample_test``, ``precision_recall``, ``novelty_table``,
+``realism_table``) raise ValueError for a set without melodies, since a test on no melody has no
+answer; per-melody features follow features.py (NaN where undefined).
 """
 
 from __future__ import annotations
