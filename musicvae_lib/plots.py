@@ -432,6 +432,37 @@ def overlap_intervals(comparison: pd.DataFrame, ax: Axes, title: str) -> Axes:
     return ax
 
 
+def two_sample_aucs(realism: pd.DataFrame, ax: Axes, title: str) -> Axes:
+    """Each set's two-sample ROC AUC against the test melodies with its 95% interval (``two_sample.realism_table``).
+
+    Rows without an AUC (the test melodies themselves) are left out; a dotted line marks chance, 0.5.
+    """
+    rows = realism.dropna(subset=["auc"])
+    colors = set_colors(list(rows["set"]))
+    y = np.arange(len(rows))
+    ax.hlines(y, rows["auc_low"], rows["auc_high"], color=[colors[name] for name in rows["set"]], linewidth=2)
+    ax.scatter(rows["auc"], y, color=[colors[name] for name in rows["set"]], zorder=3)
+    ax.axvline(0.5, color="0.5", linestyle=":")
+    ax.set_yticks(y, list(rows["set"]))
+    ax.invert_yaxis()
+    ax.set_xlim(0.4, 1.02)
+    ax.set(title=title, xlabel="ROC AUC against test melodies (0.5 = indistinguishable), 95% interval", ylabel="set")
+    return ax
+
+
+def separating_features(separating: pd.DataFrame, ax: Axes, title: str, top: int = 8) -> Axes:
+    """The ``top`` features of ``two_sample.univariate_auc`` as bars from 0.5 to their AUC (right: more in the set)."""
+    rows = separating.head(top)
+    ax.barh(np.arange(len(rows)), rows["auc"] - 0.5, left=0.5, color=COUNT_COLOR)
+    ax.axvline(0.5, color="0.5", linestyle=":")
+    ax.set_yticks(np.arange(len(rows)), list(rows["feature"]))
+    ax.invert_yaxis()
+    ax.set_xlim(0.0, 1.0)
+    ax.set(title=title, xlabel="ROC AUC of the feature alone (> 0.5: more in the set than in test melodies)",
+           ylabel="feature (per melody)")
+    return ax
+
+
 # --- the latent space (notebook 07) ------------------------------------------------------------
 
 

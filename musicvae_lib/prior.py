@@ -146,6 +146,12 @@ class StudyPrior:
             densities[f"mixture, spread {self.spread:g}"] = self.mixture.with_spread(self.spread)
         return densities
 
+    def compared_name(self) -> str:
+        """The key of ``compared_densities`` whose density is ``density``: the row of the prior the study draws from."""
+        if self.name == "normal":
+            return "N(0, I)"
+        return f"mixture, spread {self.spread:g}" if self.spread != 1 else "mixture as fitted"
+
     def sample(self, n: int, seed: int) -> np.ndarray:
         """``n`` draws of z from ``density``, float32 [n, z], from a generator seeded with ``seed``."""
         return self.density.sample(n, np.random.default_rng(seed))

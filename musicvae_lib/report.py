@@ -27,6 +27,7 @@ RECONSTRUCTION_ROWS = {  # 03_reconstruction.csv metric -> how the README names 
     "greedy accuracy (z = mu)": "greedy free-running accuracy, z = mu (A2; target >= 0.95)",
     "sampling accuracy (z ~ q, T = 1, Magenta's eval)": "Magenta's sampling accuracy (paper 0.951; target >= 0.92)",
 }
+RECONSTRUCTED = "reconstructed"  # notebook 04's set of greedy reconstructions: a baseline, shown among the study rows
 SET_ORDER = ("train", "test")  # real sets first, then the generated ones as the tables list them
 
 
@@ -62,6 +63,27 @@ def study_rows(run_dir: Path) -> list[tuple[str, str]]:
     latent = read_csv(run_dir, "07_latent_summary.csv")
     if latent is not None:
         rows += [(row.measure, row.value) for row in latent.itertuples()]
+    return rows + two_sample_rows(run_dir)
+
+
+def auc_with_interval(row: pd.Series) -> str:
+    return f"{row['auc']:.2f} ({row['auc_low']:.2f}-{row['auc_high']:.2f})"
+
+
+def two_sample_rows(run_dir: Path) -> list[tuple[str, str]]:
+    """The two-sample AUC of notebook 04's reconstructions and of notebook 07's draws by prior, each beside the floor."""
+    rows: list[tuple[str, str]] = []
+    generation = read_csv(run_dir, "04_two_sample.csv")
+    if generation is not None and RECONSTRUCTED in set(generation["set"]):
+        by_set = generation.set_index("set")
+        rows.append(("two-sample AUC against test, greedy reconstructions of a training sample (floor: the sample)",
+                     f"{auc_with_interval(by_set.loc[RECONSTRUCTED])}; floor {auc_with_interval(by_set.loc['train'])}"))
+    by_prior = read_csv(run_dir, "07_two_sample_by_prior.csv")
+    if by_prior is not None:
+        drawn = by_prior.dropna(subset=["auc"]).set_index("set")
+        priors = [name for name in drawn.index if name != "train"]
+        rows.append((f"two-sample AUC against test at T = 1 by prior, {' / '.join(priors)} (floor: train)",
+                     " / ".join(f"{drawn.loc[name, 'auc']:.2f}" for name in priors) + f" ({drawn.loc['train', 'auc']:.2f})"))
     return rows
 
 
@@ -92,6 +114,19 @@ def set_rows(run_dir: Path) -> pd.DataFrame | None:
     if diatonic is not None:
         fully = diatonic.set_index("measure").loc["fully diatonic melodies"]
         rows["fully diatonic melodies"] = {k: f"{v:.0%}" for k, v in fully.items()}
+    passing = read_csv(run_dir, "04_two_sample.csv")
+    if passing is not None:
+        passing = passing[passing["set"] != RECONSTRUCTED].set_index("set")
+        tested = passing.dropna(subset=["auc"])
+        rows["two-sample AUC against test, 95% interval (0.5 = indistinguishable)"] = {
+            name: auc_with_interval(row) for name, row in tested.iterrows()}
+        rows["precision / recall against test"] = {
+            name: f"{row['precision']:.2f} / {row['recall']:.2f}" for name, row in tested.iterrows()}
+        novel = passing.drop(index="train", errors="ignore")  # training windows are their own nearest neighbours
+        rows["median distance to the nearest training window (share of steps)"] = {
+            name: f"{value:.2f}" for name, value in novel["nn_distance_median"].items()}
+        rows["closer to training than a test melody (probability; 0.5 = as unseen tunes)"] = {
+            name: f"{value:.2f}" for name, value in novel["closer_than_test"].items()}
     originality = read_csv(run_dir, "06_originality.csv")
     if originality is not None:
         copies = originality.set_index("set")["copy_rate"]

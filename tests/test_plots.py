@@ -380,3 +380,22 @@ def test_training_curves_draw_both_splits_per_epoch_and_lambda_on_the_bits_axis(
     assert lambda_line.get_ydata()[0] == pytest.approx(177.4 / NATS_PER_BIT) == pytest.approx(255.9, abs=0.1)
     assert name.get_text() == "lambda = 177.4 nats = 256 bits" and kl.get_ylim()[1] > 255.9 * 1.1  # named, in view
     assert len(plots.training_curves(epochs).axes[1].get_lines()) == 2  # no lambda, no line
+
+
+def test_two_sample_aucs_draw_one_point_and_interval_per_tested_set():
+    realism = pd.DataFrame({"set": ["test", "train", "T=1"], "auc": [np.nan, 0.63, 1.0],
+                            "auc_low": [np.nan, 0.61, 0.99], "auc_high": [np.nan, 0.65, 1.0]})
+    fig, ax = plt.subplots()
+    plots.two_sample_aucs(realism, ax, "AUC")
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["train", "T=1"]  # the test melodies are the reference
+    assert ax.collections[1].get_offsets()[:, 0].tolist() == [0.63, 1.0]
+    assert ax.get_xlim()[1] > 1.0  # an AUC of 1 stays visible
+    plt.close(fig)
+
+
+def test_separating_features_bars_start_at_chance():
+    separating = pd.DataFrame({"feature": ["note-offs", "interval -2"], "auc": [0.7, 0.3]})
+    fig, ax = plt.subplots()
+    plots.separating_features(separating, ax, "features")
+    assert [(bar.get_x(), round(bar.get_width(), 6)) for bar in ax.patches] == [(0.5, 0.2), (0.5, -0.2)]
+    plt.close(fig)

@@ -120,3 +120,13 @@ def test_a_spread_below_one_narrows_every_component_and_is_kept_by_the_run_folde
     assert list(StudyPrior("mixture", mixture).compared_densities()) == ["N(0, I)", "mixture as fitted"]
     with pytest.raises(ValueError, match="spread"):
         StudyPrior("mixture", mixture, spread=0.0)
+
+
+def test_compared_name_is_the_row_of_the_density_the_study_draws_from():
+    mixture = LatentMixture(np.array([0.5, 0.5]), np.array([[-3.0, 0.0], [3.0, 0.0]]), np.array([[1.0, 4.0], [1.0, 4.0]]))
+    for study_prior, expected in [(StudyPrior("normal", mixture), "N(0, I)"),
+                                  (StudyPrior("mixture", mixture), "mixture as fitted"),
+                                  (StudyPrior("mixture", mixture, spread=0.7), "mixture, spread 0.7")]:
+        assert study_prior.compared_name() == expected
+        row = study_prior.compared_densities()[expected]
+        assert np.array_equal(row.means, study_prior.density.means) and np.array_equal(row.variances, study_prior.density.variances)

@@ -96,3 +96,30 @@ def test_the_training_loss_is_read_from_the_finished_runs_identity(run_dir):
             "identity": {"loss_config": asdict(recipe("magenta"))}}
     (run_dir / "training" / "done.json").write_text(json.dumps(done))
     assert "| training loss | reconstruction + beta * KL, beta annealed towards 0.2" in report.key_results(run_dir)
+
+
+def test_two_sample_measures_stand_beside_their_floor(run_dir):
+    columns = ["set", "melodies", "auc", "auc_low", "auc_high", "auc_fold_std", "precision", "recall", "copy_rate",
+               "nn_distance_median", "nn_distance_q25", "closer_than_test"]
+    nan = float("nan")
+    pd.DataFrame([
+        ["test", 100, nan, nan, nan, nan, nan, nan, 0.087, 0.19, 0.09, 0.5],
+        ["train", 100, 0.6368, 0.6239, 0.651, 0.01, 0.89, 0.889, 0.9, 0.0, 0.0, 0.9],
+        ["reconstructed", 100, 0.627, 0.614, 0.639, 0.01, 0.9, 0.9, 0.5, 0.05, 0.0, 0.7],
+        ["T=1", 100, 0.975, 0.972, 0.978, 0.002, 0.827, 0.746, 0.003, 0.25, 0.19, 0.404],
+    ], columns=columns).to_csv(run_dir / "tables" / "04_two_sample.csv", index=False)
+    pd.DataFrame([
+        ["test", 100, nan, nan, nan, nan, nan, nan, 0.087, 0.19, 0.09, 0.5],
+        ["train", 100, 0.64, 0.62, 0.65, 0.01, 0.89, 0.89, 0.9, 0.0, 0.0, 0.9],
+        ["N(0, I)", 100, 0.982, 0.979, 0.984, 0.002, 0.44, 0.83, 0.0, 0.4, 0.3, 0.1],
+        ["mixture as fitted", 100, 0.953, 0.948, 0.958, 0.003, 0.78, 0.83, 0.001, 0.3, 0.2, 0.3],
+    ], columns=columns).to_csv(run_dir / "tables" / "07_two_sample_by_prior.csv", index=False)
+    text = report.key_results(run_dir)
+    assert "| two-sample AUC against test, 95% interval (0.5 = indistinguishable) | 0.64 (0.62-0.65) |  | 0.97 (0.97-0.98) |" in text
+    assert "| precision / recall against test | 0.89 / 0.89 |  | 0.83 / 0.75 |" in text
+    assert "| median distance to the nearest training window (share of steps) |  | 0.19 | 0.25 |" in text
+    assert "| closer to training than a test melody (probability; 0.5 = as unseen tunes) |  | 0.50 | 0.40 |" in text
+    assert "| measure | train | test | T=1 |" in text  # the reconstructions are no column of the sets' table
+    assert ("| two-sample AUC against test, greedy reconstructions of a training sample (floor: the sample) | "
+            "0.63 (0.61-0.64); floor 0.64 (0.62-0.65) |") in text
+    assert "| two-sample AUC against test at T = 1 by prior, N(0, I) / mixture as fitted (floor: train) | 0.98 / 0.95 (0.64) |" in text
