@@ -1,24 +1,31 @@
-"""What every chapter after the data set does first: check the run folder, make its output folders, load the model.
+"""What every chapter does first and all along: check the run folder, load the model, save figures and tables.
 
 A chapter reads what earlier notebooks wrote into the run folder. ``open_run`` checks those files
 before anything runs and, when one is missing, stops with a message naming the notebook to run
-first (``run_folder.require_chapters``). Randomness needs no global seed here: every library function
-takes its ``seed`` and draws from generators of its own.
+first (``run_folder.require_chapters``). The ``Run`` it returns writes the chapter's outputs in one
+call each: ``run.figure(fig, "07_pca")`` saves figures/07_pca.png and shows the figure where the cell
+is, ``run.table(frame, "07_probe_r2", index=False)`` writes tables/07_probe_r2.csv. The runner
+records every file a notebook wrote in the run's manifest.json (its ``files``, with size and
+sha256), so a file saved through these helpers is recorded with no further step. Randomness needs no
+global seed here: every library function takes its ``seed`` and draws from generators of its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+import IPython
+from IPython.display import display
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from musicvae_lib import data, features, generate, plots, run_folder, search
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.training import load_model
-
 
 
 @dataclass(frozen=True)
@@ -30,11 +37,35 @@ class Run:
     tables: Path
     model: MusicVAE | None  # notebook 03's model, when ``open_run`` was asked to load it
 
+    def figure(self, fig: Figure, name: str, show: bool = True) -> Path:
+        """Save ``fig`` as figures/<name>.png (``plots.save_figure``), show it here if ``show``, close it; returns the path.
+
+        Shown in a notebook, the figure appears where the call is, before what the cell displays
+        next (as ``plt.show()`` does); ``show=False`` only saves it (a chapter showing notation instead).
+        """
+        if not name or Path(name).name != name or name.endswith(".png"):
+            raise ValueError(f"`name` must be a file name without folder or suffix (as in '07_pca'), got {name!r}")
+        path = plots.save_figure(fig, self.figures / f"{name}.png")
+        shell = IPython.get_ipython()
+        if show and shell is not None:
+            display(fig)
+        plt.close(fig)
+        return path
+
+    def table(self, frame: pd.DataFrame, name: str, **to_csv: Any) -> Path:
+        """Write ``frame`` as tables/<name>.csv, passing ``to_csv`` (``index=False``, ``index_label=...``) on; returns the path."""
+        if not name or Path(name).name != name or name.endswith(".csv"):
+            raise ValueError(f"`name` must be a file name without folder or suffix (as in '07_probe_r2'), got {name!r}")
+        path = self.tables / f"{name}.csv"
+        frame.to_csv(path, **to_csv)
+        return path
+
 
 def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool = False) -> Run:
     """Check the outputs of the notebooks ``needs`` (earliest first), create figures/ and tables/, load the model if asked.
 
-    Figures are shown as compact PNGs from here on (``plots.show_figures_compact``).
+    Figures are shown as compact PNGs from here on (``plots.show_figures_compact``). The data
+    chapter, which needs no earlier one, opens its run with ``needs=[]``.
 
     ``needs`` names notebooks of ``run_folder.CHAPTER_OUTPUTS`` ("01_dataset", ...); MissingInputError
     names the first one whose outputs are missing, with the command that runs it.

@@ -1,12 +1,13 @@
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from musicvae_lib import chapter, generate, run_folder, training
+from musicvae_lib import chapter, generate, plots, run_folder, training
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import MusicVAE, preset
 
@@ -56,6 +57,30 @@ def test_open_run_loads_the_trained_model_and_the_sets_of_chapters_05_and_06(tmp
     assert chapter.describe_sets(sets) == "Sets: train (5 melodies), test (5 melodies), T=1 (5 melodies)."
 
 
+def test_a_run_saves_figures_as_save_figure_does_and_tables_with_the_arguments_given(tmp_path):
+    run = chapter.open_run(tmp_path, needs=[])
+    assert run.folder == tmp_path and run.figures.is_dir() and run.tables.is_dir()
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1, 4])
+    expected = plots.compact_png(fig)
+    path = run.figure(fig, "07_example")
+    assert path == tmp_path / "figures" / "07_example.png" and path.read_bytes() == expected
+    assert not plt.fignum_exists(fig.number)  # closed: a notebook shows it once, where the call is
+    fig, ax = plt.subplots()
+    assert run.figure(fig, "07_hidden", show=False).is_file() and not plt.fignum_exists(fig.number)
+    frame = pd.DataFrame({"a": [1, 2]}, index=pd.Index(["x", "y"]))
+    assert run.table(frame, "07_example", index=False) == tmp_path / "tables" / "07_example.csv"
+    assert (tmp_path / "tables" / "07_example.csv").read_text() == "a\n1\n2\n"
+    run.table(frame, "07_labelled", index_label="name")
+    assert (tmp_path / "tables" / "07_labelled.csv").read_text() == "name,a\nx,1\ny,2\n"
+    for bad in ("07_example.png", "figures/07_example", ""):
+        with pytest.raises(ValueError, match="`name` must be a file name"):
+            run.figure(fig, bad)
+    for bad in ("07_example.csv", "../07_example"):
+        with pytest.raises(ValueError, match="`name` must be a file name"):
+            run.table(frame, bad)
+
+
 def test_readable_rounds_shares_and_shows_counts_as_whole_numbers():
     table = pd.DataFrame({"metric": ["accuracy", "dimensions"], "value": [0.917709, 157.0], "n": [3, 4]})
     shown = chapter.readable(table)
@@ -75,8 +100,10 @@ def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
     assert not [line for line in parameters.source.splitlines() if line.count("=") > 1 and not line.startswith("#")]
     long_cells = [len(cell.source.splitlines()) for cell in notebook.cells[2:] if cell.cell_type == "code"]
     assert max(long_cells) <= 12
-    if name != "01_dataset":  # the data chapter makes the run folder the others open
-        assert "chapter.open_run(run_dir" in notebook.cells[2].source
+    assert "chapter.open_run(run_dir" in notebook.cells[2].source
+    # every figure and table goes through the run's helpers: saved, shown and named the same way in every chapter
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    assert "save_figure" not in code and ".to_csv(" not in code and "plt.show()" not in code
     assert not any(cell.outputs for cell in notebook.cells if cell.cell_type == "code")  # outputs live in results/
 
 
