@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Set up (with the test-only packages) and run every test: pytest unit tests, then nbval over the notebooks.
+# Set up (with the test-only packages) and run every test: ruff, pytest unit tests, then nbval over the notebooks.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup_env.sh test
+# Lint and format first, failing fast: pyproject.toml's [tool.ruff], 120 characters a line, notebook cells included.
+linted=(musicvae_lib tests benchmarks scripts notebooks)
+.venv/bin/ruff check "${linted[@]}"
+.venv/bin/ruff format --check "${linted[@]}"
 # The browser test (tests/test_web.py) drives Debian's chromium and serves web/ with onnxruntime-web
 # vendored from the npm registry; the shared-study tests start a PostgreSQL server of their own
 # (tests/postgres_server.py: Debian keeps initdb off PATH). Install what is missing where the machine

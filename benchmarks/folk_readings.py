@@ -19,7 +19,14 @@ from collections import defaultdict
 
 from music21 import converter
 
-from musicvae_lib.folk_melodies import FOLK_COLLECTIONS, AbcTune, has_accepted_meter, part_windows, played, read_folk_tunes
+from musicvae_lib.folk_melodies import (
+    FOLK_COLLECTIONS,
+    AbcTune,
+    has_accepted_meter,
+    part_windows,
+    played,
+    read_folk_tunes,
+)
 
 BARS = (2, 16)
 READINGS = {  # name -> (all parts, repeats expanded)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import IPython
-from IPython.display import display
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import display
 from matplotlib.figure import Figure
 
 from musicvae_lib import data, features, generate, plots, run_folder, search

@@ -29,9 +29,16 @@ from threadpoolctl import threadpool_limits
 
 from musicvae_lib.evaluate import Reconstruction
 from musicvae_lib.features import ATTRIBUTES, feature_table
-from musicvae_lib.inference import LatentDensity, decode_latents, encode_windows, latent_array, model_windows, sample_melodies
-from musicvae_lib.originality import exact_copy_rate
+from musicvae_lib.inference import (
+    LatentDensity,
+    decode_latents,
+    encode_windows,
+    latent_array,
+    model_windows,
+    sample_melodies,
+)
 from musicvae_lib.model import MusicVAE
+from musicvae_lib.originality import exact_copy_rate
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
 
 ACTIVE_THRESHOLD = 0.01  # Var_x(mu_d) at or above which a dimension is active (Burda et al. 2016, section 5.2)

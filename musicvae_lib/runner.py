@@ -51,10 +51,21 @@ from papermill.exceptions import PapermillExecutionError
 
 from musicvae_lib.console import terminal_text
 from musicvae_lib.profiles import (
-    ConfigError, Notebook, find_notebooks, load_profile, notebook_parameters, parse_override, portable_path,
+    ConfigError,
+    Notebook,
+    find_notebooks,
+    load_profile,
+    notebook_parameters,
+    parse_override,
+    portable_path,
 )
 from musicvae_lib.run_folder import (
-    DATASET_SUMMARY, MANIFEST, NOTEBOOKS_DIR, REPO_DIR, default_results_dir, runner_command,
+    DATASET_SUMMARY,
+    MANIFEST,
+    NOTEBOOKS_DIR,
+    REPO_DIR,
+    default_results_dir,
+    runner_command,
 )
 from musicvae_lib.storage_url import mask_url, split_password, storage_url
 

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-
 import optuna
+import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from musicvae_lib import data
@@ -34,10 +33,23 @@ from musicvae_lib.evaluate import evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig
 from musicvae_lib.model import ModelConfig, preset
 from musicvae_lib.run_folder import (
-    GRID_CHOICE, GRID_SEARCH, GRID_STUDY, POINT_LOG, MissingInputError, require_outputs, split_file,
+    GRID_CHOICE,
+    GRID_SEARCH,
+    GRID_STUDY,
+    POINT_LOG,
+    MissingInputError,
+    require_outputs,
+    split_file,
 )
 from musicvae_lib.shared_study import (
-    JOB_ATTR, LIVE, WORKER_ATTR, StorageArg, join_settings, open_storage, optuna_quiet, run_jobs,
+    JOB_ATTR,
+    LIVE,
+    WORKER_ATTR,
+    StorageArg,
+    join_settings,
+    open_storage,
+    optuna_quiet,
+    run_jobs,
 )
 from musicvae_lib.storage_url import mask_url
 from musicvae_lib.training import DONE_FILE, TrainConfig, data_fingerprint, train_or_load

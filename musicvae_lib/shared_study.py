@@ -30,10 +30,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-import sqlalchemy
 import optuna
+import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
-
 
 from musicvae_lib.storage_url import mask_url, storage_url
 from musicvae_lib.training import config_clashes

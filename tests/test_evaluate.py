@@ -4,14 +4,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import scale_windows
 
 from musicvae_lib import evaluate
 from musicvae_lib.loss import NATS_PER_BIT, LossConfig, kl_nats, vae_loss
 from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.representation import NO_EVENT, NOTE_OFF, Note, notes_to_tokens
 from musicvae_lib.training import TrainConfig, train
-
-from conftest import scale_windows
 
 C4, D4, E4, F4, G4 = 60, 62, 64, 65, 67
 

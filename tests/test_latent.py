@@ -7,8 +7,8 @@ import torch
 
 from musicvae_lib import evaluate, latent
 from musicvae_lib.inference import encode_windows, reconstruct_melodies, sample_melodies
-from musicvae_lib.prior import LatentMixture, standard_normal
 from musicvae_lib.model import MusicVAE, preset
+from musicvae_lib.prior import LatentMixture, standard_normal
 from musicvae_lib.representation import NO_EVENT, NOTE_OFF, Note, notes_to_tokens, pitch_to_token
 
 

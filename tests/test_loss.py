@@ -3,7 +3,16 @@ import math
 import pytest
 import torch
 
-from musicvae_lib.loss import NATS_PER_BIT, RECIPES, LossConfig, kl_nats, kl_per_dimension, reconstruction_nats, recipe, vae_loss
+from musicvae_lib.loss import (
+    NATS_PER_BIT,
+    RECIPES,
+    LossConfig,
+    kl_nats,
+    kl_per_dimension,
+    recipe,
+    reconstruction_nats,
+    vae_loss,
+)
 
 
 def test_uniform_logits_cost_log_90_nats_per_step():

@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from note_seq import melodies_lib, melody_encoder_decoder, midi_io, sequences_lib
 
 from musicvae_lib.midi_melodies import (
+    PITCHED_PROGRAMS,
     SKIP_CORRUPT,
     SKIP_DRUMS_ONLY,
     SKIP_EMPTY_FILE,
     SKIP_NO_16_STEP_BARS,
     SKIP_NO_MELODY_PROGRAM,
     SKIP_NO_WINDOW,
-    PITCHED_PROGRAMS,
     MidiWindows,
     melodies_from_midi_bytes,
     melody_windows_from_midi,

@@ -11,7 +11,14 @@ from musicvae_lib import generate
 from musicvae_lib.inference import decode_latents
 from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.prior import (
-    LatentMixture, StudyPrior, check_prior_name, fit_latent_mixture, fit_to_model, load_latent_mixture, load_study_prior, save_study_prior,
+    LatentMixture,
+    StudyPrior,
+    check_prior_name,
+    fit_latent_mixture,
+    fit_to_model,
+    load_latent_mixture,
+    load_study_prior,
+    save_study_prior,
     standard_normal,
 )
 from musicvae_lib.run_folder import MissingInputError

@@ -1,8 +1,7 @@
 import json
 import re
-from pathlib import Path
-
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from musicvae_lib import runner
-from musicvae_lib import training
+from musicvae_lib import runner, training
 
 PROFILE = "repro"
 

@@ -15,6 +15,7 @@ import nbformat
 import papermill
 import pytest
 
+from musicvae_lib.run_folder import MissingInputError, require_outputs
 from musicvae_lib.runner import (
     REPO_DIR,
     ConfigError,
@@ -25,7 +26,6 @@ from musicvae_lib.runner import (
     parse_override,
     run,
 )
-from musicvae_lib.run_folder import MissingInputError, require_outputs
 
 # 01 writes a file and the dataset summary; 02 reads 01's file, so it only succeeds after 01.
 # Their parameters cells hold a line with a second "=" (papermill.inspect_notebook drops it) and an annotation.

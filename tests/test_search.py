@@ -18,13 +18,13 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from conftest import scale_windows
 from optuna.trial import TrialState
+from postgres_server import free_port
 
 from musicvae_lib import chapter, plots, runner, search, shared_study, storage_url
 from musicvae_lib.model import preset
 from musicvae_lib.training import TrainConfig
-from conftest import scale_windows
-from postgres_server import free_port
 
 REPOSITORY = Path(__file__).parent.parent
 NOTEBOOK = REPOSITORY / "notebooks" / "02_grid_search.ipynb"

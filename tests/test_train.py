@@ -14,14 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import scale_windows
 
-from musicvae_lib import console
-from musicvae_lib import training
+from musicvae_lib import console, training
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.training import CheckpointError, RunFinishedError, TrainConfig
-
-from conftest import scale_windows
 
 TINY = preset("tiny")
 WORKER = Path(__file__).with_name("train_worker.py")

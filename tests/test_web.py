@@ -20,7 +20,6 @@ import mido
 import numpy as np
 import pretty_midi
 import pytest
-
 from conftest import scale_windows
 
 from musicvae_lib import export, inference, latent, prior, training

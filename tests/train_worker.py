@@ -18,8 +18,7 @@ import torch
 
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import preset
-from musicvae_lib.training import logs
-from musicvae_lib.training import TrainConfig, train
+from musicvae_lib.training import TrainConfig, logs, train
 
 
 def main(argv: list[str]) -> None:

@@ -19,26 +19,54 @@ read at run time stay in their module (``training.logs.PROGRESS_SECONDS``), wher
 
 from musicvae_lib.run_folder import CHECKPOINT_FILE, DONE_FILE, EPOCHS_LOG, MODEL_FILE, STEPS_LOG
 from musicvae_lib.training.checkpoint import (
-    CHECKPOINT_FORMAT, MODEL_FORMAT, Progress, atomic_save, atomic_write_json, data_fingerprint, half_precision,
-    load_file, load_model,
+    CHECKPOINT_FORMAT,
+    MODEL_FORMAT,
+    Progress,
+    atomic_save,
+    atomic_write_json,
+    data_fingerprint,
+    half_precision,
+    load_file,
+    load_model,
 )
 from musicvae_lib.training.clock import BudgetClock
 from musicvae_lib.training.config import (
-    LR_SCHEDULES, RESUMED_SETTINGS, CheckpointError, RunFinishedError, TrainConfig, TrainResult, config_clashes,
+    LR_SCHEDULES,
+    RESUMED_SETTINGS,
+    CheckpointError,
+    RunFinishedError,
+    TrainConfig,
+    TrainResult,
+    config_clashes,
     with_added_defaults,
 )
 from musicvae_lib.training.device import (
-    bf16_supported, cuda_graph_obstacles, join_process_group, resolve_bf16, resolve_device, step_path, stream_seed,
+    bf16_supported,
+    cuda_graph_obstacles,
+    join_process_group,
+    resolve_bf16,
+    resolve_device,
+    step_path,
+    stream_seed,
     synchronize,
 )
 from musicvae_lib.training.logs import EPOCH_COLUMNS, STEP_COLUMNS, TIMING_COLUMNS, CsvLog, describe_spikes, loss_spikes
 from musicvae_lib.training.reuse import raises_budget, train_or_load
 from musicvae_lib.training.schedules import (
-    adam, cosine_learning_rate, exponential_learning_rate, keep_implementation, plateau_schedule,
+    adam,
+    cosine_learning_rate,
+    exponential_learning_rate,
+    keep_implementation,
+    plateau_schedule,
     teacher_forcing_probability,
 )
 from musicvae_lib.training.steps import (
-    STEP_CLASSES, CapturedStep, GraphCaptureError, TrainingStep, batch_sums, bf16_is_faster,
+    STEP_CLASSES,
+    CapturedStep,
+    GraphCaptureError,
+    TrainingStep,
+    batch_sums,
+    bf16_is_faster,
 )
 from musicvae_lib.training.trainer import Trainer, train
 

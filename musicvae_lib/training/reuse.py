@@ -15,7 +15,12 @@ from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import ModelConfig
 from musicvae_lib.training.checkpoint import DONE_FILE, MODEL_FILE, data_fingerprint, load_model
 from musicvae_lib.training.config import (
-    RESUMED_SETTINGS, RunFinishedError, TrainConfig, TrainResult, config_clashes, with_added_defaults,
+    RESUMED_SETTINGS,
+    RunFinishedError,
+    TrainConfig,
+    TrainResult,
+    config_clashes,
+    with_added_defaults,
 )
 from musicvae_lib.training.trainer import train
 

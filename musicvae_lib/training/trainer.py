@@ -33,22 +33,51 @@ from musicvae_lib.representation import check_windows
 from musicvae_lib.run_folder import EPOCHS_LOG, STEPS_LOG
 from musicvae_lib.training import logs
 from musicvae_lib.training.checkpoint import (
-    CHECKPOINT_FILE, CHECKPOINT_FORMAT, DONE_FILE, MODEL_FILE, MODEL_FORMAT, Progress, atomic_save, atomic_write_json,
-    check_same_run, data_fingerprint, half_precision, load_file, random_states, remove_stale_temporaries,
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    DONE_FILE,
+    MODEL_FILE,
+    MODEL_FORMAT,
+    Progress,
+    atomic_save,
+    atomic_write_json,
+    check_same_run,
+    data_fingerprint,
+    half_precision,
+    load_file,
+    random_states,
+    remove_stale_temporaries,
     restore_random_states,
 )
 from musicvae_lib.training.clock import BudgetClock
 from musicvae_lib.training.config import CheckpointError, RunFinishedError, TrainConfig, TrainResult
 from musicvae_lib.training.device import (
-    DATA_STREAM, NOISE_STREAM, VALID_STREAM, join_process_group, resolve_bf16, resolve_device, step_path, stream_seed,
+    DATA_STREAM,
+    NOISE_STREAM,
+    VALID_STREAM,
+    join_process_group,
+    resolve_bf16,
+    resolve_device,
+    step_path,
+    stream_seed,
     tokens_on,
 )
 from musicvae_lib.training.logs import (
-    EPOCH_COLUMNS, STEP_COLUMNS, CsvLog, PendingStep, add_to_epoch_sums, epoch_row,
-    per_sequence_means, step_row,
+    EPOCH_COLUMNS,
+    STEP_COLUMNS,
+    CsvLog,
+    PendingStep,
+    add_to_epoch_sums,
+    epoch_row,
+    per_sequence_means,
+    step_row,
 )
 from musicvae_lib.training.schedules import (
-    adam, cosine_learning_rate, exponential_learning_rate, keep_implementation, plateau_schedule,
+    adam,
+    cosine_learning_rate,
+    exponential_learning_rate,
+    keep_implementation,
+    plateau_schedule,
     teacher_forcing_probability,
 )
 from musicvae_lib.training.steps import STEP_CLASSES, GraphCaptureError, TrainingStep, batch_sums, bf16_is_faster
