@@ -300,6 +300,19 @@ def key_and_clarity(windows: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["key", "key_clarity"])
 
 
+def mode_shares(keys: pd.DataFrame) -> pd.Series:
+    """Share of each mode ("major", "minor") among the keys of ``key_and_clarity``'s table; windows without a key left out."""
+    return keys["key"].dropna().str.split().str[1].value_counts(normalize=True)
+
+
+def top_keys(keys: Mapping[str, pd.DataFrame], n: int = 5) -> pd.DataFrame:
+    """The ``n`` most frequent keys of each set's ``key_and_clarity`` table, most frequent first: one column per set.
+
+    A set with fewer than ``n`` distinct keys has missing entries (NaN) at the bottom of its column.
+    """
+    return pd.DataFrame({name: pd.Series(table["key"].value_counts().head(n).index.tolist()) for name, table in keys.items()})
+
+
 # --------------------------------------------------------------------------------------------
 # C5 pitch-class histogram and transitions
 
@@ -693,6 +706,23 @@ def length_shares(counts: np.ndarray, longest: int = 16) -> pd.Series:
     binned = [*counts[1 : longest + 1], counts[longest + 1 :].sum()]
     labels = [str(length) for length in range(1, longest + 1)] + [f">{longest}"]
     return pd.Series(np.asarray(binned) / total if total else np.full(len(binned), np.nan), index=labels)
+
+
+def diatonicity_table(feature_tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per set (a column) of ``feature_table``s, four means: a row per measure (notebook 06).
+
+    mean diatonicity (``scale_consistency``), the share of fully diatonic melodies (consistency 1),
+    non-diatonic notes per melody, and the share of notes in C major (``c_diatonic_share``).
+    """
+    return pd.DataFrame({
+        name: {
+            "mean diatonicity": table["scale_consistency"].mean(),
+            "fully diatonic melodies": (table["scale_consistency"] == 1).mean(),
+            "non-diatonic notes per melody": table["non_diatonic_notes"].mean(),
+            "notes in C major": table["c_diatonic_share"].mean(),
+        }
+        for name, table in feature_tables.items()
+    })
 
 
 def shares_by_set(sets: dict[str, np.ndarray], shares_of: Callable[[np.ndarray], Mapping | pd.Series]) -> pd.DataFrame:

@@ -302,6 +302,14 @@ def pca_view(mu_sets: Mapping[str, np.ndarray], reference: str, n_components: in
     return PcaView(reference, pca.explained_variance_ratio_, coordinates)
 
 
+def components_for_share(explained_variance_ratio: np.ndarray, share: float = 0.9) -> int:
+    """Fewest leading principal components whose explained variance adds up to ``share``: the first k with cumsum >= share.
+
+    ``len(ratio) + 1`` if even all of them fall short (a ratio curve summing below ``share``).
+    """
+    return int(np.searchsorted(np.cumsum(explained_variance_ratio), share)) + 1
+
+
 @dataclass(frozen=True)
 class TsneView:
     """One t-SNE embedding of samples of several sets."""

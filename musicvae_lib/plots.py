@@ -480,6 +480,13 @@ def piano_roll_grid(windows: Sequence[np.ndarray], titles: Sequence[str], column
     return fig
 
 
+def probe_r2(probes: pd.DataFrame, ax: Axes, title: str) -> Axes:
+    """``latent.probe_r2``'s table as bars: R^2 per attribute, its standard deviation over the folds as error bars."""
+    ax.barh(probes["attribute"], probes["r2"], xerr=probes["r2_std"], color=COUNT_COLOR)
+    ax.set(title=title, xlabel="R^2", ylabel="attribute", xlim=(0, 1))
+    return ax
+
+
 def explained_variance(ratio: np.ndarray, ax: Axes, title: str) -> Axes:
     """Explained variance per principal component and its running total."""
     components = np.arange(1, len(ratio) + 1)

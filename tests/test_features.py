@@ -353,3 +353,29 @@ def test_set_overview_counts_distinct_and_empty_melodies(melodies):
     assert overview.loc["all", "without a note"] == 2  # the empty and the all-rest window
     assert overview.loc["all", "notes per melody"] == pytest.approx((0 + 0 + 1 + 8 + 4) / 5)
     assert overview.loc["twice", "pitch range (semitones)"] == features.pitch_range(melodies[3:4])[0]
+
+
+def test_diatonicity_table_gives_four_means_per_set():
+    tables = {
+        "a": pd.DataFrame({"scale_consistency": [1.0, 0.75], "non_diatonic_notes": [0, 2], "c_diatonic_share": [1.0, 0.5]}),
+        "b": pd.DataFrame({"scale_consistency": [1.0], "non_diatonic_notes": [0], "c_diatonic_share": [0.25]}),
+    }
+    table = features.diatonicity_table(tables)
+    assert list(table.columns) == ["a", "b"]
+    assert table["a"].tolist() == [0.875, 0.5, 1.0, 0.75]
+    assert table["b"].tolist() == [1.0, 1.0, 0.0, 0.25]
+    assert list(table.index) == [
+        "mean diatonicity", "fully diatonic melodies", "non-diatonic notes per melody", "notes in C major",
+    ]
+
+
+def test_mode_shares_and_top_keys_leave_windows_without_a_key_out():
+    keys = {
+        "a": pd.DataFrame({"key": ["G major", "E minor", "G major", None], "key_clarity": [0.9, 0.8, 0.7, np.nan]}),
+        "b": pd.DataFrame({"key": ["D minor"], "key_clarity": [0.6]}),
+    }
+    assert features.mode_shares(keys["a"]).to_dict() == pytest.approx({"major": 2 / 3, "minor": 1 / 3})
+    assert features.top_keys(keys, 1).to_dict("list") == {"a": ["G major"], "b": ["D minor"]}
+    padded = features.top_keys(keys, 5)  # b has one key: the rest of its column is missing
+    assert padded["a"].tolist() == ["G major", "E minor"] and padded["b"].iloc[0] == "D minor"
+    assert padded["b"].isna().tolist() == [False, True]

@@ -385,3 +385,11 @@ def test_attribute_moves_say_which_vectors_move_their_own_attribute_the_wrong_wa
     unmeasured = latent.describe_attribute_moves(moves.replace(-2.0, np.nan), 1.0)
     assert unmeasured.endswith("Not measurable (no decoded melody has the attribute): down.")
     assert "Not raised" not in unmeasured
+
+
+def test_components_for_share_counts_the_leading_components_that_reach_it():
+    ratio = np.array([0.5, 0.3, 0.15, 0.05])
+    assert latent.components_for_share(ratio, 0.5) == 1  # the first reaches it exactly
+    assert latent.components_for_share(ratio, 0.9) == 3
+    assert latent.components_for_share(ratio, 0.81) == 3
+    assert latent.components_for_share(np.array([0.4, 0.3]), 0.9) == 3  # all of them fall short

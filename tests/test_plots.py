@@ -399,3 +399,13 @@ def test_separating_features_bars_start_at_chance():
     plots.separating_features(separating, ax, "features")
     assert [(bar.get_x(), round(bar.get_width(), 6)) for bar in ax.patches] == [(0.5, 0.2), (0.5, -0.2)]
     plt.close(fig)
+
+
+def test_probe_r2_draws_a_bar_per_attribute_with_its_spread():
+    probes = pd.DataFrame({"attribute": ["note_density", "pitch_range"], "r2": [0.8, 0.25], "r2_std": [0.05, 0.1]})
+    _, ax = plt.subplots()
+    plots.probe_r2(probes, ax, "probe")
+    assert [patch.get_width() for patch in ax.patches] == pytest.approx([0.8, 0.25])
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["note_density", "pitch_range"]
+    assert ax.get_xlim() == (0, 1) and ax.get_xlabel() == "R^2" and ax.get_title() == "probe"
+    plt.close("all")
