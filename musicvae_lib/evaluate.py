@@ -202,7 +202,8 @@ class Reconstruction:
     # Magenta's eval (the paper's Table 1): z ~ q(z|x)
     posterior_teacher_forced_accuracy: float
     posterior_sampling_accuracy: float  # fed its own T = 1 samples, each step's argmax scored
-    posterior_sampling_window_accuracy: np.ndarray  # float [n_windows], the same per window (its noise, for comparisons)
+    # float [n_windows], the same per window (its noise, for comparisons)
+    posterior_sampling_window_accuracy: np.ndarray
     # A3, greedy reconstruction (z = mu) against the input
     onset: OnsetScores
     greedy_windows: np.ndarray  # uint8 [n_windows, steps], the greedy reconstructions

@@ -79,7 +79,8 @@ KEPT_MIDI = "kept.mid"  # in the keep folder: the melodies kept so far, a bar of
 KEPT_WINDOWS = "kept.npy"  # the same melodies as tokens, so a keep appends without re-reading MIDI
 REPO_DIR = run_folder.REPO_DIR
 RESULTS_DIR = REPO_DIR / "results"
-LOCAL_RUNS = str(run_folder.LOCAL_RUNS)  # results/local/: a user's runs and what the explorer keeps; the rest is committed
+# results/local/: a user's runs and what the explorer keeps; the rest is committed
+LOCAL_RUNS = str(run_folder.LOCAL_RUNS)
 DEFAULT_KEEP_DIR = RESULTS_DIR / LOCAL_RUNS / "explore"
 NOTEBOOK = run_folder.NOTEBOOKS_DIR / "08_explore.ipynb"
 

@@ -284,7 +284,8 @@ def with_sampling_accuracies(model: evaluate.ScoredModel, per_window: list[float
 
 def test_describe_decoder_comparison_answers_whether_the_conductor_helps(flat_and_hierarchical):
     hierarchical, flat = flat_and_hierarchical
-    text = evaluate.describe_decoder_comparison([flat, hierarchical])  # the hierarchical model is named first either way
+    # the hierarchical model is named first either way
+    text = evaluate.describe_decoder_comparison([flat, hierarchical])
     assert text.startswith("Does the conductor help on 2 bars? In Magenta's eval (sampling accuracy, z ~ q) tiny-hier (hierarchical)")
     assert "over the 12 test windows" in text and "the spread between seeds is not measured" in text
 

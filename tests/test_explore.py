@@ -146,7 +146,8 @@ def test_measured_attributes_of_hand_built_melodies():
 def test_melody_html_shows_notation_roll_audio_and_attributes(explorer):
     decoded = explore.decode_choice(explorer, explore.Choice(explorer.test[2], explorer.test[3]))
     page = explore.melody_html(decoded, "Test melody Nr. 2")
-    assert page.count("<img") == 1 and page.count("<svg") == 1 and "<audio" in page and "<table" in page  # notation, piano roll
+    # notation, piano roll
+    assert page.count("<img") == 1 and page.count("<svg") == 1 and "<audio" in page and "<table" in page
     assert page.count('class="note"') == len(tokens_to_notes(decoded.tokens))  # one rectangle per note
     assert features.FEATURE_UNITS["note_density"] in page and "Test melody Nr. 2" in page
 
@@ -262,8 +263,10 @@ def test_decoding_runs_on_one_torch_thread_and_restores_the_count(tiny):
 def test_a_and_b_are_shown_and_playable(tiny, tmp_path):
     panel = explore.ExplorerPanel(tiny, number_a=4, number_b=5)
     for view, title in [(panel.view_a, "melody A: test melody Nr. 4"), (panel.view_b, "melody B: test melody Nr. 5")]:
-        assert title in view.value and "<audio" in view.value and "<img" in view.value and "<svg" in view.value  # notation, roll
-    assert panel.view_a.value == explore.melody_card(tiny.test[4], "melody A: test melody Nr. 4")  # A itself, not its decoding
+        # notation, roll
+        assert title in view.value and "<audio" in view.value and "<img" in view.value and "<svg" in view.value
+    # A itself, not its decoding
+    assert panel.view_a.value == explore.melody_card(tiny.test[4], "melody A: test melody Nr. 4")
     panel.number_b.value = 7
     assert "melody B: test melody Nr. 7" in panel.view_b.value and panel.view_b.value != panel.view_a.value
     assert "melody A: test melody Nr. 4" in panel.html() and "melody B: test melody Nr. 7" in panel.html()

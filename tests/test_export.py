@@ -71,7 +71,8 @@ def test_a_run_folder_exports_the_explorers_attribute_vectors(exported, run_dir,
     for attribute in attributes:
         np.testing.assert_allclose(attribute["vector"], vectors[attribute["name"]])
     assert export.main([str(run_dir / "training" / "model.pt"), "--out", str(tmp_path / "bare")]) == 0
-    assert json.loads((tmp_path / "bare" / export.CONFIG_FILE).read_text())["attributes"] == []  # a model.pt alone: no windows
+    # a model.pt alone: no windows
+    assert json.loads((tmp_path / "bare" / export.CONFIG_FILE).read_text())["attributes"] == []
     with pytest.raises(ValueError, match="attribute vector 'pitch_range' has shape"):
         export.page_config(model, vectors={"pitch_range": np.zeros(4)})
 

@@ -191,7 +191,8 @@ def test_realism_by_prior_scores_each_prior_and_counts_copies_of_training_window
     z0 = np.linspace(-2, 2, model.config.z_size)
     point = LatentMixture(np.ones(1), z0[None], np.full((1, model.config.z_size), 1e-12))
     decoded_from_point = sample_melodies(model, 30, 1.0, seed=5, prior=point)
-    training = np.concatenate([random_windows(300, seed=2), decoded_from_point])  # the point's melodies are training windows
+    # the point's melodies are training windows
+    training = np.concatenate([random_windows(300, seed=2), decoded_from_point])
     priors = {"N(0, I)": standard_normal(model.config.z_size), "point": point}
     table = latent.realism_by_prior(model, training, priors, n=30, seed=5)
     assert list(table["prior"]) == ["N(0, I)", "point"]

@@ -46,7 +46,8 @@ def test_samples_have_the_mixtures_moments_and_repeat_with_the_seed():
     assert z.shape == (200_000, 2) and z.dtype == np.float32
     expected_mean = 0.25 * np.array([-2.0, 0.0]) + 0.75 * np.array([2.0, 1.0])
     np.testing.assert_allclose(z.mean(axis=0), expected_mean, atol=0.02)
-    assert np.mean(z[:, 0] < 0) == pytest.approx(0.25 * 0.977 + 0.75 * 0.0, abs=0.01)  # P(N(-2, 1) < 0), P(N(2, .25) < 0)
+    # P(N(-2, 1) < 0), P(N(2, .25) < 0)
+    assert np.mean(z[:, 0] < 0) == pytest.approx(0.25 * 0.977 + 0.75 * 0.0, abs=0.01)
     np.testing.assert_array_equal(mixture.sample(10, np.random.default_rng(5)), mixture.sample(10, np.random.default_rng(5)))
 
 

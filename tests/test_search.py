@@ -99,13 +99,15 @@ def test_every_point_trains_at_rung_0_and_the_best_two_go_on(finished):
         assert (saved["loss_config"]["beta"], saved["loss_config"]["free_nats"]) == (row.beta, row.free_nats)
         assert saved["train_config"]["max_epochs"] == row.rung + 1
         assert run_dir / row.folder == search.point_folder(run_dir, row.beta, row.free_nats)
-        assert "Stopped by max_epochs" in (run_dir / row.folder / "train.log").read_text()  # train's lines go to the log
+        # train's lines go to the log
+        assert "Stopped by max_epochs" in (run_dir / row.folder / "train.log").read_text()
 
 
 def test_a_promoted_point_goes_on_from_its_checkpoint_and_its_rerun_has_the_next_seed(finished):
     run_dir, table = finished
     for row in table[table["state"] == "COMPLETE"].itertuples():
-        assert done(run_dir / row.folder)["sessions"] == 2 and done(run_dir / row.folder)["steps"] == 4  # not started over
+        # not started over
+        assert done(run_dir / row.folder)["sessions"] == 2 and done(run_dir / row.folder)["steps"] == 4
         steps = pd.read_csv(run_dir / row.folder / "steps.csv")
         assert steps["step"].tolist() == [1, 2, 3, 4]
         rerun = run_dir / row.folder / "seed=1"
@@ -261,7 +263,8 @@ def test_a_stale_heartbeat_of_another_machine_frees_its_job(tmp_path):
         beating.join()
     states = dict(zip(zip(table["beta"], table["free_nats"]), table["state"]))
     assert states.pop(point) == "RUNNING" and set(states.values()) == {"COMPLETE"}
-    time.sleep(2.5)  # ... then dies: no heartbeat for longer than the grace period (SQLite's clock counts whole seconds)
+    # ... then dies: no heartbeat for longer than the grace period (SQLite's clock counts whole seconds)
+    time.sleep(2.5)
     table = search.run_grid_search(run_dir, SPEC, TRAIN, VALID, storage=storage, device="cpu")
     assert sorted(table["state"]) == ["COMPLETE"] * 2 + ["PRUNED"] * 2
     assert study.trials[remote.number].state == TrialState.FAIL

@@ -123,7 +123,8 @@ def test_a_trial_another_worker_told_first_is_left_to_it_and_its_job_queued_agai
     assert ran == [0, 1] and [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
 
     def fails(trial, job, folder):
-        raise ValueError("Cannot tell whether this melody is in 4/4")  # a job's own ValueError is not taken for a lost race
+        # a job's own ValueError is not taken for a lost race
+        raise ValueError("Cannot tell whether this melody is in 4/4")
 
     with pytest.raises(ValueError, match="4/4"):
         shared_study.run_jobs(study, storage, lambda: [{"n": 1}], lambda job: tmp_path / "1", fails)

@@ -7,7 +7,8 @@ from musicvae_lib import storage_url
     ("postgresql://ann:s3cr%40t@db-host:5433/musicvae", "postgresql://ann:***@db-host:5433/musicvae"),
     ("error: no grid study in 'postgres://ann:p@ss@db/x': run", "error: no grid study in 'postgres://ann:***@db/x': run"),
     ("postgresql://db/x?sslmode=require&password=s3cret&user=ann", "postgresql://db/x?sslmode=require&password=***&user=ann"),
-    ("postgresql://ann@db/x and sqlite:///run/study.db", "postgresql://ann@db/x and sqlite:///run/study.db"),  # nothing to mask
+    # nothing to mask
+    ("postgresql://ann@db/x and sqlite:///run/study.db", "postgresql://ann@db/x and sqlite:///run/study.db"),
 ])
 def test_mask_url_hides_every_password_in_a_text(text, masked):
     assert storage_url.mask_url(text) == masked

@@ -492,7 +492,8 @@ def test_loss_spikes_finds_the_jumps_and_nothing_else():
     })
     spikes = training.loss_spikes(steps)
     assert spikes["step"].tolist() == [151, 421]
-    assert spikes["ratio"].min() > 1.5 and spikes["next_ratio"].max() < 1.0  # the trailing median lies above the falling trend
+    # the trailing median lies above the falling trend
+    assert spikes["ratio"].min() > 1.5 and spikes["next_ratio"].max() < 1.0
     text = training.describe_spikes(steps, spikes, grad_clip=1.0)
     assert text.startswith("2 spikes in 600 steps") and "comes straight back" in text
     assert "on 0% of steps" in text and "12.5x the typical one" in text

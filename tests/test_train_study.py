@@ -152,7 +152,8 @@ def test_the_baseline_trains_alike_into_its_own_folder_and_goes_on_from_it(tmp_p
     overrides = ["batch_size=16", "bf16=false", "model_preset=tiny-hier", "baseline_preset=tiny"]
     command = ["--profile", "quick", "--results", str(tmp_path), "--device", "cpu", "-p", "max_epochs=1"]
     assert train_study.main(command + [word for override in overrides for word in ("-p", override)]) == 0
-    assert capsys.readouterr().out.count("stopped by max_epochs after 1 epochs, 4 steps") == 2  # the model, then the baseline
+    # the model, then the baseline
+    assert capsys.readouterr().out.count("stopped by max_epochs after 1 epochs, 4 steps") == 2
     run = tmp_path / "quick"
     model, baseline = (json.loads((run / folder / training.DONE_FILE).read_text())["identity"]
                        for folder in (run_folder.TRAINING, run_folder.BASELINE_TRAINING))
@@ -162,7 +163,8 @@ def test_the_baseline_trains_alike_into_its_own_folder_and_goes_on_from_it(tmp_p
     parameters = train_study.profile_parameters("quick", overrides + ["max_epochs=2"], REPOSITORY / "notebooks", tmp_path)
     resumed = train_study.train_from_parameters(parameters, device="cpu", baseline=True)  # a larger budget goes on
     assert (resumed.resumed, resumed.epochs, resumed.steps) == (True, 2, 8) and not resumed.model.config.hierarchical
-    again = train_study.train_from_parameters(parameters, device="cpu", baseline=True)  # the same budget finds it finished
+    # the same budget finds it finished
+    again = train_study.train_from_parameters(parameters, device="cpu", baseline=True)
     assert (again.resumed, again.steps) == (False, 8)
     epochs = pd.read_csv(run / run_folder.BASELINE_TRAINING / training.EPOCHS_LOG)
     assert train_study.describe_training(again, epochs).startswith("Stopped by max epochs after 2 epochs (8 steps, ")

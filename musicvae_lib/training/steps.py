@@ -115,7 +115,8 @@ class CapturedStep(TrainingStep):
                 self.update(self.tokens, self.beta)
         main.wait_stream(side)
         self.restore(saved)
-        self.optimizer.zero_grad(set_to_none=True)  # backward in the capture allocates the gradients from the graph's pool
+        # backward in the capture allocates the gradients from the graph's pool
+        self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         try:
             graph.register_generator_state(self.noise)

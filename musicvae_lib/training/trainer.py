@@ -332,7 +332,8 @@ class Trainer:
             unit="batch",
             mininterval=logs.PROGRESS_SECONDS,
             leave=False,  # gone when the epoch ends: a long run would leave a line per epoch (epochs.csv has them)
-            **({"disable": True} if self.rank else {}),  # rank 0's bar only; an explicit False would override TQDM_DISABLE
+            # rank 0's bar only; an explicit False would override TQDM_DISABLE
+            **({"disable": True} if self.rank else {}),
         )
         while progress.position < self.batches_per_epoch:
             started = time.monotonic()
