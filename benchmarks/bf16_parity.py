@@ -21,7 +21,9 @@ import pandas as pd
 from musicvae_lib import data, loss, model, training
 
 
-def train_for_steps(bf16: bool, steps: int, preset: str, seed: int, train_windows, valid_windows, out_dir: Path) -> dict:
+def train_for_steps(
+    bf16: bool, steps: int, preset: str, seed: int, train_windows, valid_windows, out_dir: Path
+) -> dict:
     """Train ``steps`` optimiser steps (whole epochs of batch 64, the last one cut by its size) and report."""
     batches_per_epoch = len(train_windows) // 64
     epochs = -(-steps // batches_per_epoch)
@@ -51,7 +53,9 @@ def main() -> None:
     train_windows, valid_windows = data.load_split(args.run_dir, "train"), data.load_split(args.run_dir, "valid")
     with tempfile.TemporaryDirectory() as scratch:
         rows = [
-            train_for_steps(bf16, args.steps, args.preset, seed, train_windows, valid_windows, Path(scratch) / f"{seed}-{bf16}")
+            train_for_steps(
+                bf16, args.steps, args.preset, seed, train_windows, valid_windows, Path(scratch) / f"{seed}-{bf16}"
+            )
             for seed in args.seeds
             for bf16 in (False, True)
         ]
@@ -60,8 +64,11 @@ def main() -> None:
     accuracy = table.pivot(index="seed", columns="precision", values="valid accuracy")
     gaps = 100 * (accuracy["bf16"] - accuracy["fp32"])
     minutes = table.groupby("precision")["minutes"].sum()
-    print("bf16 - fp32 validation accuracy per seed: " + ", ".join(f"seed {seed} {gap:+.2f}" for seed, gap in gaps.items())
-          + f" points; mean {gaps.mean():+.2f} (the study's bar: within 0.5); speed-up {minutes['fp32'] / minutes['bf16']:.2f}x")
+    print(
+        "bf16 - fp32 validation accuracy per seed: "
+        + ", ".join(f"seed {seed} {gap:+.2f}" for seed, gap in gaps.items())
+        + f" points; mean {gaps.mean():+.2f} (the study's bar: within 0.5); speed-up {minutes['fp32'] / minutes['bf16']:.2f}x"
+    )
     if len(accuracy) > 1:
         print(f"fp32 alone, seed to seed: {100 * (accuracy['fp32'].max() - accuracy['fp32'].min()):.2f} points apart")
 

@@ -66,8 +66,10 @@ def main() -> None:
         if not args.skip_folk:
             windows, cold = timed(lambda: data.folk_corpus_windows(processes=args.processes, cache_dir=cache))
             _, warm = timed(lambda: data.folk_corpus_windows(processes=args.processes, cache_dir=cache))
-            print(f"folk corpus cold build: {cold:.1f} s wall ({len(windows.tunes):,} tunes, "
-                  f"{len(windows.windows):,} windows, {len(data.unique_rows(windows.windows)):,} distinct)")
+            print(
+                f"folk corpus cold build: {cold:.1f} s wall ({len(windows.tunes):,} tunes, "
+                f"{len(windows.windows):,} windows, {len(data.unique_rows(windows.windows)):,} distinct)"
+            )
             print(f"folk corpus cached reload: {warm:.2f} s")
 
         folder = Path(scratch) / "midi"
@@ -77,9 +79,11 @@ def main() -> None:
             write_song(folder / f"song_{index:04d}.mid", rng)
         size_mb = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
         midi, seconds = timed(lambda: data.midi_folder_windows(folder, processes=args.processes, cache_dir=cache))
-        print(f"MIDI folder: {args.midi_files} files ({size_mb:.1f} MB, 3-minute 4-track songs) in {seconds:.2f} s: "
-              f"{args.midi_files / seconds:.0f} files/s, {len(midi.windows) / seconds:,.0f} windows/s "
-              f"({len(midi.windows):,} windows)")
+        print(
+            f"MIDI folder: {args.midi_files} files ({size_mb:.1f} MB, 3-minute 4-track songs) in {seconds:.2f} s: "
+            f"{args.midi_files / seconds:.0f} files/s, {len(midi.windows) / seconds:,.0f} windows/s "
+            f"({len(midi.windows):,} windows)"
+        )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,9 @@ def main() -> None:
                 seconds.setdefault(label, []).append(milliseconds / 1000)
         everything = [s for values in seconds.values() for s in values]
         for label, values in seconds.items():
-            print(f"{label:>36}: median {statistics.median(values) * 1000:6.0f} ms, slowest {max(values) * 1000:6.0f} ms")
+            print(
+                f"{label:>36}: median {statistics.median(values) * 1000:6.0f} ms, slowest {max(values) * 1000:6.0f} ms"
+            )
         median = statistics.median(everything)
         print(
             f"one change: median {median:.3f} s, slowest {max(everything):.3f} s over {len(everything)} changes; "
@@ -82,7 +84,9 @@ def main() -> None:
                     started = time.perf_counter()
                     explore.inference.decode_latents(explorer.model, np.asarray(z)[None], 0.5, repeat)
                     times.append(time.perf_counter() - started)
-            print(f"one decode alone on {threads} torch thread(s): median {statistics.median(times) * 1000:.0f} ms, slowest {max(times) * 1000:.0f} ms")
+            print(
+                f"one decode alone on {threads} torch thread(s): median {statistics.median(times) * 1000:.0f} ms, slowest {max(times) * 1000:.0f} ms"
+            )
     finally:
         for process in spinners:
             process.terminate()

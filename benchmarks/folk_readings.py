@@ -75,7 +75,9 @@ def main() -> None:
                 distinct[collection, *key].update(rows)
     print("collection: 4/4-2/2 tunes parsed, with several parts, with repeats expanded")
     for collection in FOLK_COLLECTIONS:
-        print(f"  {collection}: {tunes_per_collection[collection]}, {multi_part[collection]}, {repeats_expanded[collection]}")
+        print(
+            f"  {collection}: {tunes_per_collection[collection]}, {multi_part[collection]}, {repeats_expanded[collection]}"
+        )
     for bars in BARS:
         print(f"\n{bars} bars: windows / distinct windows (distinct within the collection)")
         print("collection".ljust(16) + "".join(name.rjust(30) for name in READINGS))

@@ -43,7 +43,10 @@ VARIANTS: dict[str, tuple[LossConfig, dict]] = {
     "thesis_b2_92bits": (dataclasses.replace(THESIS, beta=2.0, free_nats=64.0), {}),
     "batch_b1": (dataclasses.replace(THESIS, free_bits_over="batch"), {}),
     "thesis_b1_cosine": (THESIS, {"lr_schedule": "cosine", "min_learning_rate": 5e-5}),
-    "batch_b1_cosine": (dataclasses.replace(THESIS, free_bits_over="batch"), {"lr_schedule": "cosine", "min_learning_rate": 5e-5}),
+    "batch_b1_cosine": (
+        dataclasses.replace(THESIS, free_bits_over="batch"),
+        {"lr_schedule": "cosine", "min_learning_rate": 5e-5},
+    ),
     "thesis_b1_batch256": (THESIS, {"batch_size": 256, "learning_rate": 2e-3}),  # rate scaled by sqrt(4)
     "thesis_b1_sampling": (THESIS, {"sampling_rate": 2000.0}),  # Magenta's inverse sigmoid: feeds samples late
     "magenta_2bar": (MAGENTA, {}),
@@ -73,7 +76,11 @@ def realism(windows: np.ndarray, ranges: pd.DataFrame, train_windows: np.ndarray
 
 
 def score(
-    result: training.TrainResult, valid_windows: np.ndarray, train_windows: np.ndarray, ranges: pd.DataFrame, samples: int
+    result: training.TrainResult,
+    valid_windows: np.ndarray,
+    train_windows: np.ndarray,
+    ranges: pd.DataFrame,
+    samples: int,
 ) -> dict:
     """The figures of one trained variant (see the module docstring)."""
     vae = result.model
@@ -85,7 +92,9 @@ def score(
     normal_z = prior.standard_normal(vae.config.z_size).sample(samples, rng)
     mixture_z = mixture.sample(samples, rng)
     normal_inside, normal_copies = realism(inference.decode_latents(vae, normal_z, 1.0, seed=1), ranges, train_windows)
-    mixture_inside, mixture_copies = realism(inference.decode_latents(vae, mixture_z, 1.0, seed=2), ranges, train_windows)
+    mixture_inside, mixture_copies = realism(
+        inference.decode_latents(vae, mixture_z, 1.0, seed=2), ranges, train_windows
+    )
     return {
         "steps": result.steps,
         "greedy": reconstruction.greedy_accuracy,
@@ -114,16 +123,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/local/recipe"))
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args()
-    budget = {"max_epochs": args.epochs, "max_minutes": 0.0} if args.epochs else {"max_epochs": 1000, "max_minutes": args.minutes}
+    budget = (
+        {"max_epochs": args.epochs, "max_minutes": 0.0}
+        if args.epochs
+        else {"max_epochs": 1000, "max_minutes": args.minutes}
+    )
     train_windows, valid_windows = data.load_split(args.run_dir, "train"), data.load_split(args.run_dir, "valid")
     valid_windows = valid_windows[: args.eval_windows]
     ranges = latent.feature_ranges(train_windows)
-    print(f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; budget {budget}", flush=True)
+    print(
+        f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; budget {budget}",
+        flush=True,
+    )
     rows = []
     for name in args.variants:
         started = time.perf_counter()
         result = train_variant(name, budget, args.preset, train_windows, valid_windows, args.out, args.seed)
-        rows.append({"variant": name, "seed": args.seed, **score(result, valid_windows, train_windows, ranges, args.samples)})
+        rows.append(
+            {"variant": name, "seed": args.seed, **score(result, valid_windows, train_windows, ranges, args.samples)}
+        )
         print(f"{name}: {rows[-1]} ({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
     table = pd.DataFrame(rows).set_index("variant")
     print(table.to_string(float_format=lambda value: f"{value:.3f}"))

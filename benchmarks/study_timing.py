@@ -29,8 +29,10 @@ def main() -> None:
         minutes = (entry.get("duration_s") or 0) / 60
         total += minutes
         target = TARGET_MINUTES.get(name)
-        print(f"{name:<18} {minutes:8.1f} {('<= ' + str(target)) if target else '':>7}  {entry['status']:<6}  "
-              f"{(entry.get('git_commit') or '')[:7]}{'+dirty' if entry.get('git_dirty') else ''}")
+        print(
+            f"{name:<18} {minutes:8.1f} {('<= ' + str(target)) if target else '':>7}  {entry['status']:<6}  "
+            f"{(entry.get('git_commit') or '')[:7]}{'+dirty' if entry.get('git_dirty') else ''}"
+        )
     verdict = "met" if total <= STUDY_TARGET_MINUTES else "missed"
     print(f"{'whole study':<18} {total:8.1f} {'<= ' + str(STUDY_TARGET_MINUTES):>7}  {verdict}")
 

@@ -81,7 +81,9 @@ class BareFusedVAE(nn.Module):
         super().__init__()
         self.n_classes = config.n_classes
         self.encoder = Encoder(config)
-        self.lstm = nn.LSTM(config.n_classes + config.z_size, config.decoder_size, config.decoder_layers, batch_first=True)
+        self.lstm = nn.LSTM(
+            config.n_classes + config.z_size, config.decoder_size, config.decoder_layers, batch_first=True
+        )
         self.to_logits = nn.Linear(config.decoder_size, config.n_classes)
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -368,17 +370,23 @@ def print_ratios(name: str, seq_per_s: dict[str, float]) -> None:
 def print_machine(measurement: Measurement) -> None:
     print(f"\n{measurement.device.type}: timed phase {measurement.wall:.1f} s wall")
     if measurement.load_start is not None:
-        print(f"load average (1, 5, 15 min): at start {', '.join(f'{x:.2f}' for x in measurement.load_start)}; "
-              f"at end {', '.join(f'{x:.2f}' for x in os.getloadavg())} (the end includes this run)")
+        print(
+            f"load average (1, 5, 15 min): at start {', '.join(f'{x:.2f}' for x in measurement.load_start)}; "
+            f"at end {', '.join(f'{x:.2f}' for x in os.getloadavg())} (the end includes this run)"
+        )
     if measurement.others is not None:
         noisy = measurement.others > 0.05
-        print(f"other processes used {measurement.others:.0%} of the machine's CPU time during the timed phase"
-              + (": figures are NOISY, rerun on an idle machine" if noisy else ""))
+        print(
+            f"other processes used {measurement.others:.0%} of the machine's CPU time during the timed phase"
+            + (": figures are NOISY, rerun on an idle machine" if noisy else "")
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="all", help="all (the CPU, and the GPU if there is one), cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--device", default="all", help="all (the CPU, and the GPU if there is one), cpu, cuda, cuda:1, ..."
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=20, help="timed iterations per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per variant first")
@@ -394,7 +402,9 @@ def main() -> None:
         raise ValueError(f"`--warmup` must be >= 1 (the first step allocates Adam's state), got {args.warmup}")
     config = preset(args.preset)
     if config.hierarchical:
-        raise ValueError(f"preset {args.preset!r} has a hierarchical decoder; the baselines are flat: pick a flat preset")
+        raise ValueError(
+            f"preset {args.preset!r} has a hierarchical decoder; the baselines are flat: pick a flat preset"
+        )
     if args.device == "all":
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     else:
@@ -403,10 +413,12 @@ def main() -> None:
         raise ValueError(f"`--device {args.device}` asked for, but torch {torch.__version__} sees no CUDA device")
     torch.set_num_threads(args.threads)
 
-    print(f"torch {torch.__version__}, {' and '.join(device_name(device, cores) for device in devices)}, "
-          f"threads {torch.get_num_threads()}, preset {args.preset!r} "
-          f"(encoder {config.encoder_size} x2, decoder {config.decoder_layers}x{config.decoder_size}, z {config.z_size}), "
-          f"batch {args.batch_size} x {config.steps} steps, {args.warmup} warm-up + {args.iterations} timed iterations")
+    print(
+        f"torch {torch.__version__}, {' and '.join(device_name(device, cores) for device in devices)}, "
+        f"threads {torch.get_num_threads()}, preset {args.preset!r} "
+        f"(encoder {config.encoder_size} x2, decoder {config.decoder_layers}x{config.decoder_size}, z {config.z_size}), "
+        f"batch {args.batch_size} x {config.steps} steps, {args.warmup} warm-up + {args.iterations} timed iterations"
+    )
     if any(device.type == "cuda" for device in devices):
         print(f"cuDNN TF32 allowed for fp32 LSTMs: {torch.backends.cudnn.allow_tf32}")
     measurements = [measure(device, config, args) for device in devices]

@@ -88,12 +88,18 @@ def contrasting_models(run_dir: str | Path, model: MusicVAE) -> dict[str, MusicV
     """
     choice = search.load_choice(run_dir)
     if choice is None:
-        raise ValueError(f"{Path(run_dir) / run_folder.GRID_CHOICE} is missing: run notebooks/02_grid_search.ipynb first")
+        raise ValueError(
+            f"{Path(run_dir) / run_folder.GRID_CHOICE} is missing: run notebooks/02_grid_search.ipynb first"
+        )
     grid = search.results_table(run_dir)
-    chosen = grid[(grid["beta"] == choice["beta"]) & (grid["free_nats"] == choice["free_nats"])].assign(role="chosen point")
+    chosen = grid[(grid["beta"] == choice["beta"]) & (grid["free_nats"] == choice["free_nats"])].assign(
+        role="chosen point"
+    )
     points = pd.concat([chosen, search.contrasting_points(grid, choice)], ignore_index=True)
     return {"chapter 03 model": model} | {
-        f"{row.role}: beta {row.beta:g}, lambda {row.free_nats:g}": load_model(Path(run_dir) / row.folder / run_folder.MODEL_FILE)
+        f"{row.role}: beta {row.beta:g}, lambda {row.free_nats:g}": load_model(
+            Path(run_dir) / row.folder / run_folder.MODEL_FILE
+        )
         for row in points.itertuples()
     }
 
@@ -116,6 +122,7 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     Columns mixing counts and shares (a ``value`` column beside ``unit``) show each entry as it
     reads best: 157 rather than 157.000000, 0.918 rather than 0.917709.
     """
+
     def shown(value: object) -> object:
         if isinstance(value, (float, np.floating)) and np.isfinite(value):
             return int(value) if float(value).is_integer() else round(float(value), digits)
@@ -131,11 +138,20 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 # search.results_table's columns as notebook 02 shows them (``grid_table``): short header, number format
 GRID_COLUMNS = {
-    "beta": ("beta", "{:g}"), "free_nats": ("lambda", "{:g}"), "state": ("state", "{}"), "rung": ("rung", "{:g}"),
-    "negative_elbo_nats": ("-ELBO", "{:.1f}"), "reconstruction_nats": ("recon.", "{:.1f}"), "kl_bits": ("KL bits", "{:.1f}"),
-    "teacher_forced_accuracy": ("acc. TF", "{:.3f}"), "sampling_accuracy": ("acc. sampl.", "{:.3f}"),
-    "rerun_sampling_accuracy": ("seed 2", "{:.3f}"), "greedy_accuracy": ("acc. greedy", "{:.3f}"),
-    "active_dimensions": ("active dims", "{:g}"), "epochs": ("epochs", "{:g}"), "minutes": ("min", "{:.1f}"),
+    "beta": ("beta", "{:g}"),
+    "free_nats": ("lambda", "{:g}"),
+    "state": ("state", "{}"),
+    "rung": ("rung", "{:g}"),
+    "negative_elbo_nats": ("-ELBO", "{:.1f}"),
+    "reconstruction_nats": ("recon.", "{:.1f}"),
+    "kl_bits": ("KL bits", "{:.1f}"),
+    "teacher_forced_accuracy": ("acc. TF", "{:.3f}"),
+    "sampling_accuracy": ("acc. sampl.", "{:.3f}"),
+    "rerun_sampling_accuracy": ("seed 2", "{:.3f}"),
+    "greedy_accuracy": ("acc. greedy", "{:.3f}"),
+    "active_dimensions": ("active dims", "{:g}"),
+    "epochs": ("epochs", "{:g}"),
+    "minutes": ("min", "{:.1f}"),
 }
 
 

@@ -218,7 +218,9 @@ def _densities_on(p: ArrayLike, q: ArrayLike, grid: ArrayLike) -> tuple[np.ndarr
     grid = _check_grid(grid)
     p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
     if p.shape != grid.shape or q.shape != grid.shape:
-        raise ValueError(f"`p`, `q` and `grid` must have the same shape [points], got {p.shape}, {q.shape}, {grid.shape}")
+        raise ValueError(
+            f"`p`, `q` and `grid` must have the same shape [points], got {p.shape}, {q.shape}, {grid.shape}"
+        )
     return p, q, grid
 
 
@@ -387,9 +389,21 @@ def _rng_for(seed: int, set_name: str, feature: str) -> np.random.Generator:
 
 
 COMPARISON_COLUMNS = (
-    "set", "feature", "n", "nan_dropped", "mean", "std",
-    "overlap", "overlap_low", "overlap_high", "kl", "kl_low", "kl_high",
-    "mean_diff", "mean_diff_low", "mean_diff_high",
+    "set",
+    "feature",
+    "n",
+    "nan_dropped",
+    "mean",
+    "std",
+    "overlap",
+    "overlap_low",
+    "overlap_high",
+    "kl",
+    "kl_low",
+    "kl_high",
+    "mean_diff",
+    "mean_diff_low",
+    "mean_diff_high",
 )
 
 
@@ -467,7 +481,8 @@ def describe_overlap(overlap: pd.DataFrame, kind: str, real: str = "test") -> st
     """A sentence on ``overlap_table``: the mean overlap per set and the feature the generated sets miss most."""
     worst = furthest_feature(overlap, real)
     return (
-        f"Mean overlap over the {kind} features: " + ", ".join(f"{name} {overlap[name].mean():.2f}" for name in overlap)
+        f"Mean overlap over the {kind} features: "
+        + ", ".join(f"{name} {overlap[name].mean():.2f}" for name in overlap)
         + f". The generated sets are furthest from the training melodies in {worst.replace('_', ' ')} "
         f"({real} {overlap.loc[worst, real]:.2f})."
     )

@@ -206,9 +206,7 @@ def load_window_set(path: Path) -> WindowSet:
         )
 
 
-def cached(
-    build: Callable[[], WindowSet], source_hash: str, parameters: dict, cache_dir: Path | None
-) -> WindowSet:
+def cached(build: Callable[[], WindowSet], source_hash: str, parameters: dict, cache_dir: Path | None) -> WindowSet:
     """Load the WindowSet for (source, parameters) from the cache, or build and store it."""
     path = (cache_dir or default_cache_dir()) / f"windows-{cache_key(source_hash, parameters)}.npz"
     if path.exists():
@@ -319,14 +317,20 @@ def folk_corpus_windows(
                 skips.add(SKIP_METER, tune.name)
         chosen = draw(eligible, max_tunes, seed, lambda tune: tune.name, skips)
         results = parallel_map(
-            _TuneWindows(bars, all_parts, expand_repeats), chosen, processes or os.cpu_count() or 1, "parsing folk tunes"
+            _TuneWindows(bars, all_parts, expand_repeats),
+            chosen,
+            processes or os.cpu_count() or 1,
+            "parsing folk tunes",
         )
-        rows = [
-            {"collection": t.collection, "path": t.path, "number": t.number, "title": t.title} for t in chosen
-        ]
+        rows = [{"collection": t.collection, "path": t.path, "number": t.number, "title": t.title} for t in chosen]
         return collect(
-            results, rows, [t.name for t in chosen], skips,
-            source="folk", parameters=parameters, source_hash=source_hash,
+            results,
+            rows,
+            [t.name for t in chosen],
+            skips,
+            source="folk",
+            parameters=parameters,
+            source_hash=source_hash,
         )
 
     return cached(build, source_hash, parameters, cache_dir)
@@ -479,7 +483,10 @@ def midi_folder_windows(
     def build() -> WindowSet:
         results = parallel_map(_MidiWindows(bars), files, processes or os.cpu_count() or 1, "reading MIDI files")
         names = [str(f.relative_to(root)) for f in files]
-        rows = [{"collection": str(Path(name).parent), "path": name, "number": "", "title": Path(name).stem} for name in names]
+        rows = [
+            {"collection": str(Path(name).parent), "path": name, "number": "", "title": Path(name).stem}
+            for name in names
+        ]
         return collect(results, rows, names, skips, source="midi", parameters=parameters, source_hash=source_hash)
 
     return cached(build, source_hash, parameters, cache_dir)
@@ -515,7 +522,6 @@ def licence_notes(window_set: WindowSet) -> dict[str, str]:
 
 # --------------------------------------------------------------------------------------------
 # Splits and the dataset folder of a run
-
 
 
 @dataclass(frozen=True)
@@ -590,7 +596,9 @@ def unique_rows(windows: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
-def split_by_tune(window_set: WindowSet, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict[str, Split]:
+def split_by_tune(
+    window_set: WindowSet, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, Split]:
     """Train/valid/test splits by tune (or file), never by window; duplicates removed within each split.
 
     EmptySplitError, before anything is written, when a split would hold no tune: a later chapter
@@ -606,7 +614,9 @@ def split_by_tune(window_set: WindowSet, fractions: Sequence[float] = (0.8, 0.1,
         in_split = assignment[window_set.tune_ids] == index
         windows, tune_ids = window_set.windows[in_split], window_set.tune_ids[in_split]
         keep = unique_rows(windows)
-        splits[name] = Split(name, windows[keep], tune_ids[keep], int((assignment == index).sum()), len(windows) - len(keep))
+        splits[name] = Split(
+            name, windows[keep], tune_ids[keep], int((assignment == index).sum()), len(windows) - len(keep)
+        )
     return splits
 
 
@@ -638,13 +648,20 @@ def dataset_summary(window_set: WindowSet, splits: dict[str, Split], fractions: 
         "n_windows": len(window_set.windows),
         "n_unique_windows": len(unique_rows(window_set.windows)),
         "splits": {
-            name: {"tunes": split.n_tunes, "windows": len(split.windows), "duplicates_removed": split.n_duplicates_removed}
+            name: {
+                "tunes": split.n_tunes,
+                "windows": len(split.windows),
+                "duplicates_removed": split.n_duplicates_removed,
+            }
             for name, split in splits.items()
         },
         "shared_with_train": shared_windows(splits),
         "per_collection": {
-            str(name): {"tunes": len(tunes), "windows": int(tunes["n_windows"].sum()),
-                        "distinct_windows": distinct_windows(window_set, tunes.index)}
+            str(name): {
+                "tunes": len(tunes),
+                "windows": int(tunes["n_windows"].sum()),
+                "distinct_windows": distinct_windows(window_set, tunes.index),
+            }
             for name, tunes in per_collection
         },
         "skips": {"counts": window_set.skips.counts, "examples": window_set.skips.examples},
@@ -693,7 +710,11 @@ def load_collections(run_dir: str | os.PathLike, name: str) -> np.ndarray:
     if name not in SPLIT_NAMES:
         raise ValueError(f"`name` must be one of {SPLIT_NAMES}, got {name!r}")
     tunes = pd.read_csv(Path(run_dir) / TUNES_TABLE, index_col="tune_id")
-    return tunes["collection"].reindex(np.load(Path(run_dir) / split_tunes_file(name), allow_pickle=False)).to_numpy(dtype=str)
+    return (
+        tunes["collection"]
+        .reindex(np.load(Path(run_dir) / split_tunes_file(name), allow_pickle=False))
+        .to_numpy(dtype=str)
+    )
 
 
 def load_summary(run_dir: str | os.PathLike) -> dict:
@@ -707,12 +728,22 @@ def windows_per_collection(window_set: WindowSet) -> pd.DataFrame:
     Distinct: a phrase a tune repeats, or that two tunes share, counts once (within the row).
     """
     rows = [
-        {"collection": collection, "meter": meter, "tunes": len(tunes), "windows": tunes["n_windows"].sum(),
-         "distinct windows": distinct_windows(window_set, tunes.index)}
+        {
+            "collection": collection,
+            "meter": meter,
+            "tunes": len(tunes),
+            "windows": tunes["n_windows"].sum(),
+            "distinct windows": distinct_windows(window_set, tunes.index),
+        }
         for (collection, meter), tunes in window_set.tunes.groupby(["collection", "meter"])
     ]
-    total = {"collection": "all", "meter": "", "tunes": len(window_set.tunes), "windows": len(window_set.windows),
-             "distinct windows": len(unique_rows(window_set.windows))}
+    total = {
+        "collection": "all",
+        "meter": "",
+        "tunes": len(window_set.tunes),
+        "windows": len(window_set.windows),
+        "distinct windows": len(unique_rows(window_set.windows)),
+    }
     return pd.DataFrame(rows + [total])
 
 

@@ -246,14 +246,27 @@ class Reconstruction:
         """One row per scalar figure: metric, value, unit and its docs/evaluation.md id."""
         rows = [
             ("teacher-forced accuracy (z = mu)", self.teacher_forced_accuracy, "share of steps", "A1"),
-            ("teacher-forced mean per-class accuracy (present classes)",
-             self.teacher_forced_mean_per_class_accuracy, "mean recall", "A1"),
-            ("teacher-forced mean per-class accuracy (Magenta, all 90 classes)",
-             self.teacher_forced_mean_per_class_accuracy_magenta, "mean recall", "A1"),
+            (
+                "teacher-forced mean per-class accuracy (present classes)",
+                self.teacher_forced_mean_per_class_accuracy,
+                "mean recall",
+                "A1",
+            ),
+            (
+                "teacher-forced mean per-class accuracy (Magenta, all 90 classes)",
+                self.teacher_forced_mean_per_class_accuracy_magenta,
+                "mean recall",
+                "A1",
+            ),
             ("greedy accuracy (z = mu)", self.greedy_accuracy, "share of steps", "A2"),
             ("sampled accuracy (z = mu, T = 1)", self.sampled_accuracy, "share of steps", "A2"),
             ("teacher-forced accuracy (z ~ q)", self.posterior_teacher_forced_accuracy, "share of steps", "A1"),
-            ("sampling accuracy (z ~ q, T = 1, Magenta's eval)", self.posterior_sampling_accuracy, "share of steps", "A2"),
+            (
+                "sampling accuracy (z ~ q, T = 1, Magenta's eval)",
+                self.posterior_sampling_accuracy,
+                "share of steps",
+                "A2",
+            ),
             ("onset precision (greedy)", self.onset.precision, "share of notes", "A3"),
             ("onset recall (greedy)", self.onset.recall, "share of notes", "A3"),
             ("onset F1 (greedy)", self.onset.f1, "share of notes", "A3"),
@@ -370,7 +383,9 @@ def summarise(windows: np.ndarray, decodings: Decodings, active_kl_bits: float) 
         kl_per_dimension_bits=decodings.kl_per_dimension_nats.mean(0) / NATS_PER_BIT,
         kl_per_window_bits=decodings.kl_per_dimension_nats.sum(1) / NATS_PER_BIT,
         active_kl_bits=active_kl_bits,
-        teacher_forced_accuracy_shuffled_z=token_accuracy(decodings.teacher_forced_shuffled, windows) if has_partner else nan,
+        teacher_forced_accuracy_shuffled_z=token_accuracy(decodings.teacher_forced_shuffled, windows)
+        if has_partner
+        else nan,
         teacher_forced_accuracy_prior_z=token_accuracy(decodings.teacher_forced_prior, windows),
         greedy_accuracy_shuffled_z=token_accuracy(decodings.greedy_shuffled, windows) if has_partner else nan,
         greedy_accuracy_prior_z=token_accuracy(decodings.greedy_prior, windows),
@@ -387,10 +402,18 @@ def paper_comparison(result: Reconstruction, hierarchical: bool) -> pd.DataFrame
     row = paper_row(result.steps // STEPS_PER_BAR, hierarchical)
     nan = float("nan")
     rows = [
-        ("teacher-forced accuracy", result.posterior_teacher_forced_accuracy, row.teacher_forced_accuracy if row else nan,
-         "argmax p(x_t | x_<t, z) with z ~ q(z|x), true previous tokens"),
-        ("sampling accuracy", result.posterior_sampling_accuracy, row.sampling_accuracy if row else nan,
-         "argmax of each step's logits with z ~ q(z|x), fed its own samples at T = 1"),
+        (
+            "teacher-forced accuracy",
+            result.posterior_teacher_forced_accuracy,
+            row.teacher_forced_accuracy if row else nan,
+            "argmax p(x_t | x_<t, z) with z ~ q(z|x), true previous tokens",
+        ),
+        (
+            "sampling accuracy",
+            result.posterior_sampling_accuracy,
+            row.sampling_accuracy if row else nan,
+            "argmax of each step's logits with z ~ q(z|x), fed its own samples at T = 1",
+        ),
     ]
     table = pd.DataFrame(rows, columns=["metric", "ours", "paper", "definition"])
     table["paper_setting"] = row.setting if row else describe_paper_row(None, result.steps // STEPS_PER_BAR)
@@ -447,8 +470,9 @@ def decoder_comparison(models: Sequence[ScoredModel]) -> pd.DataFrame:
         "onset F1 (greedy)": lambda m: m.scores.onset.f1,
         "recall of no-event steps (teacher forced, z = mu)": lambda m: m.scores.per_class_accuracy[NO_EVENT],
         "recall of note-offs (teacher forced, z = mu)": lambda m: m.scores.per_class_accuracy[NOTE_OFF],
-        "recall of note-ons, mean over pitches (teacher forced, z = mu)":
-            lambda m: mean_per_class_accuracy(m.scores.per_class_accuracy[NOTE_OFF + 1:]),
+        "recall of note-ons, mean over pitches (teacher forced, z = mu)": lambda m: mean_per_class_accuracy(
+            m.scores.per_class_accuracy[NOTE_OFF + 1 :]
+        ),
         "KL, bits per window": lambda m: m.scores.kl_bits,
     }
     table = pd.DataFrame({"metric": list(figures)})
@@ -485,8 +509,11 @@ def describe_decoder_comparison(models: Sequence[ScoredModel]) -> str:
     mean, error = paired_difference(
         first.scores.posterior_sampling_window_accuracy, second.scores.posterior_sampling_window_accuracy
     )
-    question = (f"Does the conductor help on {bars} bars?" if conductor
-                else f"Does {first.name} reconstruct better than {second.name}?")
+    question = (
+        f"Does the conductor help on {bars} bars?"
+        if conductor
+        else f"Does {first.name} reconstruct better than {second.name}?"
+    )
     numbers = (
         f"In Magenta's eval (sampling accuracy, z ~ q) {first.label} scores {first.scores.posterior_sampling_accuracy:.3f} and "
         f"{second.label} {second.scores.posterior_sampling_accuracy:.3f}, a difference of {mean:+.3f} "
@@ -495,16 +522,20 @@ def describe_decoder_comparison(models: Sequence[ScoredModel]) -> str:
     paper = ""
     if conductor and {(bars, "flat"), (bars, "hierarchical")} <= set(PAPER_ACCURACIES):
         hierarchical, flat = PAPER_ACCURACIES[(bars, "hierarchical")][1], PAPER_ACCURACIES[(bars, "flat")][1]
-        paper = (f" The paper's hierarchical and flat decoders score {hierarchical:.3f} and {flat:.3f} on {bars}-bar "
-                 f"melodies ({hierarchical - flat:+.3f}).")
+        paper = (
+            f" The paper's hierarchical and flat decoders score {hierarchical:.3f} and {flat:.3f} on {bars}-bar "
+            f"melodies ({hierarchical - flat:+.3f})."
+        )
     if max(first.z_use, second.z_use) < Z_USE_MIN:
         verdict = (
             f"Neither model reads z (greedy with its own z beats a shuffled z by {first.z_use:.3f} and {second.z_use:.3f}, "
             f"under {Z_USE_MIN}): both decode an average melody, so this budget cannot show what the decoders do."
         )
     elif not np.isfinite(error) or abs(mean) <= error:
-        verdict = ("The difference lies within what these test windows can tell apart: at this budget neither model "
-                   "is shown better.")
+        verdict = (
+            "The difference lies within what these test windows can tell apart: at this budget neither model "
+            "is shown better."
+        )
     elif not conductor:
         verdict = f"{(first if mean > 0 else second).name} reconstructs better, beyond the test windows' noise."
     elif mean > 0:
@@ -541,16 +572,20 @@ def accuracy_by_onsets(
     onsets = notes_per_window(windows)
     bins = np.searchsorted(np.asarray(edges), onsets, side="right") - 1
     correct = (windows == reconstructions).mean(axis=1)
-    labels = [f"{low}-{high - 1}" if high - 1 > low else str(low) for low, high in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+    labels = [f"{low}-{high - 1}" if high - 1 > low else str(low) for low, high in zip(edges, edges[1:])] + [
+        f"{edges[-1]}+"
+    ]
     rows = []
     for index, label in enumerate(labels):
         inside = bins == index
-        rows.append({
-            "onsets": label,
-            "windows": int(inside.sum()),
-            "share of windows": float(inside.mean()) if len(windows) else float("nan"),
-            "accuracy": float(correct[inside].mean()) if inside.any() else float("nan"),
-        })
+        rows.append(
+            {
+                "onsets": label,
+                "windows": int(inside.sum()),
+                "share of windows": float(inside.mean()) if len(windows) else float("nan"),
+                "accuracy": float(correct[inside].mean()) if inside.any() else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -171,7 +171,9 @@ def read_tune(content: bytes, name: str) -> Tune:
     found = melodies_from_midi_bytes(content, PITCHED_PROGRAMS)
     reason = found.skip_reason
     if reason == SKIP_NO_MELODY_PROGRAM:
-        reason = f"no melody notes (pitched programs {PITCHED_PROGRAMS.start}-{PITCHED_PROGRAMS.stop - 1}, pitches 21-108)"
+        reason = (
+            f"no melody notes (pitched programs {PITCHED_PROGRAMS.start}-{PITCHED_PROGRAMS.stop - 1}, pitches 21-108)"
+        )
     melodies = [melody for melody in found.melodies if len(melody.tokens) >= BARS_PER_WINDOW * STEPS_PER_BAR]
     if reason is None and not melodies:
         reason = SKIP_NO_WINDOW
@@ -201,7 +203,9 @@ def tune_window(melody: MidiMelody, bar: int) -> np.ndarray:
     """The window of a melody that starts at ``bar`` (1-based, as ``melody_label`` counts): tokens [steps]."""
     bars = window_bars(melody)
     if bar not in bars:
-        raise ValueError(f"`bar` must lie in {bars.start}..{bars.stop - 1} (where a window of this melody starts), got {bar}")
+        raise ValueError(
+            f"`bar` must lie in {bars.start}..{bars.stop - 1} (where a window of this melody starts), got {bar}"
+        )
     return windows_at_bars(melody.tokens)[bar - bars.start]
 
 
@@ -258,9 +262,7 @@ def latent_point(
 def measured_attributes(unmoved: np.ndarray, result: np.ndarray) -> pd.DataFrame:
     """The explorer's attributes of two melodies (tokens [steps]) and their change, one row per attribute."""
     table = features.feature_table(np.stack([unmoved, result]))[list(EXPLORER_ATTRIBUTES)]
-    return pd.DataFrame(
-        {"unmoved": table.iloc[0], "result": table.iloc[1], "change": table.iloc[1] - table.iloc[0]}
-    )
+    return pd.DataFrame({"unmoved": table.iloc[0], "result": table.iloc[1], "change": table.iloc[1] - table.iloc[0]})
 
 
 def decode_choice(explorer: Explorer, choice: Choice) -> Decoded:
@@ -315,21 +317,29 @@ def piano_roll_svg(tokens: np.ndarray) -> str:
     def y(pitch: float) -> float:  # top edge of the row of ``pitch``
         return top + (high - pitch) * row_px
 
-    parts = [(
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        'font-family="sans-serif" font-size="9" style="background: white; width: 100%; height: auto">'
-    )]
+    parts = [
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            'font-family="sans-serif" font-size="9" style="background: white; width: 100%; height: auto">'
+        )
+    ]
     for pitch in range(low, high + 1):
         if pitch % 12 in plots.BLACK_KEY_PITCH_CLASSES:
             shade = round(255 * plots.BLACK_KEY_SHADE)
-            parts.append(f'<rect x="{left}" y="{y(pitch):.1f}" width="{n_steps * step_px:.1f}" height="{row_px:.1f}" fill="rgb({shade},{shade},{shade})"/>')
+            parts.append(
+                f'<rect x="{left}" y="{y(pitch):.1f}" width="{n_steps * step_px:.1f}" height="{row_px:.1f}" fill="rgb({shade},{shade},{shade})"/>'
+            )
         if pitch % 12 == 0:
-            parts.append(f'<text x="{left - 4}" y="{y(pitch) + row_px * 0.5 + 3:.1f}" text-anchor="end">{plots.pitch_name(pitch)} ({pitch})</text>')
+            parts.append(
+                f'<text x="{left - 4}" y="{y(pitch) + row_px * 0.5 + 3:.1f}" text-anchor="end">{plots.pitch_name(pitch)} ({pitch})</text>'
+            )
     for step in range(0, n_steps + 1, STEPS_PER_QUARTER):
         bar_line = step % STEPS_PER_BAR == 0
         x = left + step * step_px
-        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="{"#595959" if bar_line else "#d9d9d9"}" '
-                     f'stroke-width="{1.2 if bar_line else 0.6}"/>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="{"#595959" if bar_line else "#d9d9d9"}" '
+            f'stroke-width="{1.2 if bar_line else 0.6}"/>'
+        )
         parts.append(f'<text x="{x:.1f}" y="{height - bottom + 11}" text-anchor="middle">{step}</text>')
     notes = representation.tokens_to_notes(tokens)
     for note in notes:
@@ -339,8 +349,12 @@ def piano_roll_svg(tokens: np.ndarray) -> str:
             f'fill="{plots.NOTE_COLOR}" stroke="{plots.NOTE_EDGE_COLOR}" stroke-width="0.8"/>'
         )
     if not notes:
-        parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" fill="#4d4d4d">no notes (rest only)</text>')
-    parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 1}" text-anchor="middle" fill="#4d4d4d">{html.escape(plots.STEP_AXIS_LABEL)}</text>')
+        parts.append(
+            f'<text x="{(left + width - right) / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" fill="#4d4d4d">no notes (rest only)</text>'
+        )
+    parts.append(
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 1}" text-anchor="middle" fill="#4d4d4d">{html.escape(plots.STEP_AXIS_LABEL)}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -356,7 +370,9 @@ def melody_card(tokens: np.ndarray, title: str) -> str:
     """HTML of one melody as the explorer shows it: title, notation (verovio), piano roll (SVG) and an audio player (WAV)."""
     label = html.escape(title)
     notation = base64.b64encode(render.notation_svg(tokens).encode()).decode("ascii")
-    audio = base64.b64encode(wav_bytes(render.synthesize(tokens, render.DEFAULT_SAMPLE_RATE), render.DEFAULT_SAMPLE_RATE)).decode("ascii")
+    audio = base64.b64encode(
+        wav_bytes(render.synthesize(tokens, render.DEFAULT_SAMPLE_RATE), render.DEFAULT_SAMPLE_RATE)
+    ).decode("ascii")
     return (
         f'<div style="width: 400px; max-width: 100%; margin: 0 16px 16px 0"><div style="font-weight: bold; margin-bottom: 4px">{label}</div>'
         f'<img src="data:image/svg+xml;base64,{notation}" alt="notation of {label}" style="width: 100%; background-color: white">'
@@ -440,7 +456,9 @@ class ExplorerPanel:
         self.explorer = explorer
         self.start = (number_a, number_b, temperature, seed)  # where ``moves(away=False)`` leads back to
         self.keep_dir = check_keep_dir(keep_dir)
-        self.choice = Choice(test_melody(explorer, number_a), test_melody(explorer, number_b), temperature=temperature, seed=seed)
+        self.choice = Choice(
+            test_melody(explorer, number_a), test_melody(explorer, number_b), temperature=temperature, seed=seed
+        )
         self.source_a, self.source_b = f"test melody Nr. {number_a}", f"test melody Nr. {number_b}"
         self.rng = np.random.default_rng(seed)  # draws the numbers of "random A"
         self.tune: Tune | None = None
@@ -450,20 +468,35 @@ class ExplorerPanel:
         last = len(explorer.test) - 1
         wide = {"style": {"description_width": "initial"}}
         self.number_a = widgets.Text(
-            str(number_a), description="melody A", placeholder=f"test melody Nr. 0-{last}", continuous_update=False, **wide
+            str(number_a),
+            description="melody A",
+            placeholder=f"test melody Nr. 0-{last}",
+            continuous_update=False,
+            **wide,
         )
         self.random_a = widgets.Button(description="random A")
         self.upload = widgets.FileUpload(accept=".mid,.midi", multiple=False, description="MIDI as A")
-        self.tune_track = widgets.Dropdown(description="track", options=[], layout=widgets.Layout(display="none", width="auto"), **wide)
-        self.tune_bar = widgets.IntSlider(1, min=1, max=1, description="from bar", layout=widgets.Layout(display="none"), **wide)
+        self.tune_track = widgets.Dropdown(
+            description="track", options=[], layout=widgets.Layout(display="none", width="auto"), **wide
+        )
+        self.tune_bar = widgets.IntSlider(
+            1, min=1, max=1, description="from bar", layout=widgets.Layout(display="none"), **wide
+        )
         self.number_b = widgets.BoundedIntText(number_b, min=0, max=last, description="melody B", **wide)
         self.alpha = widgets.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="A -> B", **wide)
-        self.temperature = widgets.FloatSlider(temperature, min=0.0, max=MAX_TEMPERATURE, step=0.05, description="temperature", **wide)
+        self.temperature = widgets.FloatSlider(
+            temperature, min=0.0, max=MAX_TEMPERATURE, step=0.05, description="temperature", **wide
+        )
         self.seed = widgets.IntText(seed, description="seed", **wide)
         self.ks = {  # long names: a fixed label column keeps the sliders long and aligned
             name: widgets.FloatSlider(
-                0.0, min=-K_LIMIT, max=K_LIMIT, step=0.25, description=EXPLORER_LABELS[name],
-                style={"description_width": "210px"}, layout=widgets.Layout(width="420px"),
+                0.0,
+                min=-K_LIMIT,
+                max=K_LIMIT,
+                step=0.25,
+                description=EXPLORER_LABELS[name],
+                style={"description_width": "210px"},
+                layout=widgets.Layout(width="420px"),
             )
             for name in explorer.vectors
         }
@@ -474,16 +507,18 @@ class ExplorerPanel:
         self._show_a()
         self._show_b()
         self.refresh()
-        self.widget = widgets.VBox([
-            widgets.HBox([self.number_a, self.random_a, self.upload]),
-            widgets.HBox([self.tune_track, self.tune_bar]),
-            widgets.HBox([self.number_b, self.alpha]),
-            widgets.HBox([self.temperature, self.seed, self.keep]),
-            widgets.HBox(list(self.ks.values()), layout=widgets.Layout(flex_flow="row wrap")),
-            self.status,
-            widgets.HBox([self.view_a, self.view_b], layout=widgets.Layout(flex_flow="row wrap")),
-            self.view,
-        ])
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.number_a, self.random_a, self.upload]),
+                widgets.HBox([self.tune_track, self.tune_bar]),
+                widgets.HBox([self.number_b, self.alpha]),
+                widgets.HBox([self.temperature, self.seed, self.keep]),
+                widgets.HBox(list(self.ks.values()), layout=widgets.Layout(flex_flow="row wrap")),
+                self.status,
+                widgets.HBox([self.view_a, self.view_b], layout=widgets.Layout(flex_flow="row wrap")),
+                self.view,
+            ]
+        )
 
     def _wire(self) -> None:
         self._observe(self.number_a, lambda new: self.pick_a_number(new))
@@ -528,7 +563,9 @@ class ExplorerPanel:
         started = time.perf_counter() if started is None else started
         choice = self.choice
         key = (choice.melody_a.tobytes(), choice.melody_b.tobytes(), choice.alpha)
-        self.decoded = decode_between(self.explorer, choice, self._encode(choice.melody_a), self._encode(choice.melody_b), self._unmoved.get(key))
+        self.decoded = decode_between(
+            self.explorer, choice, self._encode(choice.melody_a), self._encode(choice.melody_b), self._unmoved.get(key)
+        )
         self._unmoved = {key: self.decoded.unmoved}
         where = f"A -> B {choice.alpha:.2f}, temperature {choice.temperature:.2f}, seed {choice.seed}"
         self.view.value = melody_html(self.decoded, f"the current melody ({where})")
@@ -644,11 +681,22 @@ class ExplorerPanel:
         number_a, number_b, temperature, seed = self.start
         size = len(self.explorer.test)
         if not away:
-            back = [("seed", self.seed, seed), ("temperature", self.temperature, temperature), ("A -> B", self.alpha, 0.0)]
+            back = [
+                ("seed", self.seed, seed),
+                ("temperature", self.temperature, temperature),
+                ("A -> B", self.alpha, 0.0),
+            ]
             back += [(slider.description, slider, 0.0) for slider in self.ks.values()]
             return back + [("melody A", self.number_a, str(number_a)), ("melody B", self.number_b, number_b)]
-        away_moves = [("melody A", self.number_a, str((number_a + 2) % size)), ("melody B", self.number_b, (number_b + 2) % size)]
-        away_moves += [("A -> B", self.alpha, 0.5), ("temperature", self.temperature, 0.5), ("seed", self.seed, seed + 1)]
+        away_moves = [
+            ("melody A", self.number_a, str((number_a + 2) % size)),
+            ("melody B", self.number_b, (number_b + 2) % size),
+        ]
+        away_moves += [
+            ("A -> B", self.alpha, 0.5),
+            ("temperature", self.temperature, 0.5),
+            ("seed", self.seed, seed + 1),
+        ]
         return away_moves + [(slider.description, slider, 1.0) for slider in self.ks.values()]
 
     def time_moves(self, moves: list[tuple[str, widgets.Widget, object]]) -> pd.DataFrame:
@@ -669,7 +717,10 @@ class ExplorerPanel:
 
 
 def prepare_notebook(
-    run_dir: str | Path, keep_dir: str | Path = DEFAULT_KEEP_DIR, out: str | Path | None = None, notebook: Path = NOTEBOOK
+    run_dir: str | Path,
+    keep_dir: str | Path = DEFAULT_KEEP_DIR,
+    out: str | Path | None = None,
+    notebook: Path = NOTEBOOK,
 ) -> Path:
     """Write a copy of notebook 08 set to ``run_dir`` and ``keep_dir`` (papermill's parameters, not run) and return its path.
 
@@ -683,7 +734,9 @@ def prepare_notebook(
     target = Path(out) if out is not None else keep / NOTEBOOK.name
     check_keep_dir(target.parent)
     if target.exists():
-        raise FileExistsError(f"{target} exists (your copy): open it, or delete it or pass another --out to start afresh")
+        raise FileExistsError(
+            f"{target} exists (your copy): open it, or delete it or pass another --out to start afresh"
+        )
     if not (Path(run_dir) / run_folder.TRAINED_MODEL).exists():
         raise FileNotFoundError(
             f"no trained model at {Path(run_dir) / run_folder.TRAINED_MODEL}: name a run folder notebook 03 has run in"
@@ -699,9 +752,21 @@ def prepare_notebook(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write a copy of notebook 08 (the explorer) set to a run, to open in JupyterLab.")
-    parser.add_argument("--run-dir", type=Path, default=RESULTS_DIR / "default", help="run folder with training/model.pt (default: the committed results/default)")
-    parser.add_argument("--keep-dir", type=Path, default=DEFAULT_KEEP_DIR, help="where 'keep' writes kept.mid (default: results/local/explore)")
+    parser = argparse.ArgumentParser(
+        description="Write a copy of notebook 08 (the explorer) set to a run, to open in JupyterLab."
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=RESULTS_DIR / "default",
+        help="run folder with training/model.pt (default: the committed results/default)",
+    )
+    parser.add_argument(
+        "--keep-dir",
+        type=Path,
+        default=DEFAULT_KEEP_DIR,
+        help="where 'keep' writes kept.mid (default: results/local/explore)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="the copy (default: KEEP_DIR/08_explore.ipynb)")
     args = parser.parse_args(argv)
     try:

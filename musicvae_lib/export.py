@@ -78,13 +78,17 @@ class DecoderStep(nn.Module):
 def exportable(model: MusicVAE) -> MusicVAE:
     """The model in eval mode on the CPU; ValueError for a hierarchical model, which the page cannot decode."""
     if model.config.hierarchical:
-        raise ValueError("only the flat decoder can be exported (the page decodes step by step); this model is hierarchical")
+        raise ValueError(
+            "only the flat decoder can be exported (the page decodes step by step); this model is hierarchical"
+        )
     return model.cpu().eval()
 
 
 def onnx_bytes(module: nn.Module, inputs: tuple[Tensor, ...], input_names: list[str], output_names: list[str]) -> bytes:
     """``module`` as an ONNX graph (TorchScript exporter), every input and output with a dynamic batch axis."""
-    batch_axis = {name: {1 if name[0] in "hc" else 0: "batch"} for name in input_names + output_names}  # h, c: [layers, B, size]
+    batch_axis = {
+        name: {1 if name[0] in "hc" else 0: "batch"} for name in input_names + output_names
+    }  # h, c: [layers, B, size]
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # the legacy exporter is chosen on purpose (module docstring); its LSTM batch-size warning
@@ -93,8 +97,14 @@ def onnx_bytes(module: nn.Module, inputs: tuple[Tensor, ...], input_names: list[
         warnings.filterwarnings("ignore", message=".*batch_size other than 1.*LSTM")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # nn.LSTM's shape checks, constant here
         torch.onnx.export(
-            module, inputs, buffer, input_names=input_names, output_names=output_names,
-            dynamic_axes=batch_axis, opset_version=OPSET, dynamo=False,
+            module,
+            inputs,
+            buffer,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=batch_axis,
+            opset_version=OPSET,
+            dynamo=False,
         )
     return buffer.getvalue()
 
@@ -111,16 +121,23 @@ def graphs(model: MusicVAE) -> dict[str, bytes]:
         return {
             "encoder.onnx": onnx_bytes(model.encoder, (tokens,), ["tokens"], ["mu", "sigma"]),
             "decoder_init.onnx": onnx_bytes(DecoderInit(model), (z,), ["z"], ["h", "c"]),
-            "decoder_step.onnx": onnx_bytes(DecoderStep(model), (z, previous, h, h), ["z", "previous", "h", "c"], ["logits", "h_next", "c_next"]),
+            "decoder_step.onnx": onnx_bytes(
+                DecoderStep(model), (z, previous, h, h), ["z", "previous", "h", "c"], ["logits", "h_next", "c_next"]
+            ),
         }
 
 
 def sessions(graph_bytes: dict[str, bytes]) -> dict[str, onnxruntime.InferenceSession]:
     """An onnxruntime CPU session per graph."""
-    return {name: onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"]) for name, data in graph_bytes.items()}
+    return {
+        name: onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        for name, data in graph_bytes.items()
+    }
 
 
-def greedy_tokens_onnx(runtime: dict[str, onnxruntime.InferenceSession], z: np.ndarray, steps: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def greedy_tokens_onnx(
+    runtime: dict[str, onnxruntime.InferenceSession], z: np.ndarray, steps: int, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy decoding through the step graph, as the page does it: (tokens int64 [B, steps], logits float32 [B, steps, 90])."""
     z = np.asarray(z, dtype=np.float32)
     h, c = runtime["decoder_init.onnx"].run(None, {"z": z})
@@ -142,7 +159,9 @@ def check_inputs(model: MusicVAE, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return tokens, rng.standard_normal((CHECK_BATCH, model.config.z_size)).astype(np.float32)
 
 
-def largest_differences(model: MusicVAE, runtime: dict[str, onnxruntime.InferenceSession], seed: int = 0) -> dict[str, float]:
+def largest_differences(
+    model: MusicVAE, runtime: dict[str, onnxruntime.InferenceSession], seed: int = 0
+) -> dict[str, float]:
     """Largest |onnxruntime - PyTorch| of mu, sigma and the greedy decoding's logits on ``check_inputs``.
 
     The decoding runs in onnxruntime feeding back its own argmax; the PyTorch logits are those of
@@ -191,7 +210,9 @@ def page_attributes(model: MusicVAE, vectors: Mapping[str, np.ndarray] | None) -
     for name, vector in (vectors or {}).items():
         vector = np.asarray(vector, dtype=np.float64)
         if vector.shape != (model.config.z_size,):
-            raise ValueError(f"attribute vector {name!r} has shape {vector.shape}, the model's z ({model.config.z_size},)")
+            raise ValueError(
+                f"attribute vector {name!r} has shape {vector.shape}, the model's z ({model.config.z_size},)"
+            )
         attributes.append({"name": name, "label": features.FEATURE_UNITS.get(name, name), "vector": vector.tolist()})
     return attributes
 
@@ -244,7 +265,9 @@ def model_path(source: str | Path) -> Path:
     if path.is_dir():
         path = path / run_folder.TRAINED_MODEL
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: pass a run folder with training/model.pt (notebook 03) or a model.pt file")
+        raise FileNotFoundError(
+            f"{path} not found: pass a run folder with training/model.pt (notebook 03) or a model.pt file"
+        )
     return path
 
 
@@ -269,16 +292,22 @@ def run_attribute_vectors(source: str | Path) -> dict[str, np.ndarray] | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="a run folder (its training/model.pt is exported) or a model.pt file")
-    parser.add_argument("--out", default="web/model", help="folder for the ONNX graphs and model.json (default: web/model)")
+    parser.add_argument(
+        "--out", default="web/model", help="folder for the ONNX graphs and model.json (default: web/model)"
+    )
     arguments = parser.parse_args(argv)
     path = model_path(arguments.source)
     study_prior = run_prior(arguments.source)
     vectors = run_attribute_vectors(arguments.source)
-    differences = export(training.load_model(path, device="cpu"), arguments.out, study_prior=study_prior, vectors=vectors)
-    print(f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from PyTorch: "
-          f"{max(differences['mu'], differences['sigma'], differences['logits']):.2e}; the page samples z from "
-          f"{study_prior.describe() if study_prior else 'N(0, I)'}; attribute sliders: "
-          f"{', '.join(vectors) if vectors else 'none (a model.pt file has no training windows)'}")
+    differences = export(
+        training.load_model(path, device="cpu"), arguments.out, study_prior=study_prior, vectors=vectors
+    )
+    print(
+        f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from PyTorch: "
+        f"{max(differences['mu'], differences['sigma'], differences['logits']):.2e}; the page samples z from "
+        f"{study_prior.describe() if study_prior else 'N(0, I)'}; attribute sliders: "
+        f"{', '.join(vectors) if vectors else 'none (a model.pt file has no training windows)'}"
+    )
     return 0
 
 

@@ -310,7 +310,9 @@ def top_keys(keys: Mapping[str, pd.DataFrame], n: int = 5) -> pd.DataFrame:
 
     A set with fewer than ``n`` distinct keys has missing entries (NaN) at the bottom of its column.
     """
-    return pd.DataFrame({name: pd.Series(table["key"].value_counts().head(n).index.tolist()) for name, table in keys.items()})
+    return pd.DataFrame(
+        {name: pd.Series(table["key"].value_counts().head(n).index.tolist()) for name, table in keys.items()}
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,7 +576,7 @@ def polyphony(notes: Sequence[Note]) -> float:
     length = max(note.end_step for note in notes)
     roll = np.zeros((max(length, 0), PITCH_BINS), bool)
     for note in notes:
-        roll[max(note.start_step, 0):note.end_step, note.pitch_midi] = True
+        roll[max(note.start_step, 0) : note.end_step, note.pitch_midi] = True
     sounding_steps = np.count_nonzero(roll.any(axis=1))
     return float(roll.sum() / sounding_steps) if sounding_steps else float("nan")
 
@@ -666,14 +668,16 @@ def set_overview(sets: Mapping[str, np.ndarray]) -> pd.DataFrame:
     for name, windows in sets.items():
         array = as_windows(windows)
         notes = notes_per_window(array)
-        rows.append({
-            "set": name,
-            "melodies": len(array),
-            "distinct": len(np.unique(array, axis=0)),
-            "without a note": int((notes == 0).sum()),
-            "notes per melody": notes.mean(),
-            "pitch range (semitones)": np.nanmean(pitch_range(array)),
-        })
+        rows.append(
+            {
+                "set": name,
+                "melodies": len(array),
+                "distinct": len(np.unique(array, axis=0)),
+                "without a note": int((notes == 0).sum()),
+                "notes per melody": notes.mean(),
+                "pitch range (semitones)": np.nanmean(pitch_range(array)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -681,12 +685,23 @@ def set_overview(sets: Mapping[str, np.ndarray]) -> pd.DataFrame:
 # Histograms of several sets side by side (notebooks 05 and 06)
 
 RHYTHM_FEATURES = (
-    "note_density", "silence_share", "mean_note_length", "mean_ioi", "syncopation_8th", "syncopation_16th",
+    "note_density",
+    "silence_share",
+    "mean_note_length",
+    "mean_ioi",
+    "syncopation_8th",
+    "syncopation_16th",
     "groove_similarity",
 )
 MELODY_FEATURES = (
-    "pitch_range", "n_pitches_used", "n_pitch_classes_used", "pitch_entropy", "pitch_class_entropy",
-    "scale_consistency", "non_diatonic_notes", "mean_abs_interval",
+    "pitch_range",
+    "n_pitches_used",
+    "n_pitch_classes_used",
+    "pitch_entropy",
+    "pitch_class_entropy",
+    "scale_consistency",
+    "non_diatonic_notes",
+    "mean_abs_interval",
 )
 
 
@@ -714,15 +729,17 @@ def diatonicity_table(feature_tables: Mapping[str, pd.DataFrame]) -> pd.DataFram
     mean diatonicity (``scale_consistency``), the share of fully diatonic melodies (consistency 1),
     non-diatonic notes per melody, and the share of notes in C major (``c_diatonic_share``).
     """
-    return pd.DataFrame({
-        name: {
-            "mean diatonicity": table["scale_consistency"].mean(),
-            "fully diatonic melodies": (table["scale_consistency"] == 1).mean(),
-            "non-diatonic notes per melody": table["non_diatonic_notes"].mean(),
-            "notes in C major": table["c_diatonic_share"].mean(),
+    return pd.DataFrame(
+        {
+            name: {
+                "mean diatonicity": table["scale_consistency"].mean(),
+                "fully diatonic melodies": (table["scale_consistency"] == 1).mean(),
+                "non-diatonic notes per melody": table["non_diatonic_notes"].mean(),
+                "notes in C major": table["c_diatonic_share"].mean(),
+            }
+            for name, table in feature_tables.items()
         }
-        for name, table in feature_tables.items()
-    })
+    )
 
 
 def shares_by_set(sets: dict[str, np.ndarray], shares_of: Callable[[np.ndarray], Mapping | pd.Series]) -> pd.DataFrame:

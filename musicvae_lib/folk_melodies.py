@@ -134,7 +134,7 @@ def split_abc_tunes(text: str, collection: str, path: str) -> list[AbcTune]:
     for chunk in re.split(r"(?m)^(?=X:)", text):
         if not chunk.startswith("X:"):
             continue
-        number = chunk[2:chunk.find("\n")].strip() if "\n" in chunk else chunk[2:].strip()
+        number = chunk[2 : chunk.find("\n")].strip() if "\n" in chunk else chunk[2:].strip()
         title_match = re.search(r"(?m)^T:(.*)$", chunk)
         meters = tuple(normalise_meter(a or b) for a, b in _METER_FIELD.findall(chunk))
         title = title_match.group(1).strip() if title_match else ""
@@ -179,7 +179,9 @@ def score_windows(score: stream.Score, bars: int, all_parts: bool = False, expan
     splits drop duplicates), so count distinct windows with ``data.unique_rows``.
     """
     parts = list(score.parts) if score.parts else [score]
-    readings = [part_windows(played(part) if expand_repeats else part, bars) for part in parts[: None if all_parts else 1]]
+    readings = [
+        part_windows(played(part) if expand_repeats else part, bars) for part in parts[: None if all_parts else 1]
+    ]
     found = [reading for reading in readings if reading.skip_reason is None]
     drops = sum((Counter(reading.window_drops) for reading in readings), Counter())
     if not found:
@@ -190,7 +192,9 @@ def score_windows(score: stream.Score, bars: int, all_parts: bool = False, expan
     return TuneResult(
         np.concatenate([reading.windows for reading in found]),
         np.concatenate([reading.bar_index for reading in found]),
-        None, dict(drops), "+".join(meters),
+        None,
+        dict(drops),
+        "+".join(meters),
     )
 
 
@@ -297,4 +301,3 @@ def window_drop_reason(
     if not (window >= FIRST_PITCH_TOKEN).any():
         return DROP_NO_ONSET
     return None
-

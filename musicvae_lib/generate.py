@@ -34,7 +34,10 @@ def file_stem(name: str) -> str:
 
 
 def sample_sets(
-    model: MusicVAE, n: int, temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES, seed: int = 0,
+    model: MusicVAE,
+    n: int,
+    temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES,
+    seed: int = 0,
     prior: LatentDensity | None = None,
 ) -> dict[str, np.ndarray]:
     """``n`` melodies at each temperature, keyed by ``set_name``; each set its own seed (seed + index).

@@ -177,15 +177,12 @@ def mutual_information(mu: np.ndarray, sigma: np.ndarray, seed: int, chunk_size:
         deviation = (z[start : start + chunk_size, None, :] - mu[None]) / sigma[None]  # (chunk, n, z)
         log_density = log_normaliser[None] - 0.5 * np.sum(deviation**2, axis=-1)  # (chunk, n)
         peak = log_density.max(axis=1, keepdims=True)
-        log_qz[start : start + chunk_size] = (
-            peak[:, 0] + np.log(np.exp(log_density - peak).sum(axis=1)) - math.log(n)
-        )
+        log_qz[start : start + chunk_size] = peak[:, 0] + np.log(np.exp(log_density - peak).sum(axis=1)) - math.log(n)
     return neg_entropy - float(log_qz.mean())
 
 
 # --------------------------------------------------------------------------------------------
 # B3 decoder reliance
-
 
 
 def describe_mutual_information(information: float, n_windows: int, z_size: int) -> str:
@@ -442,11 +439,13 @@ def realism_by_prior(
     rows = []
     for name, density in priors.items():
         melodies = sample_melodies(model, n, 1.0, seed, prior=density)
-        rows.append({
-            "prior": name,
-            "melodies like training": float(within_ranges(melodies, ranges).all(axis=1).mean()),
-            "copies of a training window": exact_copy_rate(melodies, training_windows),
-        })
+        rows.append(
+            {
+                "prior": name,
+                "melodies like training": float(within_ranges(melodies, ranges).all(axis=1).mean()),
+                "copies of a training window": exact_copy_rate(melodies, training_windows),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -461,9 +460,11 @@ def describe_realism(by_prior: pd.DataFrame, test_share: float) -> str:
         f"{row['prior']}: {row['melodies like training']:.0%} inside, {row['copies of a training window']:.1%} copies"
         for _, row in by_prior.iterrows()
     )
-    return (f"Melodies decoded at T = 1 that lie within every training range, and copies of a training window, "
-            f"by where z is drawn from: {shares}. Of the held-out test melodies, {test_share:.0%} lie within every "
-            "range: no prior can do much better.")
+    return (
+        f"Melodies decoded at T = 1 that lie within every training range, and copies of a training window, "
+        f"by where z is drawn from: {shares}. Of the held-out test melodies, {test_share:.0%} lie within every "
+        "range: no prior can do much better."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -659,9 +660,7 @@ def attribute_vector(mu: np.ndarray, values: np.ndarray, quantile: float = 0.25)
     return mu[top].mean(axis=0) - mu[bottom].mean(axis=0)
 
 
-def attribute_vectors(
-    mu: np.ndarray, attribute_table: pd.DataFrame, quantile: float = 0.25
-) -> dict[str, np.ndarray]:
+def attribute_vectors(mu: np.ndarray, attribute_table: pd.DataFrame, quantile: float = 0.25) -> dict[str, np.ndarray]:
     """``attribute_vector`` of every column of ``attribute_table`` (a row per row of mu: ``features.attributes``)."""
     return {name: attribute_vector(mu, attribute_table[name].to_numpy(), quantile) for name in attribute_table.columns}
 
@@ -708,14 +707,16 @@ def attribute_effects(
                 values, base = measured[k][attribute].to_numpy(), measured[0.0][attribute].to_numpy()
                 change = values - base
                 defined = ~np.isnan(change)
-                rows.append((
-                    name,
-                    k,
-                    attribute,
-                    float(np.nanmean(values)) if (~np.isnan(values)).any() else math.nan,
-                    float(change[defined].mean()) if defined.any() else math.nan,
-                    int(defined.sum()),
-                ))
+                rows.append(
+                    (
+                        name,
+                        k,
+                        attribute,
+                        float(np.nanmean(values)) if (~np.isnan(values)).any() else math.nan,
+                        float(change[defined].mean()) if defined.any() else math.nan,
+                        int(defined.sum()),
+                    )
+                )
     return pd.DataFrame(rows, columns=["vector", "k", "attribute", "mean", "change", "n_defined"])
 
 
@@ -732,7 +733,11 @@ class LatentSpaces:
 
 
 def compare_latent_spaces(
-    models: Mapping[str, MusicVAE], test_windows: np.ndarray, training_windows: np.ndarray, prior_samples: int, seed: int
+    models: Mapping[str, MusicVAE],
+    test_windows: np.ndarray,
+    training_windows: np.ndarray,
+    prior_samples: int,
+    seed: int,
 ) -> LatentSpaces:
     """The thesis' "well-formed or not", with numbers, for each model (B1, B7, prior realism).
 
@@ -745,18 +750,22 @@ def compare_latent_spaces(
     for name, model in models.items():
         mu, sigma = encode_windows(model, test_windows)
         stats = aggregate_posterior_stats(mu, sigma)
-        realism = prior_realism(model, training_windows, prior_samples, 1.0, seed, reference_windows={"test": test_windows})
+        realism = prior_realism(
+            model, training_windows, prior_samples, 1.0, seed, reference_windows={"test": test_windows}
+        )
         overall = realism.loc["all features"]
-        rows.append({
-            "model": name,
-            "active units": stats["active_units"],
-            "aggregate KL to prior (nats)": stats["kl_nats"],
-            "mean of mu, norm": stats["mean_norm"],
-            "Var(mu) per dimension": stats["mu_variance_mean"],
-            "sigma^2 per dimension": stats["posterior_variance_mean"],
-            "prior draws like training": overall["prior"],
-            "test melodies like training": overall["test"],
-        })
+        rows.append(
+            {
+                "model": name,
+                "active units": stats["active_units"],
+                "aggregate KL to prior (nats)": stats["kl_nats"],
+                "mean of mu, norm": stats["mean_norm"],
+                "Var(mu) per dimension": stats["mu_variance_mean"],
+                "sigma^2 per dimension": stats["posterior_variance_mean"],
+                "prior draws like training": overall["prior"],
+                "test melodies like training": overall["test"],
+            }
+        )
         prior = prior_z(len(mu), model.config.z_size, seed)
         views[name] = pca_view({"test": mu, "prior": prior}, reference="test").coordinates
     return LatentSpaces(pd.DataFrame(rows), views)
@@ -787,8 +796,10 @@ def describe_attribute_moves(moves: pd.DataFrame, k: float) -> str:
     text += f"Raised as intended: {', '.join(working)}. " if working else "No vector raises its own attribute. "
     if failing:
         these = "this vector" if len(failing) == 1 else "these vectors"
-        text += (f"Not raised (unchanged or moved the wrong way): {', '.join(failing)}: along {these} the decoder "
-                 "does not follow the direction the training melodies' quartiles define. ")
+        text += (
+            f"Not raised (unchanged or moved the wrong way): {', '.join(failing)}: along {these} the decoder "
+            "does not follow the direction the training melodies' quartiles define. "
+        )
     if undefined:
         text += f"Not measurable (no decoded melody has the attribute): {', '.join(undefined)}."
     return text.rstrip()

@@ -71,7 +71,12 @@ def kl_per_dimension(mu: Tensor, sigma: Tensor) -> Tensor:
 
 
 def vae_loss(
-    logits: Tensor, tokens: Tensor, mu: Tensor, sigma: Tensor, config: LossConfig, step: int = 0,
+    logits: Tensor,
+    tokens: Tensor,
+    mu: Tensor,
+    sigma: Tensor,
+    config: LossConfig,
+    step: int = 0,
     beta: float | Tensor | None = None,
 ) -> LossParts:
     """The objective of ``config`` for one batch: the KL clamped per sequence (as Magenta) or as the batch mean.

@@ -57,7 +57,11 @@ def recipe(name: str) -> LossConfig:
 def describe_loss(config: LossConfig) -> str:
     """The objective in words and numbers: form, beta (annealed or not) and free bits."""
     if config.form == "magenta":
-        objective = f"reconstruction + beta * max(KL - {config.free_nats:g} nats, 0)" if config.free_nats else "reconstruction + beta * KL"
+        objective = (
+            f"reconstruction + beta * max(KL - {config.free_nats:g} nats, 0)"
+            if config.free_nats
+            else "reconstruction + beta * KL"
+        )
     else:
         objective = f"reconstruction + beta * max(KL, {config.free_nats:g} nats)"
     if config.beta_rate:
@@ -65,5 +69,7 @@ def describe_loss(config: LossConfig) -> str:
     else:
         weight = f"beta = {config.beta:g}"
     where = "each window's KL" if config.free_bits_over == "sequence" else "the batch's mean KL"
-    free_bits = f"lambda = {config.free_nats / NATS_PER_BIT:.1f} bits on {where}" if config.free_nats else "no free bits"
+    free_bits = (
+        f"lambda = {config.free_nats / NATS_PER_BIT:.1f} bits on {where}" if config.free_nats else "no free bits"
+    )
     return f"{objective}, {weight}, {free_bits}"

@@ -53,7 +53,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.hierarchical and self.steps % STEPS_PER_BAR:
-            raise ValueError(f"`steps` must be a whole number of 16-step bars for a hierarchical decoder, got {self.steps}")
+            raise ValueError(
+                f"`steps` must be a whole number of 16-step bars for a hierarchical decoder, got {self.steps}"
+            )
         for name in ("steps", "z_size", "encoder_size", "encoder_layers", "decoder_size", "decoder_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
@@ -76,7 +78,9 @@ PRESETS: dict[str, ModelConfig] = {
     # tiny sizes for tests and CI-sized runs
     "tiny": ModelConfig(z_size=16, encoder_size=32, decoder_size=32, decoder_layers=1),
     # tiny's encoder and z with a conductor: "tiny" is its flat baseline in CI-sized runs
-    "tiny-hier": ModelConfig(z_size=16, encoder_size=32, decoder_size=32, decoder_layers=1, conductor_size=32, conductor_layers=1),
+    "tiny-hier": ModelConfig(
+        z_size=16, encoder_size=32, decoder_size=32, decoder_layers=1, conductor_size=32, conductor_layers=1
+    ),
 }
 
 
@@ -114,7 +118,9 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_classes = config.n_classes
-        self.lstm = nn.LSTM(config.n_classes, config.encoder_size, config.encoder_layers, batch_first=True, bidirectional=True)
+        self.lstm = nn.LSTM(
+            config.n_classes, config.encoder_size, config.encoder_layers, batch_first=True, bidirectional=True
+        )
         self.to_mu = nn.Linear(2 * config.encoder_size, config.z_size)
         self.to_sigma = nn.Linear(2 * config.encoder_size, config.z_size)
 
@@ -257,14 +263,24 @@ class MusicVAE(nn.Module):
         return self.decode_bars_in_turn(embeddings, temperature, generator)
 
     def decode_bars_at_once(
-        self, embeddings: Tensor, temperature: float, targets: Tensor, teacher_probability: float, generator: torch.Generator | None
+        self,
+        embeddings: Tensor,
+        temperature: float,
+        targets: Tensor,
+        teacher_probability: float,
+        generator: torch.Generator | None,
     ) -> tuple[Tensor, Tensor]:
         """Scheduled sampling over all bars as one batch, each bar starting from the true previous token."""
         batch, bars = targets.shape[0], self.config.bars
         starts = shifted_inputs(targets, self.config.n_classes)[:, ::STEPS_PER_BAR].reshape(batch * bars, -1)
         tokens, logits = self.decoder.step_through(
-            embeddings.reshape(batch * bars, -1), STEPS_PER_BAR, temperature,
-            targets.reshape(batch * bars, STEPS_PER_BAR), teacher_probability, generator, starts.to(embeddings.dtype),
+            embeddings.reshape(batch * bars, -1),
+            STEPS_PER_BAR,
+            temperature,
+            targets.reshape(batch * bars, STEPS_PER_BAR),
+            teacher_probability,
+            generator,
+            starts.to(embeddings.dtype),
         )
         return tokens.reshape(batch, self.config.steps), logits.reshape(batch, self.config.steps, -1)
 
@@ -284,7 +300,11 @@ class MusicVAE(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+        self,
+        n: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        device: str | torch.device = "cpu",
     ) -> Tensor:
         """n melodies [n, steps] decoded from z ~ N(0, I) of the prior."""
         z = torch.randn(n, self.config.z_size, generator=generator, device=device)

@@ -179,7 +179,9 @@ def nearest_neighbours(
     reference_rows = np.arange(len(training))
     if max_reference is not None and max_reference < len(training):
         if rng is None:
-            raise ValueError(f"`max_reference`={max_reference} subsamples the training set: pass `rng`, a numpy Generator")
+            raise ValueError(
+                f"`max_reference`={max_reference} subsamples the training set: pass `rng`, a numpy Generator"
+            )
         reference_rows = np.sort(rng.choice(len(training), size=max_reference, replace=False))
     n_steps = array.shape[1]
     # rest codes far apart and opposite in sign: any difference involving silence falls outside |s| <= 87

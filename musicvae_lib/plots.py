@@ -44,7 +44,11 @@ def pitch_axis_limits(melodies: Sequence[np.ndarray]) -> tuple[int, int]:
     The notes' range, widened evenly to at least ``MIN_PITCH_SPAN`` semitones; ``EMPTY_PITCH_RANGE``
     if no melody has a note. Pass one range to several rolls to compare them on the same scale.
     """
-    pitches = [note.pitch_midi for tokens in melodies for note in representation.tokens_to_notes(representation.melody_tokens(tokens))]
+    pitches = [
+        note.pitch_midi
+        for tokens in melodies
+        for note in representation.tokens_to_notes(representation.melody_tokens(tokens))
+    ]
     if not pitches:
         return EMPTY_PITCH_RANGE
     low, high = min(pitches), max(pitches)
@@ -106,8 +110,16 @@ def piano_roll(
             )
         )
     if not notes:
-        ax.text(0.5, 0.5, "no notes (rest only)", transform=ax.transAxes, ha="center", va="center", color="0.3",
-                bbox={"facecolor": "white", "edgecolor": "0.7", "boxstyle": "round"})
+        ax.text(
+            0.5,
+            0.5,
+            "no notes (rest only)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="0.3",
+            bbox={"facecolor": "white", "edgecolor": "0.7", "boxstyle": "round"},
+        )
 
     ax.set_xlim(0, n_steps)
     ax.xaxis.set_major_locator(MultipleLocator(step_tick_spacing(n_steps)))
@@ -125,7 +137,11 @@ def piano_roll(
 
 def step_tick_spacing(n_steps: int) -> int:
     """Steps between labelled ticks: every beat up to 4 bars, every bar beyond (16 bars would crowd 64 labels)."""
-    return representation.STEPS_PER_QUARTER if n_steps <= 4 * representation.STEPS_PER_BAR else representation.STEPS_PER_BAR
+    return (
+        representation.STEPS_PER_QUARTER
+        if n_steps <= 4 * representation.STEPS_PER_BAR
+        else representation.STEPS_PER_BAR
+    )
 
 
 def piano_roll_pair(
@@ -161,7 +177,11 @@ def compact_png(fig: Figure, dpi: float = PNG_DPI, **savefig: Any) -> bytes:
     """
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None}, **savefig)
-    image = Image.open(buffer).convert("RGB").quantize(PNG_COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    image = (
+        Image.open(buffer)
+        .convert("RGB")
+        .quantize(PNG_COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    )
     compact = io.BytesIO()
     image.save(compact, format="png", optimize=True)
     return compact.getvalue()
@@ -273,7 +293,11 @@ def class_usage(class_counts: np.ndarray, ax: Axes, title: str) -> Axes:
     ax.set_ylim(bottom=0.3)
     unused = classes[counts == 0]
     ax.plot(unused, np.full(len(unused), 0.5), "x", color="0.5")
-    labels = {"no-event (0)": SPECIAL_TOKEN_COLORS[0], "note-off (1)": SPECIAL_TOKEN_COLORS[1], "note-on (2-89)": COUNT_COLOR}
+    labels = {
+        "no-event (0)": SPECIAL_TOKEN_COLORS[0],
+        "note-off (1)": SPECIAL_TOKEN_COLORS[1],
+        "note-on (2-89)": COUNT_COLOR,
+    }
     handles = [Rectangle((0, 0), 1, 1, color=color) for color in labels.values()]
     handles.append(plt.Line2D([], [], marker="x", color="0.5", linestyle=""))
     ax.legend(handles, [*labels, "never used"], fontsize="small", ncols=4, loc="upper right")
@@ -318,8 +342,17 @@ def mark_lambda(ax: Axes, free_nats: float) -> None:
     bits = free_nats / NATS_PER_BIT
     ax.axhline(bits, color="0.5", linestyle="--")
     ax.set_ylim(top=max(ax.get_ylim()[1], bits * 1.15))  # room for the name above the line
-    ax.annotate(f"lambda = {free_nats:g} nats = {bits:.0f} bits", xy=(0.98, bits), xycoords=("axes fraction", "data"),
-                xytext=(0, 2), textcoords="offset points", ha="right", va="bottom", fontsize="small", color="0.3")
+    ax.annotate(
+        f"lambda = {free_nats:g} nats = {bits:.0f} bits",
+        xy=(0.98, bits),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, 2),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        fontsize="small",
+        color="0.3",
+    )
 
 
 def step_losses(steps: pd.DataFrame, spikes: pd.DataFrame, grad_clip: float | None = None) -> Figure:
@@ -334,7 +367,9 @@ def step_losses(steps: pd.DataFrame, spikes: pd.DataFrame, grad_clip: float | No
     if grad_clip:
         bottom.axhline(grad_clip, color="#c0392b", linestyle="--", linewidth=1, label=f"clipping at {grad_clip:g}")
         bottom.legend(fontsize="small")
-    bottom.set(title="gradient norm before clipping", xlabel="optimiser step", ylabel="global norm (log scale)", yscale="log")
+    bottom.set(
+        title="gradient norm before clipping", xlabel="optimiser step", ylabel="global norm (log scale)", yscale="log"
+    )
     return fig
 
 
@@ -357,7 +392,9 @@ def set_bars(table: pd.DataFrame, ax: Axes, title: str, xlabel: str, ylabel: str
     width = 0.8 / max(len(table.columns), 1)
     positions = np.arange(len(table))
     for k, name in enumerate(table.columns):
-        ax.bar(positions + (k - (len(table.columns) - 1) / 2) * width, table[name], width, color=colors[name], label=name)
+        ax.bar(
+            positions + (k - (len(table.columns) - 1) / 2) * width, table[name], width, color=colors[name], label=name
+        )
     ax.set_xticks(positions, [str(label) for label in table.index])
     ax.legend(fontsize="small", title="set")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
@@ -369,8 +406,13 @@ def set_distributions(values: Mapping[str, np.ndarray], ax: Axes, title: str, yl
     names = list(values)
     kept = [np.asarray(values[name], dtype=float)[~np.isnan(np.asarray(values[name], dtype=float))] for name in names]
     colors = set_colors(names)
-    boxes = ax.boxplot(kept, patch_artist=True, showmeans=True, widths=0.6,
-                       meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "0.2"})
+    boxes = ax.boxplot(
+        kept,
+        patch_artist=True,
+        showmeans=True,
+        widths=0.6,
+        meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "0.2"},
+    )
     for patch, name in zip(boxes["boxes"], names):
         patch.set_facecolor(colors[name])
     counts = {len(v) for v in kept}
@@ -378,13 +420,16 @@ def set_distributions(values: Mapping[str, np.ndarray], ax: Axes, title: str, yl
         ax.set_xticks(np.arange(1, len(names) + 1), names)
         ax.set(title=title, xlabel=f"set ({counts.pop():,} melodies each)", ylabel=ylabel)
     else:
-        ax.set_xticks(np.arange(1, len(names) + 1), [f"{name}\nn = {len(v):,}" for name, v in zip(names, kept)],
-                      fontsize="small")
+        ax.set_xticks(
+            np.arange(1, len(names) + 1), [f"{name}\nn = {len(v):,}" for name, v in zip(names, kept)], fontsize="small"
+        )
         ax.set(title=title, xlabel="set (n = melodies with a value)", ylabel=ylabel)
     return ax
 
 
-def distance_densities(grid: np.ndarray, densities: Mapping[str, np.ndarray], ax: Axes, title: str, xlabel: str) -> Axes:
+def distance_densities(
+    grid: np.ndarray, densities: Mapping[str, np.ndarray], ax: Axes, title: str, xlabel: str
+) -> Axes:
     """Densities of distances (intra-set, inter-set, ...) drawn on their ONE common grid, as mgeval's figures."""
     for label, density in densities.items():
         ax.plot(grid, density, label=label)
@@ -401,8 +446,18 @@ def transition_heatmaps(matrices: Mapping[str, np.ndarray], title: str) -> Figur
         matrix = np.asarray(matrix, dtype=float)
         rows = matrix.sum(axis=1, keepdims=True)
         shares = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-        sns.heatmap(shares, ax=ax, vmin=0, vmax=1, cmap="mako_r", square=True, cbar=ax is axes[0, -1],
-                    xticklabels=names, yticklabels=names, cbar_kws={"label": "share of the row"})
+        sns.heatmap(
+            shares,
+            ax=ax,
+            vmin=0,
+            vmax=1,
+            cmap="mako_r",
+            square=True,
+            cbar=ax is axes[0, -1],
+            xticklabels=names,
+            yticklabels=names,
+            cbar_kws={"label": "share of the row"},
+        )
         ax.set(title=name, xlabel="to pitch class", ylabel="from pitch class")
     fig.suptitle(title)
     return fig
@@ -428,7 +483,9 @@ def overlap_intervals(comparison: pd.DataFrame, ax: Axes, title: str) -> Axes:
     ax.invert_yaxis()
     ax.set_xlim(0, 1.02)
     ax.legend(fontsize="small", title="set vs reference")
-    ax.set(title=title, xlabel="overlap of intra-reference and inter-set distance densities (1 = alike)", ylabel="feature")
+    ax.set(
+        title=title, xlabel="overlap of intra-reference and inter-set distance densities (1 = alike)", ylabel="feature"
+    )
     return ax
 
 
@@ -458,8 +515,11 @@ def separating_features(separating: pd.DataFrame, ax: Axes, title: str, top: int
     ax.set_yticks(np.arange(len(rows)), list(rows["feature"]))
     ax.invert_yaxis()
     ax.set_xlim(0.0, 1.0)
-    ax.set(title=title, xlabel="ROC AUC of the feature alone (> 0.5: more in the set than in test melodies)",
-           ylabel="feature (per melody)")
+    ax.set(
+        title=title,
+        xlabel="ROC AUC of the feature alone (> 0.5: more in the set than in test melodies)",
+        ylabel="feature (per melody)",
+    )
     return ax
 
 
@@ -475,7 +535,7 @@ def piano_roll_grid(windows: Sequence[np.ndarray], titles: Sequence[str], column
     scale = pitch_axis_limits(windows)
     for ax, window, title in zip(axes.flat, windows, titles):
         piano_roll(window, ax, title, scale)
-    for ax in axes.flat[len(windows):]:
+    for ax in axes.flat[len(windows) :]:
         ax.set_axis_off()
     return fig
 
@@ -499,7 +559,11 @@ def explained_variance(ratio: np.ndarray, ax: Axes, title: str) -> Axes:
 
 
 def latent_scatter(
-    coordinates: np.ndarray, ax: Axes, title: str, values: np.ndarray | None = None, value_label: str = "",
+    coordinates: np.ndarray,
+    ax: Axes,
+    title: str,
+    values: np.ndarray | None = None,
+    value_label: str = "",
     axis_labels: tuple[str, str] = ("component 1", "component 2"),
 ) -> Axes:
     """Points [n, 2] of a 2-D view of the latent space, coloured by ``values`` (numbers or category names)."""
@@ -518,7 +582,12 @@ def latent_scatter(
     return ax
 
 
-def set_scatter(coordinates: Mapping[str, np.ndarray], ax: Axes, title: str, axis_labels: tuple[str, str] = ("component 1", "component 2")) -> Axes:
+def set_scatter(
+    coordinates: Mapping[str, np.ndarray],
+    ax: Axes,
+    title: str,
+    axis_labels: tuple[str, str] = ("component 1", "component 2"),
+) -> Axes:
     """Points of several sets in one 2-D view, one colour per set (prior samples grey)."""
     colors = set_colors([name for name in coordinates if name != "prior"]) | {"prior": "0.6"}
     for name, points in coordinates.items():
@@ -532,9 +601,16 @@ def interpolation_curves(curves: pd.DataFrame, ax: Axes, title: str) -> Axes:
     """Mean normalised Hamming distance to the end point against alpha, one line per method, +-1 std shaded."""
     for method, rows in curves.groupby("method", sort=False):
         ax.plot(rows["alpha"], rows["distance_mean"], marker="o", markersize=3, label=method)
-        ax.fill_between(rows["alpha"], rows["distance_mean"] - rows["distance_std"], rows["distance_mean"] + rows["distance_std"], alpha=0.15)
+        ax.fill_between(
+            rows["alpha"],
+            rows["distance_mean"] - rows["distance_std"],
+            rows["distance_mean"] + rows["distance_std"],
+            alpha=0.15,
+        )
     ax.legend(fontsize="small", title="interpolation")
-    ax.set(title=title, xlabel="alpha (0 = melody A, 1 = melody B)", ylabel="share of steps differing from the end point")
+    ax.set(
+        title=title, xlabel="alpha (0 = melody A, 1 = melody B)", ylabel="share of steps differing from the end point"
+    )
     return ax
 
 
@@ -547,12 +623,20 @@ def attribute_effects(effects: pd.DataFrame, scales: Mapping[str, float]) -> Fig
     the thick line.
     """
     vectors = list(dict.fromkeys(effects["vector"]))
-    fig, axes = plt.subplots(1, len(vectors), figsize=(3.4 * len(vectors), 4.2), layout="constrained", sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(vectors), figsize=(3.4 * len(vectors), 4.2), layout="constrained", sharey=True, squeeze=False
+    )
     for ax, vector in zip(axes[0], vectors):
         mine = effects[effects["vector"] == vector]
         for attribute, rows in mine.groupby("attribute", sort=False):
-            ax.plot(rows["k"], rows["change"] / scales[attribute], marker="o", markersize=3,
-                    linewidth=2.5 if attribute == vector else 1, label=attribute)
+            ax.plot(
+                rows["k"],
+                rows["change"] / scales[attribute],
+                marker="o",
+                markersize=3,
+                linewidth=2.5 if attribute == vector else 1,
+                label=attribute,
+            )
         ax.axhline(0, color="0.7", linewidth=0.8)
         ax.set(title=f"vector: {vector}", xlabel="k (z = mu + k v)")
     axes[0, 0].set_ylabel("mean change from k = 0\n(training standard deviations)")
@@ -571,12 +655,19 @@ GRID_COLOURS = {
     None: ("Greys", "no better end (darker: larger)"),
 }
 # which end of a grid search metric (search.results_table) is better; KL, active dimensions and the rung have none
-GRID_BETTER = {"negative_elbo_nats": "lower", "reconstruction_nats": "lower", "teacher_forced_accuracy": "higher",
-               "sampling_accuracy": "higher", "greedy_accuracy": "higher"}
+GRID_BETTER = {
+    "negative_elbo_nats": "lower",
+    "reconstruction_nats": "lower",
+    "teacher_forced_accuracy": "higher",
+    "sampling_accuracy": "higher",
+    "greedy_accuracy": "higher",
+}
 
 
 def grid_heatmaps(
-    table: pd.DataFrame, metrics: Mapping[str, str], chosen: tuple[float, float] | None = None,
+    table: pd.DataFrame,
+    metrics: Mapping[str, str],
+    chosen: tuple[float, float] | None = None,
     better: Mapping[str, str] | None = None,
 ) -> Figure:
     """One annotated heat map per metric over the beta x lambda grid, each with its colour bar; the chosen point outlined.
@@ -594,8 +685,16 @@ def grid_heatmaps(
             raise ValueError(f"`better[{column!r}]` must be 'higher' or 'lower', got {better[column]!r}")
         cmap, label = GRID_COLOURS[better.get(column)]
         grid = table.pivot(index="beta", columns="free_nats", values=column).sort_index(ascending=False)
-        sns.heatmap(grid.astype(float), ax=ax, annot=True, fmt=".3g", cmap=cmap, cbar_kws={"label": label},
-                    xticklabels=[f"{v:g}" for v in grid.columns], yticklabels=[f"{v:g}" for v in grid.index])
+        sns.heatmap(
+            grid.astype(float),
+            ax=ax,
+            annot=True,
+            fmt=".3g",
+            cmap=cmap,
+            cbar_kws={"label": label},
+            xticklabels=[f"{v:g}" for v in grid.columns],
+            yticklabels=[f"{v:g}" for v in grid.index],
+        )
         if better.get(column) == "lower":  # the better end on top of every colour bar
             ax.collections[0].colorbar.ax.invert_yaxis()
         if chosen is not None and chosen[0] in grid.index and chosen[1] in grid.columns:

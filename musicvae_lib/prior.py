@@ -136,8 +136,10 @@ class StudyPrior:
         if self.name == "normal":
             return "N(0, I), the prior the model was trained towards"
         spread = f", its standard deviations times {self.spread:g}" if self.spread != 1 else ""
-        return (f"a {len(self.mixture.weights)}-component Gaussian mixture fitted to the training windows' "
-                f"posterior means (notebook 03){spread}")
+        return (
+            f"a {len(self.mixture.weights)}-component Gaussian mixture fitted to the training windows' "
+            f"posterior means (notebook 03){spread}"
+        )
 
     def compared_densities(self) -> dict[str, LatentMixture]:
         """N(0, I), the mixture as fitted and, when the run narrows it, the mixture drawn from: notebook 07's rows."""

@@ -120,9 +120,7 @@ def load_profile(path: Path, notebooks: list[Notebook]) -> Profile:
                 f'notebook\'s table such as ["{notebooks[0].stem}"]'
             )
         if table != ALL_TABLE and table not in declared:
-            raise ConfigError(
-                f'profile {path}: table ["{table}"] names no notebook; notebooks: {", ".join(declared)}'
-            )
+            raise ConfigError(f'profile {path}: table ["{table}"] names no notebook; notebooks: {", ".join(declared)}')
         if RUN_DIR_PARAMETER in values:
             raise ConfigError(
                 f"profile {path}: [{table}] sets {RUN_DIR_PARAMETER!r}, which the runner sets to the run "
@@ -149,7 +147,9 @@ def profile_chapters(path: Path, listed: Any, notebooks: list[Notebook]) -> tupl
         return None
     known = {notebook.number for notebook in notebooks}
     if not isinstance(listed, list) or not listed or not all(isinstance(number, str) for number in listed):
-        raise ConfigError(f'profile {path}: `{CHAPTERS_KEY}` must list notebook numbers such as ["01", "03"], got {listed!r}')
+        raise ConfigError(
+            f'profile {path}: `{CHAPTERS_KEY}` must list notebook numbers such as ["01", "03"], got {listed!r}'
+        )
     unknown = sorted(set(listed) - known)
     if unknown:
         raise ConfigError(f"profile {path}: `{CHAPTERS_KEY}` names {', '.join(unknown)}, no such notebook")

@@ -46,7 +46,9 @@ def study_rows(run_dir: Path) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     summary = read_json(run_dir / run_folder.DATASET_SUMMARY)
     if summary:
-        rows.append(("melody windows (2 bars, distinct)", f"{summary['n_unique_windows']:,} from {summary['n_tunes']:,} tunes"))
+        rows.append(
+            ("melody windows (2 bars, distinct)", f"{summary['n_unique_windows']:,} from {summary['n_tunes']:,} tunes")
+        )
     choice = read_json(run_dir / run_folder.GRID_CHOICE)
     if choice:
         rows.append(("grid search over the thesis' form: beta, lambda", grid_verdict(choice)))
@@ -54,8 +56,13 @@ def study_rows(run_dir: Path) -> list[tuple[str, str]]:
     if done and "identity" in done:  # the configs model.pt holds, readable without torch
         rows.append(("training loss", describe_loss(LossConfig(**done["identity"]["loss_config"]))))
     if done:
-        rows.append(("training", f"{done['training_seconds'] / 60:.1f} min, {done['epochs']} epochs, {done['steps']:,} steps "
-                                 f"on {done['device']}, stopped by {done['stopped'].replace('_', ' ')}"))
+        rows.append(
+            (
+                "training",
+                f"{done['training_seconds'] / 60:.1f} min, {done['epochs']} epochs, {done['steps']:,} steps "
+                f"on {done['device']}, stopped by {done['stopped'].replace('_', ' ')}",
+            )
+        )
     reconstruction = read_csv(run_dir, "03_reconstruction.csv")
     if reconstruction is not None:
         values = reconstruction.drop_duplicates("metric").set_index("metric")["value"]
@@ -76,14 +83,22 @@ def two_sample_rows(run_dir: Path) -> list[tuple[str, str]]:
     generation = read_csv(run_dir, "04_two_sample.csv")
     if generation is not None and RECONSTRUCTED in set(generation["set"]):
         by_set = generation.set_index("set")
-        rows.append(("two-sample AUC against test, greedy reconstructions of a training sample (floor: the sample)",
-                     f"{auc_with_interval(by_set.loc[RECONSTRUCTED])}; floor {auc_with_interval(by_set.loc['train'])}"))
+        rows.append(
+            (
+                "two-sample AUC against test, greedy reconstructions of a training sample (floor: the sample)",
+                f"{auc_with_interval(by_set.loc[RECONSTRUCTED])}; floor {auc_with_interval(by_set.loc['train'])}",
+            )
+        )
     by_prior = read_csv(run_dir, "07_two_sample_by_prior.csv")
     if by_prior is not None:
         drawn = by_prior.dropna(subset=["auc"]).set_index("set")
         priors = [name for name in drawn.index if name != "train"]
-        rows.append((f"two-sample AUC against test at T = 1 by prior, {' / '.join(priors)} (floor: train)",
-                     " / ".join(f"{drawn.loc[name, 'auc']:.2f}" for name in priors) + f" ({drawn.loc['train', 'auc']:.2f})"))
+        rows.append(
+            (
+                f"two-sample AUC against test at T = 1 by prior, {' / '.join(priors)} (floor: train)",
+                " / ".join(f"{drawn.loc[name, 'auc']:.2f}" for name in priors) + f" ({drawn.loc['train', 'auc']:.2f})",
+            )
+        )
     return rows
 
 
@@ -119,14 +134,18 @@ def set_rows(run_dir: Path) -> pd.DataFrame | None:
         passing = passing[passing["set"] != RECONSTRUCTED].set_index("set")
         tested = passing.dropna(subset=["auc"])
         rows["two-sample AUC against test, 95% interval (0.5 = indistinguishable)"] = {
-            name: auc_with_interval(row) for name, row in tested.iterrows()}
+            name: auc_with_interval(row) for name, row in tested.iterrows()
+        }
         rows["precision / recall against test"] = {
-            name: f"{row['precision']:.2f} / {row['recall']:.2f}" for name, row in tested.iterrows()}
+            name: f"{row['precision']:.2f} / {row['recall']:.2f}" for name, row in tested.iterrows()
+        }
         novel = passing.drop(index="train", errors="ignore")  # training windows are their own nearest neighbours
         rows["median distance to the nearest training window (share of steps)"] = {
-            name: f"{value:.2f}" for name, value in novel["nn_distance_median"].items()}
+            name: f"{value:.2f}" for name, value in novel["nn_distance_median"].items()
+        }
         rows["closer to training than a test melody (probability; 0.5 = as unseen tunes)"] = {
-            name: f"{value:.2f}" for name, value in novel["closer_than_test"].items()}
+            name: f"{value:.2f}" for name, value in novel["closer_than_test"].items()
+        }
     originality = read_csv(run_dir, "06_originality.csv")
     if originality is not None:
         copies = originality.set_index("set")["copy_rate"]
@@ -140,11 +159,18 @@ def set_rows(run_dir: Path) -> pd.DataFrame | None:
 def timing_rows(run_dir: Path) -> pd.DataFrame:
     """Minutes per notebook from the manifest, with the commit each ran at."""
     manifest = read_json(run_dir / MANIFEST) or {"notebooks": {}}
-    return pd.DataFrame([
-        {"notebook": name, "minutes": f"{entry['duration_s'] / 60:.1f}" if entry.get("duration_s") else "",
-         "status": entry["status"], "commit": (entry.get("git_commit") or "")[:7] + ("+dirty" if entry.get("git_dirty") else "")}
-        for name, entry in manifest["notebooks"].items()
-    ], columns=["notebook", "minutes", "status", "commit"])
+    return pd.DataFrame(
+        [
+            {
+                "notebook": name,
+                "minutes": f"{entry['duration_s'] / 60:.1f}" if entry.get("duration_s") else "",
+                "status": entry["status"],
+                "commit": (entry.get("git_commit") or "")[:7] + ("+dirty" if entry.get("git_dirty") else ""),
+            }
+            for name, entry in manifest["notebooks"].items()
+        ],
+        columns=["notebook", "minutes", "status", "commit"],
+    )
 
 
 def markdown_table(table: pd.DataFrame, index_label: str | None = None) -> str:
@@ -160,7 +186,9 @@ def key_results(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     manifest = read_json(run_dir / MANIFEST)
     if manifest is None:
-        raise FileNotFoundError(f"{run_dir / MANIFEST} not found: run the study first (./study.sh --reference writes results/default)")
+        raise FileNotFoundError(
+            f"{run_dir / MANIFEST} not found: run the study first (./study.sh --reference writes results/default)"
+        )
     timings = timing_rows(run_dir)
     minutes = sum(float(m) for m in timings["minutes"] if m)
     parts = [
@@ -170,7 +198,12 @@ def key_results(run_dir: str | Path) -> str:
     ]
     sets = set_rows(run_dir)
     if sets is not None:
-        parts += ["", "Generated sets beside the held-out test and the training melodies:", "", markdown_table(sets, "measure")]
+        parts += [
+            "",
+            "Generated sets beside the held-out test and the training melodies:",
+            "",
+            markdown_table(sets, "measure"),
+        ]
     parts += ["", markdown_table(timings)]
     note = reexecution_note(run_dir, timings)
     return "\n".join(parts + (["", note] if note else []))
@@ -211,7 +244,9 @@ def readme_block(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=".venv/bin/python -m musicvae_lib.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=".venv/bin/python -m musicvae_lib.report", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--readme", type=Path, help="replace this file's key-results block instead of printing")
     args = parser.parse_args(argv)

@@ -65,7 +65,11 @@ def check_tokens(tokens: np.ndarray) -> np.ndarray:
 
 
 def check_windows(
-    windows: np.ndarray, steps: int | None = None, name: str = "windows", allow_empty: bool = True, one_window: bool = False,
+    windows: np.ndarray,
+    steps: int | None = None,
+    name: str = "windows",
+    allow_empty: bool = True,
+    one_window: bool = False,
 ) -> np.ndarray:
     """The one check of a set of windows: an integer array [n_windows, steps] whose every token lies in 0..89.
 
@@ -78,7 +82,9 @@ def check_windows(
     if one_window and array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2 or (steps is not None and array.shape[1] != steps):
-        raise ValueError(f"`{name}` must have shape [n_windows, {'steps' if steps is None else steps}], got {array.shape}")
+        raise ValueError(
+            f"`{name}` must have shape [n_windows, {'steps' if steps is None else steps}], got {array.shape}"
+        )
     if not allow_empty and len(array) == 0:
         raise ValueError(f"`{name}` is empty (shape {array.shape}): at least one window is needed")
     try:
@@ -167,7 +173,9 @@ def tokens_to_midi(
     instrument = pretty_midi.Instrument(program=program, name="melody")
     for note in tokens_to_notes(tokens):
         instrument.notes.append(
-            pretty_midi.Note(velocity, note.pitch_midi, note.start_step * seconds_per_step, note.end_step * seconds_per_step)
+            pretty_midi.Note(
+                velocity, note.pitch_midi, note.start_step * seconds_per_step, note.end_step * seconds_per_step
+            )
         )
     midi.instruments.append(instrument)
     return midi
@@ -235,7 +243,9 @@ def stream_to_tokens(score: stream.Stream, n_steps: int) -> np.ndarray:
         start = element.offset * STEPS_PER_QUARTER
         end = (element.offset + element.quarterLength) * STEPS_PER_QUARTER
         if start != int(start) or end != int(end):
-            raise ValueError(f"note at offset {element.offset} (quarterLength {element.quarterLength}) is off the 16th grid")
+            raise ValueError(
+                f"note at offset {element.offset} (quarterLength {element.quarterLength}) is off the 16th grid"
+            )
         pitches = [p.midi for p in element.pitches]
         notes.append(Note(int(start), int(end), max(pitches)))
     return notes_to_tokens(notes, n_steps)

@@ -72,9 +72,29 @@ from musicvae_lib.storage_url import mask_url, split_password, storage_url
 KERNEL_NAME = "python3"
 # Distributions whose versions can change a number or a figure of the study (names as pip knows them).
 PACKAGES = (
-    "torch", "numpy", "pandas", "scipy", "scikit-learn", "threadpoolctl", "matplotlib", "seaborn", "music21",
-    "pretty_midi", "mido", "verovio", "soundfile", "tinysoundfont", "optuna", "tqdm", "papermill", "nbformat", "ipykernel",
-    "ipywidgets", "onnx", "onnxruntime", "musicvae-notebooks",
+    "torch",
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "threadpoolctl",
+    "matplotlib",
+    "seaborn",
+    "music21",
+    "pretty_midi",
+    "mido",
+    "verovio",
+    "soundfile",
+    "tinysoundfont",
+    "optuna",
+    "tqdm",
+    "papermill",
+    "nbformat",
+    "ipykernel",
+    "ipywidgets",
+    "onnx",
+    "onnxruntime",
+    "musicvae-notebooks",
 )
 # The kernel warns on every start that its local TCP sockets are unencrypted; papermill talks to it on this machine only.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
@@ -102,16 +122,22 @@ def select(notebooks: list[Notebook], only: list[str]) -> list[Notebook]:
 
 
 def check_order(
-    notebooks: list[Notebook], selected: list[Notebook], entries: dict[str, dict], profile: str,
-    notebooks_dir: Path, results_dir: Path,
+    notebooks: list[Notebook],
+    selected: list[Notebook],
+    entries: dict[str, dict],
+    profile: str,
+    notebooks_dir: Path,
+    results_dir: Path,
 ) -> None:
     """Refuse, before anything runs, a selection that skips earlier notebooks not finished in the run folder.
 
     Selected notebooks need no earlier status: they run in number order and a failure stops the run.
     """
     unfinished = [
-        notebook for notebook in notebooks
-        if notebook.number < selected[-1].number and notebook not in selected
+        notebook
+        for notebook in notebooks
+        if notebook.number < selected[-1].number
+        and notebook not in selected
         and entries.get(notebook.stem, {}).get("status") != "ok"
     ]
     if unfinished:
@@ -131,6 +157,7 @@ def git_state(directory: Path, ignored: Path) -> dict[str, Any]:
 
     Changes under ``ignored`` (the results folder, which the run itself fills) do not make it dirty.
     """
+
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True)
 
@@ -255,14 +282,18 @@ def passwords_out(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     for name, value in parameters.items():
         if isinstance(value, str) and "://" in value and (split := split_password(storage_url(value)))[1] is not None:
             if not split[0].startswith("postgresql"):
-                raise ConfigError(f"{name} = {mask_url(value)!r}: only a PostgreSQL password can be kept out of the executed "
-                                  "notebook (in PGPASSWORD); give this database's password in its driver's own configuration")
+                raise ConfigError(
+                    f"{name} = {mask_url(value)!r}: only a PostgreSQL password can be kept out of the executed "
+                    "notebook (in PGPASSWORD); give this database's password in its driver's own configuration"
+                )
             kept[name], _ = split
             passwords.add(split[1])
         else:
             kept[name] = value
     if len(passwords) > 1:
-        raise ConfigError(f"two different database passwords in the parameters {sorted(parameters)}: PGPASSWORD holds one")
+        raise ConfigError(
+            f"two different database passwords in the parameters {sorted(parameters)}: PGPASSWORD holds one"
+        )
     return kept, {"PGPASSWORD": passwords.pop()} if passwords else {}
 
 
@@ -282,7 +313,11 @@ def kernel_environment(variables: dict[str, str]) -> Iterator[None]:
 
 
 def execute(
-    notebook: Notebook, parameters: dict[str, Any], run_dir: Path, manifest: dict[str, Any], git: dict[str, Any],
+    notebook: Notebook,
+    parameters: dict[str, Any],
+    run_dir: Path,
+    manifest: dict[str, Any],
+    git: dict[str, Any],
     environment: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run one notebook into ``run_dir`` with ``environment`` added to its kernel's and return its manifest entry
@@ -305,7 +340,11 @@ def execute(
     try:
         with kernel_environment(environment or {}):
             papermill.execute_notebook(
-                notebook.path, executed, parameters=parameters, kernel_name=KERNEL_NAME, cwd=notebook.path.parent,
+                notebook.path,
+                executed,
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                cwd=notebook.path.parent,
                 extra_arguments=KERNEL_ARGUMENTS,
             )
     except Exception as failure:  # any failure, in a cell or of the kernel, is recorded and stops the run
@@ -327,9 +366,7 @@ def execute(
         "error": error,
         **git,
         "dataset_hash": dataset_hash(run_dir),
-        "files": [
-            {"path": path, "size_bytes": after[path][1], "sha256": sha256(run_dir / path)} for path in written
-        ],
+        "files": [{"path": path, "size_bytes": after[path][1], "sha256": sha256(run_dir / path)} for path in written],
     }
     write_manifest(run_dir, manifest)
     return entries[notebook.stem]
@@ -370,7 +407,10 @@ def run(
             )
     run_dir = results_dir / profile.name
     # a database password goes to the kernel's environment, never into the executed copy or the manifest
-    prepared = {notebook.stem: passwords_out(notebook_parameters(notebook, profile, overrides, run_dir)) for notebook in selected}
+    prepared = {
+        notebook.stem: passwords_out(notebook_parameters(notebook, profile, overrides, run_dir))
+        for notebook in selected
+    }
     entries = read_manifest(run_dir)["notebooks"]
     check_order(notebooks, selected, entries, profile.name, notebooks_dir, results_dir)
 
@@ -378,8 +418,11 @@ def run(
     for notebook in selected:
         entry = entries.get(notebook.stem, {})
         if entry.get("status") == "ok" and not force:
-            print(f"skip {notebook.stem}: finished ok at {entry['started']} ({shown(run_dir / MANIFEST)}); "
-                  "pass --force to run it again", flush=True)
+            print(
+                f"skip {notebook.stem}: finished ok at {entry['started']} ({shown(run_dir / MANIFEST)}); "
+                "pass --force to run it again",
+                flush=True,
+            )
             continue
         print(f"run {notebook.stem} -> {shown(run_dir / notebook.path.name)}", flush=True)  # before papermill's bar
         git = git_state(notebooks_dir, results_dir)
@@ -420,20 +463,42 @@ def command_line() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="./study.sh", description="Run the study's notebooks in number order with papermill."
     )
-    parser.add_argument("--profile", required=True,
-                        help="profiles/<PROFILE>.toml; results go to results/local/<PROFILE>/ (see --reference)")
-    parser.add_argument("--only", action="append", default=[], metavar="NN",
-                        help="run only these notebooks (repeatable, or a comma list: --only 03,04)")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a parameter in every selected notebook that declares it; VALUE is read "
-                             "as TOML or JSON, else taken as a string")
+    parser.add_argument(
+        "--profile",
+        required=True,
+        help="profiles/<PROFILE>.toml; results go to results/local/<PROFILE>/ (see --reference)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NN",
+        help="run only these notebooks (repeatable, or a comma list: --only 03,04)",
+    )
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter in every selected notebook that declares it; VALUE is read "
+        "as TOML or JSON, else taken as a string",
+    )
     parser.add_argument("--force", action="store_true", help="run again notebooks that already finished ok")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="results folder (default: results/local/ next to the notebooks folder)")
-    parser.add_argument("--reference", action="store_true",
-                        help="write the committed reference run results/<PROFILE>/ instead (maintainers)")
-    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR,
-                        help=f"notebooks folder (default: {NOTEBOOKS_DIR})")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="results folder (default: results/local/ next to the notebooks folder)",
+    )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="write the committed reference run results/<PROFILE>/ instead (maintainers)",
+    )
+    parser.add_argument(
+        "--notebooks", type=Path, default=NOTEBOOKS_DIR, help=f"notebooks folder (default: {NOTEBOOKS_DIR})"
+    )
     return parser
 
 

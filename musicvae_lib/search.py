@@ -66,8 +66,19 @@ SELECTION_RULE = (
 )
 # results_table's metric columns, a COMPLETE trial's user attributes: train_job's (minutes: over sessions and rungs)
 METRIC_COLUMNS = (
-    "negative_elbo_nats", "reconstruction_nats", "kl_bits", "teacher_forced_accuracy", "greedy_accuracy",
-    "sampling_accuracy", "active_dimensions", "epochs", "best_epoch", "steps", "minutes", "stopped", "eval_windows",
+    "negative_elbo_nats",
+    "reconstruction_nats",
+    "kl_bits",
+    "teacher_forced_accuracy",
+    "greedy_accuracy",
+    "sampling_accuracy",
+    "active_dimensions",
+    "epochs",
+    "best_epoch",
+    "steps",
+    "minutes",
+    "stopped",
+    "eval_windows",
 )
 # results_table's columns that depend on the machine and its load, not on the seed: notebook 02 writes them apart
 # (tables/02_grid_machine.csv), so that tables/02_grid.csv is byte-identical between two runs of one profile
@@ -114,9 +125,17 @@ class GridSpec:
             object.__setattr__(self, name, values)  # sorted: the same grid in any order is the same study
         budgets = tuple(float(budget) for budget in self.rung_budgets)
         whole = self.budget_unit != "epochs" or all(budget == int(budget) for budget in budgets)
-        if not budgets or min(budgets) <= 0 or list(budgets) != sorted(set(budgets)) or self.budget_unit not in BUDGET_UNITS or not whole:
-            raise ValueError(f"`rung_budgets` must increase from > 0 (whole epochs) and `budget_unit` be one of {BUDGET_UNITS}, "
-                             f"got {self.rung_budgets!r} {self.budget_unit!r}")
+        if (
+            not budgets
+            or min(budgets) <= 0
+            or list(budgets) != sorted(set(budgets))
+            or self.budget_unit not in BUDGET_UNITS
+            or not whole
+        ):
+            raise ValueError(
+                f"`rung_budgets` must increase from > 0 (whole epochs) and `budget_unit` be one of {BUDGET_UNITS}, "
+                f"got {self.rung_budgets!r} {self.budget_unit!r}"
+            )
         object.__setattr__(self, "rung_budgets", budgets)
         LossConfig(form=self.kl_form)  # ValueError for an unknown form
         if self.eval_windows < 1:
@@ -137,14 +156,20 @@ class GridSpec:
     def from_dict(cls, values: dict[str, Any]) -> GridSpec:
         """The inverse of ``to_dict``."""
         known = {field.name: values[field.name] for field in fields(cls) if field.name in values}
-        configs = {"model_config": ModelConfig(**values["model_config"]), "train_config": TrainConfig(**values["train_config"])}
+        configs = {
+            "model_config": ModelConfig(**values["model_config"]),
+            "train_config": TrainConfig(**values["train_config"]),
+        }
         return cls(**known | configs)
 
     def rung_config(self, rung: int, rerun: bool = False) -> TrainConfig:
         """The TrainConfig of a job at ``rung``: its budget; the next seed for a re-run."""
         budget = self.rung_budgets[rung]
-        config = (replace(self.train_config, max_minutes=budget) if self.budget_unit == "minutes"
-                  else replace(self.train_config, max_epochs=int(budget), max_minutes=0.0))
+        config = (
+            replace(self.train_config, max_minutes=budget)
+            if self.budget_unit == "minutes"
+            else replace(self.train_config, max_epochs=int(budget), max_minutes=0.0)
+        )
         return replace(config, seed=config.seed + 1) if rerun else config
 
 
@@ -163,13 +188,29 @@ class Job:
 
 
 def chapter_spec(
-    steps: int, betas: list[float], free_nats_values: list[float], kl_form: str, model_preset: str,
-    rung_budgets: list[float], budget_unit: str, eval_windows: int, seed: int,
+    steps: int,
+    betas: list[float],
+    free_nats_values: list[float],
+    kl_form: str,
+    model_preset: str,
+    rung_budgets: list[float],
+    budget_unit: str,
+    eval_windows: int,
+    seed: int,
 ) -> GridSpec:
     """Notebook 02's parameters as a GridSpec: the preset for ``steps``-step windows, early stopping sooner than the thesis."""
     trial = TrainConfig(early_stopping_patience=TRIAL_PATIENCE, seed=seed)
-    return GridSpec(tuple(betas), tuple(free_nats_values), preset(model_preset, steps=steps), trial, eval_windows,
-                    tuple(rung_budgets), budget_unit, kl_form, seed)
+    return GridSpec(
+        tuple(betas),
+        tuple(free_nats_values),
+        preset(model_preset, steps=steps),
+        trial,
+        eval_windows,
+        tuple(rung_budgets),
+        budget_unit,
+        kl_form,
+        seed,
+    )
 
 
 def load_choice(run_dir: str | os.PathLike) -> dict | None:
@@ -214,7 +255,9 @@ def storage_name(storage: StorageArg, default: Path) -> str:
     return mask_url(str(default if storage is None else storage))
 
 
-def load_study(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> tuple[optuna.Study, GridSpec]:
+def load_study(
+    run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME
+) -> tuple[optuna.Study, GridSpec]:
     """An existing grid study and its settings; ValueError naming notebook 02 when there is none."""
     default = Path(run_dir) / GRID_STUDY
     try:
@@ -222,8 +265,10 @@ def load_study(run_dir: str | os.PathLike, storage: StorageArg = None, study_nam
             study = optuna.load_study(study_name=study_name, storage=open_storage(storage, default, must_exist=True))
         return study, GridSpec.from_dict(study.user_attrs[SPEC_ATTR])
     except (FileNotFoundError, KeyError) as error:
-        raise ValueError(f"no grid study {study_name!r} in {storage_name(storage, default)}: run notebooks/02_grid_search.ipynb "
-                         "(or search.run_grid_search) first with this storage; it creates the study") from error
+        raise ValueError(
+            f"no grid study {study_name!r} in {storage_name(storage, default)}: run notebooks/02_grid_search.ipynb "
+            "(or search.run_grid_search) first with this storage; it creates the study"
+        ) from error
 
 
 def job_of(trial: FrozenTrial | optuna.Trial) -> Job | None:
@@ -244,8 +289,13 @@ def scheduled_jobs(spec: GridSpec, finished: dict[Job, dict[str, Any]]) -> list[
         current = [job for job in jobs if job.rung == rung - 1]
         if any(job not in finished for job in current):
             break
-        best = [job.point for job in sorted(current, key=lambda job: (
-            -finished[job]["sampling_accuracy"], finished[job]["negative_elbo_nats"], *job.point))]
+        best = [
+            job.point
+            for job in sorted(
+                current,
+                key=lambda job: (-finished[job]["sampling_accuracy"], finished[job]["negative_elbo_nats"], *job.point),
+            )
+        ]
         if rung < len(spec.rung_budgets):
             jobs += [Job(*point, rung) for point in best[: max(2, math.ceil(len(best) / 3))]]  # a third, two at least
         else:
@@ -253,8 +303,9 @@ def scheduled_jobs(spec: GridSpec, finished: dict[Job, dict[str, Any]]) -> list[
     return jobs
 
 
-def train_job(spec: GridSpec, job: Job, folder: Path, train_windows: np.ndarray, valid_windows: np.ndarray,
-              device: str | None) -> dict[str, Any]:
+def train_job(
+    spec: GridSpec, job: Job, folder: Path, train_windows: np.ndarray, valid_windows: np.ndarray, device: str | None
+) -> dict[str, Any]:
     """Train the job's model in ``folder`` (or go on from the rung before, or find it finished) and score it: ``METRIC_COLUMNS``."""
     loss_config = LossConfig(form=spec.kl_form, beta=job.beta, free_nats=job.free_nats)
     config = spec.rung_config(job.rung, job.rerun)
@@ -263,17 +314,28 @@ def train_job(spec: GridSpec, job: Job, folder: Path, train_windows: np.ndarray,
     scores = evaluate(result.model, sample, seed=spec.seed)
     done = json.loads((folder / DONE_FILE).read_text())
     return {
-        "negative_elbo_nats": -scores.elbo_nats, "reconstruction_nats": scores.reconstruction_nats,
-        "kl_bits": scores.kl_bits, "teacher_forced_accuracy": scores.teacher_forced_accuracy,
-        "sampling_accuracy": scores.posterior_sampling_accuracy, "greedy_accuracy": scores.greedy_accuracy,
-        "active_dimensions": scores.kl_active_dimensions, "eval_windows": scores.n_windows,
-        **{name: done[name] for name in ("epochs", "best_epoch", "steps", "stopped")}, "minutes": done["training_seconds"] / 60,
+        "negative_elbo_nats": -scores.elbo_nats,
+        "reconstruction_nats": scores.reconstruction_nats,
+        "kl_bits": scores.kl_bits,
+        "teacher_forced_accuracy": scores.teacher_forced_accuracy,
+        "sampling_accuracy": scores.posterior_sampling_accuracy,
+        "greedy_accuracy": scores.greedy_accuracy,
+        "active_dimensions": scores.kl_active_dimensions,
+        "eval_windows": scores.n_windows,
+        **{name: done[name] for name in ("epochs", "best_epoch", "steps", "stopped")},
+        "minutes": done["training_seconds"] / 60,
     }
 
 
 def run_grid_search(
-    run_dir: str | os.PathLike, spec: GridSpec, train_windows: np.ndarray, valid_windows: np.ndarray,
-    storage: StorageArg = None, study_name: str = STUDY_NAME, device: str | None = None, max_trials: int | None = None,
+    run_dir: str | os.PathLike,
+    spec: GridSpec,
+    train_windows: np.ndarray,
+    valid_windows: np.ndarray,
+    storage: StorageArg = None,
+    study_name: str = STUDY_NAME,
+    device: str | None = None,
+    max_trials: int | None = None,
 ) -> pd.DataFrame:
     """Create or join (ValueError if it has other settings or data) study ``study_name``, run the jobs not yet done
     (``shared_study.run_jobs``; ``max_trials`` 0: only create it) with notebook 01's splits; return ``results_table``."""
@@ -289,7 +351,11 @@ def run_grid_search(
 
     def run_job(trial: optuna.Trial, job: dict[str, Any], folder: Path) -> float:
         job = Job(**job)
-        print(f"beta={job.beta:g}, lambda={job.free_nats:g} nats, rung {job.rung}{' re-run' * job.rerun}: ", end="", flush=True)
+        print(
+            f"beta={job.beta:g}, lambda={job.free_nats:g} nats, rung {job.rung}{' re-run' * job.rerun}: ",
+            end="",
+            flush=True,
+        )
         log = folder / POINT_LOG
         try:
             with output_to(log):
@@ -299,14 +365,24 @@ def run_grid_search(
             raise
         for name, value in metrics.items():
             trial.set_user_attr(name, value)
-        print(f"epochs {metrics['epochs']} ({metrics['stopped']}), {metrics['minutes']:.1f} min; -ELBO {metrics['negative_elbo_nats']:.1f} "
-              f"nats, KL {metrics['kl_bits']:.1f} bits, sampling accuracy {metrics['sampling_accuracy']:.3f}")
+        print(
+            f"epochs {metrics['epochs']} ({metrics['stopped']}), {metrics['minutes']:.1f} min; -ELBO {metrics['negative_elbo_nats']:.1f} "
+            f"nats, KL {metrics['kl_bits']:.1f} bits, sampling accuracy {metrics['sampling_accuracy']:.3f}"
+        )
         return metrics["sampling_accuracy"]
 
-    print(f"Grid search {study_name!r}: {len(spec.points)} points, rungs of {', '.join(f'{b:g}' for b in spec.rung_budgets)} "
-          f"{spec.budget_unit}; {len(study.get_trials(deepcopy=False))} trials so far")
-    run_jobs(study, opened, lambda: [asdict(job) for job in scheduled_jobs(spec, finished_metrics(study.get_trials(deepcopy=False)))],
-             lambda job: job_folder(run_dir, spec, Job(**job), study_name), run_job, max_trials)
+    print(
+        f"Grid search {study_name!r}: {len(spec.points)} points, rungs of {', '.join(f'{b:g}' for b in spec.rung_budgets)} "
+        f"{spec.budget_unit}; {len(study.get_trials(deepcopy=False))} trials so far"
+    )
+    run_jobs(
+        study,
+        opened,
+        lambda: [asdict(job) for job in scheduled_jobs(spec, finished_metrics(study.get_trials(deepcopy=False)))],
+        lambda job: job_folder(run_dir, spec, Job(**job), study_name),
+        run_job,
+        max_trials,
+    )
     return results_table(run_dir, opened, study_name)
 
 
@@ -321,17 +397,32 @@ def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_
     rows = []
     for point in spec.points:
         last = [job for job in scheduled if job.point == point and not job.rerun][-1]
-        done = max((job for job in finished if job.point == point and not job.rerun), key=lambda job: job.rung, default=None)
+        done = max(
+            (job for job in finished if job.point == point and not job.rerun), key=lambda job: job.rung, default=None
+        )
         # the trial that speaks for the latest job: its first COMPLETE, RUNNING, WAITING, else its first
-        trial = min((t for t in trials if job_of(t) == last), key=lambda t: (LIVE.index(t.state) if t.state in LIVE else 3, t.number), default=None)
-        rows.append({
-            "beta": point[0], "free_nats": point[1], "free_bits": point[1] / NATS_PER_BIT,
-            "state": "PRUNED" if last in finished and last.rung < scheduled[-1].rung else trial.state.name if trial else "NOT_STARTED",
-            "rung": done.rung if done else None, **{name: finished[done][name] if done else None for name in METRIC_COLUMNS},
-            "rerun_sampling_accuracy": finished.get(replace(last, rerun=True), {}).get("sampling_accuracy"),
-            "host": trial.user_attrs.get(WORKER_ATTR, {}).get("host") if trial else None,
-            "folder": point_folder(run_dir, *point, study_name).relative_to(run_dir).as_posix(),
-        })
+        trial = min(
+            (t for t in trials if job_of(t) == last),
+            key=lambda t: (LIVE.index(t.state) if t.state in LIVE else 3, t.number),
+            default=None,
+        )
+        rows.append(
+            {
+                "beta": point[0],
+                "free_nats": point[1],
+                "free_bits": point[1] / NATS_PER_BIT,
+                "state": "PRUNED"
+                if last in finished and last.rung < scheduled[-1].rung
+                else trial.state.name
+                if trial
+                else "NOT_STARTED",
+                "rung": done.rung if done else None,
+                **{name: finished[done][name] if done else None for name in METRIC_COLUMNS},
+                "rerun_sampling_accuracy": finished.get(replace(last, rerun=True), {}).get("sampling_accuracy"),
+                "host": trial.user_attrs.get(WORKER_ATTR, {}).get("host") if trial else None,
+                "folder": point_folder(run_dir, *point, study_name).relative_to(run_dir).as_posix(),
+            }
+        )
     numeric = [name for name in (*METRIC_COLUMNS, "rung", "rerun_sampling_accuracy") if name != "stopped"]
     return pd.DataFrame(rows).astype(dict.fromkeys(numeric, float))
 
@@ -340,7 +431,9 @@ def completed(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The COMPLETE or PRUNED rows with every one of ``columns`` known; ValueError if there is none."""
     rows = table[table["state"].isin(["COMPLETE", "PRUNED"])].dropna(subset=columns)
     if rows.empty:
-        raise ValueError(f"no completed grid point with {columns} in the table ({len(table)} rows): run the search first")
+        raise ValueError(
+            f"no completed grid point with {columns} in the table ({len(table)} rows): run the search first"
+        )
     return rows
 
 
@@ -362,28 +455,49 @@ def choose(table: pd.DataFrame, margin: float = 0.01) -> dict[str, Any]:
         ["negative_elbo_nats", "sampling_accuracy", "beta", "free_nats"], ascending=[True, False, True, True]
     ).iloc[0]
     return {
-        "rule": SELECTION_RULE.format(margin=applied), "margin": applied, "margin_set": margin, "seed_noise": noise,
-        "lead": lead, "separated": lead > applied + 1e-12, "best_sampling_accuracy": accuracies[0],
-        "eligible_points": len(eligible), "last_rung_points": len(rows),
+        "rule": SELECTION_RULE.format(margin=applied),
+        "margin": applied,
+        "margin_set": margin,
+        "seed_noise": noise,
+        "lead": lead,
+        "separated": lead > applied + 1e-12,
+        "best_sampling_accuracy": accuracies[0],
+        "eligible_points": len(eligible),
+        "last_rung_points": len(rows),
         # not the MACHINE_COLUMNS: choice.json, like tables/02_grid.csv, is then the same on every run of the same seed
-        **chosen[["beta", "free_nats", "folder", *(name for name in METRIC_COLUMNS if name not in MACHINE_COLUMNS), "rung",
-                  "rerun_sampling_accuracy"]].to_dict(),  # Python values
+        **chosen[
+            [
+                "beta",
+                "free_nats",
+                "folder",
+                *(name for name in METRIC_COLUMNS if name not in MACHINE_COLUMNS),
+                "rung",
+                "rerun_sampling_accuracy",
+            ]
+        ].to_dict(),  # Python values
     }
 
 
 def describe_choice(choice: dict[str, Any]) -> str:
     """Whether the grid could separate its points and how sure the choice is, in a sentence or two (notebook 02)."""
-    noise = ("no point was trained with a second seed, so the seed noise is unmeasured" if choice["seed_noise"] is None
-             else f"two seeds of one point differ by up to {choice['seed_noise']:.3f} in sampling accuracy")
+    noise = (
+        "no point was trained with a second seed, so the seed noise is unmeasured"
+        if choice["seed_noise"] is None
+        else f"two seeds of one point differ by up to {choice['seed_noise']:.3f} in sampling accuracy"
+    )
     point = f"beta = {choice['beta']:g}, lambda = {choice['free_nats']:g} nats"
     if choice["separated"]:
         times = f"{choice['lead'] / choice['margin']:.1f} times " if choice["margin"] else "more than "
-        return (f"The grid separates its points: {noise}, and the best point's sampling accuracy leads the runner-up's by "
-                f"{choice['lead']:.3f}, {times}the margin of {choice['margin']:.3f}; the choice, {point}, holds against that noise.")
-    return (f"The grid cannot separate its points: {noise}, and {choice['eligible_points']} of the "
-            f"{choice['last_rung_points']} points of the last rung lie within {choice['margin']:.3f} of the best sampling "
-            f"accuracy (the runner-up {choice['lead']:.3f} below it). Among them the lowest negative ELBO picks {point}: "
-            "a preference accuracy does not back, so any of them is as good a choice on this evidence.")
+        return (
+            f"The grid separates its points: {noise}, and the best point's sampling accuracy leads the runner-up's by "
+            f"{choice['lead']:.3f}, {times}the margin of {choice['margin']:.3f}; the choice, {point}, holds against that noise."
+        )
+    return (
+        f"The grid cannot separate its points: {noise}, and {choice['eligible_points']} of the "
+        f"{choice['last_rung_points']} points of the last rung lie within {choice['margin']:.3f} of the best sampling "
+        f"accuracy (the runner-up {choice['lead']:.3f} below it). Among them the lowest negative ELBO picks {point}: "
+        "a preference accuracy does not back, so any of them is as good a choice on this evidence."
+    )
 
 
 def contrasting_points(table: pd.DataFrame, choice: dict[str, Any]) -> pd.DataFrame:
@@ -401,9 +515,15 @@ def contrasting_points(table: pd.DataFrame, choice: dict[str, Any]) -> pd.DataFr
 def main(argv: list[str] | None = None) -> int:
     """One more worker on the grid study of a run folder, with the study's own settings."""
     parser = argparse.ArgumentParser(prog=".venv/bin/python -m musicvae_lib.search", description=main.__doc__)
-    parser.add_argument("--run-dir", type=Path, required=True, help="run folder of dataset/ (notebook 01), shared by all workers")
-    parser.add_argument("--storage", default=None, help="SQLAlchemy URL or journal file path (default: <run-dir>/grid_search/study.db); "
-                        "a PostgreSQL password is best left out of the URL, in PGPASSWORD or ~/.pgpass")
+    parser.add_argument(
+        "--run-dir", type=Path, required=True, help="run folder of dataset/ (notebook 01), shared by all workers"
+    )
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="SQLAlchemy URL or journal file path (default: <run-dir>/grid_search/study.db); "
+        "a PostgreSQL password is best left out of the URL, in PGPASSWORD or ~/.pgpass",
+    )
     parser.add_argument("--study-name", default=STUDY_NAME)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: a GPU if any, else CPU)")
     parser.add_argument("--max-trials", type=int, default=None, help="stop after this many trials")
@@ -413,8 +533,16 @@ def main(argv: list[str] | None = None) -> int:
         _, spec = load_study(args.run_dir, args.storage, args.study_name)
     except (MissingInputError, ValueError) as error:  # StorageError too: one line, the password masked
         parser.exit(2, f"error: {mask_url(str(error))}\n")
-    table = run_grid_search(args.run_dir, spec, data.load_split(args.run_dir, "train"), data.load_split(args.run_dir, "valid"),
-                            args.storage, args.study_name, args.device, args.max_trials)
+    table = run_grid_search(
+        args.run_dir,
+        spec,
+        data.load_split(args.run_dir, "train"),
+        data.load_split(args.run_dir, "valid"),
+        args.storage,
+        args.study_name,
+        args.device,
+        args.max_trials,
+    )
     print(table[["beta", "free_nats", "state", "rung", "kl_bits", "sampling_accuracy"]].to_string(index=False))
     return 0
 

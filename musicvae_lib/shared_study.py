@@ -68,22 +68,39 @@ class StorageError(ValueError):
 
 
 STORAGE_HINTS = (  # (a pattern of the driver's message, what to check), the first match wins
-    (r"password authentication failed|no password supplied|authentication failed",
-     "check the user name and the password (given in PGPASSWORD or ~/.pgpass rather than in the URL)"),
-    (r'database "[^"]*" does not exist',
-     "create the database on the server (createdb NAME, as its owner) or correct its name in the URL"),
-    (r"refused|resolve host|translate host name|timeout|timed out|no route|unreachable|could not connect",
-     ("check the host name and port, and that the server runs and accepts TCP connections from this machine "
-      "(postgresql.conf's listen_addresses, pg_hba.conf)")),
-    (r"Can't load plugin|import DB access module|No module named|Could not parse",
-     ("check the URL: postgresql://USER@HOST[:PORT]/DATABASE (psycopg 3, a dependency of this project), "
-      "sqlite:///PATH, or another SQLAlchemy URL whose driver is installed")),
+    (
+        r"password authentication failed|no password supplied|authentication failed",
+        "check the user name and the password (given in PGPASSWORD or ~/.pgpass rather than in the URL)",
+    ),
+    (
+        r'database "[^"]*" does not exist',
+        "create the database on the server (createdb NAME, as its owner) or correct its name in the URL",
+    ),
+    (
+        r"refused|resolve host|translate host name|timeout|timed out|no route|unreachable|could not connect",
+        (
+            "check the host name and port, and that the server runs and accepts TCP connections from this machine "
+            "(postgresql.conf's listen_addresses, pg_hba.conf)"
+        ),
+    ),
+    (
+        r"Can't load plugin|import DB access module|No module named|Could not parse",
+        (
+            "check the URL: postgresql://USER@HOST[:PORT]/DATABASE (psycopg 3, a dependency of this project), "
+            "sqlite:///PATH, or another SQLAlchemy URL whose driver is installed"
+        ),
+    ),
 )
+
+
 def storage_problem(url: str, error: Exception) -> StorageError:
     """The StorageError for ``error`` (the driver's, SQLAlchemy's) met opening ``url``: one line, password masked."""
     reason = " ".join(str(getattr(error, "orig", None) or error).split())
     reason = re.sub(r"\s*\(Background on this error at: \S+\)", "", reason)
-    hint = next((hint for pattern, hint in STORAGE_HINTS if re.search(pattern, reason, re.IGNORECASE)), "check the URL and the server")
+    hint = next(
+        (hint for pattern, hint in STORAGE_HINTS if re.search(pattern, reason, re.IGNORECASE)),
+        "check the URL and the server",
+    )
     return StorageError(f"cannot open the study storage {mask_url(url)}: {mask_url(reason)}; {hint}")
 
 
@@ -129,7 +146,10 @@ def open_storage(storage: StorageArg, default_file: Path, must_exist: bool = Fal
             raise FileNotFoundError(f"no Optuna study in {mask_url(url)}, which was left as it was")
         with optuna_quiet():
             return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_options(url), heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                url,
+                engine_kwargs=engine_options(url),
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
             )
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
@@ -175,7 +195,9 @@ def claim(trial: optuna.Trial) -> None:
 def requeue(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: FrozenTrial) -> None:
     """FAIL ``trial`` if it is RUNNING, then queue it again as Optuna's retry callback does."""
     if trial.state == TrialState.RUNNING:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), trial.number)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(study.study_name), trial.number
+        )
         try:
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first, and queued it
@@ -183,11 +205,17 @@ def requeue(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: Fr
     optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
 
 
-def requeue_killed(study: optuna.Study, storage: optuna.storages.BaseStorage, folder_of: Callable[[FrozenTrial], Path]) -> None:
+def requeue_killed(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, folder_of: Callable[[FrozenTrial], Path]
+) -> None:
     """Requeue the RUNNING trials claimed on this machine whose folder (``folder_of``) is locked no more: killed."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         record = trial.user_attrs.get(WORKER_ATTR)
-        if isinstance(record, dict) and record.get("trial") == trial.number and record.get("host") == socket.gethostname():
+        if (
+            isinstance(record, dict)
+            and record.get("trial") == trial.number
+            and record.get("host") == socket.gethostname()
+        ):
             lock = folder_lock(folder_of(trial))
             if lock is not None:
                 lock.close()
@@ -198,12 +226,18 @@ def told_first_elsewhere(error: Exception) -> bool:
     """Whether ``error`` is Optuna refusing to finish a trial that is finished already: SQLite handed the same
     WAITING trial to another worker too, which told it first (both pruned a duplicate, or one waited for the other)."""
     return isinstance(error, optuna.exceptions.UpdateFinishedTrialError) or (
-        isinstance(error, ValueError) and re.fullmatch(r"Cannot tell a (COMPLETE|PRUNED|FAIL) trial\.", str(error)) is not None)
+        isinstance(error, ValueError)
+        and re.fullmatch(r"Cannot tell a (COMPLETE|PRUNED|FAIL) trial\.", str(error)) is not None
+    )
 
 
 def run_jobs(
-    study: optuna.Study, storage: optuna.storages.BaseStorage, due_jobs: Callable[[], list[Job]],
-    folder_of: Callable[[Job], Path], run_job: Callable[[optuna.Trial, Job, Path], float], max_trials: int | None = None,
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    due_jobs: Callable[[], list[Job]],
+    folder_of: Callable[[Job], Path],
+    run_job: Callable[[optuna.Trial, Job, Path], float],
+    max_trials: int | None = None,
 ) -> None:
     """Run the study's queued jobs, a trial each, until none is left (or after ``max_trials``); every worker calls this.
 
@@ -222,7 +256,9 @@ def run_jobs(
         if (job := trial.user_attrs.get(JOB_ATTR)) is None:  # made by Optuna: another worker took the last queued job
             raise optuna.TrialPruned("no job queued")
         for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            if other.user_attrs.get(JOB_ATTR) == job and (other.state == TrialState.COMPLETE or other.number < trial.number):
+            if other.user_attrs.get(JOB_ATTR) == job and (
+                other.state == TrialState.COMPLETE or other.number < trial.number
+            ):
                 raise optuna.TrialPruned(f"{job} is {other.state.name} in trial {other.number}")
         held.append(folder_lock(folder_of(job)))  # held until the trial is told (tidy): else a live trial looks killed
         if held[-1] is None:  # SQLite can hand one WAITING trial to two workers: let the other tell it first
@@ -246,7 +282,9 @@ def run_jobs(
     with optuna_quiet():
         try:
             tidy(study)
-            while (max_trials is None or trials < max_trials) and (states := {t.state for t in study.get_trials(deepcopy=False, states=LIVE[1:])}):
+            while (max_trials is None or trials < max_trials) and (
+                states := {t.state for t in study.get_trials(deepcopy=False, states=LIVE[1:])}
+            ):
                 if TrialState.WAITING in states:
                     try:
                         study.optimize(objective, n_trials=1, callbacks=[tidy])

@@ -29,8 +29,8 @@ def split_password(url: str) -> tuple[str, str | None]:
     password = None
     if (match := URL_PASSWORD.match(url)) is not None:
         password = urllib.parse.unquote(match["password"])
-        url = f"{match['head']}@{url[match.end():]}"
+        url = f"{match['head']}@{url[match.end() :]}"
     if (match := QUERY_PASSWORD.search(url)) is not None:
         password = password or urllib.parse.unquote(match["password"])
-        url = re.sub(r"[?&]$", "", url[:match.start() + 1] + url[match.end() + 1:])
+        url = re.sub(r"[?&]$", "", url[: match.start() + 1] + url[match.end() + 1 :])
     return url, password

@@ -34,15 +34,23 @@ TRAIN_DEFAULTS = TrainConfig()  # notebook 03's training parameters take TrainCo
 
 
 # notebook 03's loss parameters -> LossConfig fields; a negative number or "" keeps the recipe's value
-LOSS_OVERRIDES = {"beta": "beta", "free_nats": "free_nats", "beta_rate": "beta_rate", "kl_form": "form",
-                  "free_bits_over": "free_bits_over"}
+LOSS_OVERRIDES = {
+    "beta": "beta",
+    "free_nats": "free_nats",
+    "beta_rate": "beta_rate",
+    "kl_form": "form",
+    "free_bits_over": "free_bits_over",
+}
 
 
 def loss_overrides(parameters: dict[str, Any]) -> dict[str, Any]:
     """The loss settings ``parameters`` set explicitly, as LossConfig fields: those not left at -1 or ""."""
     return {
-        field: parameters[name] for name, field in LOSS_OVERRIDES.items()
-        if name in parameters and parameters[name] != "" and not (isinstance(parameters[name], (int, float)) and parameters[name] < 0)
+        field: parameters[name]
+        for name, field in LOSS_OVERRIDES.items()
+        if name in parameters
+        and parameters[name] != ""
+        and not (isinstance(parameters[name], (int, float)) and parameters[name] < 0)
     }
 
 
@@ -58,7 +66,10 @@ def recipe_loss(recipe: str, choice: dict | None, overrides: dict[str, Any] | No
 
 
 def study_configs(
-    run_dir: str | Path, model_preset: str, recipe: str = "magenta", overrides: dict[str, Any] | None = None,
+    run_dir: str | Path,
+    model_preset: str,
+    recipe: str = "magenta",
+    overrides: dict[str, Any] | None = None,
     **train_fields: Any,
 ) -> tuple[ModelConfig, LossConfig, TrainConfig, dict | None]:
     """The configs notebook 03 trains with, and the grid search's choice (None without one).
@@ -78,7 +89,7 @@ def study_configs(
 RECIPE_REASONS = {
     "magenta": (
         "it is the study's default: at equal training time on the study's data it reconstructed more accurately "
-        "than the thesis' recipe (benchmarks/recipe.py, README \"Which recipe?\"), since without free bits each "
+        'than the thesis\' recipe (benchmarks/recipe.py, README "Which recipe?"), since without free bits each '
         "window spends the KL it needs, where the thesis' lambda, clamped per window, holds every window near the same amount"
     ),
     "thesis": "it is the thesis' own recipe, one parameter away from the study's default (Magenta's), so both can be reported",
@@ -96,7 +107,8 @@ def describe_recipe(recipe: str, loss_config: LossConfig, choice: dict | None) -
         used = "used here" if recipe == "thesis" else "reported, not used: the grid searched the thesis' form"
         grid = f"The grid search (notebook 02) chose beta = {choice['beta']:g}, lambda = {choice['free_nats']:g} nats ({used})."
     changed = [
-        f"{field} = {getattr(loss_config, field)!r}" for field in LOSS_OVERRIDES.values()
+        f"{field} = {getattr(loss_config, field)!r}"
+        for field in LOSS_OVERRIDES.values()
         if getattr(loss_config, field) != getattr(recipe_loss(recipe, choice), field)
     ]
     overridden = f" This run's parameters change the recipe: {', '.join(changed)}." if changed else ""
@@ -117,7 +129,9 @@ class TrainingNotebookDefaults:
     """
 
     model_preset: str = "tiny"
-    recipe: str = "magenta"  # loss.RECIPES: "magenta" (cat-mel_2bar), "thesis" (with the grid's beta and lambda), "magenta-16bar"
+    recipe: str = (
+        "magenta"  # loss.RECIPES: "magenta" (cat-mel_2bar), "thesis" (with the grid's beta and lambda), "magenta-16bar"
+    )
     beta: float = -1.0  # -1: the recipe's (Magenta 0.2, annealed; thesis 1 or the grid's)
     free_nats: float = -1.0  # lambda in nats; -1: the recipe's (Magenta 0; thesis 33.3 or the grid's)
     beta_rate: float = -1.0  # -1: the recipe's (Magenta 0.99999; thesis 0, no annealing)
@@ -142,7 +156,9 @@ class TrainingNotebookDefaults:
 
 
 # notebook 03's parameters that are TrainConfig fields; the others (eval_windows, ...) only shape its report
-TRAIN_FIELDS = tuple(spec.name for spec in fields(TrainingNotebookDefaults) if spec.name in {f.name for f in fields(TrainConfig)})
+TRAIN_FIELDS = tuple(
+    spec.name for spec in fields(TrainingNotebookDefaults) if spec.name in {f.name for f in fields(TrainConfig)}
+)
 
 
 def notebook_values(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,12 +169,17 @@ def notebook_values(namespace: Mapping[str, Any]) -> dict[str, Any]:
 def parameter_configs(parameters: Mapping[str, Any]) -> tuple[ModelConfig, LossConfig, TrainConfig, dict | None]:
     """``study_configs`` for notebook 03's ``parameters`` (all of them, as ``notebook_values`` or ``profile_parameters`` give)."""
     return study_configs(
-        Path(parameters[profiles.RUN_DIR_PARAMETER]), parameters["model_preset"], parameters["recipe"],
-        loss_overrides(parameters), **{name: parameters[name] for name in TRAIN_FIELDS},
+        Path(parameters[profiles.RUN_DIR_PARAMETER]),
+        parameters["model_preset"],
+        parameters["recipe"],
+        loss_overrides(parameters),
+        **{name: parameters[name] for name in TRAIN_FIELDS},
     )
 
 
-def profile_parameters(profile_name: str, overrides: list[str], notebooks_dir: Path, results_dir: Path) -> dict[str, Any]:
+def profile_parameters(
+    profile_name: str, overrides: list[str], notebooks_dir: Path, results_dir: Path
+) -> dict[str, Any]:
     """Notebook 03's parameters as the runner would pass them, over ``TrainingNotebookDefaults``."""
     notebooks = profiles.find_notebooks(notebooks_dir)
     notebook = next((n for n in notebooks if n.stem == NOTEBOOK), None)
@@ -182,8 +203,11 @@ def baseline_config(model_config: ModelConfig, baseline_preset: str) -> ModelCon
     """
     config = preset(baseline_preset, steps=model_config.steps)
     shared = ("z_size", "encoder_size", "encoder_layers")
-    differing = [f"{name} {getattr(config, name)} vs {getattr(model_config, name)}" for name in shared
-                 if getattr(config, name) != getattr(model_config, name)]
+    differing = [
+        f"{name} {getattr(config, name)} vs {getattr(model_config, name)}"
+        for name in shared
+        if getattr(config, name) != getattr(model_config, name)
+    ]
     if differing:
         raise ValueError(
             f"the baseline {baseline_preset!r} must have the model's encoder and z, but differs in {', '.join(differing)}"
@@ -208,7 +232,9 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None,
     budget into ``run_folder.BASELINE_TRAINING``, with the same resume rules (``training.train_or_load``).
     """
     run_dir = Path(parameters[profiles.RUN_DIR_PARAMETER])
-    run_folder.require_outputs(run_dir, [run_folder.DATASET_SUMMARY, run_folder.split_file("train")], produced_by="01_dataset")
+    run_folder.require_outputs(
+        run_dir, [run_folder.DATASET_SUMMARY, run_folder.split_file("train")], produced_by="01_dataset"
+    )
     model_config, loss_config, train_config, _ = parameter_configs(parameters)
     if baseline:
         model_config = baseline_config(model_config, parameters["baseline_preset"])
@@ -218,17 +244,35 @@ def train_from_parameters(parameters: dict[str, Any], device: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=".venv/bin/python -m musicvae_lib.train_study", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", required=True, help="profile in profiles/; the run folder is results/local/<profile>")
-    parser.add_argument("-p", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                        help="a parameter of notebook 03, as the runner's -p")
+    parser = argparse.ArgumentParser(
+        prog=".venv/bin/python -m musicvae_lib.train_study", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--profile", required=True, help="profile in profiles/; the run folder is results/local/<profile>"
+    )
+    parser.add_argument(
+        "-p",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter of notebook 03, as the runner's -p",
+    )
     parser.add_argument("--notebooks", type=Path, default=run_folder.NOTEBOOKS_DIR)
-    parser.add_argument("--results", type=Path, default=None,
-                        help="folder of run folders (default: results/local/ beside notebooks/, as ./study.sh)")
-    parser.add_argument("--reference", action="store_true", help="train into the committed reference run results/<profile>/")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="folder of run folders (default: results/local/ beside notebooks/, as ./study.sh)",
+    )
+    parser.add_argument(
+        "--reference", action="store_true", help="train into the committed reference run results/<profile>/"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: this process' GPU if any, else CPU)")
     args = parser.parse_args(argv)
-    results_dir = args.results if args.results is not None else run_folder.default_results_dir(args.notebooks, args.reference)
+    results_dir = (
+        args.results if args.results is not None else run_folder.default_results_dir(args.notebooks, args.reference)
+    )
     parameters = profile_parameters(args.profile, args.overrides, args.notebooks, results_dir)
     for baseline in [False, True] if parameters["baseline_preset"] else [False]:  # the model, then its baseline
         result = train_from_parameters(parameters, args.device, baseline)

@@ -92,8 +92,11 @@ def melody_features(windows: np.ndarray) -> pd.DataFrame:
 
     clipped = np.clip(pairs.interval_semitones, -LARGEST_INTERVAL - 1, LARGEST_INTERVAL + 1) + LARGEST_INTERVAL + 1
     intervals = _per_window_counts(pairs.window, clipped, n, 2 * LARGEST_INTERVAL + 3)
-    interval_names = [f"interval < -{LARGEST_INTERVAL}"] + [f"interval {s:+d}" if s else "interval 0" for s in
-                      range(-LARGEST_INTERVAL, LARGEST_INTERVAL + 1)] + [f"interval > +{LARGEST_INTERVAL}"]
+    interval_names = (
+        [f"interval < -{LARGEST_INTERVAL}"]
+        + [f"interval {s:+d}" if s else "interval 0" for s in range(-LARGEST_INTERVAL, LARGEST_INTERVAL + 1)]
+        + [f"interval > +{LARGEST_INTERVAL}"]
+    )
     columns |= dict(zip(interval_names, intervals.T))
 
     classes = _per_window_counts(notes.window, notes.pitch_midi % N_PITCH_CLASSES, n, N_PITCH_CLASSES)
@@ -154,7 +157,10 @@ class TwoSampleTest:
 def equal_samples(real: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Both sets cut to the size of the smaller by rows drawn without replacement (order kept); equal sets are kept."""
     size = min(len(real), len(other))
-    cut = [rows if len(rows) == size else rows[np.sort(rng.choice(len(rows), size, replace=False))] for rows in (real, other)]
+    cut = [
+        rows if len(rows) == size else rows[np.sort(rng.choice(len(rows), size, replace=False))]
+        for rows in (real, other)
+    ]
     return cut[0], cut[1]
 
 
@@ -176,9 +182,15 @@ def univariate_auc(real_features: pd.DataFrame, other_features: pd.DataFrame) ->
             auc = float(roc_auc_score(labels, values)) if values.min() < values.max() else 0.5
         else:
             auc = float("nan")
-        rows.append({"feature": column, "auc": auc, "separation": abs(auc - 0.5),
-                     "mean_real": float(real.mean()) if len(real) else float("nan"),
-                     "mean_other": float(other.mean()) if len(other) else float("nan")})
+        rows.append(
+            {
+                "feature": column,
+                "auc": auc,
+                "separation": abs(auc - 0.5),
+                "mean_real": float(real.mean()) if len(real) else float("nan"),
+                "mean_other": float(other.mean()) if len(other) else float("nan"),
+            }
+        )
     table = pd.DataFrame(rows)
     return table.sort_values(["separation", "feature"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
@@ -220,8 +232,12 @@ def two_sample_test(
         fold_aucs.append(float(roc_auc_score(labels[held_out], scores[held_out])))
     low, high = bootstrap_auc_interval(labels, scores, n_bootstrap, rng)
     return TwoSampleTest(
-        auc=float(roc_auc_score(labels, scores)), low=low, high=high, fold_aucs=tuple(fold_aucs),
-        n_per_set=len(real), separating=univariate_auc(real_features, other_features),
+        auc=float(roc_auc_score(labels, scores)),
+        low=low,
+        high=high,
+        fold_aucs=tuple(fold_aucs),
+        n_per_set=len(real),
+        separating=univariate_auc(real_features, other_features),
     )
 
 
@@ -278,9 +294,9 @@ def share_inside(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> 
     inside = np.zeros(len(points), dtype=bool)
     squared_norms = (centres**2).sum(axis=1)
     for first in range(0, len(points), CHUNK_ROWS):
-        chunk = points[first:first + CHUNK_ROWS]
+        chunk = points[first : first + CHUNK_ROWS]
         squared = (chunk**2).sum(axis=1)[:, None] - 2 * chunk @ centres.T + squared_norms[None, :]  # (chunk, centres)
-        inside[first:first + CHUNK_ROWS] = (squared <= radii[None, :] ** 2 + 1e-9).any(axis=1)
+        inside[first : first + CHUNK_ROWS] = (squared <= radii[None, :] ** 2 + 1e-9).any(axis=1)
     return float(inside.mean())
 
 
@@ -302,7 +318,9 @@ def precision_recall(real: np.ndarray, other: np.ndarray, k: int = K_NEIGHBOURS)
         raise ValueError(f"`k` must be at least 1, got {k}")
     for name, rows in (("real", real), ("other", other)):
         if len(rows) <= k:
-            raise ValueError(f"`{name}` needs more than k = {k} melodies for k-nearest-neighbour radii, got {len(rows)}")
+            raise ValueError(
+                f"`{name}` needs more than k = {k} melodies for k-nearest-neighbour radii, got {len(rows)}"
+            )
     real_points, other_points = standardized(feature_table(real), feature_table(other))
     return PrecisionRecall(
         precision=share_inside(other_points, real_points, manifold_radii(real_points, k)),
@@ -328,7 +346,10 @@ def nearest_training_distance(
 
 
 def novelty_table(
-    sets: Mapping[str, np.ndarray], test_windows: np.ndarray, training_windows: np.ndarray, seed: int,
+    sets: Mapping[str, np.ndarray],
+    test_windows: np.ndarray,
+    training_windows: np.ndarray,
+    seed: int,
     max_reference: int | None = None,
 ) -> pd.DataFrame:
     """Copies and distances to the nearest training window of each set beside the test melodies' (docs/evaluation.md E3).
@@ -351,14 +372,16 @@ def novelty_table(
         labels = np.r_[np.zeros(len(distance)), np.ones(len(distances["test"]))]
         both = np.r_[distance, distances["test"]]
         closer = float(roc_auc_score(labels, both)) if both.min() < both.max() else 0.5  # P(d_set < d_test)
-        rows.append({
-            "set": name,
-            "melodies": len(distance),
-            "copy_rate": float(copy_mask(all_sets[name], training_windows).mean()),
-            "nn_distance_median": float(np.median(distance)),
-            "nn_distance_q25": float(np.quantile(distance, 0.25)),
-            "closer_than_test": closer,
-        })
+        rows.append(
+            {
+                "set": name,
+                "melodies": len(distance),
+                "copy_rate": float(copy_mask(all_sets[name], training_windows).mean()),
+                "nn_distance_median": float(np.median(distance)),
+                "nn_distance_q25": float(np.quantile(distance, 0.25)),
+                "closer_than_test": closer,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -367,8 +390,14 @@ def novelty_table(
 
 
 def realism_table(
-    sets: Mapping[str, np.ndarray], test_windows: np.ndarray, training_windows: np.ndarray, seed: int,
-    folds: int = FOLDS, n_bootstrap: int = N_BOOT, k: int = K_NEIGHBOURS, max_reference: int | None = None,
+    sets: Mapping[str, np.ndarray],
+    test_windows: np.ndarray,
+    training_windows: np.ndarray,
+    seed: int,
+    folds: int = FOLDS,
+    n_bootstrap: int = N_BOOT,
+    k: int = K_NEIGHBOURS,
+    max_reference: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """E1-E3 for each set against the held-out test melodies: one row per set, and each set's separating features.
 
@@ -387,22 +416,50 @@ def realism_table(
         real, other = equal_samples(test, checked_set(windows, name), np.random.default_rng(seed))
         tested = two_sample_test(real, other, seed, folds, n_bootstrap)
         fidelity = precision_recall(real, other, k)
-        rows.append({"set": name, "tested": tested.n_per_set, "auc": tested.auc, "auc_low": tested.low, "auc_high": tested.high,
-                     "auc_fold_std": float(np.std(tested.fold_aucs)), "precision": fidelity.precision,
-                     "recall": fidelity.recall})
+        rows.append(
+            {
+                "set": name,
+                "tested": tested.n_per_set,
+                "auc": tested.auc,
+                "auc_low": tested.low,
+                "auc_high": tested.high,
+                "auc_fold_std": float(np.std(tested.fold_aucs)),
+                "precision": fidelity.precision,
+                "recall": fidelity.recall,
+            }
+        )
         separating[name] = tested.separating
     novelty = novelty_table(sets, test, training_windows, seed, max_reference)
-    table = novelty.merge(pd.DataFrame(rows, columns=["set", "tested", "auc", "auc_low", "auc_high", "auc_fold_std",
-                                                      "precision", "recall"]), on="set", how="left")
-    columns = ["set", "melodies", "tested", "auc", "auc_low", "auc_high", "auc_fold_std", "precision", "recall",
-               "copy_rate", "nn_distance_median", "nn_distance_q25", "closer_than_test"]
+    table = novelty.merge(
+        pd.DataFrame(
+            rows, columns=["set", "tested", "auc", "auc_low", "auc_high", "auc_fold_std", "precision", "recall"]
+        ),
+        on="set",
+        how="left",
+    )
+    columns = [
+        "set",
+        "melodies",
+        "tested",
+        "auc",
+        "auc_low",
+        "auc_high",
+        "auc_fold_std",
+        "precision",
+        "recall",
+        "copy_rate",
+        "nn_distance_median",
+        "nn_distance_q25",
+        "closer_than_test",
+    ]
     return table[columns], separating
 
 
 def separating_table(separating: Mapping[str, pd.DataFrame], top: int = 10) -> pd.DataFrame:
     """The ``top`` rows of each set's ``univariate_auc`` in one table, a ``set`` column first: what a run folder keeps."""
     return pd.concat([table.head(top).assign(set=name) for name, table in separating.items()], ignore_index=True)[
-        ["set", "feature", "auc", "separation", "mean_real", "mean_other"]]
+        ["set", "feature", "auc", "separation", "mean_real", "mean_other"]
+    ]
 
 
 def describe_separating(separating: pd.DataFrame, top: int = 3) -> str:

@@ -49,7 +49,9 @@ def page_screenshot(browser) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     page = browser.new_page(viewport={"width": 980, "height": 900})
     page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-    page.wait_for_function("window.musicvae.ready || document.getElementById('status').classList.contains('error')", timeout=60_000)
+    page.wait_for_function(
+        "window.musicvae.ready || document.getElementById('status').classList.contains('error')", timeout=60_000
+    )
     if not page.evaluate("window.musicvae.ready"):
         raise SystemExit(f"the page did not load: {page.inner_text('#status')}")
     # the README shows seed 3's first two samples at temperature 0.5 and the path between them
@@ -69,17 +71,34 @@ def explorer_screenshot(browser) -> None:
     copy = explore.prepare_notebook(REPOSITORY / "results" / "default", out=folder / "08_explore.ipynb")
     notebook = json.loads(copy.read_text())
     # the README shows the explorer moved: halfway to melody B, denser, at a low temperature
-    notebook["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": [
-        "panel.number_a.value, panel.number_b.value = '12', 40\n",
-        "panel.alpha.value, panel.ks['note_density'].value, panel.temperature.value = 0.3, 1.5, 0.3\n",
-        "print('screenshot state set')",
-    ]})
+    notebook["cells"].append(
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": [
+                "panel.number_a.value, panel.number_b.value = '12', 40\n",
+                "panel.alpha.value, panel.ks['note_density'].value, panel.temperature.value = 0.3, 1.5, 0.3\n",
+                "print('screenshot state set')",
+            ],
+        }
+    )
     (folder / "08_explore.ipynb").write_text(json.dumps(notebook))
     port = free_port()
     lab = subprocess.Popen(
-        [str(REPOSITORY / ".venv" / "bin" / "jupyter"), "lab", "--no-browser", f"--port={port}", "--IdentityProvider.token=",
-         "--ServerApp.password=", f"--ServerApp.root_dir={folder}", "--allow-root"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(REPOSITORY / ".venv" / "bin" / "jupyter"),
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            f"--ServerApp.root_dir={folder}",
+            "--allow-root",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for _ in range(60):
@@ -118,9 +137,9 @@ def main() -> int:
     IMAGES.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        if '--explorer-only' not in sys.argv:
+        if "--explorer-only" not in sys.argv:
             page_screenshot(browser)
-        if '--page-only' not in sys.argv:
+        if "--page-only" not in sys.argv:
             explorer_screenshot(browser)
         browser.close()
     print(f"wrote the screenshots in {IMAGES}")

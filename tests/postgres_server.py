@@ -45,14 +45,17 @@ class Server:
     def create_database(self) -> str:
         """A new empty database of a unique name: each test its own study tables."""
         name = f"test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=USER, password=self.password, dbname="postgres",
-                             autocommit=True) as connection:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=USER, password=self.password, dbname="postgres", autocommit=True
+        ) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return name
 
     def tables(self, database: str) -> list[str]:
         """The names of the tables in ``database``'s public schema."""
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=USER, password=self.password, dbname=database) as connection:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=USER, password=self.password, dbname=database
+        ) as connection:
             rows = connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
             return [row[0] for row in rows]
 
@@ -62,8 +65,10 @@ def find_binaries() -> Path | None:
     on_path = shutil.which("pg_ctl")
     if on_path and shutil.which("initdb"):
         return Path(os.path.realpath(on_path)).parent
-    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda path: int(path.parent.parent.name)
-                    if path.parent.parent.name.isdigit() else 0)
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0,
+    )
     return debian[-1].parent if debian else None
 
 
@@ -91,7 +96,9 @@ def run(run_as: str | None, *command: str) -> None:
     prefix = ["runuser", "-u", run_as, "--"] if run_as else []
     done = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()}")
+        raise RuntimeError(
+            f"{' '.join(command)} failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()}"
+        )
 
 
 def start_server() -> Server:
@@ -119,13 +126,35 @@ def start_in(folder: Path, bin_dir: Path) -> Server:
     if run_as:
         os.chown(password_file, entry.pw_uid, entry.pw_gid)
     data = folder / "data"
-    run(run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={password_file}",
-        "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "--encoding=UTF8", "--no-instructions")
+    run(
+        run_as,
+        str(bin_dir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        USER,
+        f"--pwfile={password_file}",
+        "--auth-local=scram-sha-256",
+        "--auth-host=scram-sha-256",
+        "--encoding=UTF8",
+        "--no-instructions",
+    )
     password_file.unlink()
     port = free_port()
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     try:
-        run(run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-o", options, "-w", "start")
+        run(
+            run_as,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
     except RuntimeError as error:
         log = folder / "server.log"
         raise RuntimeError(f"{error}\n{log.read_text()[-2000:] if log.exists() else ''}") from None
@@ -135,6 +164,15 @@ def start_in(folder: Path, bin_dir: Path) -> Server:
 def stop_server(server: Server) -> None:
     """Stop the server (immediate: its data is thrown away, no checkpoint needed) and delete its folder."""
     try:
-        run(server.run_as, str(server.bin_dir / "pg_ctl"), "-D", str(server.folder / "data"), "-m", "immediate", "-w", "stop")
+        run(
+            server.run_as,
+            str(server.bin_dir / "pg_ctl"),
+            "-D",
+            str(server.folder / "data"),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        )
     finally:
         shutil.rmtree(server.folder, ignore_errors=True)

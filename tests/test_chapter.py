@@ -40,9 +40,13 @@ def test_open_run_loads_the_trained_model_and_the_sets_of_chapters_05_and_06(tmp
     write_dataset(tmp_path)
     torch.set_num_threads(1)
     trained = training.train(
-        preset("tiny"), LossConfig(), training.TrainConfig(batch_size=16, max_epochs=1, bf16=False),
-        np.load(tmp_path / "dataset" / "train.npy"), np.load(tmp_path / "dataset" / "valid.npy"),
-        tmp_path / run_folder.TRAINING, device="cpu",
+        preset("tiny"),
+        LossConfig(),
+        training.TrainConfig(batch_size=16, max_epochs=1, bf16=False),
+        np.load(tmp_path / "dataset" / "train.npy"),
+        np.load(tmp_path / "dataset" / "valid.npy"),
+        tmp_path / run_folder.TRAINING,
+        device="cpu",
     )
     run = chapter.open_run(tmp_path, needs=["01_dataset", "03_training"], load_trained_model=True)
     assert not run.model.training
@@ -95,14 +99,19 @@ def test_readable_rounds_shares_and_shows_counts_as_whole_numbers():
 def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     title, parameters = notebook.cells[:2]
-    assert title.cell_type == "markdown" and title.source.startswith(f"# {name[:2]} ") and "?" in title.source.splitlines()[0]
+    assert (
+        title.cell_type == "markdown"
+        and title.source.startswith(f"# {name[:2]} ")
+        and "?" in title.source.splitlines()[0]
+    )
     assert "parameters" in parameters.metadata.get("tags", [])
     # papermill reads each parameter from its line, and warns on a line with a second "=" (in a comment, say)
     assert not [line for line in parameters.source.splitlines() if line.count("=") > 1 and not line.startswith("#")]
     # short in statements, not lines: the formatter spreads one call over several lines when it passes 120 characters
     statements = [
         sum(isinstance(node, ast.stmt) for node in ast.walk(ast.parse(cell.source)))
-        for cell in notebook.cells[2:] if cell.cell_type == "code"
+        for cell in notebook.cells[2:]
+        if cell.cell_type == "code"
     ]
     assert max(statements) <= 10
     assert "chapter.open_run(run_dir" in notebook.cells[2].source

@@ -27,7 +27,8 @@ def tracked_text_files() -> list[Path]:
     """The committed text files of README.md, musicvae_lib/, notebooks/ and results/."""
     listed = subprocess.run(
         ["git", "-C", str(REPO_DIR), "ls-files", "README.md", "musicvae_lib", "notebooks", "results", "docs"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if listed.returncode != 0:
         pytest.skip("not a git checkout")
@@ -49,7 +50,9 @@ def test_no_committed_file_points_outside_the_repository_or_to_a_machine_path() 
                 offenders.append(f"{path.relative_to(REPO_DIR)}: {pattern}")
         match = MACHINE_PATH.search(text)
         if match:
-            offenders.append(f"{path.relative_to(REPO_DIR)}: ...{text[max(0, match.start() - 40):match.end() + 40]!r}")
+            offenders.append(
+                f"{path.relative_to(REPO_DIR)}: ...{text[max(0, match.start() - 40) : match.end() + 40]!r}"
+            )
     assert not offenders, "\n".join(offenders)
 
 
@@ -64,13 +67,16 @@ def test_manifest_names_its_folders_relative_to_the_repository(run_dir: Path) ->
 
 
 @pytest.mark.parametrize(
-    "path", sorted(path for run in RUNS for path in run.glob("*.ipynb")),
+    "path",
+    sorted(path for run in RUNS for path in run.glob("*.ipynb")),
     ids=lambda path: f"{path.parent.name}/{path.name}",
 )
 def test_executed_notebook_cells_hold_a_handful_of_stream_outputs(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     crowded = {
-        index: count for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+        index: count
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
         and (count := sum(output.output_type == "stream" for output in cell.outputs)) > MAX_STREAM_OUTPUTS
     }
     assert not crowded, f"cells (index: stream outputs) {crowded}"

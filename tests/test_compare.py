@@ -118,7 +118,9 @@ def test_sets_from_one_distribution_overlap_nearly_fully():
 
 
 def test_shifted_sets_barely_overlap():
-    result = compare.compare_feature(normal_set(0, 400), normal_set(1, 400, loc=20.0), np.random.default_rng(0), n_boot=10)
+    result = compare.compare_feature(
+        normal_set(0, 400), normal_set(1, 400, loc=20.0), np.random.default_rng(0), n_boot=10
+    )
     assert result.overlap < 0.01 and result.kl > 5.0
     assert result.mean_diff == pytest.approx(20.0, abs=0.3)
     assert result.overlap_high < 0.01 and result.kl_low > 5.0
@@ -221,11 +223,13 @@ def test_total_variation_is_half_the_summed_absolute_difference():
 
 
 def test_overlap_table_and_its_sentence_name_the_feature_the_generated_sets_miss_most():
-    comparison = pd.DataFrame({
-        "feature": ["a", "a", "a", "b", "b", "b"],
-        "set": ["train", "test", "T=1", "train", "test", "T=1"],
-        "overlap": [1.0, 0.9, 0.8, 1.0, 0.95, 0.4],
-    })
+    comparison = pd.DataFrame(
+        {
+            "feature": ["a", "a", "a", "b", "b", "b"],
+            "set": ["train", "test", "T=1", "train", "test", "T=1"],
+            "overlap": [1.0, 0.9, 0.8, 1.0, 0.95, 0.4],
+        }
+    )
     overlap = compare.overlap_table(comparison)
     assert list(overlap.columns) == ["T=1", "test"] and overlap.loc["b", "T=1"] == 0.4
     assert compare.furthest_feature(overlap) == "b"

@@ -57,7 +57,9 @@ def test_max_tunes_draws_a_seeded_sample(tmp_path):
 
 def test_every_part_and_repeats_as_played_add_distinct_windows(tmp_path):
     plain = data.folk_corpus_windows(["miscFolk"], bars=4, processes=2, cache_dir=tmp_path)
-    richer = data.folk_corpus_windows(["miscFolk"], bars=4, processes=2, cache_dir=tmp_path, all_parts=True, expand_repeats=True)
+    richer = data.folk_corpus_windows(
+        ["miscFolk"], bars=4, processes=2, cache_dir=tmp_path, all_parts=True, expand_repeats=True
+    )
     assert richer.parameters["all_parts"] and richer.parameters["expand_repeats"] and not plain.parameters["all_parts"]
     assert len(data.unique_rows(richer.windows)) > len(data.unique_rows(plain.windows))
     assert len(richer.windows) > len(data.unique_rows(richer.windows))  # repeats as played: windows heard twice
@@ -72,7 +74,9 @@ def toy_window_set(n_tunes=20, windows_per_tune=5, seed=0) -> data.WindowSet:
         windows=windows,
         tune_ids=np.repeat(np.arange(n_tunes, dtype=np.int32), windows_per_tune),
         bar_index=np.tile(np.arange(windows_per_tune, dtype=np.int32), n_tunes),
-        tunes=pd.DataFrame({"collection": ["toy"] * n_tunes, "meter": "4/4", "n_windows": [windows_per_tune] * n_tunes}),
+        tunes=pd.DataFrame(
+            {"collection": ["toy"] * n_tunes, "meter": "4/4", "n_windows": [windows_per_tune] * n_tunes}
+        ),
         skips=data.SkipReport({"meter not 4/4 or 2/2": 3}, {"meter not 4/4 or 2/2": ["a", "b", "c"]}),
         window_drops={},
         source="folk",
@@ -146,7 +150,9 @@ def test_dataset_folder_round_trip(tmp_path):
     loaded = data.load_summary(tmp_path)
     assert loaded["dataset_hash"] == data.dataset_hash(splits)
     assert loaded["n_skipped"] == 3 and loaded["licence_notes"]["miscFolk"].startswith("American")
-    assert loaded["per_collection"] == {"toy": {"tunes": 20, "windows": 100, "distinct_windows": loaded["n_unique_windows"]}}
+    assert loaded["per_collection"] == {
+        "toy": {"tunes": 20, "windows": 100, "distinct_windows": loaded["n_unique_windows"]}
+    }
     assert json.loads((tmp_path / "dataset" / "summary.json").read_text())["splits"]["train"]["tunes"] == 16
     collections = data.load_collections(tmp_path, "valid")
     by_tune = window_set.tunes["collection"]
@@ -196,7 +202,9 @@ def test_midi_folder_counts_bad_files_by_reason_with_their_paths(tmp_path):
     assert window_set.tunes["path"].tolist() == ["nested/good.MID"]
     assert len(window_set.windows) == 3  # 4 bars, hop one bar; unique within the file
     assert window_set.skips.counts == {
-        "drums only": 1, "empty file": 1, "not a readable MIDI file": 2,
+        "drums only": 1,
+        "empty file": 1,
+        "not a readable MIDI file": 2,
     }
     assert sorted(window_set.skips.examples["not a readable MIDI file"]) == ["readme.midi", "truncated.mid"]
 
@@ -342,7 +350,9 @@ def test_broken_and_looping_links_and_a_pipe_named_mid_are_skips_with_their_path
     window_set = data.midi_folder_windows(folder, processes=1, cache_dir=tmp_path / "cache")
     assert window_set.tunes["path"].tolist() == ["good.mid"]
     assert window_set.skips.examples == {
-        data.SKIP_LINK_LOOP: ["loop.mid"], data.SKIP_BROKEN_LINK: ["broken.mid"], data.SKIP_NOT_A_FILE: ["pipe.mid"],
+        data.SKIP_LINK_LOOP: ["loop.mid"],
+        data.SKIP_BROKEN_LINK: ["broken.mid"],
+        data.SKIP_NOT_A_FILE: ["pipe.mid"],
     }
     assert set(window_set.skips.counts.values()) == {1}
 

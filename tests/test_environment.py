@@ -14,7 +14,9 @@ def pins_in_pyproject() -> dict[str, str]:
 
 
 def pins_in_environment_yml() -> dict[str, str]:
-    return dict(re.findall(r"^\s+- ([A-Za-z0-9_.\[\]-]+)==(\S+)$", (ROOT / "environment.yml").read_text(), re.MULTILINE))
+    return dict(
+        re.findall(r"^\s+- ([A-Za-z0-9_.\[\]-]+)==(\S+)$", (ROOT / "environment.yml").read_text(), re.MULTILINE)
+    )
 
 
 def test_every_dependency_is_pinned_exactly():

@@ -96,7 +96,9 @@ def melody_windows(n: int, seed: int) -> np.ndarray:
     for _ in range(n):
         onsets = np.sort(rng.choice(np.arange(0, 32, 4), size=4, replace=False))
         ends = np.append(onsets[1:], 32)
-        windows.append(notes_to_tokens([Note(int(s), int(e), int(rng.integers(55, 80))) for s, e in zip(onsets, ends)], 32))
+        windows.append(
+            notes_to_tokens([Note(int(s), int(e), int(rng.integers(55, 80))) for s, e in zip(onsets, ends)], 32)
+        )
     return np.stack(windows)
 
 
@@ -135,7 +137,9 @@ def test_evaluate_an_untrained_model(untrained):
     assert result.onset == evaluate.onset_f1(windows, result.greedy_windows)
 
     # the KL per dimension, in bits, adds up to the total KL of loss.kl_nats
-    assert result.kl_per_dimension_bits.sum() * NATS_PER_BIT == pytest.approx(kl_nats(mu, sigma).mean().item(), rel=1e-5)
+    assert result.kl_per_dimension_bits.sum() * NATS_PER_BIT == pytest.approx(
+        kl_nats(mu, sigma).mean().item(), rel=1e-5
+    )
 
 
 def test_evaluate_a_hierarchical_model():
@@ -179,8 +183,10 @@ def test_evaluate_refuses_bad_input(untrained):
 def test_a_model_that_memorised_four_windows_relies_on_z():
     # four melodies on the same rhythm: only z tells which pitches come
     windows = np.stack(
-        [notes_to_tokens([Note(s, s + 8, pitch + k) for s, pitch in zip((0, 8, 16, 24), (C4, E4, G4, C4 + 12))], 32)
-         for k in (0, 2, 5, 7)]
+        [
+            notes_to_tokens([Note(s, s + 8, pitch + k) for s, pitch in zip((0, 8, 16, 24), (C4, E4, G4, C4 + 12))], 32)
+            for k in (0, 2, 5, 7)
+        ]
     )
     torch.manual_seed(3)
     model = MusicVAE(preset("tiny"))
@@ -219,18 +225,24 @@ def test_the_paper_rows_follow_the_bar_count_and_the_decoder():
     assert evaluate.paper_row(16, True) == evaluate.PaperRow(16, "hierarchical", 0.919, 0.812)
     assert evaluate.paper_row(4, False) is None
     assert evaluate.describe_paper_row(None, 4) == "the paper reports no 4-bar melodies to compare with"
-    assert "0.919 and 0.812 for 16-bar melodies with its hierarchical decoder" in evaluate.describe_paper_row(evaluate.paper_row(16, True), 16)
+    assert "0.919 and 0.812 for 16-bar melodies with its hierarchical decoder" in evaluate.describe_paper_row(
+        evaluate.paper_row(16, True), 16
+    )
 
     torch.manual_seed(0)
     windows = np.tile(melody_windows(3, seed=6), 8)  # 3 windows of 16 bars
     models = [
-        evaluate.ScoredModel(name, preset(name).hierarchical, evaluate.evaluate(MusicVAE(preset(name, steps=256)), windows))
+        evaluate.ScoredModel(
+            name, preset(name).hierarchical, evaluate.evaluate(MusicVAE(preset(name, steps=256)), windows)
+        )
         for name in ("tiny-hier", "tiny")
     ]
     table = evaluate.paper_comparison(models[0].scores, hierarchical=True)
     assert table.paper.tolist() == [0.919, 0.812] and "16-bar melody, hierarchical decoder" in table.paper_setting[0]
     both = evaluate.decoder_comparison(models)
-    assert both["paper, flat"].iloc[:2].tolist() == [0.883, 0.620] and both["paper, hierarchical"].iloc[:2].tolist() == [0.919, 0.812]
+    assert both["paper, flat"].iloc[:2].tolist() == [0.883, 0.620] and both["paper, hierarchical"].iloc[
+        :2
+    ].tolist() == [0.919, 0.812]
     assert "The paper's hierarchical and flat decoders score 0.812 and 0.620 on 16-bar melodies (+0.192)." in (
         evaluate.describe_decoder_comparison(models)
     )
@@ -246,8 +258,12 @@ def flat_and_hierarchical(tmp_path_factory) -> list[evaluate.ScoredModel]:
     models = []
     for name in ("tiny-hier", "tiny"):
         out_dir = tmp_path_factory.mktemp(name) / "run"
-        result = train(preset(name), LossConfig(), config, scale_windows(64, 0), scale_windows(16, 1), out_dir, device="cpu")
-        models.append(evaluate.ScoredModel(name, result.model.config.hierarchical, evaluate.evaluate(result.model, test)))
+        result = train(
+            preset(name), LossConfig(), config, scale_windows(64, 0), scale_windows(16, 1), out_dir, device="cpu"
+        )
+        models.append(
+            evaluate.ScoredModel(name, result.model.config.hierarchical, evaluate.evaluate(result.model, test))
+        )
     return models
 
 
@@ -260,7 +276,9 @@ def test_decoder_comparison_sets_the_models_side_by_side_beside_the_paper(flat_a
         assert column["teacher-forced accuracy (z ~ q)"] == scores.posterior_teacher_forced_accuracy
         assert column["sampling accuracy (z ~ q, T = 1, Magenta's eval)"] == scores.posterior_sampling_accuracy
         assert column["greedy accuracy (own z = mu)"] == scores.greedy_accuracy
-        assert column["use of z: greedy, own minus shuffled z"] == pytest.approx(scores.greedy_accuracy - scores.greedy_accuracy_shuffled_z)
+        assert column["use of z: greedy, own minus shuffled z"] == pytest.approx(
+            scores.greedy_accuracy - scores.greedy_accuracy_shuffled_z
+        )
         assert column["onset F1 (greedy)"] == scores.onset.f1
         assert column["recall of no-event steps (teacher forced, z = mu)"] == scores.per_class_accuracy[NO_EVENT]
         assert column["recall of note-offs (teacher forced, z = mu)"] == scores.per_class_accuracy[NOTE_OFF]
@@ -273,11 +291,16 @@ def test_decoder_comparison_sets_the_models_side_by_side_beside_the_paper(flat_a
         evaluate.decoder_comparison([hierarchical, fewer])
 
 
-def with_sampling_accuracies(model: evaluate.ScoredModel, per_window: list[float], z_use: float) -> evaluate.ScoredModel:
+def with_sampling_accuracies(
+    model: evaluate.ScoredModel, per_window: list[float], z_use: float
+) -> evaluate.ScoredModel:
     """``model`` with its Magenta-eval accuracy per window and its use of z set: the numbers the verdict reads."""
     scores = replace(
-        model.scores, posterior_sampling_window_accuracy=np.array(per_window), posterior_sampling_accuracy=float(np.mean(per_window)),
-        greedy_accuracy=0.5 + z_use, greedy_accuracy_shuffled_z=0.5,
+        model.scores,
+        posterior_sampling_window_accuracy=np.array(per_window),
+        posterior_sampling_accuracy=float(np.mean(per_window)),
+        greedy_accuracy=0.5 + z_use,
+        greedy_accuracy_shuffled_z=0.5,
     )
     return replace(model, scores=scores)
 
@@ -286,13 +309,18 @@ def test_describe_decoder_comparison_answers_whether_the_conductor_helps(flat_an
     hierarchical, flat = flat_and_hierarchical
     # the hierarchical model is named first either way
     text = evaluate.describe_decoder_comparison([flat, hierarchical])
-    assert text.startswith("Does the conductor help on 2 bars? In Magenta's eval (sampling accuracy, z ~ q) tiny-hier (hierarchical)")
+    assert text.startswith(
+        "Does the conductor help on 2 bars? In Magenta's eval (sampling accuracy, z ~ q) tiny-hier (hierarchical)"
+    )
     assert "over the 12 test windows" in text and "the spread between seeds is not measured" in text
 
     def verdict(hierarchical_accuracies: list[float], flat_accuracies: list[float], z_use: float = 0.2) -> str:
-        return evaluate.describe_decoder_comparison([
-            with_sampling_accuracies(hierarchical, hierarchical_accuracies, z_use), with_sampling_accuracies(flat, flat_accuracies, z_use),
-        ])
+        return evaluate.describe_decoder_comparison(
+            [
+                with_sampling_accuracies(hierarchical, hierarchical_accuracies, z_use),
+                with_sampling_accuracies(flat, flat_accuracies, z_use),
+            ]
+        )
 
     assert "Yes: the hierarchical decoder reconstructs better" in verdict([0.80, 0.82] * 6, [0.60, 0.61] * 6)
     assert "a difference of +0.210" in verdict([0.80, 0.83] * 6, [0.60, 0.61] * 6)
@@ -310,7 +338,13 @@ def test_onset_bins_grow_with_the_window():
     assert evaluate.onset_bin_edges(256) == (0, 40, 80, 112, 144)  # 16 bars play 8 times the notes of 2
     windows = np.tile(windows_with_onsets([2, 20]), 8)  # 16 onsets and 160 onsets in 256 steps
     table = evaluate.accuracy_by_onsets(windows, windows)
-    assert list(table["onsets"]) == ["0-39", "40-79", "80-111", "112-143", "144+"] and list(table["windows"]) == [1, 0, 0, 0, 1]
+    assert list(table["onsets"]) == ["0-39", "40-79", "80-111", "112-143", "144+"] and list(table["windows"]) == [
+        1,
+        0,
+        0,
+        0,
+        1,
+    ]
 
 
 def windows_with_onsets(counts: list[int]) -> np.ndarray:
@@ -344,7 +378,10 @@ def test_describe_accuracy_by_onsets_names_a_fall_towards_dense_windows():
     reconstructions = windows.copy()
     reconstructions[1, :16] = 0
     text = evaluate.describe_accuracy_by_onsets(evaluate.accuracy_by_onsets(windows, reconstructions))
-    assert text.startswith("Greedy accuracy falls from 1.000 on windows with 0-4 onsets") and "0.500 on those with 18+" in text
+    assert (
+        text.startswith("Greedy accuracy falls from 1.000 on windows with 0-4 onsets")
+        and "0.500 on those with 18+" in text
+    )
 
 
 def test_kl_spread_tells_even_from_uneven_spending():

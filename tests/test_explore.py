@@ -68,7 +68,9 @@ def test_test_melody_by_number_and_at_random(explorer):
 
 
 def test_read_tune_reads_a_real_file_in_time_order(tmp_path):
-    four_bars = np.concatenate([quarter_notes([60, 62, 64, 65, 67, 69, 71, 72]), quarter_notes([72, 71, 69, 67, 65, 64, 62, 60])])
+    four_bars = np.concatenate(
+        [quarter_notes([60, 62, 64, 65, 67, 69, 71, 72]), quarter_notes([72, 71, 69, 67, 65, 64, 62, 60])]
+    )
     four_bars[31] = 0  # the first half's NOTE_OFF would cut the melody; the second half follows on
     path = write_midi(four_bars, tmp_path / "tune.mid")
     tune = explore.read_tune(path.read_bytes(), "tune.mid")
@@ -79,7 +81,9 @@ def test_read_tune_reads_a_real_file_in_time_order(tmp_path):
         explore.tune_window(tune.melodies[0], 4)
 
 
-@pytest.mark.parametrize(("content", "reason"), [(b"", "empty file"), (b"not a MIDI file at all", "not a readable MIDI file")])
+@pytest.mark.parametrize(
+    ("content", "reason"), [(b"", "empty file"), (b"not a MIDI file at all", "not a readable MIDI file")]
+)
 def test_unreadable_midi_gives_the_data_chapters_skip_reason(content, reason):
     with pytest.raises(explore.UnreadableMidiError, match=f"bad.mid gives no melody: skipped, {reason}"):
         explore.read_tune(content, "bad.mid")
@@ -103,7 +107,9 @@ def test_latent_point_slerps_and_moves_along_vectors():
 
 def test_decode_point_greedy_and_seeded(explorer):
     z = latent.prior_z(1, explorer.model.config.z_size, 0)[0]
-    np.testing.assert_array_equal(explore.decode_point(explorer.model, z, 0.0, 0), inference.decode_latents(explorer.model, z[None])[0])
+    np.testing.assert_array_equal(
+        explore.decode_point(explorer.model, z, 0.0, 0), inference.decode_latents(explorer.model, z[None])[0]
+    )
     hot = [explore.decode_point(explorer.model, z, 1.5, seed) for seed in (1, 1, 2)]
     np.testing.assert_array_equal(hot[0], hot[1])
     assert not np.array_equal(hot[0], hot[2])
@@ -170,14 +176,18 @@ def test_keep_melody_appends_to_one_midi_file(tmp_path):
 
 def test_panel_starts_on_melody_a_and_redecodes_on_every_change(explorer):
     panel = explore.ExplorerPanel(explorer, number_a=4, number_b=5)
-    np.testing.assert_array_equal(panel.decoded.tokens, inference.reconstruct_melodies(explorer.model, explorer.test[4:5])[0])
+    np.testing.assert_array_equal(
+        panel.decoded.tokens, inference.reconstruct_melodies(explorer.model, explorer.test[4:5])[0]
+    )
     assert "<audio" in panel.view.value and panel.status.value.startswith("decoded and drawn in")
     before = panel.decoded.z
     panel.ks["note_density"].value = 1.5
     np.testing.assert_allclose(panel.decoded.z, before + 1.5 * explorer.vectors["note_density"])
     panel.alpha.value = 1.0
     panel.ks["note_density"].value = 0.0
-    np.testing.assert_array_equal(panel.decoded.tokens, inference.reconstruct_melodies(explorer.model, explorer.test[5:6])[0])
+    np.testing.assert_array_equal(
+        panel.decoded.tokens, inference.reconstruct_melodies(explorer.model, explorer.test[5:6])[0]
+    )
     panel.random_a.click()
     number = explore.random_test_number(explorer, np.random.default_rng(0))
     assert panel.number_a.value == str(number)
@@ -191,13 +201,29 @@ def test_panel_starts_on_melody_a_and_redecodes_on_every_change(explorer):
 def test_panel_upload_and_keep(explorer, tmp_path):
     panel = explore.ExplorerPanel(explorer, keep_dir=tmp_path)
     shown = panel.decoded.tokens
-    panel.upload.value = ({"name": "broken.mid", "type": "audio/midi", "size": 4, "content": memoryview(b"MThd"), "last_modified": UPLOADED},)
+    panel.upload.value = (
+        {
+            "name": "broken.mid",
+            "type": "audio/midi",
+            "size": 4,
+            "content": memoryview(b"MThd"),
+            "last_modified": UPLOADED,
+        },
+    )
     assert "broken.mid gives no melody: skipped, not a readable MIDI file" in panel.status.value
     np.testing.assert_array_equal(panel.decoded.tokens, shown)
     melody = np.concatenate([quarter_notes([60, 64, 67, 72, 67, 64, 60, 55])] * 2)
     melody[31] = 0
     content = write_midi(melody, tmp_path / "up.mid").read_bytes()
-    panel.upload.value = ({"name": "up.mid", "type": "audio/midi", "size": len(content), "content": memoryview(content), "last_modified": UPLOADED},)
+    panel.upload.value = (
+        {
+            "name": "up.mid",
+            "type": "audio/midi",
+            "size": len(content),
+            "content": memoryview(content),
+            "last_modified": UPLOADED,
+        },
+    )
     np.testing.assert_array_equal(panel.choice.melody_a, melody[:32])
     assert "melody A: up.mid" in panel.status.value
     panel.keep.click()
@@ -218,7 +244,9 @@ def tiny(tmp_path_factory) -> explore.Explorer:
 
 def eight_bars(pitches: list[int]) -> np.ndarray:
     """8 bars of quarter notes (32 notes, tokens [128]) cycling through ``pitches``, a note on every beat."""
-    return np.concatenate([quarter_notes([pitches[(4 * bar + k) % len(pitches)] for k in range(8)])[:16] for bar in range(8)])
+    return np.concatenate(
+        [quarter_notes([pitches[(4 * bar + k) % len(pitches)] for k in range(8)])[:16] for bar in range(8)]
+    )
 
 
 def folk_midi(tracks: list[tuple[int, np.ndarray]], drums: bool = True) -> bytes:
@@ -237,7 +265,15 @@ def folk_midi(tracks: list[tuple[int, np.ndarray]], drums: bool = True) -> bytes
 
 def uploaded(content: bytes, name: str = "reel.mid") -> tuple:
     """FileUpload's value after the user picks one file."""
-    return ({"name": name, "type": "audio/midi", "size": len(content), "content": memoryview(content), "last_modified": UPLOADED},)
+    return (
+        {
+            "name": name,
+            "type": "audio/midi",
+            "size": len(content),
+            "content": memoryview(content),
+            "last_modified": UPLOADED,
+        },
+    )
 
 
 FLUTE_TUNE = eight_bars([72, 74, 76, 77, 79, 81, 83, 84, 83, 81, 79, 77, 76])
@@ -248,7 +284,10 @@ REEL = folk_midi([(FLUTE, FLUTE_TUNE), (FIDDLE, FIDDLE_TUNE)])
 def test_decoding_runs_on_one_torch_thread_and_restores_the_count(tiny):
     """With torch's default threads a loaded 2-core machine took 4 s a change; the model must run on one."""
     seen = []
-    hooks = [module.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads())) for module in tiny.model.modules()]
+    hooks = [
+        module.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        for module in tiny.model.modules()
+    ]
     torch.set_num_threads(2)
     try:
         explore.decode_point(tiny.model, explore.encode_melody(tiny.model, tiny.test[0]), 1.0, 0)
@@ -344,11 +383,23 @@ def test_timing_moves_every_control_once_and_back(tiny):
     panel = explore.ExplorerPanel(tiny, number_a=2, number_b=3, temperature=0.0, seed=4)
     start = panel.decoded.tokens
     latency = panel.time_moves(panel.moves())
-    assert list(latency["control"]) == ["melody A", "melody B", "A -> B", "temperature", "seed", *[s.description for s in panel.ks.values()]]
+    assert list(latency["control"]) == [
+        "melody A",
+        "melody B",
+        "A -> B",
+        "temperature",
+        "seed",
+        *[s.description for s in panel.ks.values()],
+    ]
     assert (latency["milliseconds"] > 0).all() and panel.choice.alpha == 0.5 and panel.seed.value == 5
     np.testing.assert_array_equal(panel.choice.melody_a, tiny.test[4])
     panel.time_moves(panel.moves(away=False))
-    assert panel.choice.alpha == 0.0 and panel.choice.temperature == 0.0 and panel.choice.seed == 4 and not any(panel.choice.ks.values())
+    assert (
+        panel.choice.alpha == 0.0
+        and panel.choice.temperature == 0.0
+        and panel.choice.seed == 4
+        and not any(panel.choice.ks.values())
+    )
     np.testing.assert_array_equal(panel.choice.melody_a, tiny.test[2])
     np.testing.assert_array_equal(panel.choice.melody_b, tiny.test[3])
     np.testing.assert_array_equal(panel.decoded.tokens, start)
@@ -377,7 +428,10 @@ def test_kept_melodies_never_go_into_a_committed_run(tmp_path):
         (results / run / "manifest.json").write_text("{}")
     with pytest.raises(ValueError, match="which is committed"):
         explore.check_keep_dir(results / "hier16" / "mine", results_dir=results)
-    assert explore.check_keep_dir(results / "local" / "quick" / "mine", results_dir=results) == results / "local" / "quick" / "mine"
+    assert (
+        explore.check_keep_dir(results / "local" / "quick" / "mine", results_dir=results)
+        == results / "local" / "quick" / "mine"
+    )
 
 
 def test_panel_keeps_into_the_folder_it_is_given(tiny, tmp_path):

@@ -147,7 +147,9 @@ def test_features_of_one_window_are_a_set_of_one(melodies):
 def test_pitch_class_histograms_count_notes_or_steps(melodies):
     scale, jump = melodies[3], melodies[4]
     c_major = [1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1]
-    assert features.pitch_class_histogram(scale).tolist() == [(count + (pc == 0)) / 8 for pc, count in enumerate(c_major)]
+    assert features.pitch_class_histogram(scale).tolist() == [
+        (count + (pc == 0)) / 8 for pc, count in enumerate(c_major)
+    ]
     assert features.pitch_class_histogram(jump)[:3].tolist() == [2 / 4, 1 / 4, 1 / 4]
     assert features.pitch_class_histogram(jump, duration_weighted=True)[:3].tolist() == [3 / 6, 2 / 6, 1 / 6]
     per_window = features.window_pitch_class_histograms(melodies, duration_weighted=True)
@@ -234,7 +236,12 @@ def as_muspy(notes):
 
 
 MUSPY_TWINS = [
-    "pitch_range", "n_pitches_used", "n_pitch_classes_used", "pitch_entropy", "pitch_class_entropy", "scale_consistency"
+    "pitch_range",
+    "n_pitches_used",
+    "n_pitch_classes_used",
+    "pitch_entropy",
+    "pitch_class_entropy",
+    "scale_consistency",
 ]
 
 
@@ -338,10 +345,12 @@ def test_onset_position_shares_sum_to_one_or_are_nan():
 
 
 def test_largest_interval_is_the_biggest_jump_either_way_or_nan():
-    windows = np.stack([
-        notes_to_tokens([Note(0, 4, 60), Note(4, 8, 72), Note(8, 12, 65)], 32),  # +12, -7
-        notes_to_tokens([Note(0, 4, 60)], 32),
-    ])
+    windows = np.stack(
+        [
+            notes_to_tokens([Note(0, 4, 60), Note(4, 8, 72), Note(8, 12, 65)], 32),  # +12, -7
+            notes_to_tokens([Note(0, 4, 60)], 32),
+        ]
+    )
     largest = features.largest_interval(windows)
     assert largest[0] == 12 and np.isnan(largest[1])
 
@@ -357,7 +366,9 @@ def test_set_overview_counts_distinct_and_empty_melodies(melodies):
 
 def test_diatonicity_table_gives_four_means_per_set():
     tables = {
-        "a": pd.DataFrame({"scale_consistency": [1.0, 0.75], "non_diatonic_notes": [0, 2], "c_diatonic_share": [1.0, 0.5]}),
+        "a": pd.DataFrame(
+            {"scale_consistency": [1.0, 0.75], "non_diatonic_notes": [0, 2], "c_diatonic_share": [1.0, 0.5]}
+        ),
         "b": pd.DataFrame({"scale_consistency": [1.0], "non_diatonic_notes": [0], "c_diatonic_share": [0.25]}),
     }
     table = features.diatonicity_table(tables)
@@ -365,7 +376,10 @@ def test_diatonicity_table_gives_four_means_per_set():
     assert table["a"].tolist() == [0.875, 0.5, 1.0, 0.75]
     assert table["b"].tolist() == [1.0, 1.0, 0.0, 0.25]
     assert list(table.index) == [
-        "mean diatonicity", "fully diatonic melodies", "non-diatonic notes per melody", "notes in C major",
+        "mean diatonicity",
+        "fully diatonic melodies",
+        "non-diatonic notes per melody",
+        "notes in C major",
     ]
 
 

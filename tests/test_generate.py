@@ -57,5 +57,3 @@ def test_medley_holds_every_note_of_the_set_in_order(tmp_path):
 def test_names_of_sequences_and_files():
     assert generate.sequence_title("T=1", 0) == "T=1, Sequence Nr. 1"
     assert generate.file_stem("T=0.5") == "T0.5" and generate.file_stem("greedy") == "greedy"
-
-

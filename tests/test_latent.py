@@ -174,9 +174,7 @@ def test_within_ranges_checks_each_feature_and_counts_undefined_values_by_the_tr
 
 def test_prior_realism_reports_shares_per_feature_and_for_all_features(model):
     training = random_windows(300, seed=2)
-    table = latent.prior_realism(
-        model, training, n=40, temperature=1.0, seed=0, reference_windows={"train": training}
-    )
+    table = latent.prior_realism(model, training, n=40, temperature=1.0, seed=0, reference_windows={"train": training})
     assert table.index[-1] == "all features"
     per_feature = table.drop(index="all features")
     assert (per_feature["low"] <= per_feature["high"]).all()
@@ -345,7 +343,11 @@ def test_compare_latent_spaces_gives_one_row_and_one_view_per_model():
     assert spaces.table["model"].tolist() == ["a", "b"]
     assert ((spaces.table["prior draws like training"] >= 0) & (spaces.table["prior draws like training"] <= 1)).all()
     assert spaces.table.loc[0, "aggregate KL to prior (nats)"] != spaces.table.loc[1, "aggregate KL to prior (nats)"]
-    assert set(spaces.views) == {"a", "b"} and spaces.views["a"]["test"].shape == (12, 2) and spaces.views["a"]["prior"].shape == (12, 2)
+    assert (
+        set(spaces.views) == {"a", "b"}
+        and spaces.views["a"]["test"].shape == (12, 2)
+        and spaces.views["a"]["prior"].shape == (12, 2)
+    )
 
 
 def test_mutual_information_above_log_n_is_explained_by_its_monte_carlo_noise():
@@ -370,12 +372,14 @@ def test_mutual_information_of_windows_z_tells_apart_scatters_around_log_n_by_th
 
 
 def test_attribute_moves_say_which_vectors_move_their_own_attribute_the_wrong_way():
-    effects = pd.DataFrame({
-        "vector": ["up", "up", "down", "down"] * 2,
-        "k": [1.0] * 4 + [0.5] * 4,
-        "attribute": ["up", "down"] * 4,
-        "change": [2.0, 0.1, 0.5, -1.0, 9.0, 9.0, 9.0, 9.0],
-    })
+    effects = pd.DataFrame(
+        {
+            "vector": ["up", "up", "down", "down"] * 2,
+            "k": [1.0] * 4 + [0.5] * 4,
+            "attribute": ["up", "down"] * 4,
+            "change": [2.0, 0.1, 0.5, -1.0, 9.0, 9.0, 9.0, 9.0],
+        }
+    )
     moves = latent.own_attribute_moves(effects, {"up": 2.0, "down": 0.5})
     assert moves.loc["up", "up"] == 1.0 and moves.loc["down", "down"] == -2.0 and moves.loc["down", "up"] == 0.25
     text = latent.describe_attribute_moves(moves, 1.0)

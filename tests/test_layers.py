@@ -16,8 +16,14 @@ HEAVY = ("torch", "optuna")
 @pytest.mark.parametrize("module", ["musicvae_lib.runner", "musicvae_lib.report", "musicvae_lib.run_folder"])
 def test_the_runner_and_the_report_load_neither_torch_nor_optuna(module):
     code = f"import json, sys, {module}; print(json.dumps([name for name in {HEAVY!r} if name in sys.modules]))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=REPOSITORY, env={"PYTHONPATH": str(REPOSITORY), "PATH": ""})
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPOSITORY,
+        env={"PYTHONPATH": str(REPOSITORY), "PATH": ""},
+    )
     assert json.loads(loaded.stdout) == []
 
 
@@ -36,7 +42,10 @@ def imported_modules(path: Path) -> set[str]:
 def test_no_library_module_imports_the_runner():
     entry_points = {LIBRARY / "run.py"}  # ``python -m musicvae_lib.run``: the runner's command line
     importers = sorted(
-        str(path.relative_to(REPOSITORY)) for path in LIBRARY.rglob("*.py")
-        if path not in entry_points and path != LIBRARY / "runner.py" and "musicvae_lib.runner" in imported_modules(path)
+        str(path.relative_to(REPOSITORY))
+        for path in LIBRARY.rglob("*.py")
+        if path not in entry_points
+        and path != LIBRARY / "runner.py"
+        and "musicvae_lib.runner" in imported_modules(path)
     )
     assert importers == []

@@ -25,7 +25,9 @@ def test_kl_of_the_prior_is_zero_and_of_a_shifted_mean_is_half_mu_squared():
     assert kl_nats(torch.zeros(1, 8), torch.ones(1, 8)).item() == pytest.approx(0.0)
     assert kl_nats(torch.full((1, 8), 2.0), torch.ones(1, 8)).item() == pytest.approx(8 * 0.5 * 4)
     # sigma = e: 0.5 * (e^2 - 1) - 1 per dimension
-    assert kl_per_dimension(torch.zeros(1, 1), torch.full((1, 1), math.e)).item() == pytest.approx(0.5 * (math.e**2 - 1) - 1)
+    assert kl_per_dimension(torch.zeros(1, 1), torch.full((1, 1), math.e)).item() == pytest.approx(
+        0.5 * (math.e**2 - 1) - 1
+    )
 
 
 def batch(kl_scale: float):
@@ -119,5 +121,7 @@ def test_recipes_are_magentas_2bar_and_16bar_and_the_thesis_settings():
     assert recipe("magenta-16bar") == LossConfig(form="magenta", beta=0.2, free_nats=177.4, beta_rate=0.0)
     assert recipe("magenta-16bar").free_nats / NATS_PER_BIT == pytest.approx(256, abs=0.1)  # Magenta's free_bits
     assert set(RECIPES) == {"magenta", "magenta-16bar", "thesis"}
-    with pytest.raises(ValueError, match="`recipe` must be one of \\['magenta', 'magenta-16bar', 'thesis'\\], got 'bowman'"):
+    with pytest.raises(
+        ValueError, match="`recipe` must be one of \\['magenta', 'magenta-16bar', 'thesis'\\], got 'bowman'"
+    ):
         recipe("bowman")

@@ -55,8 +55,13 @@ def magenta_extract_melodies(quantized, max_steps_truncate: int) -> list:
         while True:
             melody = melodies_lib.Melody()
             melody.from_quantized_sequence(
-                quantized, instrument=instrument, search_start_step=search_start_step, gap_bars=1.0,
-                ignore_polyphonic_notes=True, pad_end=True, filter_drums=True,
+                quantized,
+                instrument=instrument,
+                search_start_step=search_start_step,
+                gap_bars=1.0,
+                ignore_polyphonic_notes=True,
+                pad_end=True,
+                filter_drums=True,
             )
             search_start_step = melody.end_step + (0 - melody.end_step) % steps_per_bar
             if not melody:
@@ -483,7 +488,9 @@ def test_melodies_in_file_order_give_the_same_windows(tmp_path_factory, midi, ba
 def test_pitched_programs_read_a_fiddle_with_its_track_channel_and_bar(tmp_path):
     fiddle = line((None, 20), (G4, 4), (A4, 8), (C4, 16), (D4, 8))  # starts in bar 2
     path = write_song(tmp_path / "reel.mid", [(VIOLIN, 2, fiddle), (PIANO, 0, line((C4, 32)))])
-    assert [m.program for m in melodies_from_midi_bytes(path.read_bytes()).melodies] == [PIANO]  # Magenta's programs 0-31
+    assert [m.program for m in melodies_from_midi_bytes(path.read_bytes()).melodies] == [
+        PIANO
+    ]  # Magenta's programs 0-31
     melodies = melodies_from_midi_bytes(path.read_bytes(), PITCHED_PROGRAMS).melodies
     violin = next(m for m in melodies if m.program == VIOLIN)
     assert (violin.track, violin.channel, violin.piece, violin.first_bar) == (1, 2, 0, 1)  # track 0 is the conductor

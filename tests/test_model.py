@@ -124,9 +124,11 @@ def test_presets_match_magenta_sizes_and_errors_are_clear():
 def test_the_16_bar_presets_differ_only_in_the_conductor_and_run_on_256_steps():
     hier, flat = preset("study-hier16"), preset("study-flat16")
     assert hier.hierarchical and not flat.hierarchical
-    assert (flat.steps, flat.encoder_size, flat.encoder_layers, flat.z_size, flat.decoder_size, flat.decoder_layers) == (
-        hier.steps, hier.encoder_size, hier.encoder_layers, hier.z_size, hier.decoder_size, hier.decoder_layers
-    ) == (256, 128, 1, 128, 128, 2)
+    assert (
+        (flat.steps, flat.encoder_size, flat.encoder_layers, flat.z_size, flat.decoder_size, flat.decoder_layers)
+        == (hier.steps, hier.encoder_size, hier.encoder_layers, hier.z_size, hier.decoder_size, hier.decoder_layers)
+        == (256, 128, 1, 128, 128, 2)
+    )
     torch.manual_seed(6)
     x = tokens(2, 256, seed=6)
     for config in (hier, flat):

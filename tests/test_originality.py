@@ -85,7 +85,12 @@ def test_copy_mask_literal_and_up_to_transposition():
     generated = np.stack([TUNE, transposed(TUNE, 3), moved_onset, SILENT])
     training = np.stack([TUNE, melody((0, 32, C4))])
     assert originality.copy_mask(generated, training).tolist() == [True, True, False, False]
-    assert originality.copy_mask(generated, training, transposition_invariant=False).tolist() == [True, False, False, False]
+    assert originality.copy_mask(generated, training, transposition_invariant=False).tolist() == [
+        True,
+        False,
+        False,
+        False,
+    ]
     assert originality.exact_copy_rate(generated, training) == 0.5
     assert originality.exact_copy_rate(generated, training, transposition_invariant=False) == 0.25
     assert originality.exact_copy_rate(generated, np.stack([SILENT])) == 0.25  # the silent window copies

@@ -246,7 +246,9 @@ def test_set_bars_draws_one_bar_per_category_and_set_at_its_height():
 
 def test_set_distributions_drop_nan_and_say_how_many_are_left():
     _, ax = plt.subplots()
-    plots.set_distributions({"train": np.array([1.0, 2.0, np.nan]), "T=1": np.array([3.0, 4.0, 5.0])}, ax, "range", "semitones")
+    plots.set_distributions(
+        {"train": np.array([1.0, 2.0, np.nan]), "T=1": np.array([3.0, 4.0, 5.0])}, ax, "range", "semitones"
+    )
     labels = [tick.get_text() for tick in ax.get_xticklabels()]
     assert labels == ["train\nn = 2", "T=1\nn = 3"]
     _, ax = plt.subplots()
@@ -269,13 +271,15 @@ def test_beat_count_labels_count_sixteenths_as_musicians_do():
 
 
 def test_overlap_intervals_leave_out_the_reference_and_draw_each_set():
-    table = pd.DataFrame({
-        "set": ["train", "test", "T=1", "train", "test", "T=1"],
-        "feature": ["a", "a", "a", "b", "b", "b"],
-        "overlap": [np.nan, 0.9, 0.5, np.nan, 0.8, 0.4],  # 0.9 lies outside its interval: drawn anyway
-        "overlap_low": [np.nan, 0.92, 0.45, np.nan, 0.7, 0.3],
-        "overlap_high": [np.nan, 0.97, 0.55, np.nan, 0.9, 0.5],
-    })
+    table = pd.DataFrame(
+        {
+            "set": ["train", "test", "T=1", "train", "test", "T=1"],
+            "feature": ["a", "a", "a", "b", "b", "b"],
+            "overlap": [np.nan, 0.9, 0.5, np.nan, 0.8, 0.4],  # 0.9 lies outside its interval: drawn anyway
+            "overlap_low": [np.nan, 0.92, 0.45, np.nan, 0.7, 0.3],
+            "overlap_high": [np.nan, 0.97, 0.55, np.nan, 0.9, 0.5],
+        }
+    )
     _, ax = plt.subplots()
     plots.overlap_intervals(table, ax, "overlap")
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["test", "T=1"]
@@ -306,10 +310,14 @@ def test_latent_scatter_colours_categories_with_counts_in_the_legend():
 
 
 def test_attribute_effects_scale_each_change_and_thicken_the_vector_own_attribute():
-    effects = pd.DataFrame({
-        "vector": ["density"] * 4, "k": [0, 1, 0, 1], "attribute": ["density", "density", "interval", "interval"],
-        "change": [0.0, 2.0, 0.0, 0.5],
-    })
+    effects = pd.DataFrame(
+        {
+            "vector": ["density"] * 4,
+            "k": [0, 1, 0, 1],
+            "attribute": ["density", "density", "interval", "interval"],
+            "change": [0.0, 2.0, 0.0, 0.5],
+        }
+    )
     fig = plots.attribute_effects(effects, {"density": 2.0, "interval": 0.25})
     own, other = fig.axes[0].lines[:2]
     assert own.get_ydata().tolist() == [0.0, 1.0] and other.get_ydata().tolist() == [0.0, 2.0]
@@ -318,8 +326,14 @@ def test_attribute_effects_scale_each_change_and_thicken_the_vector_own_attribut
 
 
 def test_interpolation_curves_draw_one_line_per_method_in_order():
-    curves = pd.DataFrame({"method": ["slerp", "slerp", "naive", "naive"], "alpha": [0, 1, 0, 1],
-                           "distance_mean": [0.6, 0.0, 0.5, 0.0], "distance_std": [0.1, 0, 0.1, 0]})
+    curves = pd.DataFrame(
+        {
+            "method": ["slerp", "slerp", "naive", "naive"],
+            "alpha": [0, 1, 0, 1],
+            "distance_mean": [0.6, 0.0, 0.5, 0.0],
+            "distance_std": [0.1, 0, 0.1, 0],
+        }
+    )
     _, ax = plt.subplots()
     plots.interpolation_curves(curves, ax, "paths")
     assert [line.get_label() for line in ax.lines] == ["slerp", "naive"]
@@ -327,7 +341,9 @@ def test_interpolation_curves_draw_one_line_per_method_in_order():
 
 
 def test_grid_heatmaps_put_beta_rows_high_to_low_and_outline_the_choice():
-    table = pd.DataFrame({"beta": [0.5, 0.5, 1.0, 1.0], "free_nats": [0.0, 64.0, 0.0, 64.0], "kl_bits": [1.0, 90.0, 0.5, np.nan]})
+    table = pd.DataFrame(
+        {"beta": [0.5, 0.5, 1.0, 1.0], "free_nats": [0.0, 64.0, 0.0, 64.0], "kl_bits": [1.0, 90.0, 0.5, np.nan]}
+    )
     fig = plots.grid_heatmaps(table, {"kl_bits": "KL (bits)"}, chosen=(0.5, 64.0))
     ax = fig.axes[0]
     assert [tick.get_text() for tick in ax.get_yticklabels()] == ["1", "0.5"]
@@ -337,9 +353,18 @@ def test_grid_heatmaps_put_beta_rows_high_to_low_and_outline_the_choice():
 
 
 def test_grid_heatmaps_give_the_better_end_one_colour_and_every_panel_a_colour_bar():
-    table = pd.DataFrame({"beta": [0.5, 0.5, 1.0, 1.0], "free_nats": [0.0, 64.0, 0.0, 64.0],
-                          "accuracy": [0.5, 0.9, 0.6, 0.7], "loss": [40.0, 10.0, 30.0, 20.0], "kl_bits": [1.0, 9.0, 2.0, 3.0]})
-    fig = plots.grid_heatmaps(table, {"accuracy": "a", "loss": "b", "kl_bits": "c"}, better={"accuracy": "higher", "loss": "lower"})
+    table = pd.DataFrame(
+        {
+            "beta": [0.5, 0.5, 1.0, 1.0],
+            "free_nats": [0.0, 64.0, 0.0, 64.0],
+            "accuracy": [0.5, 0.9, 0.6, 0.7],
+            "loss": [40.0, 10.0, 30.0, 20.0],
+            "kl_bits": [1.0, 9.0, 2.0, 3.0],
+        }
+    )
+    fig = plots.grid_heatmaps(
+        table, {"accuracy": "a", "loss": "b", "kl_bits": "c"}, better={"accuracy": "higher", "loss": "lower"}
+    )
     meshes = [ax.collections[0] for ax in fig.axes[:3]]
     assert meshes[0].to_rgba(0.9) == meshes[1].to_rgba(10.0)  # the best accuracy and the lowest loss: one colour
     assert meshes[0].to_rgba(0.5) == meshes[1].to_rgba(40.0) != meshes[0].to_rgba(0.9)
@@ -361,7 +386,9 @@ def test_kl_per_window_marks_lambda_only_with_free_bits():
 
 
 def test_accuracy_by_onsets_draws_one_bar_per_bin_labelled_with_its_share():
-    table = pd.DataFrame({"onsets": ["0-4", "5+"], "windows": [3, 1], "share of windows": [0.75, 0.25], "accuracy": [0.9, 0.6]})
+    table = pd.DataFrame(
+        {"onsets": ["0-4", "5+"], "windows": [3, 1], "share of windows": [0.75, 0.25], "accuracy": [0.9, 0.6]}
+    )
     fig, ax = plt.subplots()
     plots.accuracy_by_onsets(table, ax, "by onsets")
     assert [patch.get_height() for patch in ax.patches] == [0.9, 0.6]
@@ -375,7 +402,9 @@ def test_training_curves_draw_both_splits_per_epoch_and_lambda_on_the_bits_axis(
     kl = fig.axes[1]
     assert kl.get_title() == "KL divergence" and kl.get_ylabel() == "bits per sequence"
     for line, split in zip(kl.get_lines(), ["train", "valid"]):
-        assert list(line.get_xdata()) == list(epochs["epoch"]) and list(line.get_ydata()) == list(epochs[f"{split}/losses/kl_bits"])
+        assert list(line.get_xdata()) == list(epochs["epoch"]) and list(line.get_ydata()) == list(
+            epochs[f"{split}/losses/kl_bits"]
+        )
     lambda_line, (name,) = kl.get_lines()[-1], kl.texts
     assert lambda_line.get_ydata()[0] == pytest.approx(177.4 / NATS_PER_BIT) == pytest.approx(255.9, abs=0.1)
     assert name.get_text() == "lambda = 177.4 nats = 256 bits" and kl.get_ylim()[1] > 255.9 * 1.1  # named, in view
@@ -383,11 +412,20 @@ def test_training_curves_draw_both_splits_per_epoch_and_lambda_on_the_bits_axis(
 
 
 def test_two_sample_aucs_draw_one_point_and_interval_per_tested_set():
-    realism = pd.DataFrame({"set": ["test", "train", "T=1"], "auc": [np.nan, 0.63, 1.0],
-                            "auc_low": [np.nan, 0.61, 0.99], "auc_high": [np.nan, 0.65, 1.0]})
+    realism = pd.DataFrame(
+        {
+            "set": ["test", "train", "T=1"],
+            "auc": [np.nan, 0.63, 1.0],
+            "auc_low": [np.nan, 0.61, 0.99],
+            "auc_high": [np.nan, 0.65, 1.0],
+        }
+    )
     fig, ax = plt.subplots()
     plots.two_sample_aucs(realism, ax, "AUC")
-    assert [label.get_text() for label in ax.get_yticklabels()] == ["train", "T=1"]  # the test melodies are the reference
+    assert [label.get_text() for label in ax.get_yticklabels()] == [
+        "train",
+        "T=1",
+    ]  # the test melodies are the reference
     assert ax.collections[1].get_offsets()[:, 0].tolist() == [0.63, 1.0]
     assert ax.get_xlim()[1] > 1.0  # an AUC of 1 stays visible
     plt.close(fig)

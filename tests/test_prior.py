@@ -41,14 +41,18 @@ def test_a_mixture_fitted_to_two_clusters_finds_their_weights_means_and_variance
 
 
 def test_samples_have_the_mixtures_moments_and_repeat_with_the_seed():
-    mixture = LatentMixture(np.array([0.25, 0.75]), np.array([[-2.0, 0.0], [2.0, 1.0]]), np.array([[1.0, 4.0], [0.25, 1.0]]))
+    mixture = LatentMixture(
+        np.array([0.25, 0.75]), np.array([[-2.0, 0.0], [2.0, 1.0]]), np.array([[1.0, 4.0], [0.25, 1.0]])
+    )
     z = mixture.sample(200_000, np.random.default_rng(1))
     assert z.shape == (200_000, 2) and z.dtype == np.float32
     expected_mean = 0.25 * np.array([-2.0, 0.0]) + 0.75 * np.array([2.0, 1.0])
     np.testing.assert_allclose(z.mean(axis=0), expected_mean, atol=0.02)
     # P(N(-2, 1) < 0), P(N(2, .25) < 0)
     assert np.mean(z[:, 0] < 0) == pytest.approx(0.25 * 0.977 + 0.75 * 0.0, abs=0.01)
-    np.testing.assert_array_equal(mixture.sample(10, np.random.default_rng(5)), mixture.sample(10, np.random.default_rng(5)))
+    np.testing.assert_array_equal(
+        mixture.sample(10, np.random.default_rng(5)), mixture.sample(10, np.random.default_rng(5))
+    )
 
 
 def test_standard_normal_is_the_prior():
@@ -117,7 +121,9 @@ def test_an_unknown_prior_name_is_refused_before_anything_is_fitted():
 
 
 def test_a_spread_below_one_narrows_every_component_and_is_kept_by_the_run_folder(tmp_path):
-    mixture = LatentMixture(np.array([0.5, 0.5]), np.array([[-3.0, 0.0], [3.0, 0.0]]), np.array([[1.0, 4.0], [1.0, 4.0]]))
+    mixture = LatentMixture(
+        np.array([0.5, 0.5]), np.array([[-3.0, 0.0], [3.0, 0.0]]), np.array([[1.0, 4.0], [1.0, 4.0]])
+    )
     draws = StudyPrior("mixture", mixture, spread=0.5).sample(20_000, seed=0)
     assert np.std(draws[:, 1]) == pytest.approx(1.0, rel=0.05)  # sd 2 times 0.5
     assert np.std(draws[draws[:, 0] > 0, 0]) == pytest.approx(0.5, rel=0.05)
@@ -131,10 +137,16 @@ def test_a_spread_below_one_narrows_every_component_and_is_kept_by_the_run_folde
 
 
 def test_compared_name_is_the_row_of_the_density_the_study_draws_from():
-    mixture = LatentMixture(np.array([0.5, 0.5]), np.array([[-3.0, 0.0], [3.0, 0.0]]), np.array([[1.0, 4.0], [1.0, 4.0]]))
-    for study_prior, expected in [(StudyPrior("normal", mixture), "N(0, I)"),
-                                  (StudyPrior("mixture", mixture), "mixture as fitted"),
-                                  (StudyPrior("mixture", mixture, spread=0.7), "mixture, spread 0.7")]:
+    mixture = LatentMixture(
+        np.array([0.5, 0.5]), np.array([[-3.0, 0.0], [3.0, 0.0]]), np.array([[1.0, 4.0], [1.0, 4.0]])
+    )
+    for study_prior, expected in [
+        (StudyPrior("normal", mixture), "N(0, I)"),
+        (StudyPrior("mixture", mixture), "mixture as fitted"),
+        (StudyPrior("mixture", mixture, spread=0.7), "mixture, spread 0.7"),
+    ]:
         assert study_prior.compared_name() == expected
         row = study_prior.compared_densities()[expected]
-        assert np.array_equal(row.means, study_prior.density.means) and np.array_equal(row.variances, study_prior.density.variances)
+        assert np.array_equal(row.means, study_prior.density.means) and np.array_equal(
+            row.variances, study_prior.density.variances
+        )

@@ -43,7 +43,9 @@ def rms(audio: np.ndarray) -> float:
 
 def data_uris(page: str, mime_type: str) -> list[bytes]:
     """Decoded payloads of the base64 data URIs of ``mime_type`` in an HTML page."""
-    return [base64.b64decode(payload) for payload in re.findall(rf'src="data:{re.escape(mime_type)};base64,([^"]+)"', page)]
+    return [
+        base64.b64decode(payload) for payload in re.findall(rf'src="data:{re.escape(mime_type)};base64,([^"]+)"', page)
+    ]
 
 
 # --- notation ---
@@ -117,7 +119,7 @@ def test_synthesize_sounds_where_notes_are_and_is_silent_in_a_long_rest(engine):
     assert audio.dtype == np.float32
     assert audio.shape == (WINDOW_SAMPLES,)
     assert np.abs(audio).max() == pytest.approx(render.PEAK_LEVEL, rel=1e-5)
-    assert rms(audio[: SAMPLE_RATE]) > 0.05
+    assert rms(audio[:SAMPLE_RATE]) > 0.05
     assert rms(audio[2 * SAMPLE_RATE : 4 * SAMPLE_RATE]) < 1e-3
 
 

@@ -21,13 +21,19 @@ def run_dir(tmp_path: Path) -> Path:
     (tmp_path / "grid_search" / "choice.json").write_text(json.dumps({"beta": 0.5, "free_nats": 64.0}))
     (tmp_path / "tables").mkdir()
     pd.DataFrame({"metric": ["greedy accuracy (z = mu)", "NLL per step"], "value": [0.8766, 0.3]}).to_csv(
-        tmp_path / "tables" / "03_reconstruction.csv", index=False)
-    pd.DataFrame({"level": ["bar", "sixteenth"], "train": [0.2, 0.093], "T=1": [0.2, 0.1], "test": [0.2, 0.092]}).to_csv(
-        tmp_path / "tables" / "05_onset_levels.csv", index=False)
-    manifest = {"profile": "quick", "platform": "Linux", "notebooks": {
-        "01_dataset": {"duration_s": 90.0, "status": "ok", "git_commit": "abcdef123", "git_dirty": False},
-        "03_training": {"duration_s": 30.0, "status": "failed", "git_commit": "abcdef123", "git_dirty": True},
-    }}
+        tmp_path / "tables" / "03_reconstruction.csv", index=False
+    )
+    pd.DataFrame(
+        {"level": ["bar", "sixteenth"], "train": [0.2, 0.093], "T=1": [0.2, 0.1], "test": [0.2, 0.092]}
+    ).to_csv(tmp_path / "tables" / "05_onset_levels.csv", index=False)
+    manifest = {
+        "profile": "quick",
+        "platform": "Linux",
+        "notebooks": {
+            "01_dataset": {"duration_s": 90.0, "status": "ok", "git_commit": "abcdef123", "git_dirty": False},
+            "03_training": {"duration_s": 30.0, "status": "failed", "git_commit": "abcdef123", "git_dirty": True},
+        },
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     return tmp_path
 
@@ -86,39 +92,74 @@ def test_every_figure_the_readme_shows_is_in_the_reference_run():
 def test_the_grid_row_says_whether_the_choice_stands_out_of_the_seed_noise(run_dir):
     choice = {"beta": 1.0, "free_nats": 64.0, "seed_noise": 0.012, "lead": 0.004, "separated": False}
     (run_dir / "grid_search" / "choice.json").write_text(json.dumps(choice))
-    assert "1, 64 nats (92.3 bits); not separated from the runner-up (lead 0.004, seed noise 0.012)" in report.key_results(run_dir)
+    assert (
+        "1, 64 nats (92.3 bits); not separated from the runner-up (lead 0.004, seed noise 0.012)"
+        in report.key_results(run_dir)
+    )
 
 
 def test_the_training_loss_is_read_from_the_finished_runs_identity(run_dir):
     (run_dir / "training").mkdir()
-    done = {"training_seconds": 60.0, "epochs": 1, "steps": 10, "device": "cpu", "stopped": "max_epochs",
-            "identity": {"loss_config": asdict(recipe("magenta"))}}
+    done = {
+        "training_seconds": 60.0,
+        "epochs": 1,
+        "steps": 10,
+        "device": "cpu",
+        "stopped": "max_epochs",
+        "identity": {"loss_config": asdict(recipe("magenta"))},
+    }
     (run_dir / "training" / "done.json").write_text(json.dumps(done))
     assert "| training loss | reconstruction + beta * KL, beta annealed towards 0.2" in report.key_results(run_dir)
 
 
 def test_two_sample_measures_stand_beside_their_floor(run_dir):
-    columns = ["set", "melodies", "auc", "auc_low", "auc_high", "auc_fold_std", "precision", "recall", "copy_rate",
-               "nn_distance_median", "nn_distance_q25", "closer_than_test"]
+    columns = [
+        "set",
+        "melodies",
+        "auc",
+        "auc_low",
+        "auc_high",
+        "auc_fold_std",
+        "precision",
+        "recall",
+        "copy_rate",
+        "nn_distance_median",
+        "nn_distance_q25",
+        "closer_than_test",
+    ]
     nan = float("nan")
-    pd.DataFrame([
-        ["test", 100, nan, nan, nan, nan, nan, nan, 0.087, 0.19, 0.09, 0.5],
-        ["train", 100, 0.6368, 0.6239, 0.651, 0.01, 0.89, 0.889, 0.9, 0.0, 0.0, 0.9],
-        ["reconstructed", 100, 0.627, 0.614, 0.639, 0.01, 0.9, 0.9, 0.5, 0.05, 0.0, 0.7],
-        ["T=1", 100, 0.975, 0.972, 0.978, 0.002, 0.827, 0.746, 0.003, 0.25, 0.19, 0.404],
-    ], columns=columns).to_csv(run_dir / "tables" / "04_two_sample.csv", index=False)
-    pd.DataFrame([
-        ["test", 100, nan, nan, nan, nan, nan, nan, 0.087, 0.19, 0.09, 0.5],
-        ["train", 100, 0.64, 0.62, 0.65, 0.01, 0.89, 0.89, 0.9, 0.0, 0.0, 0.9],
-        ["N(0, I)", 100, 0.982, 0.979, 0.984, 0.002, 0.44, 0.83, 0.0, 0.4, 0.3, 0.1],
-        ["mixture as fitted", 100, 0.953, 0.948, 0.958, 0.003, 0.78, 0.83, 0.001, 0.3, 0.2, 0.3],
-    ], columns=columns).to_csv(run_dir / "tables" / "07_two_sample_by_prior.csv", index=False)
+    pd.DataFrame(
+        [
+            ["test", 100, nan, nan, nan, nan, nan, nan, 0.087, 0.19, 0.09, 0.5],
+            ["train", 100, 0.6368, 0.6239, 0.651, 0.01, 0.89, 0.889, 0.9, 0.0, 0.0, 0.9],
+            ["reconstructed", 100, 0.627, 0.614, 0.639, 0.01, 0.9, 0.9, 0.5, 0.05, 0.0, 0.7],
+            ["T=1", 100, 0.975, 0.972, 0.978, 0.002, 0.827, 0.746, 0.003, 0.25, 0.19, 0.404],
+        ],
+        columns=columns,
+    ).to_csv(run_dir / "tables" / "04_two_sample.csv", index=False)
+    pd.DataFrame(
+        [
+            ["test", 100, nan, nan, nan, nan, nan, nan, 0.087, 0.19, 0.09, 0.5],
+            ["train", 100, 0.64, 0.62, 0.65, 0.01, 0.89, 0.89, 0.9, 0.0, 0.0, 0.9],
+            ["N(0, I)", 100, 0.982, 0.979, 0.984, 0.002, 0.44, 0.83, 0.0, 0.4, 0.3, 0.1],
+            ["mixture as fitted", 100, 0.953, 0.948, 0.958, 0.003, 0.78, 0.83, 0.001, 0.3, 0.2, 0.3],
+        ],
+        columns=columns,
+    ).to_csv(run_dir / "tables" / "07_two_sample_by_prior.csv", index=False)
     text = report.key_results(run_dir)
-    assert "| two-sample AUC against test, 95% interval (0.5 = indistinguishable) | 0.64 (0.62-0.65) |  | 0.97 (0.97-0.98) |" in text
+    assert (
+        "| two-sample AUC against test, 95% interval (0.5 = indistinguishable) | 0.64 (0.62-0.65) |  | 0.97 (0.97-0.98) |"
+        in text
+    )
     assert "| precision / recall against test | 0.89 / 0.89 |  | 0.83 / 0.75 |" in text
     assert "| median distance to the nearest training window (share of steps) |  | 0.19 | 0.25 |" in text
     assert "| closer to training than a test melody (probability; 0.5 = as unseen tunes) |  | 0.50 | 0.40 |" in text
     assert "| measure | train | test | T=1 |" in text  # the reconstructions are no column of the sets' table
-    assert ("| two-sample AUC against test, greedy reconstructions of a training sample (floor: the sample) | "
-            "0.63 (0.61-0.64); floor 0.64 (0.62-0.65) |") in text
-    assert "| two-sample AUC against test at T = 1 by prior, N(0, I) / mixture as fitted (floor: train) | 0.98 / 0.95 (0.64) |" in text
+    assert (
+        "| two-sample AUC against test, greedy reconstructions of a training sample (floor: the sample) | "
+        "0.63 (0.61-0.64); floor 0.64 (0.62-0.65) |"
+    ) in text
+    assert (
+        "| two-sample AUC against test at T = 1 by prior, N(0, I) / mixture as fitted (floor: train) | 0.98 / 0.95 (0.64) |"
+        in text
+    )

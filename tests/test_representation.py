@@ -51,7 +51,12 @@ def test_encoding_of_a_hand_built_melody():
     notes = [Note(0, 4, C4), Note(6, 8, E4), Note(8, 40, G4)]
     tokens = notes_to_tokens(notes, WINDOW_STEPS)
     expected = np.zeros(WINDOW_STEPS, np.uint8)
-    expected[0], expected[4], expected[6], expected[8] = pitch_to_token(C4), NOTE_OFF, pitch_to_token(E4), pitch_to_token(G4)
+    expected[0], expected[4], expected[6], expected[8] = (
+        pitch_to_token(C4),
+        NOTE_OFF,
+        pitch_to_token(E4),
+        pitch_to_token(G4),
+    )
     np.testing.assert_array_equal(tokens, expected)
     assert tokens_to_notes(tokens) == [Note(0, 4, C4), Note(6, 8, E4), Note(8, 32, G4)]
 
@@ -139,7 +144,9 @@ def test_stream_with_off_grid_note_is_an_error():
 
 
 def test_write_midi_round_trips_through_pretty_midi(tmp_path):
-    tokens = notes_to_tokens([Note(*note) for note in ((0, 4, 60), (4, 6, 62), (6, 8, 62), (12, 20, 64), (28, 32, 79))], 32)
+    tokens = notes_to_tokens(
+        [Note(*note) for note in ((0, 4, 60), (4, 6, 62), (6, 8, 62), (12, 20, 64), (28, 32, 79))], 32
+    )
     tokens[24] = NOTE_OFF  # a NOTE_OFF with no sounding note: the same music as NO_EVENT
     path = write_midi(tokens, tmp_path / "nested" / "melody.mid", program=40, tempo_qpm=100)
 
@@ -160,7 +167,6 @@ def test_write_midi_of_a_rest_melody_has_a_track_without_notes(tmp_path):
     midi = pretty_midi.PrettyMIDI(str(write_midi(np.zeros(32, dtype=np.uint8), tmp_path / "rest.mid")))
 
     assert sum(len(instrument.notes) for instrument in midi.instruments) == 0
-
 
 
 def test_check_windows_is_one_contract_for_every_set_of_windows():

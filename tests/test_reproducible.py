@@ -59,7 +59,8 @@ def comparable(path: Path) -> bytes:
 def compared_files(run_dir: Path) -> set[str]:
     """Every file of ``run_dir`` not ``EXCLUDED``, relative to it."""
     return {
-        path.relative_to(run_dir).as_posix() for path in run_dir.rglob("*")
+        path.relative_to(run_dir).as_posix()
+        for path in run_dir.rglob("*")
         if path.is_file() and not any(fnmatch.fnmatch(path.name, pattern) for pattern in EXCLUDED)
     }
 
@@ -86,7 +87,10 @@ def test_two_runs_of_a_profile_write_the_same_files_byte_for_byte(two_runs):
 def test_the_comparison_covers_every_kind_of_result(two_runs):
     # guards the test itself: an exclusion too wide would leave nothing to compare
     files = compared_files(two_runs[0])
-    counts = {suffix: sum(name.endswith(suffix) for name in files) for suffix in (".csv", ".json", ".npy", ".mid", ".png", ".pt")}
+    counts = {
+        suffix: sum(name.endswith(suffix) for name in files)
+        for suffix in (".csv", ".json", ".npy", ".mid", ".png", ".pt")
+    }
     assert all(counts.values()), f"no file of some kinds compared: {counts}"
     tables = {name for name in files if name.startswith("tables/")}
     assert {"tables/02_grid.csv", "tables/03_reconstruction.csv", "tables/07_latent_summary.csv"} <= tables
@@ -98,8 +102,12 @@ def test_only_the_named_wall_times_are_left_out_of_the_comparison(tmp_path):
     for name, seconds, loss in (("a", "12.0", "1.5"), ("b", "47.25", "1.5"), ("c", "12.0", "1.50000001")):
         (tmp_path / name).mkdir()
         row = values | {"seconds": seconds, "sequences_per_second": seconds, "train/loss": loss}
-        (tmp_path / name / training.EPOCHS_LOG).write_text(f"{header}\n{','.join(row[n] for n in training.EPOCH_COLUMNS)}\n")
-        (tmp_path / name / training.DONE_FILE).write_text(json.dumps({"steps": 7, "training_seconds": float(seconds), "loss": loss}))
+        (tmp_path / name / training.EPOCHS_LOG).write_text(
+            f"{header}\n{','.join(row[n] for n in training.EPOCH_COLUMNS)}\n"
+        )
+        (tmp_path / name / training.DONE_FILE).write_text(
+            json.dumps({"steps": 7, "training_seconds": float(seconds), "loss": loss})
+        )
         (tmp_path / name / "02_grid_machine.csv").write_text(f"minutes\n{seconds}\n")
     a, b, c = (compared_files(tmp_path / name) for name in "abc")
     assert a == b == c == {training.EPOCHS_LOG, training.DONE_FILE}

@@ -29,20 +29,26 @@ from musicvae_lib.runner import (
 
 # 01 writes a file and the dataset summary; 02 reads 01's file, so it only succeeds after 01.
 # Their parameters cells hold a line with a second "=" (papermill.inspect_notebook drops it) and an annotation.
-MAKE = ('run_dir = ""\nseed = 0\nlabel = "a"  # a = the default label', """
+MAKE = (
+    'run_dir = ""\nseed = 0\nlabel = "a"  # a = the default label',
+    """
 import json, pathlib
 out = pathlib.Path(run_dir)
 (out / "dataset").mkdir(exist_ok=True)
 (out / "dataset" / "summary.json").write_text(json.dumps({"dataset_hash": f"hash-{label}"}))
 (out / "made.txt").write_text(f"{label} {seed}")
-""")
-USE = ('run_dir = ""\nlabel = "b"\nscale: float = 1', """
+""",
+)
+USE = (
+    'run_dir = ""\nlabel = "b"\nscale: float = 1',
+    """
 import pathlib
 from musicvae_lib.run_folder import require_outputs
 require_outputs(run_dir, ["made.txt"], produced_by="01_make")
 made = (pathlib.Path(run_dir) / "made.txt").read_text()
 (pathlib.Path(run_dir) / "used.txt").write_text(f"{made} {label} x{scale}")
-""")
+""",
+)
 FAIL = ('run_dir = ""', 'raise ValueError("boom")')
 AFTER = ('run_dir = ""', 'open(run_dir + "/after.txt", "w").close()')
 PROFILE = '[all]\nseed = 7\n\n["01_make"]\nlabel = "x"\n'
@@ -51,10 +57,12 @@ PROFILE = '[all]\nseed = 7\n\n["01_make"]\nlabel = "x"\n'
 def write_notebook(path: Path, notebook: tuple[str, str]) -> None:
     """A notebook of a parameters-tagged cell and one body cell, for the python3 kernel."""
     parameters, body = notebook
-    node = nbformat.v4.new_notebook(metadata={
-        "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
-        "language_info": {"name": "python"},
-    })
+    node = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
+            "language_info": {"name": "python"},
+        }
+    )
     node.cells = [
         nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(body),
@@ -190,17 +198,20 @@ def test_an_override_no_selected_notebook_declares_is_refused(project: Path, cap
     assert "no selected notebook declares 'scale'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("max_tunes=300", ("max_tunes", 300)),
-    ('collections=["essenFolksong", "miscFolk"]', ("collections", ["essenFolksong", "miscFolk"])),
-    ("split_fractions=[0.8,0.1,0.1]", ("split_fractions", [0.8, 0.1, 0.1])),
-    ("flag=true", ("flag", True)),
-    ("limit=null", ("limit", None)),
-    ('table={"a": 1}', ("table", {"a": 1})),
-    ("source = 'folk'", ("source", "folk")),
-    ("source=folk", ("source", "folk")),
-    ("source=/data/midi", ("source", "/data/midi")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("max_tunes=300", ("max_tunes", 300)),
+        ('collections=["essenFolksong", "miscFolk"]', ("collections", ["essenFolksong", "miscFolk"])),
+        ("split_fractions=[0.8,0.1,0.1]", ("split_fractions", [0.8, 0.1, 0.1])),
+        ("flag=true", ("flag", True)),
+        ("limit=null", ("limit", None)),
+        ('table={"a": 1}', ("table", {"a": 1})),
+        ("source = 'folk'", ("source", "folk")),
+        ("source=folk", ("source", "folk")),
+        ("source=/data/midi", ("source", "/data/midi")),
+    ],
+)
 def test_parse_override_reads_toml_then_json_then_a_string(text: str, expected: tuple) -> None:
     assert parse_override(text) == expected
 
@@ -211,14 +222,17 @@ def test_parse_override_refuses_malformed_input(text: str) -> None:
         parse_override(text)
 
 
-@pytest.mark.parametrize("profile, fragments", [
-    (PROFILE + "typo = 1\n", ["01_make", "'typo'", "it declares: label, run_dir, seed"]),
-    (PROFILE + '["01_mak"]\nlabel = "y"\n', ['["01_mak"] names no notebook']),
-    ('[all]\nsed = 7\n', ["[all] sets 'sed', which no notebook declares"]),
-    ('[all]\nrun_dir = "/tmp"\n', ["sets 'run_dir'"]),
-    ("seed = 7\n", ["top-level key 'seed'"]),
-    ("[all\n", ["not valid TOML"]),
-])
+@pytest.mark.parametrize(
+    "profile, fragments",
+    [
+        (PROFILE + "typo = 1\n", ["01_make", "'typo'", "it declares: label, run_dir, seed"]),
+        (PROFILE + '["01_mak"]\nlabel = "y"\n', ['["01_mak"] names no notebook']),
+        ("[all]\nsed = 7\n", ["[all] sets 'sed', which no notebook declares"]),
+        ('[all]\nrun_dir = "/tmp"\n', ["sets 'run_dir'"]),
+        ("seed = 7\n", ["top-level key 'seed'"]),
+        ("[all\n", ["not valid TOML"]),
+    ],
+)
 def test_a_profile_key_no_notebook_takes_is_an_error(project: Path, profile: str, fragments: list[str]) -> None:
     path = project / "profiles" / "quick.toml"
     path.write_text(profile)
@@ -250,7 +264,8 @@ def test_git_commit_is_recorded_and_the_results_folder_does_not_make_the_tree_di
     assert recorded["notebooks"]["02_use"]["git_dirty"] is False  # results/quick/ was full by then
     (project / "notes.txt").write_text("uncommitted")
     assert git_state(project / "notebooks", project / "results") == {
-        "git_commit": head.stdout.strip(), "git_dirty": True,
+        "git_commit": head.stdout.strip(),
+        "git_dirty": True,
     }
 
 

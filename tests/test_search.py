@@ -64,7 +64,9 @@ def complete_jobs(trials) -> list[search.Job]:
 # every job of SPEC's search once: each point at rung 0, two at rung 1, the same two re-run with the next seed
 def expected_jobs(table: pd.DataFrame) -> list[search.Job]:
     promoted = [(row.beta, row.free_nats) for row in table.itertuples() if row.rung == 1]
-    jobs = [search.Job(*point, 0) for point in POINTS] + [search.Job(*point, 1, rerun) for point in promoted for rerun in (False, True)]
+    jobs = [search.Job(*point, 0) for point in POINTS] + [
+        search.Job(*point, 1, rerun) for point in promoted for rerun in (False, True)
+    ]
     return sorted(jobs, key=lambda job: astuple(job))
 
 
@@ -85,7 +87,9 @@ def test_every_point_trains_at_rung_0_and_the_best_two_go_on(finished):
     run_dir, table = finished
     assert list(zip(table["beta"], table["free_nats"])) == POINTS
     assert sorted(table["state"]) == ["COMPLETE"] * 2 + ["PRUNED"] * 2
-    assert (table.loc[table["state"] == "COMPLETE", "rung"] == 1).all() and (table.loc[table["state"] == "PRUNED", "rung"] == 0).all()
+    assert (table.loc[table["state"] == "COMPLETE", "rung"] == 1).all() and (
+        table.loc[table["state"] == "PRUNED", "rung"] == 0
+    ).all()
     assert (run_dir / "grid_search" / "study.db").exists()
     accuracies = table[["teacher_forced_accuracy", "sampling_accuracy", "greedy_accuracy"]]
     assert ((accuracies >= 0) & (accuracies <= 1)).all().all()
@@ -111,24 +115,38 @@ def test_a_promoted_point_goes_on_from_its_checkpoint_and_its_rerun_has_the_next
         steps = pd.read_csv(run_dir / row.folder / "steps.csv")
         assert steps["step"].tolist() == [1, 2, 3, 4]
         rerun = run_dir / row.folder / "seed=1"
-        assert torch.load(rerun / "model.pt", weights_only=True)["train_config"]["seed"] == 1 and done(rerun)["sessions"] == 1
+        assert (
+            torch.load(rerun / "model.pt", weights_only=True)["train_config"]["seed"] == 1
+            and done(rerun)["sessions"] == 1
+        )
 
 
 def test_the_promotion_takes_the_best_points_of_the_rung(finished):
     run_dir, table = finished
-    rung_0 = {search.job_of(t).point: t.user_attrs for t in trials_of(run_dir) if search.job_of(t) == search.Job(*search.job_of(t).point, 0)}
-    ranked = sorted(rung_0, key=lambda point: (-rung_0[point]["sampling_accuracy"], rung_0[point]["negative_elbo_nats"], *point))
+    rung_0 = {
+        search.job_of(t).point: t.user_attrs
+        for t in trials_of(run_dir)
+        if search.job_of(t) == search.Job(*search.job_of(t).point, 0)
+    }
+    ranked = sorted(
+        rung_0, key=lambda point: (-rung_0[point]["sampling_accuracy"], rung_0[point]["negative_elbo_nats"], *point)
+    )
     assert sorted(ranked[:2]) == [(row.beta, row.free_nats) for row in table.itertuples() if row.state == "COMPLETE"]
 
 
 def test_scheduled_jobs_halve_a_3_x_3_grid_by_sampling_accuracy():
     spec = replace(SPEC, betas=(0.5, 1.0, 2.0), free_nats=(0.0, 16.0, 32.0))
     accuracy = dict(zip(spec.points, [0.5, 0.9, 0.1, 0.2, 0.8, 0.3, 0.85, 0.4, 0.6]))
-    finished = {search.Job(*point, 0): {"sampling_accuracy": value, "negative_elbo_nats": 1.0} for point, value in accuracy.items()}
+    finished = {
+        search.Job(*point, 0): {"sampling_accuracy": value, "negative_elbo_nats": 1.0}
+        for point, value in accuracy.items()
+    }
     assert len(search.scheduled_jobs(spec, dict(list(finished.items())[:8]))) == 9  # rung 0 unfinished: nothing more
     jobs = search.scheduled_jobs(spec, finished)
     assert [job.point for job in jobs[9:]] == [(0.5, 16.0), (2.0, 0.0), (1.0, 16.0)]  # the best third, best first
-    finished |= {job: {"sampling_accuracy": value, "negative_elbo_nats": 1.0} for job, value in zip(jobs[9:], [0.7, 0.9, 0.8])}
+    finished |= {
+        job: {"sampling_accuracy": value, "negative_elbo_nats": 1.0} for job, value in zip(jobs[9:], [0.7, 0.9, 0.8])
+    }
     reruns = search.scheduled_jobs(spec, finished)[12:]
     assert reruns == [search.Job(2.0, 0.0, 1, True), search.Job(1.0, 16.0, 1, True)]  # the best two of the last rung
 
@@ -138,7 +156,9 @@ def test_the_shown_table_is_short_and_rounded(finished):
     text = chapter.grid_table(table).to_string(delimiter="|").splitlines()
     assert text[0].split("|") == [short for short, _ in chapter.GRID_COLUMNS.values()]
     first = dict(zip(text[0].split("|"), text[1].split("|")))
-    assert first["beta"] == "0.5" and first["lambda"] == "0" and first["-ELBO"] == f"{table['negative_elbo_nats'][0]:.1f}"
+    assert (
+        first["beta"] == "0.5" and first["lambda"] == "0" and first["-ELBO"] == f"{table['negative_elbo_nats'][0]:.1f}"
+    )
     assert first["acc. sampl."] == f"{table['sampling_accuracy'][0]:.3f}" and first["rung"] == f"{table['rung'][0]:g}"
 
 
@@ -146,14 +166,22 @@ def test_results_table_holds_what_each_points_folder_records(finished):
     # run_grid_search returns results_table itself: compare with the files the trainings wrote instead
     run_dir, table = finished
     assert list(table.columns) == [
-        "beta", "free_nats", "free_bits", "state", "rung", *search.METRIC_COLUMNS,
-        "rerun_sampling_accuracy", "host", "folder",
+        "beta",
+        "free_nats",
+        "free_bits",
+        "state",
+        "rung",
+        *search.METRIC_COLUMNS,
+        "rerun_sampling_accuracy",
+        "host",
+        "folder",
     ]
     assert sorted(zip(table["beta"], table["free_nats"])) == sorted(POINTS)
     for row in table.itertuples():
         recorded = done(run_dir / row.folder)
         assert (row.epochs, row.best_epoch, row.steps, row.stopped) == tuple(
-            recorded[name] for name in ("epochs", "best_epoch", "steps", "stopped"))
+            recorded[name] for name in ("epochs", "best_epoch", "steps", "stopped")
+        )
         assert row.minutes == pytest.approx(recorded["training_seconds"] / 60)
         stored_loss = recorded["identity"]["loss_config"]
         assert (stored_loss["beta"], stored_loss["free_nats"]) == (row.beta, row.free_nats)
@@ -175,7 +203,9 @@ def test_a_second_search_trains_nothing_and_adds_no_trial(finished, capsys):
 
 def test_a_study_of_other_settings_is_not_joined(finished):
     run_dir, _ = finished
-    with pytest.raises(ValueError, match=r"rung_budgets: \[1\.0, 2\.0\] in the study, \[1\.0, 3\.0\] here.*another `study_name`"):
+    with pytest.raises(
+        ValueError, match=r"rung_budgets: \[1\.0, 2\.0\] in the study, \[1\.0, 3\.0\] here.*another `study_name`"
+    ):
         search.run_grid_search(run_dir, replace(SPEC, rung_budgets=(1, 3)), TRAIN, VALID)
     with pytest.raises(ValueError, match=r"data_sha256"):
         search.run_grid_search(run_dir, SPEC, TRAIN[:16], VALID)
@@ -185,8 +215,10 @@ def shared_storage(kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     """A storage of ``kind``: None (the run folder's SQLite file), a journal file, an SQLite URL, or a new database on the
     test's PostgreSQL server (started only for this kind)."""
     return {
-        "default": lambda: None, "journal": lambda: tmp_path / "shared" / "study.log",
-        "sqlite": lambda: f"sqlite:///{tmp_path / 'study.db'}", "postgresql": lambda: request.getfixturevalue("postgres_url"),
+        "default": lambda: None,
+        "journal": lambda: tmp_path / "shared" / "study.log",
+        "sqlite": lambda: f"sqlite:///{tmp_path / 'study.db'}",
+        "postgresql": lambda: request.getfixturevalue("postgres_url"),
     }[kind]()
 
 
@@ -213,7 +245,10 @@ def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path, 
     )
     killed = subprocess.run(
         [sys.executable, "-c", script, str(run_dir), json.dumps(SPEC.to_dict()), str(data_path), str(storage or "")],
-        env=subprocess_env(), capture_output=True, text=True, timeout=120,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert killed.returncode == -9, killed.stderr
     left = search.results_table(run_dir, storage)
@@ -246,7 +281,9 @@ def test_a_stale_heartbeat_of_another_machine_frees_its_job(tmp_path):
         remote = study.ask()  # a worker on another machine takes the first queued job ...
     point = search.job_of(remote).point
     remote.set_user_attr(shared_study.WORKER_ATTR, {"host": "elsewhere", "pid": 1, "trial": remote.number})
-    remote_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), remote.number)
+    remote_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), remote.number
+    )
     alive = threading.Event()
 
     def beat():
@@ -281,10 +318,29 @@ def test_two_workers_share_one_storage(tmp_path, storage_kind, request):
     assert (created["state"] == "WAITING").all()
     # the second worker as the README says: a PostgreSQL password in PGPASSWORD, not in the URL (spelled as libpq does)
     url, password = storage_url.split_password(str(storage))
-    spellings = [(str(storage), {}), (re.sub(r"^postgresql:", "postgres:", url), {"PGPASSWORD": password} if password else {})]
+    spellings = [
+        (str(storage), {}),
+        (re.sub(r"^postgresql:", "postgres:", url), {"PGPASSWORD": password} if password else {}),
+    ]
     workers = [
-        subprocess.Popen([sys.executable, "-m", "musicvae_lib.search", "--run-dir", str(run_dir), "--storage", spelling, "--device", "cpu"],
-                         env=subprocess_env() | environment, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "musicvae_lib.search",
+                "--run-dir",
+                str(run_dir),
+                "--storage",
+                spelling,
+                "--device",
+                "cpu",
+            ],
+            env=subprocess_env() | environment,
+            cwd=REPOSITORY,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for spelling, environment in spellings
     ]
     outputs = [worker.communicate(timeout=240) for worker in workers]
@@ -294,12 +350,17 @@ def test_two_workers_share_one_storage(tmp_path, storage_kind, request):
     trials = trials_of(run_dir, storage)
     assert complete_jobs(trials) == expected_jobs(table)  # every job exactly once, none twice at once
     for row in table.itertuples():
-        assert done(run_dir / row.folder)["sessions"] == 1 + row.rung and done(run_dir / row.folder)["epochs"] == 2 + row.rung
+        assert (
+            done(run_dir / row.folder)["sessions"] == 1 + row.rung
+            and done(run_dir / row.folder)["epochs"] == 2 + row.rung
+        )
     pids = {t.user_attrs[shared_study.WORKER_ATTR]["pid"] for t in trials if t.state == TrialState.COMPLETE}
     assert pids == {worker.pid for worker in workers}  # both worked
 
 
-def test_a_worker_of_another_machine_killed_for_good_is_recovered_through_its_heartbeat(tmp_path, postgres_url, monkeypatch):
+def test_a_worker_of_another_machine_killed_for_good_is_recovered_through_its_heartbeat(
+    tmp_path, postgres_url, monkeypatch
+):
     monkeypatch.setattr(shared_study, "HEARTBEAT_SECONDS", 1)  # the storage records a heartbeat every second ...
     monkeypatch.setattr(shared_study, "GRACE_SECONDS", 2)  # ... and a trial without one for 2 seconds is stale
     data_path = tmp_path / "data.npz"
@@ -325,7 +386,10 @@ def test_a_worker_of_another_machine_killed_for_good_is_recovered_through_its_he
     )
     killed = subprocess.run(
         [sys.executable, "-c", script, str(run_dir), json.dumps(SPEC.to_dict()), str(data_path), postgres_url],
-        env=subprocess_env(), capture_output=True, text=True, timeout=120,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert killed.returncode == -9, killed.stderr
     left = search.results_table(run_dir, postgres_url)
@@ -357,7 +421,9 @@ def test_a_storage_that_cannot_be_opened_is_one_line_naming_it_without_its_passw
     database = postgres_server.create_database()
     cases = {  # storage URL -> what the line says to check
         postgres_server.url(database, password="not-the-password"): "check the user name and the password",
-        postgres_server.url(database).replace(f":{postgres_server.port}/", f":{free_port()}/"): "check the host name and port",
+        postgres_server.url(database).replace(
+            f":{postgres_server.port}/", f":{free_port()}/"
+        ): "check the host name and port",
         postgres_server.url(database).replace("127.0.0.1", "no-such-host.invalid"): "check the host name and port",
         postgres_server.url("no_such_database"): "create the database on the server",
         postgres_server.url(database).replace("postgresql:", "postgresql+nodriver:"): "check the URL",
@@ -378,8 +444,10 @@ def test_a_worker_on_a_database_without_the_study_creates_nothing_there(tmp_path
     database = postgres_server.create_database()
     for url in (postgres_server.url(database), postgres_server.url(database, scheme="postgres")):
         error = storage_error(tmp_path, url, capsys)
-        assert error == (f"error: no grid study 'beta_lambda' in {url.replace(postgres_server.password, '***')}: run "
-                         "notebooks/02_grid_search.ipynb (or search.run_grid_search) first with this storage; it creates the study\n")
+        assert error == (
+            f"error: no grid study 'beta_lambda' in {url.replace(postgres_server.password, '***')}: run "
+            "notebooks/02_grid_search.ipynb (or search.run_grid_search) first with this storage; it creates the study\n"
+        )
     assert postgres_server.tables(database) == []
     with pytest.raises(ValueError, match="no grid study") as raised:  # the library says the same, masked too
         search.results_table(tmp_path, postgres_server.url(database))
@@ -404,15 +472,31 @@ def test_a_run_folder_made_with_a_password_in_the_storage_url_holds_no_password(
         np.save(run_dir / "dataset" / f"{name}.npy", windows)
     (run_dir / "dataset" / "summary.json").write_text(json.dumps({"steps_per_window": 32, "dataset_hash": "test"}))
     url = postgres_server.url(postgres_server.create_database())
-    assert runner.main(["--profile", "pg", "--notebooks", str(project / "notebooks"), "--results", str(project / "results"),
-                        "-p", f"storage={url}"]) == 0
+    assert (
+        runner.main(
+            [
+                "--profile",
+                "pg",
+                "--notebooks",
+                str(project / "notebooks"),
+                "--results",
+                str(project / "results"),
+                "-p",
+                f"storage={url}",
+            ]
+        )
+        == 0
+    )
     assert "PGPASSWORD" not in os.environ  # the kernel's, not this process's
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["notebooks"]["02_grid_search"]["parameters"]["storage"] == url.replace(f":{postgres_server.password}@", "@")
+    assert manifest["notebooks"]["02_grid_search"]["parameters"]["storage"] == url.replace(
+        f":{postgres_server.password}@", "@"
+    )
     assert search.load_choice(run_dir) is not None and len(search.results_table(run_dir, url)) == 1
     files = [path for path in run_dir.rglob("*") if path.is_file()]
     assert len(files) > 10 and {"manifest.json", "02_grid_search.ipynb", "grid_search/choice.json"} <= {
-        path.relative_to(run_dir).as_posix() for path in files}
+        path.relative_to(run_dir).as_posix() for path in files
+    }
     holding = [path for path in files if postgres_server.password.encode() in path.read_bytes()]
     assert holding == []
 
@@ -466,7 +550,10 @@ def notebook_parameters() -> dict:
 
 
 def test_notebook_02_mirrors_the_library_defaults():
-    defaults = {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(search.GridNotebookDefaults()).items()}
+    defaults = {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in asdict(search.GridNotebookDefaults()).items()
+    }
     assert list(notebook_parameters().items()) == list(defaults.items())
     assert search.GridNotebookDefaults().study_name == search.STUDY_NAME
     assert search.GridNotebookDefaults().margin == inspect.signature(search.choose).parameters["margin"].default
@@ -477,7 +564,9 @@ def test_each_profile_makes_a_valid_grid_over_the_defaults(profile):
     table = tomllib.loads((REPOSITORY / "profiles" / f"{profile}.toml").read_text()).get("02_grid_search", {})
     assert set(table) <= set(notebook_parameters())  # the runner refuses other keys too
     values = asdict(search.GridNotebookDefaults()) | table
-    spec = search.chapter_spec(32, **{name: values[name] for name in inspect.signature(search.chapter_spec).parameters if name != "steps"})
+    spec = search.chapter_spec(
+        32, **{name: values[name] for name in inspect.signature(search.chapter_spec).parameters if name != "steps"}
+    )
     assert spec.betas == tuple(sorted(values["betas"])) and spec.rung_budgets == tuple(values["rung_budgets"])
     assert spec.train_config.early_stopping_patience == search.TRIAL_PATIENCE and spec.model_config.steps == 32
 
@@ -494,7 +583,9 @@ def hand_table() -> pd.DataFrame:
         (1.0, 16.0, "PRUNED", 0, 0.90, 20.0, 50.0),  # pruned at rung 0: out of the choice, in the contrasts
         (0.5, 16.0, "RUNNING", None, None, None, None),
     ]
-    table = pd.DataFrame(rows, columns=["beta", "free_nats", "state", "rung", "sampling_accuracy", "negative_elbo_nats", "kl_bits"])
+    table = pd.DataFrame(
+        rows, columns=["beta", "free_nats", "state", "rung", "sampling_accuracy", "negative_elbo_nats", "kl_bits"]
+    )
     for name in search.METRIC_COLUMNS:
         if name not in table:
             table[name] = 1.0
@@ -521,7 +612,11 @@ def test_the_seed_noise_widens_the_margin_and_changes_the_choice():
     assert search.choose(table, margin=0.0)["beta"] == 1.0  # 0.81 beats 0.80 by no more than the noise
     table.loc[0, "rerun_sampling_accuracy"] = 0.78  # noise 0.03: now 0.70 is still out, 0.80 in
     choice = search.choose(table, margin=0.0)
-    assert (choice["seed_noise"], choice["margin"], choice["margin_set"]) == (pytest.approx(0.03), pytest.approx(0.03), 0.0)
+    assert (choice["seed_noise"], choice["margin"], choice["margin_set"]) == (
+        pytest.approx(0.03),
+        pytest.approx(0.03),
+        0.0,
+    )
     assert choice["eligible_points"] == 2 and not choice["separated"]
     assert "cannot separate" in search.describe_choice(choice) and "2 of the 4 points" in search.describe_choice(choice)
     table.loc[[0, 1], "rerun_sampling_accuracy"] = [0.812, 0.799]  # noise 0.002: the lead of 0.01 holds

@@ -21,7 +21,9 @@ def test_a_folder_lock_is_held_until_its_process_ends(tmp_path):
         "import pathlib, sys, time\nfrom musicvae_lib import shared_study\n"
         "lock = shared_study.folder_lock(pathlib.Path(sys.argv[1]))\nprint(lock is not None, flush=True)\ntime.sleep(60)\n"
     )
-    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], env=subprocess_env(), stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "True"
         assert shared_study.folder_lock(tmp_path) is None
@@ -69,7 +71,10 @@ def test_run_jobs_runs_each_due_job_once_and_queues_a_failed_one_again(tmp_path,
     ran, failing = [], {1}
 
     def due() -> list[dict]:  # job 0 first; jobs 1 and 2 once it is done, as a rung follows the one before
-        done = {t.user_attrs[shared_study.JOB_ATTR]["n"] for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
+        done = {
+            t.user_attrs[shared_study.JOB_ATTR]["n"]
+            for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        }
         return [{"n": 0}] + ([{"n": 1}, {"n": 2}] if 0 in done else [])
 
     def run_job(trial, job, folder):
@@ -93,15 +98,25 @@ def test_a_job_whose_folder_another_process_holds_waits_for_it_then_runs_unless_
     study = optuna.create_study(storage=storage)
     folder = tmp_path / "0"
     folder.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, sys, time\n"
-        f"handle = open({str(folder / shared_study.LOCK_FILE)!r}, 'a'); fcntl.flock(handle, fcntl.LOCK_EX)\n"
-        "print('locked', flush=True); time.sleep(2)\n"
-    )], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, sys, time\n"
+                f"handle = open({str(folder / shared_study.LOCK_FILE)!r}, 'a'); fcntl.flock(handle, fcntl.LOCK_EX)\n"
+                "print('locked', flush=True); time.sleep(2)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     ran = []
     started = time.monotonic()
-    shared_study.run_jobs(study, storage, lambda: [{"n": 0}], lambda job: folder, lambda trial, job, _: ran.append(job["n"]) or 0.0)
+    shared_study.run_jobs(
+        study, storage, lambda: [{"n": 0}], lambda job: folder, lambda trial, job, _: ran.append(job["n"]) or 0.0
+    )
     holder.wait()
     assert time.monotonic() - started >= 1.0  # it waited for the holder rather than giving up at once
     states = [t.state for t in study.trials]
@@ -116,11 +131,16 @@ def test_a_trial_another_worker_told_first_is_left_to_it_and_its_job_queued_agai
     def run_job(trial, job, folder):  # the first time, the other worker SQLite also handed this trial to tells it first
         ran.append(trial.number)
         if len(ran) == 1:
-            optuna.load_study(study_name=study.study_name, storage=storage).tell(trial.number, state=optuna.trial.TrialState.PRUNED)
+            optuna.load_study(study_name=study.study_name, storage=storage).tell(
+                trial.number, state=optuna.trial.TrialState.PRUNED
+            )
         return 1.0
 
     shared_study.run_jobs(study, storage, lambda: [{"n": 0}], lambda job: tmp_path / "0", run_job)
-    assert ran == [0, 1] and [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
+    assert ran == [0, 1] and [t.state for t in study.trials] == [
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.COMPLETE,
+    ]
 
     def fails(trial, job, folder):
         # a job's own ValueError is not taken for a lost race

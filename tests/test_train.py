@@ -51,7 +51,9 @@ def load(path: Path) -> dict:
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_loss_goes_down_on_scales(tmp_path, bf16):
-    result = run(tmp_path / "run", scale_windows(256, 0), scale_windows(64, 1), max_epochs=5, learning_rate=3e-3, bf16=bf16)
+    result = run(
+        tmp_path / "run", scale_windows(256, 0), scale_windows(64, 1), max_epochs=5, learning_rate=3e-3, bf16=bf16
+    )
     steps, epochs = pd.read_csv(tmp_path / "run" / "steps.csv"), pd.read_csv(tmp_path / "run" / "epochs.csv")
     assert result.bf16 is bf16 and json.loads((tmp_path / "run" / "done.json").read_text())["bf16"] is bf16
     assert steps["losses/r_loss"].iloc[0] == pytest.approx(32 * math.log(90), rel=0.05)  # untrained: about uniform
@@ -76,14 +78,27 @@ def test_logs_have_magenta_names_and_a_row_per_step_and_epoch(finished):
 
 
 def test_exponential_schedule_sets_magentas_rate_each_step(tmp_path):
-    run(tmp_path / "run", scale_windows(64, 0), scale_windows(16, 1), max_epochs=1, lr_schedule="exponential", decay_rate=0.9)
+    run(
+        tmp_path / "run",
+        scale_windows(64, 0),
+        scale_windows(16, 1),
+        max_epochs=1,
+        lr_schedule="exponential",
+        decay_rate=0.9,
+    )
     rates = pd.read_csv(tmp_path / "run" / "steps.csv")["learning_rate"].tolist()
     assert rates == pytest.approx([(1e-3 - 1e-5) * 0.9**step + 1e-5 for step in range(4)], rel=1e-12)
 
 
 def test_cosine_schedule_spends_the_epochs_from_learning_rate_to_the_floor(tmp_path):
-    run(tmp_path / "run", scale_windows(64, 0), scale_windows(16, 1), max_epochs=2, lr_schedule="cosine",
-        early_stopping_patience=100)
+    run(
+        tmp_path / "run",
+        scale_windows(64, 0),
+        scale_windows(16, 1),
+        max_epochs=2,
+        lr_schedule="cosine",
+        early_stopping_patience=100,
+    )
     rates = pd.read_csv(tmp_path / "run" / "steps.csv")["learning_rate"].tolist()
     expected = [1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * step / 8)) for step in range(8)]
     assert rates == pytest.approx(expected, rel=1e-12)
@@ -94,7 +109,9 @@ def test_cosine_learning_rate_reaches_the_floor_and_stays_there():
     config = TrainConfig(learning_rate=1e-3, min_learning_rate=5e-5)
     assert training.cosine_learning_rate(config, 0.0) == pytest.approx(1e-3)
     assert training.cosine_learning_rate(config, 0.5) == pytest.approx((1e-3 + 5e-5) / 2)
-    assert training.cosine_learning_rate(config, 1.0) == training.cosine_learning_rate(config, 1.7) == pytest.approx(5e-5)
+    assert (
+        training.cosine_learning_rate(config, 1.0) == training.cosine_learning_rate(config, 1.7) == pytest.approx(5e-5)
+    )
 
 
 def test_early_stopping_and_plateau_act_when_validation_cannot_improve(tmp_path):
@@ -114,7 +131,15 @@ def test_early_stopping_and_plateau_act_when_validation_cannot_improve(tmp_path)
 def test_plateau_never_goes_below_min_learning_rate(tmp_path):
     rng = np.random.default_rng(0)
     low, high = rng.integers(2, 20, (32, 32)).astype(np.uint8), rng.integers(70, 90, (16, 32)).astype(np.uint8)
-    run(tmp_path / "run", low, high, max_epochs=6, plateau_patience=0, early_stopping_patience=100, min_learning_rate=4e-4)
+    run(
+        tmp_path / "run",
+        low,
+        high,
+        max_epochs=6,
+        plateau_patience=0,
+        early_stopping_patience=100,
+        min_learning_rate=4e-4,
+    )
     rates = pd.read_csv(tmp_path / "run" / "epochs.csv")["learning_rate"].tolist()
     assert rates == [1e-3, 1e-3, 5e-4, 4e-4, 4e-4, 4e-4]
 
@@ -139,8 +164,16 @@ def test_max_minutes_stops_at_a_step_boundary_and_says_so(tmp_path):
 def test_a_loss_gone_non_finite_names_its_step_and_logs_the_steps_before_it(tmp_path):
     # a rate of 1e30 throws the weights to overflow within a few steps; steps.csv is written in chunks,
     # yet the error names the first bad step and the checkpoint on disk comes before it
-    with pytest.raises(FloatingPointError, match=r"loss is -?(?:nan|inf) at step (\d+) \(epoch 1\) of .*checkpoint.pt precedes it") as caught:
-        run(tmp_path / "run", scale_windows(256, 0), scale_windows(16, 1), learning_rate=1e30, checkpoint_every_steps=100)
+    with pytest.raises(
+        FloatingPointError, match=r"loss is -?(?:nan|inf) at step (\d+) \(epoch 1\) of .*checkpoint.pt precedes it"
+    ) as caught:
+        run(
+            tmp_path / "run",
+            scale_windows(256, 0),
+            scale_windows(16, 1),
+            learning_rate=1e30,
+            checkpoint_every_steps=100,
+        )
     bad_step = int(re.search(r"at step (\d+)", str(caught.value)).group(1))
     steps = pd.read_csv(tmp_path / "run" / "steps.csv")
     assert bad_step > 1 and steps["step"].tolist() == list(range(1, bad_step))
@@ -242,10 +275,24 @@ def test_captured_steps_follow_eager_steps(tmp_path, bf16):
     # exponential decay and Magenta's annealed beta change the rate and beta every step: the graph must read both anew
     runs = {}
     for graphs in (False, True):
-        config = TrainConfig(batch_size=16, max_epochs=2, bf16=bf16, cuda_graphs=graphs, lr_schedule="exponential",
-                             decay_rate=0.99, checkpoint_every_steps=5)
-        runs[graphs] = training.train(TINY, LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.9),
-                                      config, scale_windows(128, 0), scale_windows(32, 1), tmp_path / str(graphs), "cuda")
+        config = TrainConfig(
+            batch_size=16,
+            max_epochs=2,
+            bf16=bf16,
+            cuda_graphs=graphs,
+            lr_schedule="exponential",
+            decay_rate=0.99,
+            checkpoint_every_steps=5,
+        )
+        runs[graphs] = training.train(
+            TINY,
+            LossConfig(form="magenta", beta=0.2, free_nats=0.0, beta_rate=0.9),
+            config,
+            scale_windows(128, 0),
+            scale_windows(32, 1),
+            tmp_path / str(graphs),
+            "cuda",
+        )
     assert (runs[False].step_path, runs[True].step_path) == ("eager", "cuda_graph")
     eager, captured = (pd.read_csv(tmp_path / str(graphs) / "steps.csv") for graphs in (False, True))
     assert len(captured) == 16 and captured["learning_rate"].tolist() == eager["learning_rate"].tolist()
@@ -260,9 +307,13 @@ def test_bf16_timing_gives_a_bool_and_leaves_model_and_generators_alone():
     vae = MusicVAE(TINY)
     weights = {name: tensor.clone() for name, tensor in vae.state_dict().items()}
     states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
-    choice = training.bf16_is_faster(vae, LossConfig(), TrainConfig(batch_size=16), torch.device("cpu"), "eager", steps=2)
+    choice = training.bf16_is_faster(
+        vae, LossConfig(), TrainConfig(batch_size=16), torch.device("cpu"), "eager", steps=2
+    )
     assert isinstance(choice, bool)
-    assert state_dicts_equal(vae.state_dict(), weights) and all(parameter.grad is None for parameter in vae.parameters())
+    assert state_dicts_equal(vae.state_dict(), weights) and all(
+        parameter.grad is None for parameter in vae.parameters()
+    )
     assert torch.equal(torch.get_rng_state(), states[0]) and np.array_equal(np.random.get_state()[1], states[1])
     assert random.getstate() == states[2]
 
@@ -335,11 +386,20 @@ def test_checkpoint_of_another_config_or_data_is_refused(finished, tmp_path):
     checkpoint = copy_run(out_dir, tmp_path / "copy")
     config = TrainConfig(batch_size=16, checkpoint_every_steps=3, max_epochs=2)
     with pytest.raises(CheckpointError, match=rf"{checkpoint}.*model_config.z_size: 16 there, 8 here"):
-        training.train(replace(TINY, z_size=8), LossConfig(), config, scale_windows(64, 0), scale_windows(32, 1), tmp_path / "copy")
+        training.train(
+            replace(TINY, z_size=8), LossConfig(), config, scale_windows(64, 0), scale_windows(32, 1), tmp_path / "copy"
+        )
     with pytest.raises(CheckpointError, match=rf"{checkpoint}.*data_sha256"):
         training.train(TINY, LossConfig(), config, scale_windows(64, 5), scale_windows(32, 1), tmp_path / "copy")
     with pytest.raises(CheckpointError, match=r"train_config.learning_rate: 0.001 there, 0.002 here"):
-        training.train(TINY, LossConfig(), replace(config, learning_rate=2e-3), scale_windows(64, 0), scale_windows(32, 1), tmp_path / "copy")
+        training.train(
+            TINY,
+            LossConfig(),
+            replace(config, learning_rate=2e-3),
+            scale_windows(64, 0),
+            scale_windows(32, 1),
+            tmp_path / "copy",
+        )
 
 
 def test_load_model_names_a_damaged_file(tmp_path):
@@ -363,7 +423,9 @@ def test_bad_windows_and_configs_are_refused_with_the_values(tmp_path):
         run(tmp_path / "run", np.zeros((10, 16), np.uint8), scale_windows(8, 1))
     with pytest.raises(ValueError, match="8 training windows make no full batch of `batch_size` 16"):
         run(tmp_path / "run", scale_windows(8, 0), scale_windows(8, 1))
-    with pytest.raises(ValueError, match="`lr_schedule` must be one of 'plateau', 'exponential', 'cosine', got 'linear'"):
+    with pytest.raises(
+        ValueError, match="`lr_schedule` must be one of 'plateau', 'exponential', 'cosine', got 'linear'"
+    ):
         TrainConfig(lr_schedule="linear")
 
 
@@ -383,8 +445,14 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights_and_logs(tmp_path):
     np.savez(data, train=scale_windows(192, 0), valid=scale_windows(48, 1))
     # 12 steps an epoch; checkpoints at steps 5, 10, 12 (epoch end), 15, 20, 24, ...; augmentation and
     # scheduled sampling draw from the generators the checkpoint must restore
-    config = {"batch_size": 16, "max_epochs": 3, "checkpoint_every_steps": 5, "transpose_semitones": 3,
-              "sampling_rate": 20.0, "seed": 3}
+    config = {
+        "batch_size": 16,
+        "max_epochs": 3,
+        "checkpoint_every_steps": 5,
+        "transpose_semitones": 3,
+        "sampling_rate": 20.0,
+        "seed": 3,
+    }
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True, "cwd": REPOSITORY}
     reference = subprocess.Popen(worker(data, tmp_path / "reference", config), **quiet)  # steps.csv in chunks
     interrupted = tmp_path / "interrupted"
@@ -400,7 +468,9 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights_and_logs(tmp_path):
     assert progress["epoch"] == 1 and progress["position"] > 0  # mid-epoch 2, after epoch 1's row
     assert data_rows(interrupted / "steps.csv") > progress["step"]  # rows the resume must cut
 
-    resumed = subprocess.run(worker(data, interrupted, config), capture_output=True, text=True, cwd=REPOSITORY, timeout=300)
+    resumed = subprocess.run(
+        worker(data, interrupted, config), capture_output=True, text=True, cwd=REPOSITORY, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resuming {interrupted}" in resumed.stdout
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
@@ -410,8 +480,10 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights_and_logs(tmp_path):
         key = "state_dict" if name == "model.pt" else "model"
         assert state_dicts_equal(ours[key], theirs[key]), name
     assert (interrupted / "steps.csv").read_text() == (tmp_path / "reference" / "steps.csv").read_text()
-    ours, theirs = (pd.read_csv(path / "epochs.csv").drop(columns=list(training.TIMING_COLUMNS))
-                    for path in (interrupted, tmp_path / "reference"))
+    ours, theirs = (
+        pd.read_csv(path / "epochs.csv").drop(columns=list(training.TIMING_COLUMNS))
+        for path in (interrupted, tmp_path / "reference")
+    )
     pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
     assert len(ours) == 3
     assert json.loads((interrupted / "done.json").read_text())["sessions"] == 2
@@ -421,8 +493,15 @@ def test_two_ddp_processes_keep_equal_weights(tmp_path):
     data = tmp_path / "data.npz"
     np.savez(data, train=scale_windows(64, 0), valid=scale_windows(16, 1))
     config = {"batch_size": 16, "max_epochs": 2, "checkpoint_every_steps": 3}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               *worker(data, tmp_path / "run", config, str(tmp_path))[1:]]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        *worker(data, tmp_path / "run", config, str(tmp_path))[1:],
+    ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY, env=environment, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
@@ -453,10 +532,14 @@ def test_config_clashes_names_every_difference_and_skips_the_ignored():
     stored = {"model": {"z": 16, "layers": 2}, "seed": 0, "old": 1, "budget": {"minutes": 5}}
     wanted = {"model": {"z": 8, "layers": 2}, "seed": 0, "new": 2, "budget": {"minutes": 9}}
     assert training.config_clashes(stored, wanted, ignore={"budget.minutes"}) == [
-        "model.z: 16 there, 8 here", "new: None there, 2 here", "old: 1 there, None here",
+        "model.z: 16 there, 8 here",
+        "new: None there, 2 here",
+        "old: 1 there, None here",
     ]
     assert training.config_clashes(stored, stored) == []
-    assert training.config_clashes({"seed": 0}, {"seed": 1}, stored_as="in the study") == ["seed: 0 in the study, 1 here"]
+    assert training.config_clashes({"seed": 0}, {"seed": 1}, stored_as="in the study") == [
+        "seed: 0 in the study, 1 here"
+    ]
 
 
 # --- re-running a notebook, and reading the logs ------------------------------------------------
@@ -466,7 +549,9 @@ def test_train_or_load_returns_the_finished_run_of_the_same_settings(finished):
     out_dir, result = finished
     config = TrainConfig(batch_size=16, checkpoint_every_steps=3, bf16=False, max_epochs=2)
     steps_before = (out_dir / training.STEPS_LOG).read_bytes()
-    again = training.train_or_load(TINY, LossConfig(), config, scale_windows(64, 0), scale_windows(32, 1), out_dir, "cpu")
+    again = training.train_or_load(
+        TINY, LossConfig(), config, scale_windows(64, 0), scale_windows(32, 1), out_dir, "cpu"
+    )
     assert state_dicts_equal(again.model.state_dict(), result.model.state_dict())
     assert (again.epochs, again.best_epoch, again.stopped) == (result.epochs, result.best_epoch, result.stopped)
     assert (out_dir / training.STEPS_LOG).read_bytes() == steps_before  # nothing trained or rewritten
@@ -486,10 +571,14 @@ def test_loss_spikes_finds_the_jumps_and_nothing_else():
     rng = np.random.default_rng(0)
     loss = 100 * np.exp(-np.arange(600) / 300) + 20 + rng.normal(0, 0.5, 600)
     loss[[150, 420]] *= 1.8
-    steps = pd.DataFrame({
-        "step": np.arange(1, 601), "loss": loss, "global_norm": np.where(np.isin(np.arange(600), [150, 420]), 5.0, 0.4),
-        "learning_rate": 1e-3,
-    })
+    steps = pd.DataFrame(
+        {
+            "step": np.arange(1, 601),
+            "loss": loss,
+            "global_norm": np.where(np.isin(np.arange(600), [150, 420]), 5.0, 0.4),
+            "learning_rate": 1e-3,
+        }
+    )
     spikes = training.loss_spikes(steps)
     assert spikes["step"].tolist() == [151, 421]
     # the trailing median lies above the falling trend

@@ -44,12 +44,18 @@ def test_notebook_03_mirrors_the_library_defaults():
     literals = parameters_cell_literals(REPOSITORY / "notebooks" / "03_training.ipynb")
     defaults = dataclasses.asdict(train_study.TrainingNotebookDefaults())
     assert list(literals.items()) == list(defaults.items())
-    assert set(train_study.TRAIN_FIELDS) == set(defaults) & {spec.name for spec in dataclasses.fields(training.TrainConfig)}
+    assert set(train_study.TRAIN_FIELDS) == set(defaults) & {
+        spec.name for spec in dataclasses.fields(training.TrainConfig)
+    }
     assert "max_epochs" in train_study.TRAIN_FIELDS and "eval_windows" not in train_study.TRAIN_FIELDS
     # a training parameter is declared once, in TrainConfig: the notebook differs only where it says so
     trainer_defaults = dataclasses.asdict(training.TrainConfig())
-    assert {name: literals[name] for name in train_study.TRAIN_FIELDS if literals[name] != trainer_defaults[name]} == {"max_epochs": 2}
-    assert {name: type(value) for name, value in literals.items()} == {name: type(value) for name, value in defaults.items()}
+    assert {name: literals[name] for name in train_study.TRAIN_FIELDS if literals[name] != trainer_defaults[name]} == {
+        "max_epochs": 2
+    }
+    assert {name: type(value) for name, value in literals.items()} == {
+        name: type(value) for name, value in defaults.items()
+    }
 
 
 def test_profile_parameters_put_the_profile_over_the_notebook_defaults(tmp_path):
@@ -112,7 +118,12 @@ def test_explicit_loss_parameters_win_over_the_recipe_and_the_grid(tmp_path):
     overrides = train_study.loss_overrides(left_alone | {"beta": 2, "free_bits_over": "batch", "free_nats": 0.0})
     assert overrides == {"beta": 2, "free_bits_over": "batch", "free_nats": 0.0}
     _, loss_config, _, choice = train_study.study_configs(tmp_path, "tiny", "thesis", overrides)
-    assert (loss_config.form, loss_config.beta, loss_config.free_nats, loss_config.free_bits_over) == ("thesis", 2, 0.0, "batch")
+    assert (loss_config.form, loss_config.beta, loss_config.free_nats, loss_config.free_bits_over) == (
+        "thesis",
+        2,
+        0.0,
+        "batch",
+    )
     assert "free_bits_over = 'batch'" in train_study.describe_recipe("thesis", loss_config, choice)
 
 
@@ -125,10 +136,24 @@ def test_one_parameter_brings_back_the_thesis_recipe(tmp_path):
 def test_torchrun_trains_what_notebook_03_then_finds_finished(tmp_path):
     write_dataset(tmp_path / "quick")
     overrides = ["-p", "max_epochs=1", "-p", "batch_size=16", "-p", "bf16=false"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "musicvae_lib.train_study", "--profile", "quick", "--results", str(tmp_path), *overrides]
-    finished = subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY, timeout=300,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "musicvae_lib.train_study",
+        "--profile",
+        "quick",
+        "--results",
+        str(tmp_path),
+        *overrides,
+    ]
+    finished = subprocess.run(
+        command, capture_output=True, text=True, cwd=REPOSITORY, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert finished.stdout.count("stopped by max_epochs after 1 epochs, 4 steps") == 1  # rank 0 alone reports
     run = tmp_path / "quick" / "training"
@@ -155,12 +180,18 @@ def test_the_baseline_trains_alike_into_its_own_folder_and_goes_on_from_it(tmp_p
     # the model, then the baseline
     assert capsys.readouterr().out.count("stopped by max_epochs after 1 epochs, 4 steps") == 2
     run = tmp_path / "quick"
-    model, baseline = (json.loads((run / folder / training.DONE_FILE).read_text())["identity"]
-                       for folder in (run_folder.TRAINING, run_folder.BASELINE_TRAINING))
-    assert model["model_config"]["conductor_size"] == 32 and baseline["model_config"] == dataclasses.asdict(preset("tiny"))
+    model, baseline = (
+        json.loads((run / folder / training.DONE_FILE).read_text())["identity"]
+        for folder in (run_folder.TRAINING, run_folder.BASELINE_TRAINING)
+    )
+    assert model["model_config"]["conductor_size"] == 32 and baseline["model_config"] == dataclasses.asdict(
+        preset("tiny")
+    )
     assert all(model[key] == baseline[key] for key in ("loss_config", "train_config", "data_sha256"))
 
-    parameters = train_study.profile_parameters("quick", overrides + ["max_epochs=2"], REPOSITORY / "notebooks", tmp_path)
+    parameters = train_study.profile_parameters(
+        "quick", overrides + ["max_epochs=2"], REPOSITORY / "notebooks", tmp_path
+    )
     resumed = train_study.train_from_parameters(parameters, device="cpu", baseline=True)  # a larger budget goes on
     assert (resumed.resumed, resumed.epochs, resumed.steps) == (True, 2, 8) and not resumed.model.config.hierarchical
     # the same budget finds it finished
@@ -190,7 +221,9 @@ def test_the_16_bar_profile_trains_a_flat_baseline_beside_the_hierarchical_model
 
 
 def test_the_16_bar_gpu_profile_trains_the_cpu_profiles_models_on_its_data():
-    cpu, gpu = (tomllib.loads((REPOSITORY / "profiles" / f"{name}.toml").read_text()) for name in ("hier16", "hier16-gpu"))
+    cpu, gpu = (
+        tomllib.loads((REPOSITORY / "profiles" / f"{name}.toml").read_text()) for name in ("hier16", "hier16-gpu")
+    )
     assert cpu["notebooks"] == gpu["notebooks"] and cpu["01_dataset"] == gpu["01_dataset"]
     budget = {"max_epochs", "max_minutes", "eval_windows"}  # what a GPU may spend differently
     assert {k: v for k, v in cpu["03_training"].items() if k not in budget} == {

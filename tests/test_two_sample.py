@@ -93,11 +93,19 @@ def test_disjoint_sets_are_told_apart_and_the_differing_feature_is_named():
 
 
 def test_the_same_seed_gives_the_same_test_and_the_larger_set_is_cut():
-    real, other = scale_windows(120, seed=1), np.concatenate([scale_windows(60, seed=3), quarter_note_windows(140, seed=4)])
+    real, other = (
+        scale_windows(120, seed=1),
+        np.concatenate([scale_windows(60, seed=3), quarter_note_windows(140, seed=4)]),
+    )
     first = two_sample.two_sample_test(real, other, seed=7)
     second = two_sample.two_sample_test(real, other, seed=7)
     assert first.n_per_set == 120
-    assert (first.auc, first.low, first.high, first.fold_aucs) == (second.auc, second.low, second.high, second.fold_aucs)
+    assert (first.auc, first.low, first.high, first.fold_aucs) == (
+        second.auc,
+        second.low,
+        second.high,
+        second.fold_aucs,
+    )
     pd.testing.assert_frame_equal(first.separating, second.separating)
 
 

@@ -30,7 +30,9 @@ MODEL = REPOSITORY / "results" / "default" / "training" / "model.pt"
 CHROMIUM = shutil.which("chromium")
 SLIDER_ATTRIBUTE = "note_density"  # the one attribute vector of the test export
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is missing: apt-get install -y chromium (test.sh does)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is missing: apt-get install -y chromium (test.sh does)"
+)
 
 # every AudioContext the page makes, counted from outside the page (before the page's own scripts)
 COUNT_AUDIO_CONTEXTS = """
@@ -72,8 +74,12 @@ def site(tmp_path_factory, model):
     """Root and URL of a local server for a copy of web/ with the reference model exported into it."""
     subprocess.run(["bash", str(REPOSITORY / "scripts" / "vendor_web.sh")], check=True)
     root = copy_page(tmp_path_factory.mktemp("site"))
-    export.export(model, root / "model", study_prior=prior.StudyPrior("mixture", narrow_mixture(model)),
-                  vectors={SLIDER_ATTRIBUTE: slider_vector(model)})
+    export.export(
+        model,
+        root / "model",
+        study_prior=prior.StudyPrior("mixture", narrow_mixture(model)),
+        vectors={SLIDER_ATTRIBUTE: slider_vector(model)},
+    )
     server = serve(root)
     yield root, url(server)
     server.shutdown()
@@ -113,10 +119,15 @@ def open_page(browser, address: str, problems: list, width: int = 1000):
     page.add_init_script(COUNT_AUDIO_CONTEXTS)
     page.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
     page.on("pageerror", lambda error: problems.append(f"exception: {error}"))
-    page.on("response", lambda response: response.status >= 400 and problems.append(f"HTTP {response.status}: {response.url}"))
+    page.on(
+        "response",
+        lambda response: response.status >= 400 and problems.append(f"HTTP {response.status}: {response.url}"),
+    )
     page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}"))
     page.goto(address)
-    page.wait_for_function("window.musicvae.ready || document.getElementById('status').classList.contains('error')", timeout=60_000)
+    page.wait_for_function(
+        "window.musicvae.ready || document.getElementById('status').classList.contains('error')", timeout=60_000
+    )
     return page
 
 
@@ -173,7 +184,9 @@ def test_greedy_sample_equals_pytorch_and_is_drawn_and_engraved(page, model):
 
 def test_the_page_draws_z_from_the_exported_prior_and_says_so_in_a_sentence(page, model):
     assert page.inner_text("#prior").startswith("a 2-component Gaussian mixture")
-    assert "decoded from a point z drawn from the run's prior: a 2-component Gaussian mixture" in page.inner_text("#intro")
+    assert "decoded from a point z drawn from the run's prior: a 2-component Gaussian mixture" in page.inner_text(
+        "#intro"
+    )
     means = narrow_mixture(model).means
     for _ in range(3):
         sample(page)
@@ -337,7 +350,9 @@ def test_an_attribute_slider_moves_z_by_k_times_its_vector(page, model, site):
     z = np.array(page.evaluate("window.musicvae.lastZ"), dtype=np.float32)
     vector = json.loads((site[0] / "model" / export.CONFIG_FILE).read_text())["attributes"][0]["vector"]
     np.testing.assert_allclose(z, base + 1.5 * np.array(vector), atol=1e-5)
-    np.testing.assert_array_equal(page.evaluate("window.musicvae.lastTokens"), inference.decode_latents(model, z[None])[0])
+    np.testing.assert_array_equal(
+        page.evaluate("window.musicvae.lastTokens"), inference.decode_latents(model, z[None])[0]
+    )
     click_and_wait(page, "reset-attributes")
     np.testing.assert_allclose(page.evaluate("window.musicvae.lastZ"), base, atol=1e-6)
 

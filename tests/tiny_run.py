@@ -47,7 +47,9 @@ def make_run(run_dir: Path) -> Path:
     torch.set_num_threads(1)
     try:
         config = training.TrainConfig(batch_size=32, max_epochs=2, bf16=False, learning_rate=3e-3)
-        training.train(preset("tiny"), LossConfig(), config, splits["train"], splits["valid"], run_dir / "training", device="cpu")
+        training.train(
+            preset("tiny"), LossConfig(), config, splits["train"], splits["valid"], run_dir / "training", device="cpu"
+        )
     finally:
         torch.set_num_threads(threads)
     return run_dir

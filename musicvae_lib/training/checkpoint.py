@@ -120,19 +120,21 @@ def data_fingerprint(train_windows: np.ndarray, valid_windows: np.ndarray) -> st
     return digest.hexdigest()
 
 
-
 def check_same_run(checkpoint: dict[str, Any], identity: dict[str, Any], path: Path) -> None:
     """CheckpointError listing every setting where ``checkpoint`` (read from ``path``) differs from ``identity``."""
     stored = with_added_defaults({key: checkpoint.get(key) for key in identity})
     clashes = config_clashes(stored, identity, RESUMED_SETTINGS)
     if clashes:
         raise CheckpointError(
-            f"{path} belongs to another run: " + "; ".join(clashes)
+            f"{path} belongs to another run: "
+            + "; ".join(clashes)
             + ". Train into a new folder, or call train with the checkpoint's settings to resume"
         )
 
 
-def random_states(data_rng: np.random.Generator, noise_states: list[Tensor], cuda_states: list[Tensor] | None) -> dict[str, Any]:
+def random_states(
+    data_rng: np.random.Generator, noise_states: list[Tensor], cuda_states: list[Tensor] | None
+) -> dict[str, Any]:
     """Every generator's state for a checkpoint: the run's own (data order, latent noise by rank) and the global ones.
 
     The global generators too, though training draws only from its own: code that adds implicit

@@ -23,7 +23,9 @@ class TrainConfig:
     # down to min_learning_rate over the budget (max_minutes, else max_epochs)
     lr_schedule: str = "plateau"
     plateau_factor: float = 0.5  # thesis: halve the learning rate ...
-    plateau_patience: int = 2  # ... after MORE than 2 epochs without a lower validation loss (torch's rule; Keras cuts after 2)
+    plateau_patience: int = (
+        2  # ... after MORE than 2 epochs without a lower validation loss (torch's rule; Keras cuts after 2)
+    )
     min_learning_rate: float = 1e-5  # floor of every schedule; plateau from 1e-3 reaches it after 7 halvings
     decay_rate: float = 0.9999  # Magenta: lr_t = (lr - min_lr) * decay_rate**step + min_lr
     early_stopping_patience: int = 5  # thesis: stop after 5 epochs without a lower validation loss
@@ -44,7 +46,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"`lr_schedule` must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {self.lr_schedule!r}")
+            raise ValueError(
+                f"`lr_schedule` must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {self.lr_schedule!r}"
+            )
         for name in ("bf16", "cuda_graphs"):
             if getattr(self, name) not in ("auto", True, False):
                 raise ValueError(f"`{name}` must be 'auto', True or False, got {getattr(self, name)!r}")
@@ -94,18 +98,24 @@ class RunFinishedError(FileExistsError):
     """``train`` was called on a folder whose run has finished (it holds ``done.json``)."""
 
 
-
 # TrainConfig fields a resumed or re-used run may change: none alters the trajectory up to where the run
 # stands (a longer budget, how often it checkpoints, how its steps are launched on a GPU, not what they
 # compute). Named as config_clashes names them.
-RESUMED_SETTINGS = frozenset({
-    "train_config.max_epochs", "train_config.max_minutes", "train_config.checkpoint_every_steps",
-    "train_config.cuda_graphs",
-})
+RESUMED_SETTINGS = frozenset(
+    {
+        "train_config.max_epochs",
+        "train_config.max_minutes",
+        "train_config.checkpoint_every_steps",
+        "train_config.cuda_graphs",
+    }
+)
 
 
 def config_clashes(
-    stored: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Collection[str] = (), stored_as: str = "there",
+    stored: Mapping[str, Any],
+    wanted: Mapping[str, Any],
+    ignore: Collection[str] = (),
+    stored_as: str = "there",
     prefix: str = "",
 ) -> list[str]:
     """'name: X there, Y here' for every setting where a stored config differs from the wanted one.
@@ -135,7 +145,11 @@ def with_added_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
     = "sequence"), so a run written then still counts as a run of those settings.
     """
     filled = dict(stored)
-    for key, config_class in (("model_config", ModelConfig), ("loss_config", LossConfig), ("train_config", TrainConfig)):
+    for key, config_class in (
+        ("model_config", ModelConfig),
+        ("loss_config", LossConfig),
+        ("train_config", TrainConfig),
+    ):
         if isinstance(stored.get(key), dict):
             defaults = {spec.name: spec.default for spec in fields(config_class) if spec.default is not MISSING}
             filled[key] = defaults | stored[key]

@@ -29,7 +29,9 @@ def bf16_supported(device: torch.device) -> bool:
     """Whether ``device`` has native bfloat16 kernels: a bf16 GPU (Ampere on), or a CPU oneDNN runs bf16 on (AVX512)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return (
+        device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
 
 
 def resolve_bf16(setting: str | bool, device: torch.device, faster: Callable[[], bool] | None = None) -> bool:
@@ -42,7 +44,9 @@ def resolve_bf16(setting: str | bool, device: torch.device, faster: Callable[[],
     if setting == "auto":
         return bf16_supported(device) and (device.type != "cuda" or faster is None or faster())
     if setting is True and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"`bf16=True` but {torch.cuda.get_device_name(device)} has no bfloat16 support; use bf16='auto'")
+        raise ValueError(
+            f"`bf16=True` but {torch.cuda.get_device_name(device)} has no bfloat16 support; use bf16='auto'"
+        )
     return bool(setting)
 
 
@@ -52,7 +56,9 @@ def cuda_graph_obstacles(device: torch.device, config: TrainConfig, world_size: 
     if device.type != "cuda":
         obstacles.append(f"the device is {device.type}, not CUDA")
     if config.sampling_rate > 0:
-        obstacles.append("scheduled sampling (`sampling_rate` > 0) decodes step by step with a new probability each step")
+        obstacles.append(
+            "scheduled sampling (`sampling_rate` > 0) decodes step by step with a new probability each step"
+        )
     if world_size > 1:
         obstacles.append(f"{world_size} DDP processes all-reduce their gradients between the step's kernels")
     return obstacles

@@ -159,7 +159,9 @@ def add_to_epoch_sums(sums: dict[str, float], row: dict[str, float], sequences: 
     sums["learning_rate"] = row["learning_rate"]
 
 
-def epoch_row(epoch: int, step: int, sums: dict[str, float], valid: dict[str, float], seconds: float) -> dict[str, float]:
+def epoch_row(
+    epoch: int, step: int, sums: dict[str, float], valid: dict[str, float], seconds: float
+) -> dict[str, float]:
     """An epochs.csv row: the epoch's training means from ``add_to_epoch_sums``' ``sums`` beside the validation ones."""
     steps, sequences = sums["steps"], sums["sequences"]
     return {
@@ -217,10 +219,14 @@ def describe_spikes(steps: pd.DataFrame, spikes: pd.DataFrame, grad_clip: float)
     return (
         f"{len(spikes)} spikes in {len(steps):,} steps; the median spike is {spikes['ratio'].median():.2f}x the "
         f"median loss of the {SPIKE_WINDOW} steps before it, and the next step is at {recovery:.2f}x: "
-        + ("the loss comes straight back, so a spike is one hard batch, not a divergence. "
-           if recovery < RECOVERED_RATIO else "the loss stays up for more than one step. ")
+        + (
+            "the loss comes straight back, so a spike is one hard batch, not a divergence. "
+            if recovery < RECOVERED_RATIO
+            else "the loss stays up for more than one step. "
+        )
         + f"At spikes the gradient norm is {spikes['global_norm'].median() / steps['global_norm'].median():.1f}x the "
-        f"typical one. " + clipping
+        f"typical one. "
+        + clipping
         + f"Spikes fall at learning rates {spikes['learning_rate'].min():.2g}..{spikes['learning_rate'].max():.2g} "
         f"(the run used {steps['learning_rate'].min():.2g}..{steps['learning_rate'].max():.2g})."
     )

@@ -83,4 +83,3 @@ def train_or_load(
         resumed=False,
         step_path=summary.get("step_path", "eager"),  # runs finished before the graph path existed ran eagerly
     )
-

@@ -37,10 +37,14 @@ def cosine_learning_rate(config: TrainConfig, budget_spent: float) -> float:
     never cut it; ``budget_spent`` is clipped to [0, 1].
     """
     spent = min(max(budget_spent, 0.0), 1.0)
-    return config.min_learning_rate + (config.learning_rate - config.min_learning_rate) * 0.5 * (1 + math.cos(math.pi * spent))
+    return config.min_learning_rate + (config.learning_rate - config.min_learning_rate) * 0.5 * (
+        1 + math.cos(math.pi * spent)
+    )
 
 
-def adam(parameters: Iterable[nn.Parameter], config: TrainConfig, graph_device: torch.device | None = None) -> torch.optim.Adam:
+def adam(
+    parameters: Iterable[nn.Parameter], config: TrainConfig, graph_device: torch.device | None = None
+) -> torch.optim.Adam:
     """The thesis' Adam with the fused kernel: one launch for all parameters on CUDA, and on CPU a step
     about 7x faster than the default multi-tensor one (20 -> 2.7 ms at the study's sizes, 1 thread).
 
@@ -66,7 +70,9 @@ def keep_implementation(optimizer: torch.optim.Optimizer, graph_device: torch.de
         group["lr"] = torch.tensor(rate, device=graph_device) if capturable else rate
 
 
-def plateau_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+def plateau_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
     """The thesis' schedule: multiply the rate by ``plateau_factor`` after more than ``plateau_patience`` epochs
     without a lower validation loss, never below ``min_learning_rate``.
 

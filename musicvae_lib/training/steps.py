@@ -51,8 +51,14 @@ class TrainingStep:
     autocast_cache = True  # autocast's cache of bf16 weight copies (a CUDA graph must do without)
 
     def __init__(
-        self, vae: MusicVAE, optimizer: torch.optim.Optimizer, loss_config: LossConfig, grad_clip: float,
-        bf16: bool, noise: torch.Generator, training_pass: nn.Module | None = None,
+        self,
+        vae: MusicVAE,
+        optimizer: torch.optim.Optimizer,
+        loss_config: LossConfig,
+        grad_clip: float,
+        bf16: bool,
+        noise: torch.Generator,
+        training_pass: nn.Module | None = None,
     ):
         self.vae, self.optimizer, self.loss_config, self.grad_clip = vae, optimizer, loss_config, grad_clip
         self.bf16, self.noise = bf16, noise
@@ -65,7 +71,9 @@ class TrainingStep:
 
     def update(self, tokens: Tensor, beta: float | Tensor, teacher_probability: float = 1.0) -> tuple[Tensor, Tensor]:
         """Forward, loss, backward (into zeroed or unset gradients), clipping and Adam."""
-        with torch.autocast(tokens.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=self.autocast_cache):
+        with torch.autocast(
+            tokens.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=self.autocast_cache
+        ):
             logits, mu, sigma = self.training_pass(tokens, self.noise, teacher_probability)
         parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, beta=beta)
         parts.loss.backward()
@@ -130,7 +138,10 @@ class CapturedStep(TrainingStep):
     def state(self) -> tuple[list[Tensor], dict[Tensor, dict[str, Tensor]], Tensor]:
         """Copies of the weights, Adam's state and the noise generator's state."""
         weights = [parameter.detach().clone() for parameter in self.vae.parameters()]
-        adam_state = {parameter: {key: value.clone() for key, value in state.items()} for parameter, state in self.optimizer.state.items()}
+        adam_state = {
+            parameter: {key: value.clone() for key, value in state.items()}
+            for parameter, state in self.optimizer.state.items()
+        }
         return weights, adam_state, self.noise.get_state()
 
     @torch.no_grad()
@@ -152,7 +163,12 @@ STEP_CLASSES: dict[str, type[TrainingStep]] = {"eager": TrainingStep, "cuda_grap
 
 
 def bf16_is_faster(
-    vae: MusicVAE, loss_config: LossConfig, config: TrainConfig, device: torch.device, path: str, world_size: int = 1,
+    vae: MusicVAE,
+    loss_config: LossConfig,
+    config: TrainConfig,
+    device: torch.device,
+    path: str,
+    world_size: int = 1,
     steps: int = BF16_TIMING_STEPS,
 ) -> bool:
     """Whether bf16 autocast trains ``vae``'s sizes faster than fp32 on ``device``, timed on copies.
@@ -164,7 +180,11 @@ def bf16_is_faster(
     """
     batch = config.batch_size // world_size
     tokens = torch.randint(
-        0, vae.config.n_classes, (batch, vae.config.steps), device=device, generator=torch.Generator(device).manual_seed(0)
+        0,
+        vae.config.n_classes,
+        (batch, vae.config.steps),
+        device=device,
+        generator=torch.Generator(device).manual_seed(0),
     )
     graph_device = device if path == "cuda_graph" else None
     runs = {}
@@ -174,7 +194,9 @@ def bf16_is_faster(
             if isinstance(module, nn.RNNBase):
                 module.flatten_parameters()  # a copy's LSTM weights lie apart: cuDNN would gather them every call
         optimizer = adam(model.parameters(), config, graph_device)
-        runs[bf16] = STEP_CLASSES[path](model, optimizer, loss_config, config.grad_clip, bf16, torch.Generator(device).manual_seed(0))
+        runs[bf16] = STEP_CLASSES[path](
+            model, optimizer, loss_config, config.grad_clip, bf16, torch.Generator(device).manual_seed(0)
+        )
         try:
             runs[bf16](tokens, 0)  # untimed: first-call costs (kernel selection, Adam's state, the capture)
         except GraphCaptureError:  # the run will fall back to eager steps too
@@ -188,4 +210,3 @@ def bf16_is_faster(
             synchronize(device)
             seconds[bf16].append(time.perf_counter() - started)
     return bool(np.median(seconds[True]) < np.median(seconds[False]))
-

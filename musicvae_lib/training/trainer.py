@@ -174,8 +174,11 @@ class Trainer:
         if checkpoint is not None and self.config.bf16 == "auto" and isinstance(checkpoint.get("bf16"), bool):
             return checkpoint["bf16"]
         choice = resolve_bf16(
-            self.config.bf16, self.device,
-            lambda: bf16_is_faster(self.vae, self.loss_config, self.config, self.device, self.step_path, self.world_size),
+            self.config.bf16,
+            self.device,
+            lambda: bf16_is_faster(
+                self.vae, self.loss_config, self.config, self.device, self.step_path, self.world_size
+            ),
         )
         if self.world_size > 1:
             shared = [choice]
@@ -197,7 +200,9 @@ class Trainer:
             restore_random_states(checkpoint["rng"], self.data_rng, self.noise, self.rank, self.device)
             log_sizes = dict(checkpoint["log_bytes"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            raise CheckpointError(f"{self.checkpoint_path} is incomplete or inconsistent ({type(error).__name__}: {error})") from error
+            raise CheckpointError(
+                f"{self.checkpoint_path} is incomplete or inconsistent ({type(error).__name__}: {error})"
+            ) from error
         if self.rank == 0:
             print(
                 f"Resuming {self.out_dir} from {self.checkpoint_path}: epoch {self.progress.epoch + 1}, "
@@ -284,8 +289,13 @@ class Trainer:
             self.steps = self.training_steps()
             sums, global_norm = self.steps(tokens, step, teacher_probability)
         return PendingStep(
-            step + 1, self.progress.epoch + 1, self.summed(sums), global_norm, self.loss_config.beta_at(step),
-            self.learning_rate, teacher_probability,
+            step + 1,
+            self.progress.epoch + 1,
+            self.summed(sums),
+            global_norm,
+            self.loss_config.beta_at(step),
+            self.learning_rate,
+            teacher_probability,
         )
 
     def write_pending(self) -> dict[str, float] | None:
@@ -390,7 +400,9 @@ class Trainer:
             self.learning_rate = float(self.optimizer.param_groups[0]["lr"])
         self.clock.tick(progress)
         if self.rank == 0:
-            self.epochs_log.write([epoch_row(progress.epoch + 1, progress.step, progress.sums, valid, progress.epoch_seconds)])
+            self.epochs_log.write(
+                [epoch_row(progress.epoch + 1, progress.step, progress.sums, valid, progress.epoch_seconds)]
+            )
         progress.epoch += 1
         progress.position, progress.order, progress.epoch_seconds, progress.sums = 0, None, 0.0, {}
         self.save_checkpoint()
