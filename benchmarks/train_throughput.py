@@ -94,7 +94,8 @@ class BareFusedVAE(nn.Module):
 
 
 class StepLoopVAE(nn.Module):
-    """(b): the same encoder; the decoder calls nn.LSTM once per step, state from tanh(dense(z)); tokens [B, T] -> loss."""
+    """(b): the same encoder; the decoder calls nn.LSTM once per step, state from tanh(dense(z));
+    tokens [B, T] -> loss."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -38,7 +38,8 @@ class Run:
     model: MusicVAE | None  # notebook 03's model, when ``open_run`` was asked to load it
 
     def figure(self, fig: Figure, name: str, show: bool = True) -> Path:
-        """Save ``fig`` as figures/<name>.png (``plots.save_figure``), show it here if ``show``, close it; returns the path.
+        """Save ``fig`` as figures/<name>.png (``plots.save_figure``), show it here if ``show``, close it;
+        returns the path.
 
         Shown in a notebook, the figure appears where the call is, before what the cell displays
         next (as ``plt.show()`` does); ``show=False`` only saves it (a chapter showing notation instead).
@@ -53,7 +54,8 @@ class Run:
         return path
 
     def table(self, frame: pd.DataFrame, name: str, **to_csv: Any) -> Path:
-        """Write ``frame`` as tables/<name>.csv, passing ``to_csv`` (``index=False``, ``index_label=...``) on; returns the path."""
+        """Write ``frame`` as tables/<name>.csv, passing ``to_csv`` (``index=False``, ``index_label=...``) on;
+        returns the path."""
         if not name or Path(name).name != name or name.endswith(".csv"):
             raise ValueError(f"`name` must be a file name without folder or suffix (as in '07_probe_r2'), got {name!r}")
         path = self.tables / f"{name}.csv"
@@ -62,7 +64,8 @@ class Run:
 
 
 def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool = False) -> Run:
-    """Check the outputs of the notebooks ``needs`` (earliest first), create figures/ and tables/, load the model if asked.
+    """Check the outputs of the notebooks ``needs`` (earliest first), create figures/ and tables/,
+    load the model if asked.
 
     Figures are shown as compact PNGs from here on (``plots.show_figures_compact``). The data
     chapter, which needs no earlier one, opens its run with ``needs=[]``.
@@ -156,7 +159,8 @@ GRID_COLUMNS = {
 
 
 def grid_table(table: pd.DataFrame) -> pd.io.formats.style.Styler:
-    """``search.results_table``'s ``GRID_COLUMNS`` under their short headers, each number to its precision: fits a page."""
+    """``search.results_table``'s ``GRID_COLUMNS`` under their short headers, each number to its precision:
+    fits a page."""
     shown = table[list(GRID_COLUMNS)].rename(columns={name: short for name, (short, _) in GRID_COLUMNS.items()})
     # a fixed id: pandas draws a random one per table, and the executed notebook would differ from run to run
     return shown.style.set_uuid("grid").hide(axis="index").format(dict(GRID_COLUMNS.values()), na_rep="")

@@ -492,7 +492,8 @@ def paired_difference(first: np.ndarray, second: np.ndarray) -> tuple[float, flo
 
 
 def describe_decoder_comparison(models: Sequence[ScoredModel]) -> str:
-    """Whether the conductor helps (or which of two models reconstructs better), from Magenta's eval on the same windows.
+    """Whether the conductor helps (or which of two models reconstructs better),
+    from Magenta's eval on the same windows.
 
     The difference in sampling accuracy counts only beyond two standard errors of its mean over
     the paired test windows; a model that barely reads z (``Z_USE_MIN``) decodes an average
@@ -550,7 +551,8 @@ ONSET_BIN_EDGES = (0, 5, 10, 14, 18)  # onsets per 2-bar window: bins 0-4, 5-9, 
 
 
 def onset_bin_edges(steps: int) -> tuple[int, ...]:
-    """``ONSET_BIN_EDGES`` scaled from 2-bar windows to windows of ``steps`` steps: a 16-bar window plays 8 times the notes."""
+    """``ONSET_BIN_EDGES`` scaled from 2-bar windows to windows of ``steps`` steps:
+    a 16-bar window plays 8 times the notes."""
     scale = steps / (2 * STEPS_PER_BAR)
     return tuple(sorted({round(edge * scale) for edge in ONSET_BIN_EDGES}))
 

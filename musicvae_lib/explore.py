@@ -266,7 +266,8 @@ def measured_attributes(unmoved: np.ndarray, result: np.ndarray) -> pd.DataFrame
 
 
 def decode_choice(explorer: Explorer, choice: Choice) -> Decoded:
-    """Decode the point a ``Choice`` names and measure it against the unmoved point (same alpha, every k = 0, greedy)."""
+    """Decode the point a ``Choice`` names and measure it against the unmoved point
+    (same alpha, every k = 0, greedy)."""
     z_a = encode_melody(explorer.model, check_tokens(choice.melody_a))
     z_b = encode_melody(explorer.model, check_tokens(choice.melody_b))
     return decode_between(explorer, choice, z_a, z_b)
@@ -360,14 +361,16 @@ def piano_roll_svg(tokens: np.ndarray) -> str:
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
-    """A 16-bit WAV file of ``audio`` (mono float [n_samples] in [-1, 1]): no encoding to wait for, unlike MP3 (~30 ms)."""
+    """A 16-bit WAV file of ``audio`` (mono float [n_samples] in [-1, 1]): no encoding to wait for,
+    unlike MP3 (~30 ms)."""
     buffer = io.BytesIO()
     soundfile.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 
 def melody_card(tokens: np.ndarray, title: str) -> str:
-    """HTML of one melody as the explorer shows it: title, notation (verovio), piano roll (SVG) and an audio player (WAV)."""
+    """HTML of one melody as the explorer shows it: title, notation (verovio),
+    piano roll (SVG) and an audio player (WAV)."""
     label = html.escape(title)
     notation = base64.b64encode(render.notation_svg(tokens).encode()).decode("ascii")
     audio = base64.b64encode(
@@ -535,7 +538,8 @@ class ExplorerPanel:
         self.keep.on_click(lambda _: self.keep_current())
 
     def _observe(self, control: widgets.Widget, act) -> None:
-        """Call ``act(new value)`` on every change of ``control`` the user makes (not while the panel sets controls itself)."""
+        """Call ``act(new value)`` on every change of ``control`` the user makes
+        (not while the panel sets controls itself)."""
         control.observe(lambda change: None if self._holding else act(change.new), "value")
 
     @contextlib.contextmanager
@@ -559,7 +563,8 @@ class ExplorerPanel:
         return self._encodings[key]
 
     def refresh(self, note: str = "", started: float | None = None) -> None:
-        """Decode the current choice, draw it, and report the time taken since ``started`` (default: now) and ``note``."""
+        """Decode the current choice, draw it, and report the time taken since ``started``
+        (default: now) and ``note``."""
         started = time.perf_counter() if started is None else started
         choice = self.choice
         key = (choice.melody_a.tobytes(), choice.melody_b.tobytes(), choice.alpha)
@@ -620,7 +625,8 @@ class ExplorerPanel:
         self.pick_a_number(str(number))
 
     def load_upload(self, files: tuple) -> None:
-        """Melody A from an uploaded MIDI file: its first pitched track, from its first bar; track and bar then chosen below.
+        """Melody A from an uploaded MIDI file: its first pitched track, from its first bar;
+        track and bar then chosen below.
 
         The upload box is emptied once read, so that uploading the same file again reads it again.
         """
@@ -722,7 +728,8 @@ def prepare_notebook(
     out: str | Path | None = None,
     notebook: Path = NOTEBOOK,
 ) -> Path:
-    """Write a copy of notebook 08 set to ``run_dir`` and ``keep_dir`` (papermill's parameters, not run) and return its path.
+    """Write a copy of notebook 08 set to ``run_dir`` and ``keep_dir`` (papermill's parameters,
+    not run) and return its path.
 
     ``out`` defaults to ``keep_dir/08_explore.ipynb``. The paths the copy names are relative to its
     folder, where JupyterLab starts its kernel. FileExistsError if ``out`` exists (the user's copy,

@@ -138,7 +138,8 @@ def sessions(graph_bytes: dict[str, bytes]) -> dict[str, onnxruntime.InferenceSe
 def greedy_tokens_onnx(
     runtime: dict[str, onnxruntime.InferenceSession], z: np.ndarray, steps: int, n_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy decoding through the step graph, as the page does it: (tokens int64 [B, steps], logits float32 [B, steps, 90])."""
+    """Greedy decoding through the step graph, as the page does it:
+    (tokens int64 [B, steps], logits float32 [B, steps, 90])."""
     z = np.asarray(z, dtype=np.float32)
     h, c = runtime["decoder_init.onnx"].run(None, {"z": z})
     previous = np.zeros((len(z), n_classes), dtype=np.float32)
@@ -220,7 +221,8 @@ def page_attributes(model: MusicVAE, vectors: Mapping[str, np.ndarray] | None) -
 def page_config(
     model: MusicVAE, study_prior: prior.StudyPrior | None = None, vectors: Mapping[str, np.ndarray] | None = None
 ) -> dict:
-    """What the page needs besides the graphs: sizes, the token layout of ``representation``, the prior and the attribute vectors."""
+    """What the page needs besides the graphs: sizes, the token layout of ``representation``,
+    the prior and the attribute vectors."""
     return {
         "model_config": asdict(model.config),
         "prior": page_prior(model, study_prior),
@@ -260,7 +262,8 @@ def export(
 
 
 def model_path(source: str | Path) -> Path:
-    """``source`` itself if it is a file, else the run folder's ``training/model.pt``; FileNotFoundError naming it if missing."""
+    """``source`` itself if it is a file, else the run folder's ``training/model.pt``;
+    FileNotFoundError naming it if missing."""
     path = Path(source)
     if path.is_dir():
         path = path / run_folder.TRAINED_MODEL
@@ -272,7 +275,8 @@ def model_path(source: str | Path) -> Path:
 
 
 def run_prior(source: str | Path) -> prior.StudyPrior | None:
-    """The prior of the run folder ``source`` (notebook 03's ``prior/``); None for a model.pt file or a run without one."""
+    """The prior of the run folder ``source`` (notebook 03's ``prior/``); None for a model.pt file
+    or a run without one."""
     folder = Path(source)
     if folder.is_dir() and (folder / run_folder.PRIOR_CHOICE).is_file():
         return prior.load_study_prior(folder)
@@ -280,7 +284,8 @@ def run_prior(source: str | Path) -> prior.StudyPrior | None:
 
 
 def run_attribute_vectors(source: str | Path) -> dict[str, np.ndarray] | None:
-    """The explorer's attribute vectors of the run folder ``source`` (``explore.load_explorer``); None for a model.pt file."""
+    """The explorer's attribute vectors of the run folder ``source`` (``explore.load_explorer``);
+    None for a model.pt file."""
     folder = Path(source)
     if not (folder.is_dir() and (folder / run_folder.split_file("train")).is_file()):
         return None

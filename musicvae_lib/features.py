@@ -301,7 +301,8 @@ def key_and_clarity(windows: np.ndarray) -> pd.DataFrame:
 
 
 def mode_shares(keys: pd.DataFrame) -> pd.Series:
-    """Share of each mode ("major", "minor") among the keys of ``key_and_clarity``'s table; windows without a key left out."""
+    """Share of each mode ("major", "minor") among the keys of ``key_and_clarity``'s table;
+    windows without a key left out."""
     return keys["key"].dropna().str.split().str[1].value_counts(normalize=True)
 
 
@@ -655,7 +656,8 @@ def feature_table(windows: np.ndarray) -> pd.DataFrame:
 
 
 def attributes(windows: np.ndarray) -> pd.DataFrame:
-    """The MusicVAE paper's five attributes (``ATTRIBUTES``) per window, from ``feature_table`` (docs/evaluation.md B5)."""
+    """The MusicVAE paper's five attributes (``ATTRIBUTES``) per window, from ``feature_table``
+    (docs/evaluation.md B5)."""
     return feature_table(windows)[list(ATTRIBUTES)]
 
 
@@ -712,7 +714,8 @@ def onset_position_shares(windows: np.ndarray) -> np.ndarray:
 
 
 def length_shares(counts: np.ndarray, longest: int = 16) -> pd.Series:
-    """Shares of a length histogram (index = length in steps, as ``note_length_counts``), lengths above ``longest`` pooled.
+    """Shares of a length histogram (index = length in steps, as ``note_length_counts``),
+    lengths above ``longest`` pooled.
 
     Index 1..longest and f">{longest}"; NaN everywhere if the histogram is empty.
     """

@@ -21,7 +21,8 @@ from musicvae_lib.representation import TOKEN_DTYPE, check_windows
 
 
 class LatentDensity(Protocol):
-    """A density over z that draws samples, such as ``prior.LatentMixture`` (not imported here: prior imports this module)."""
+    """A density over z that draws samples, such as ``prior.LatentMixture`` (not imported here:
+    prior imports this module)."""
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
 

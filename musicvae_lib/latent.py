@@ -300,7 +300,8 @@ def pca_view(mu_sets: Mapping[str, np.ndarray], reference: str, n_components: in
 
 
 def components_for_share(explained_variance_ratio: np.ndarray, share: float = 0.9) -> int:
-    """Fewest leading principal components whose explained variance adds up to ``share``: the first k with cumsum >= share.
+    """Fewest leading principal components whose explained variance adds up to ``share``:
+    the first k with cumsum >= share.
 
     ``len(ratio) + 1`` if even all of them fall short (a ratio curve summing below ``share``).
     """
@@ -318,7 +319,8 @@ class TsneView:
 def tsne_view(
     mu_sets: Mapping[str, np.ndarray], n_per_set: int, seed: int, perplexity: float = 30.0, threads: int | None = 1
 ) -> TsneView:
-    """One t-SNE map of up to ``n_per_set`` rows of each set (B7): scikit-learn ``TSNE``, init "pca", ``random_state=seed``.
+    """One t-SNE map of up to ``n_per_set`` rows of each set (B7): scikit-learn ``TSNE``, init "pca",
+    ``random_state=seed``.
 
     The rows are drawn without replacement with ``seed`` (a smaller set is taken whole, in
     order); embedding the sets in one run puts them on a common map. Cost grows as n log n:
@@ -403,13 +405,12 @@ def prior_realism(
 ) -> pd.DataFrame:
     """Share of melodies decoded from the prior that "look like the training data by the features of C".
 
-    ``n`` melodies are decoded from z ~ ``prior`` (N(0, I) when None) at ``temperature``
-    (``inference.sample_melodies`` with ``seed``). A melody looks like the training data by a feature when its value lies within
-    the training set's central 98% of that feature (``lower``-th to ``upper``-th percentile, 1st
-    to 99th by default; NaN handled as ``within_ranges`` says), and overall when every feature
-    of ``columns`` does (default: every column of ``features.feature_table``). Per feature a
-    training window is inside 98% of the time by construction, overall less: give
-    ``reference_windows`` (e.g. {"test": held-out windows}) for the share real melodies reach.
+    ``n`` melodies are decoded from z ~ ``prior`` (N(0, I) when None) at ``temperature`` (``inference.sample_melodies``
+    with ``seed``). A melody looks like the training data by a feature when its value lies within the training set's
+    central 98% of that feature (``lower``-th to ``upper``-th percentile, 1st to 99th by default; NaN handled as
+    ``within_ranges`` says), and overall when every feature of ``columns`` does (default: every column of
+    ``features.feature_table``). Per feature a training window is inside 98% of the time by construction, overall less:
+    give ``reference_windows`` (e.g. {"test": held-out windows}) for the share real melodies reach.
 
     Returns one row per feature and a last row "all features": low, high (the training range),
     then a column "prior" and one per reference set with the share of its melodies inside.
@@ -783,7 +784,8 @@ def own_attribute_moves(effects: pd.DataFrame, scales: Mapping[str, float]) -> p
 
 
 def describe_attribute_moves(moves: pd.DataFrame, k: float) -> str:
-    """Which vectors move their own attribute the intended way (up for k > 0) and which do not, from ``own_attribute_moves``."""
+    """Which vectors move their own attribute the intended way (up for k > 0) and which do not,
+    from ``own_attribute_moves``."""
     own = pd.Series({name: moves.loc[name, name] for name in moves.index})
     listed = ", ".join(f"{name.replace('_', ' ')} {value:+.2f}" for name, value in own.items())
     named = {name: name.replace("_", " ") for name in own.index}

@@ -775,7 +775,8 @@ def _melodies(notes: _Notes, quantized: _Quantized, kept: np.ndarray, max_steps:
 def _onset_leaders(
     notes: _Notes, quantized: _Quantized, kept: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(group, start step, end step, pitch, instrument key, piece), int64 [n_leaders], of the notes that lead their onset.
+    """(group, start step, end step, pitch, instrument key, piece), int64 [n_leaders],
+    of the notes that lead their onset.
 
     A group is a (piece, instrument). ``Melody.from_quantized_sequence`` sorts an instrument's
     notes by (start step, -pitch), stably after the piece's sort by start time, and skips a note

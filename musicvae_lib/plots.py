@@ -201,7 +201,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def show_figures_compact() -> None:
-    """Show figures in this notebook as ``compact_png`` (at the inline backend's 100 dpi), keeping executed copies light.
+    """Show figures in this notebook as ``compact_png`` (at the inline backend's 100 dpi),
+    keeping executed copies light.
 
     Replaces IPython's PNG formatter for matplotlib figures; outside IPython it does nothing.
     """
@@ -248,7 +249,8 @@ def histogram(values: Sequence[float], ax: Axes, title: str, xlabel: str, ylabel
 
 
 def kl_per_window(kl_bits: np.ndarray, ax: Axes, title: str, free_bits: float | None = None) -> Axes:
-    """Histogram of each window's KL in bits, with lambda marked when the loss has free bits: is the budget spent evenly?"""
+    """Histogram of each window's KL in bits, with lambda marked when the loss has free bits:
+    is the budget spent evenly?"""
     ax.hist(np.asarray(kl_bits), bins=40, color=COUNT_COLOR)
     if free_bits:
         ax.axvline(free_bits, color="0.3", linestyle="--", label=f"lambda = {free_bits:.1f} bits")
@@ -313,7 +315,8 @@ SPLIT_COLORS = {"train": "#3a6ea5", "valid": "#d08c3a"}
 
 
 def training_curves(epochs: pd.DataFrame, free_nats: float | None = None) -> Figure:
-    """Per-epoch curves from the training logs' epochs.csv: reconstruction, KL (bits), total, accuracy, beta, learning rate."""
+    """Per-epoch curves from the training logs' epochs.csv: reconstruction, KL (bits), total, accuracy, beta,
+    learning rate."""
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), layout="constrained", sharex=True)
     panels = [
         ("losses/r_loss", "reconstruction", "nats per sequence"),
@@ -402,7 +405,8 @@ def set_bars(table: pd.DataFrame, ax: Axes, title: str, xlabel: str, ylabel: str
 
 
 def set_distributions(values: Mapping[str, np.ndarray], ax: Axes, title: str, ylabel: str) -> Axes:
-    """One box per set (NaN dropped; the count kept in the axis label, or per tick where they differ), means as diamonds."""
+    """One box per set (NaN dropped; the count kept in the axis label, or per tick where they differ),
+    means as diamonds."""
     names = list(values)
     kept = [np.asarray(values[name], dtype=float)[~np.isnan(np.asarray(values[name], dtype=float))] for name in names]
     colors = set_colors(names)
@@ -670,7 +674,8 @@ def grid_heatmaps(
     chosen: tuple[float, float] | None = None,
     better: Mapping[str, str] | None = None,
 ) -> Figure:
-    """One annotated heat map per metric over the beta x lambda grid, each with its colour bar; the chosen point outlined.
+    """One annotated heat map per metric over the beta x lambda grid, each with its colour bar;
+    the chosen point outlined.
 
     ``table`` has columns beta, free_nats and the metrics (``search.results_table``); ``metrics``
     maps a column to its title with unit; ``better`` maps a column to "higher" or "lower" (e.g.

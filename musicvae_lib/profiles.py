@@ -194,6 +194,7 @@ def notebook_parameters(
 
 
 def portable_path(path: Path, start: Path, repo: Path) -> str:
-    """``path`` relative to ``start`` when it lies in ``repo`` (so a result names no path of the machine), else absolute."""
+    """``path`` relative to ``start`` when it lies in ``repo`` (so a result names no path of the machine),
+    else absolute."""
     path = path.resolve()
     return os.path.relpath(path, start.resolve()) if path.is_relative_to(repo.resolve()) else str(path)

@@ -42,7 +42,8 @@ def read_json(path: Path) -> dict | None:
 
 
 def study_rows(run_dir: Path) -> list[tuple[str, str]]:
-    """(measure, value) rows for the whole run: data, choice of beta and lambda, training, reconstruction, latent space."""
+    """(measure, value) rows for the whole run: data, choice of beta and lambda, training, reconstruction,
+    latent space."""
     rows: list[tuple[str, str]] = []
     summary = read_json(run_dir / run_folder.DATASET_SUMMARY)
     if summary:
@@ -78,7 +79,8 @@ def auc_with_interval(row: pd.Series) -> str:
 
 
 def two_sample_rows(run_dir: Path) -> list[tuple[str, str]]:
-    """The two-sample AUC of notebook 04's reconstructions and of notebook 07's draws by prior, each beside the floor."""
+    """The two-sample AUC of notebook 04's reconstructions and of notebook 07's draws by prior,
+    each beside the floor."""
     rows: list[tuple[str, str]] = []
     generation = read_csv(run_dir, "04_two_sample.csv")
     if generation is not None and RECONSTRUCTED in set(generation["set"]):

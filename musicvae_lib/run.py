@@ -1,4 +1,5 @@
-"""``./study.sh --profile quick`` (``.venv/bin/python -m musicvae_lib.run ...``): run the study's notebooks (see musicvae_lib.runner)."""
+"""``./study.sh --profile quick`` (``.venv/bin/python -m musicvae_lib.run ...``):
+run the study's notebooks (see musicvae_lib.runner)."""
 
 import sys
 

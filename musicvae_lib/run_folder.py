@@ -99,7 +99,8 @@ def default_results_dir(notebooks_dir: Path, reference: bool = False) -> Path:
 def runner_command(
     profile: str, numbers: list[str], notebooks_dir: Path = NOTEBOOKS_DIR, results_dir: Path | None = None
 ) -> str:
-    """The shell command (from the repository's root) that runs notebooks ``numbers``, options only where not default."""
+    """The shell command (from the repository's root) that runs notebooks ``numbers``,
+    options only where not default."""
     words = ["./study.sh", "--profile", profile, "--only", ",".join(numbers)]
     if notebooks_dir.resolve() != NOTEBOOKS_DIR:
         words += ["--notebooks", str(notebooks_dir)]
@@ -131,7 +132,8 @@ def require_outputs(run_dir: str | Path, paths: Sequence[str | Path], produced_b
 
 
 def require_chapters(run_dir: str | Path, needs: Sequence[str]) -> None:
-    """``require_outputs`` for the ``CHAPTER_OUTPUTS`` of each notebook in ``needs`` ("01_dataset", ...), earliest first.
+    """``require_outputs`` for the ``CHAPTER_OUTPUTS`` of each notebook in ``needs`` ("01_dataset", ...),
+    earliest first.
 
     ValueError for a name that is not a key of ``CHAPTER_OUTPUTS``.
     """

@@ -252,7 +252,8 @@ def merged_streams(outputs: list) -> list:
 
 
 def tidy_executed(path: Path, repo_dir: Path = REPO_DIR) -> None:
-    """Make an executed copy fit to read and to commit: streams merged at their last state, papermill's paths relative."""
+    """Make an executed copy fit to read and to commit: streams merged at their last state,
+    papermill's paths relative."""
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
         if cell.cell_type == "code":
@@ -265,7 +266,8 @@ def tidy_executed(path: Path, repo_dir: Path = REPO_DIR) -> None:
 
 
 def describe_failure(error: Exception) -> str:
-    """One line for the manifest and stderr, any URL's password masked; the full traceback stays in the executed copy."""
+    """One line for the manifest and stderr, any URL's password masked; the full traceback
+    stays in the executed copy."""
     if isinstance(error, PapermillExecutionError):
         return mask_url(f"{error.ename}: {error.evalue} (cell In [{error.exec_count}])")
     return mask_url(f"{type(error).__name__}: {error}")
@@ -503,7 +505,8 @@ def command_line() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line of ``./study.sh`` (``python -m musicvae_lib.run``); exit status 0 ok, 1 a notebook failed, 2 refused."""
+    """Command line of ``./study.sh`` (``python -m musicvae_lib.run``); exit status 0 ok, 1 a notebook failed,
+    2 refused."""
     args = command_line().parse_args(argv)
     try:
         overrides = dict(parse_override(text) for text in args.param)

@@ -87,7 +87,8 @@ MACHINE_COLUMNS = ("minutes", "host")
 
 @dataclass(frozen=True)
 class GridNotebookDefaults:
-    """Notebook 02's parameters and defaults, in its cell's order (a test keeps both in step): small for CI, profiles set the study's."""
+    """Notebook 02's parameters and defaults, in its cell's order (a test keeps both in step):
+    small for CI, profiles set the study's."""
 
     betas: tuple[float, ...] = (0.5, 1.0, 2.0)  # thesis: 1
     free_nats_values: tuple[float, ...] = (0.0, 64.0)  # lambda, nats off the total KL; thesis: 33.3
@@ -198,7 +199,8 @@ def chapter_spec(
     eval_windows: int,
     seed: int,
 ) -> GridSpec:
-    """Notebook 02's parameters as a GridSpec: the preset for ``steps``-step windows, early stopping sooner than the thesis."""
+    """Notebook 02's parameters as a GridSpec: the preset for ``steps``-step windows,
+    early stopping sooner than the thesis."""
     trial = TrainConfig(early_stopping_patience=TRIAL_PATIENCE, seed=seed)
     return GridSpec(
         tuple(betas),
@@ -238,7 +240,8 @@ def point_name(beta: float, free_nats: float) -> str:
 
 
 def point_folder(run_dir: str | os.PathLike, beta: float, free_nats: float, study_name: str = STUDY_NAME) -> Path:
-    """Where the grid point (beta, free_nats) of study ``study_name`` trains, every rung: its model is its last rung's."""
+    """Where the grid point (beta, free_nats) of study ``study_name`` trains, every rung:
+    its model is its last rung's."""
     return Path(run_dir) / GRID_SEARCH / study_name / point_name(beta, free_nats)
 
 
@@ -306,7 +309,8 @@ def scheduled_jobs(spec: GridSpec, finished: dict[Job, dict[str, Any]]) -> list[
 def train_job(
     spec: GridSpec, job: Job, folder: Path, train_windows: np.ndarray, valid_windows: np.ndarray, device: str | None
 ) -> dict[str, Any]:
-    """Train the job's model in ``folder`` (or go on from the rung before, or find it finished) and score it: ``METRIC_COLUMNS``."""
+    """Train the job's model in ``folder`` (or go on from the rung before, or find it finished) and score it:
+    ``METRIC_COLUMNS``."""
     loss_config = LossConfig(form=spec.kl_form, beta=job.beta, free_nats=job.free_nats)
     config = spec.rung_config(job.rung, job.rerun)
     result = train_or_load(spec.model_config, loss_config, config, train_windows, valid_windows, folder, device)
@@ -338,7 +342,8 @@ def run_grid_search(
     max_trials: int | None = None,
 ) -> pd.DataFrame:
     """Create or join (ValueError if it has other settings or data) study ``study_name``, run the jobs not yet done
-    (``shared_study.run_jobs``; ``max_trials`` 0: only create it) with notebook 01's splits; return ``results_table``."""
+    (``shared_study.run_jobs``; ``max_trials`` 0: only create it) with notebook 01's splits;
+    return ``results_table``."""
     if max_trials is not None and max_trials < 0:
         raise ValueError(f"`max_trials` must be >= 0 or None, got {max_trials}")
     if not re.fullmatch(r"[\w.-]+", study_name):
@@ -387,9 +392,10 @@ def run_grid_search(
 
 
 def results_table(run_dir: str | os.PathLike, storage: StorageArg = None, study_name: str = STUDY_NAME) -> pd.DataFrame:
-    """One row per grid point, by beta then lambda: beta, free_nats, free_bits; state (COMPLETE: done at the furthest rung
-    reached; PRUNED: at a lower one; else its latest job's trial's); rung (the highest it finished) and the ``METRIC_COLUMNS``
-    there; rerun_sampling_accuracy; host (that ran the latest job); folder (its last rung's model, relative to ``run_dir``)."""
+    """One row per grid point, by beta then lambda: beta, free_nats, free_bits; state (COMPLETE: done at the furthest
+    rung reached; PRUNED: at a lower one; else its latest job's trial's); rung (the highest it finished) and the
+    ``METRIC_COLUMNS`` there; rerun_sampling_accuracy; host (that ran the latest job); folder (its last rung's model,
+    relative to ``run_dir``)."""
     study, spec = load_study(run_dir, storage, study_name)
     trials = study.get_trials(deepcopy=False)
     finished = finished_metrics(trials)

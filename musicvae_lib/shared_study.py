@@ -1,16 +1,15 @@
 """An Optuna study that several worker processes share, each trial running a queued job in a folder of its own.
 
-A job is a JSON-ready dict queued as a WAITING trial's user attribute (``run_jobs``); notebook 02's
-grid search (``search``) queues its trainings so. What Optuna leaves to its user when a worker dies
-mid-trial: a worker holds its job folder's lock file (``fcntl.flock``, freed when the process
-ends, killed or not) from before it records itself in the trial (``claim``) until the trial is
-told. A RUNNING trial is stale when it was claimed on this machine and its folder's lock is free,
-or, with an RDB storage, when its heartbeat is older than ``GRACE_SECONDS`` (Optuna's
-``fail_stale_trials``, the only way to see a death on another machine; a journal file has no
-heartbeat). A stale trial is failed and queued again by Optuna's ``RetryHeartbeatStaleTrialCallback``:
-a WAITING copy with its user attributes (the job) and its ``retry_history``; a job whose trials
-all failed is queued again by the next worker that looks. Every worker checks it trains with the settings stored in the study
-(``join_settings``). Only public Optuna API: storages, their trial ids by number, the callback.
+A job is a JSON-ready dict queued as a WAITING trial's user attribute (``run_jobs``); notebook 02's grid search
+(``search``) queues its trainings so. What Optuna leaves to its user when a worker dies mid-trial: a worker holds its
+job folder's lock file (``fcntl.flock``, freed when the process ends, killed or not) from before it records itself in
+the trial (``claim``) until the trial is told. A RUNNING trial is stale when it was claimed on this machine and its
+folder's lock is free, or, with an RDB storage, when its heartbeat is older than ``GRACE_SECONDS`` (Optuna's
+``fail_stale_trials``, the only way to see a death on another machine; a journal file has no heartbeat). A stale trial
+is failed and queued again by Optuna's ``RetryHeartbeatStaleTrialCallback``: a WAITING copy with its user attributes
+(the job) and its ``retry_history``; a job whose trials all failed is queued again by the next worker that looks. Every
+worker checks it trains with the settings stored in the study (``join_settings``). Only public Optuna API: storages,
+their trial ids by number, the callback.
 
 A storage URL may carry a password: ``mask_url`` shows it as ``postgresql://user:***@host/db`` wherever a URL is
 written or printed, and a storage that cannot be opened is one ``StorageError`` line that names it so and says what
@@ -105,14 +104,16 @@ def storage_problem(url: str, error: Exception) -> StorageError:
 
 
 def engine_options(url: str) -> dict[str, Any]:
-    """SQLAlchemy engine options for ``url``: a PostgreSQL connection gives up after ``CONNECT_SECONDS`` unless the URL says otherwise."""
+    """SQLAlchemy engine options for ``url``: a PostgreSQL connection gives up after ``CONNECT_SECONDS``
+    unless the URL says otherwise."""
     if url.startswith("postgresql") and "connect_timeout" not in url:
         return {"connect_args": {"connect_timeout": CONNECT_SECONDS}}
     return {}
 
 
 def holds_studies(url: str) -> bool:
-    """Whether the database at ``url`` holds Optuna's tables, looked at without creating anything (not even an SQLite file)."""
+    """Whether the database at ``url`` holds Optuna's tables, looked at without creating anything
+    (not even an SQLite file)."""
     database = sqlalchemy.engine.make_url(url).database
     if url.startswith("sqlite") and database not in (None, "", ":memory:") and not Path(database).exists():
         return False
@@ -125,12 +126,12 @@ def holds_studies(url: str) -> bool:
 
 
 def open_storage(storage: StorageArg, default_file: Path, must_exist: bool = False) -> optuna.storages.BaseStorage:
-    """A journal file for a path; an RDBStorage with heartbeats and retries for a URL, or SQLite in ``default_file`` for None.
+    """A journal file for a path; an RDBStorage with heartbeats and retries for a URL,
+    or SQLite in ``default_file`` for None.
 
-    ``must_exist``: FileNotFoundError for a file that is not there yet, or a database without Optuna's tables, rather than
-    creating it (a reader's look, a worker joining a study). StorageError (one line, the password masked) for a URL
-    that cannot be opened: a wrong password, a server that cannot be reached, a missing database, an unknown scheme.
-    """
+    ``must_exist``: FileNotFoundError for a file that is not there yet, or a database without Optuna's tables, rather
+    than creating it (a reader's look, a worker joining a study). StorageError (one line, the password masked) for a URL
+    that cannot be opened: a wrong password, a server that cannot be reached, a missing database, an unknown scheme."""
     if isinstance(storage, optuna.storages.BaseStorage):
         return storage
     file = default_file if storage is None else Path(storage) if "://" not in str(storage) else None

@@ -20,12 +20,14 @@ def mask_url(text: str) -> str:
 
 
 def storage_url(url: str) -> str:
-    """``url`` with the scheme SQLAlchemy knows: Heroku's and libpq's ``postgres://`` is ``postgresql://`` (psycopg 3)."""
+    """``url`` with the scheme SQLAlchemy knows: Heroku's and libpq's ``postgres://`` is ``postgresql://``
+    (psycopg 3)."""
     return re.sub(r"^postgres(?=[+:])", "postgresql", url.strip())
 
 
 def split_password(url: str) -> tuple[str, str | None]:
-    """``url`` without its password (in the user part or a ``password=`` query parameter), and that password (None if none)."""
+    """``url`` without its password (in the user part or a ``password=`` query parameter),
+    and that password (None if none)."""
     password = None
     if (match := URL_PASSWORD.match(url)) is not None:
         password = urllib.parse.unquote(match["password"])

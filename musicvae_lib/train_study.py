@@ -3,16 +3,15 @@
     .venv/bin/torchrun --standalone --nproc_per_node 4 -m musicvae_lib.train_study --profile default
     .venv/bin/python -m musicvae_lib.train_study --profile default -p max_minutes=120     # one process
 
-It trains exactly what notebook 03 would train in the run folder ``results/local/<profile>`` (the
-one ``./study.sh --profile <profile>`` uses; ``--reference``: ``results/<profile>``): notebook
-03's defaults (``TrainingNotebookDefaults``, which its parameters cell mirrors), then the profile's [all] and ["03_training"] keys, then ``-p`` overrides; the loss is
-the recipe's (``-p recipe=thesis``: the thesis', with the grid search's beta and lambda of notebook 02
-when the run folder holds one), explicit loss parameters over it. Notebook
-03, run afterwards with the same profile, finds the finished run and goes on from it instead of
-training again (``training.train_or_load``). Under torchrun each process is one DistributedDataParallel
-replica (nccl on GPUs, gloo on CPU); only rank 0 writes. With ``baseline_preset`` set, the
-baseline is trained next, alike, into ``training_baseline/`` (``run_folder.BASELINE_TRAINING``).
-"""
+It trains exactly what notebook 03 would train in the run folder ``results/local/<profile>`` (the one ``./study.sh
+--profile <profile>`` uses; ``--reference``: ``results/<profile>``): notebook 03's defaults
+(``TrainingNotebookDefaults``, which its parameters cell mirrors), then the profile's [all] and ["03_training"] keys,
+then ``-p`` overrides; the loss is the recipe's (``-p recipe=thesis``: the thesis', with the grid search's beta and
+lambda of notebook 02 when the run folder holds one), explicit loss parameters over it. Notebook 03, run afterwards with
+the same profile, finds the finished run and goes on from it instead of training again (``training.train_or_load``).
+Under torchrun each process is one DistributedDataParallel replica (nccl on GPUs, gloo on CPU); only rank 0 writes. With
+``baseline_preset`` set, the baseline is trained next, alike, into ``training_baseline/``
+(``run_folder.BASELINE_TRAINING``)."""
 
 from __future__ import annotations
 
@@ -55,7 +54,8 @@ def loss_overrides(parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def recipe_loss(recipe: str, choice: dict | None, overrides: dict[str, Any] | None = None) -> LossConfig:
-    """The loss of ``recipe`` (``loss.RECIPES``); the thesis' takes the grid search's beta and lambda; then ``overrides``.
+    """The loss of ``recipe`` (``loss.RECIPES``); the thesis' takes the grid search's beta and lambda;
+    then ``overrides``.
 
     Magenta's recipe ignores the grid's choice: the grid searched the thesis' form.
     """
@@ -162,12 +162,14 @@ TRAIN_FIELDS = tuple(
 
 
 def notebook_values(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """Notebook 03's parameters as ``namespace`` (the notebook's ``globals()``) holds them, by ``TrainingNotebookDefaults``' names."""
+    """Notebook 03's parameters as ``namespace`` (the notebook's ``globals()``) holds them,
+    by ``TrainingNotebookDefaults``' names."""
     return {spec.name: namespace[spec.name] for spec in fields(TrainingNotebookDefaults)}
 
 
 def parameter_configs(parameters: Mapping[str, Any]) -> tuple[ModelConfig, LossConfig, TrainConfig, dict | None]:
-    """``study_configs`` for notebook 03's ``parameters`` (all of them, as ``notebook_values`` or ``profile_parameters`` give)."""
+    """``study_configs`` for notebook 03's ``parameters`` (all of them,
+    as ``notebook_values`` or ``profile_parameters`` give)."""
     return study_configs(
         Path(parameters[profiles.RUN_DIR_PARAMETER]),
         parameters["model_preset"],
@@ -197,7 +199,8 @@ def profile_parameters(
 
 
 def baseline_config(model_config: ModelConfig, baseline_preset: str) -> ModelConfig:
-    """The baseline's sizes: ``baseline_preset`` on the model's window length; ValueError unless it has the model's encoder and z.
+    """The baseline's sizes: ``baseline_preset`` on the model's window length;
+    ValueError unless it has the model's encoder and z.
 
     A baseline differs from the model in its decoder only, so that a difference in their figures is the decoder's.
     """
@@ -216,7 +219,8 @@ def baseline_config(model_config: ModelConfig, baseline_preset: str) -> ModelCon
 
 
 def describe_training(result: TrainResult, epochs: pd.DataFrame) -> str:
-    """How a training run ended: what stopped it, its epochs, steps, minutes and speed, and its best epoch (``epochs.csv``)."""
+    """How a training run ended: what stopped it, its epochs, steps, minutes and speed,
+    and its best epoch (``epochs.csv``)."""
     return (
         f"Stopped by {result.stopped.replace('_', ' ')} after {result.epochs} epochs ({result.steps:,} steps, "
         f"{epochs['seconds'].sum() / 60:.1f} minutes, {epochs['sequences_per_second'].median():.0f} sequences/s, "
@@ -226,7 +230,8 @@ def describe_training(result: TrainResult, epochs: pd.DataFrame) -> str:
 
 
 def train_from_parameters(parameters: dict[str, Any], device: str | None = None, baseline: bool = False) -> TrainResult:
-    """Train (or find finished) notebook 03's model in ``parameters['run_dir']/training``; with ``baseline``, its baseline.
+    """Train (or find finished) notebook 03's model in ``parameters['run_dir']/training``;
+    with ``baseline``, its baseline.
 
     The baseline (``baseline_preset``, ``baseline_config``) trains with the model's loss, data and
     budget into ``run_folder.BASELINE_TRAINING``, with the same resume rules (``training.train_or_load``).

@@ -1,4 +1,5 @@
-"""Do generated melodies pass for real? Strong tests of a generated set against held-out melodies (docs/evaluation.md E).
+"""Do generated melodies pass for real? Strong tests of a generated set against held-out melodies
+(docs/evaluation.md E).
 
 - E1 classifier two-sample test (Lopez-Paz & Oquab, "Revisiting Classifier Two-Sample Tests",
   ICLR 2017): a classifier learns to tell the generated melodies from as many held-out real ones
@@ -352,7 +353,8 @@ def novelty_table(
     seed: int,
     max_reference: int | None = None,
 ) -> pd.DataFrame:
-    """Copies and distances to the nearest training window of each set beside the test melodies' (docs/evaluation.md E3).
+    """Copies and distances to the nearest training window of each set beside the test melodies'
+    (docs/evaluation.md E3).
 
     One row per set, the test melodies first ("test"): melodies, copy_rate (share equal to a
     training window up to transposition, D1), nn_distance_median and nn_distance_q25 (of
@@ -456,14 +458,16 @@ def realism_table(
 
 
 def separating_table(separating: Mapping[str, pd.DataFrame], top: int = 10) -> pd.DataFrame:
-    """The ``top`` rows of each set's ``univariate_auc`` in one table, a ``set`` column first: what a run folder keeps."""
+    """The ``top`` rows of each set's ``univariate_auc`` in one table, a ``set`` column first:
+    what a run folder keeps."""
     return pd.concat([table.head(top).assign(set=name) for name, table in separating.items()], ignore_index=True)[
         ["set", "feature", "auc", "separation", "mean_real", "mean_other"]
     ]
 
 
 def describe_separating(separating: pd.DataFrame, top: int = 3) -> str:
-    """The ``top`` features of ``univariate_auc`` in words: 'note-offs (0.53 against 0.30 in real melodies, AUC 0.70)'."""
+    """The ``top`` features of ``univariate_auc`` in words: 'note-offs (0.53 against 0.30 in real melodies,
+    AUC 0.70)'."""
     parts = [
         f"{row.feature} ({row.mean_other:.2f} against {row.mean_real:.2f} per real melody, AUC {row.auc:.2f})"
         for row in separating.head(top).itertuples()

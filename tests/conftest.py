@@ -14,7 +14,8 @@ TWO_OCTAVE_MAJOR = np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16, 17, 19, 21, 23, 2
 
 
 def scale_windows(n: int, seed: int) -> np.ndarray:
-    """Ascending major scales, one eighth note (2 steps) per note, from random starts MIDI 48..71; NOTE_OFF at the end."""
+    """Ascending major scales, one eighth note (2 steps) per note, from random starts MIDI 48..71;
+    NOTE_OFF at the end."""
     starts = np.random.default_rng(seed).integers(48, 72, n)
     windows = np.zeros((n, 32), np.uint8)
     windows[:, 0:32:2] = starts[:, None] + TWO_OCTAVE_MAJOR - 21 + 2  # pitch tokens: MIDI - 21 + 2

@@ -61,7 +61,8 @@ class Server:
 
 
 def find_binaries() -> Path | None:
-    """The folder of ``initdb``, ``pg_ctl`` and ``postgres``: on PATH, else Debian's newest; None if PostgreSQL is not installed."""
+    """The folder of ``initdb``, ``pg_ctl`` and ``postgres``: on PATH, else Debian's newest;
+    None if PostgreSQL is not installed."""
     on_path = shutil.which("pg_ctl")
     if on_path and shutil.which("initdb"):
         return Path(os.path.realpath(on_path)).parent
@@ -92,7 +93,8 @@ def free_port() -> int:
 
 
 def run(run_as: str | None, *command: str) -> None:
-    """Run ``command`` as the system user ``run_as`` (None: as this process); RuntimeError with its output if it fails."""
+    """Run ``command`` as the system user ``run_as`` (None: as this process);
+    RuntimeError with its output if it fails."""
     prefix = ["runuser", "-u", run_as, "--"] if run_as else []
     done = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:

@@ -252,7 +252,8 @@ def test_the_paper_rows_follow_the_bar_count_and_the_decoder():
 
 @pytest.fixture(scope="module")
 def flat_and_hierarchical(tmp_path_factory) -> list[evaluate.ScoredModel]:
-    """Tiny hierarchical and flat models with the same encoder and z, trained alike on scales, scored on the same test scales."""
+    """Tiny hierarchical and flat models with the same encoder and z, trained alike on scales,
+    scored on the same test scales."""
     config = TrainConfig(batch_size=16, max_epochs=2, bf16=False, learning_rate=3e-3)
     test = scale_windows(12, 2)
     models = []

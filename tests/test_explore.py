@@ -366,7 +366,8 @@ def test_after_an_upload_the_number_box_shows_it_and_retyping_a_number_works(tin
 
 
 def test_a_new_a_at_a_to_b_one_moves_the_slider_back_to_a(tiny, tmp_path):
-    """At alpha 1 the point is B's whatever A is: a new A moves the slider to 0, so the current melody is the new A's."""
+    """At alpha 1 the point is B's whatever A is: a new A moves the slider to 0,
+    so the current melody is the new A's."""
     panel = explore.ExplorerPanel(tiny, number_a=0, number_b=1)
     panel.alpha.value = 1.0
     np.testing.assert_array_equal(panel.decoded.tokens, inference.reconstruct_melodies(tiny.model, tiny.test[1:2])[0])

@@ -1,12 +1,11 @@
 """Same profile, same commit, same machine: two runs give the same tables, figures, MIDI and arrays, byte for byte.
 
-Runs ``profiles/repro.toml`` (notebooks 01-07 at sizes that still run every step of them: a grid
-with two rungs and a re-run, the scheduled-sampling recipe, every analysis) twice, into two
-folders, and compares every file of the two run folders byte for byte, but for the files named in
-``EXCLUDED`` (they hold wall times or the run folder's own path) and, in the files of
-``TIMED_COLUMNS`` and ``TIMED_KEYS``, the named wall-time columns and keys (their other columns
-still compared as written, their other keys by exact value). Both runs share one window cache: the first parses the corpus (when the
-cache is cold), the second reads the cache, so a cache that changed a window would show too.
+Runs ``profiles/repro.toml`` (notebooks 01-07 at sizes that still run every step of them: a grid with two rungs and a
+re-run, the scheduled-sampling recipe, every analysis) twice, into two folders, and compares every file of the two run
+folders byte for byte, but for the files named in ``EXCLUDED`` (they hold wall times or the run folder's own path) and,
+in the files of ``TIMED_COLUMNS`` and ``TIMED_KEYS``, the named wall-time columns and keys (their other columns still
+compared as written, their other keys by exact value). Both runs share one window cache: the first parses the corpus
+(when the cache is cold), the second reads the cache, so a cache that changed a window would show too.
 """
 
 import csv

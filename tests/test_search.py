@@ -212,8 +212,8 @@ def test_a_study_of_other_settings_is_not_joined(finished):
 
 
 def shared_storage(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str | Path | None:
-    """A storage of ``kind``: None (the run folder's SQLite file), a journal file, an SQLite URL, or a new database on the
-    test's PostgreSQL server (started only for this kind)."""
+    """A storage of ``kind``: None (the run folder's SQLite file), a journal file, an SQLite URL, or a new database on
+    the test's PostgreSQL server (started only for this kind)."""
     return {
         "default": lambda: None,
         "journal": lambda: tmp_path / "shared" / "study.log",

@@ -97,7 +97,8 @@ def slider_vector(model) -> np.ndarray:
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """``python -m http.server``'s handler (its MIME types: .mjs and .wasm are known to Python's mimetypes), without the log."""
+    """``python -m http.server``'s handler (its MIME types: .mjs and .wasm are known to Python's mimetypes),
+    without the log."""
 
     def log_message(self, *args) -> None:
         pass

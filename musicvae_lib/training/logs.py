@@ -142,7 +142,8 @@ def step_row(record: PendingStep, sums: list[float], global_norm: float) -> dict
 
 
 def add_to_epoch_sums(sums: dict[str, float], row: dict[str, float], sequences: int, seconds: float) -> None:
-    """Add a step's row (``step_row``) of ``sequences`` windows, trained in ``seconds``, to the epoch's running ``sums``."""
+    """Add a step's row (``step_row``) of ``sequences`` windows, trained in ``seconds``,
+    to the epoch's running ``sums``."""
     for name, value in (
         ("sequences", sequences),
         ("loss", row["loss"] * sequences),

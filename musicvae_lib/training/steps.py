@@ -65,7 +65,8 @@ class TrainingStep:
         self.training_pass = vae if training_pass is None else training_pass
 
     def __call__(self, tokens: Tensor, step: int, teacher_probability: float = 1.0) -> tuple[Tensor, Tensor]:
-        """The step on ``tokens`` [B, T] at training step ``step``: ``batch_sums`` and the global norm before clipping."""
+        """The step on ``tokens`` [B, T] at training step ``step``: ``batch_sums``
+        and the global norm before clipping."""
         self.optimizer.zero_grad(set_to_none=True)
         return self.update(tokens, self.loss_config.beta_at(step), teacher_probability)
 

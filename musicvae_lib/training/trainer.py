@@ -331,7 +331,8 @@ class Trainer:
             self.steps_log.write(rows)
 
     def run_epoch(self) -> None:
-        """Train on the rest of the current epoch's batches (all of them unless resuming or out of time), then end it."""
+        """Train on the rest of the current epoch's batches (all of them unless resuming or out of time),
+        then end it."""
         progress, size = self.progress, self.config.batch_size
         if progress.order is None:
             progress.order = torch.from_numpy(self.data_rng.permutation(len(self.train_windows)))
