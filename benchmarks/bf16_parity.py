@@ -67,7 +67,8 @@ def main() -> None:
     print(
         "bf16 - fp32 validation accuracy per seed: "
         + ", ".join(f"seed {seed} {gap:+.2f}" for seed, gap in gaps.items())
-        + f" points; mean {gaps.mean():+.2f} (the study's bar: within 0.5); speed-up {minutes['fp32'] / minutes['bf16']:.2f}x"
+        + f" points; mean {gaps.mean():+.2f} (the study's bar: within 0.5); speed-up "
+        f"{minutes['fp32'] / minutes['bf16']:.2f}x"
     )
     if len(accuracy) > 1:
         print(f"fp32 alone, seed to seed: {100 * (accuracy['fp32'].max() - accuracy['fp32'].min()):.2f} points apart")

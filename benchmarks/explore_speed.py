@@ -85,7 +85,8 @@ def main() -> None:
                     explore.inference.decode_latents(explorer.model, np.asarray(z)[None], 0.5, repeat)
                     times.append(time.perf_counter() - started)
             print(
-                f"one decode alone on {threads} torch thread(s): median {statistics.median(times) * 1000:.0f} ms, slowest {max(times) * 1000:.0f} ms"
+                f"one decode alone on {threads} torch thread(s): median {statistics.median(times) * 1000:.0f} ms, "
+                f"slowest {max(times) * 1000:.0f} ms"
             )
     finally:
         for process in spinners:

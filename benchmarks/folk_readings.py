@@ -76,7 +76,8 @@ def main() -> None:
     print("collection: 4/4-2/2 tunes parsed, with several parts, with repeats expanded")
     for collection in FOLK_COLLECTIONS:
         print(
-            f"  {collection}: {tunes_per_collection[collection]}, {multi_part[collection]}, {repeats_expanded[collection]}"
+            f"  {collection}: {tunes_per_collection[collection]}, {multi_part[collection]}, "
+            f"{repeats_expanded[collection]}"
         )
     for bars in BARS:
         print(f"\n{bars} bars: windows / distinct windows (distinct within the collection)")

@@ -43,7 +43,8 @@ def main() -> None:
         best = min(seconds)
         print(
             f"{generate.set_name(temperature):>7}: {args.n:,} melodies in {best:.2f} s (best of {args.repeats}), "
-            f"{args.n / best:,.0f} melodies/s; goal {args.n:,} in < {GOAL_SECONDS:g} s: {'met' if best < GOAL_SECONDS else 'missed'}"
+            f"{args.n / best:,.0f} melodies/s; goal {args.n:,} in < {GOAL_SECONDS:g} s: "
+            f"{'met' if best < GOAL_SECONDS else 'missed'}"
         )
 
 

@@ -417,8 +417,9 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {' and '.join(device_name(device, cores) for device in devices)}, "
         f"threads {torch.get_num_threads()}, preset {args.preset!r} "
-        f"(encoder {config.encoder_size} x2, decoder {config.decoder_layers}x{config.decoder_size}, z {config.z_size}), "
-        f"batch {args.batch_size} x {config.steps} steps, {args.warmup} warm-up + {args.iterations} timed iterations"
+        f"(encoder {config.encoder_size} x2, decoder {config.decoder_layers}x{config.decoder_size}, z "
+        f"{config.z_size}), batch {args.batch_size} x {config.steps} steps, {args.warmup} warm-up + {args.iterations} "
+        "timed iterations"
     )
     if any(device.type == "cuda" for device in devices):
         print(f"cuDNN TF32 allowed for fp32 LSTMs: {torch.backends.cudnn.allow_tf32}")

@@ -45,7 +45,10 @@ PAPER_ACCURACIES = {
 }
 PAPER_SETTINGS = {
     2: "Magenta's cat-mel_2bar_big sizes: 2048-unit LSTMs and a 512-dimensional z",
-    16: "a 2-layer 2048-unit encoder and a 512-dimensional z (Magenta's hierdec-mel_16bar; conductor and bar decoder 1024 units)",
+    16: (
+        "a 2-layer 2048-unit encoder and a 512-dimensional z "
+        "(Magenta's hierdec-mel_16bar; conductor and bar decoder 1024 units)"
+    ),
 }
 PAPER_DATA = "trained on ~1.5M MIDI files from the web, on a GPU"
 
@@ -86,8 +89,8 @@ def describe_paper_row(row: PaperRow | None, bars: int) -> str:
     if row is None:
         return f"the paper reports no {bars}-bar melodies to compare with"
     return (
-        f"the paper reports {row.teacher_forced_accuracy:.3f} and {row.sampling_accuracy:.3f} for {bars}-bar melodies with its "
-        f"{row.decoder} decoder, a far larger model trained on about 1.5 million MIDI files on a GPU"
+        f"the paper reports {row.teacher_forced_accuracy:.3f} and {row.sampling_accuracy:.3f} for {bars}-bar melodies "
+        f"with its {row.decoder} decoder, a far larger model trained on about 1.5 million MIDI files on a GPU"
     )
 
 
@@ -516,9 +519,10 @@ def describe_decoder_comparison(models: Sequence[ScoredModel]) -> str:
         else f"Does {first.name} reconstruct better than {second.name}?"
     )
     numbers = (
-        f"In Magenta's eval (sampling accuracy, z ~ q) {first.label} scores {first.scores.posterior_sampling_accuracy:.3f} and "
-        f"{second.label} {second.scores.posterior_sampling_accuracy:.3f}, a difference of {mean:+.3f} "
-        f"(two standard errors over the {first.scores.n_windows:,} test windows: {error:.3f})."
+        f"In Magenta's eval (sampling accuracy, z ~ q) {first.label} scores "
+        f"{first.scores.posterior_sampling_accuracy:.3f} and {second.label} "
+        f"{second.scores.posterior_sampling_accuracy:.3f}, a difference of {mean:+.3f} (two standard errors over the "
+        f"{first.scores.n_windows:,} test windows: {error:.3f})."
     )
     paper = ""
     if conductor and {(bars, "flat"), (bars, "hierarchical")} <= set(PAPER_ACCURACIES):
@@ -529,8 +533,9 @@ def describe_decoder_comparison(models: Sequence[ScoredModel]) -> str:
         )
     if max(first.z_use, second.z_use) < Z_USE_MIN:
         verdict = (
-            f"Neither model reads z (greedy with its own z beats a shuffled z by {first.z_use:.3f} and {second.z_use:.3f}, "
-            f"under {Z_USE_MIN}): both decode an average melody, so this budget cannot show what the decoders do."
+            f"Neither model reads z (greedy with its own z beats a shuffled z by {first.z_use:.3f} and "
+            f"{second.z_use:.3f}, under {Z_USE_MIN}): both decode an average melody, so this budget cannot show what "
+            "the decoders do."
         )
     elif not np.isfinite(error) or abs(mean) <= error:
         verdict = (

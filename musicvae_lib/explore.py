@@ -328,18 +328,20 @@ def piano_roll_svg(tokens: np.ndarray) -> str:
         if pitch % 12 in plots.BLACK_KEY_PITCH_CLASSES:
             shade = round(255 * plots.BLACK_KEY_SHADE)
             parts.append(
-                f'<rect x="{left}" y="{y(pitch):.1f}" width="{n_steps * step_px:.1f}" height="{row_px:.1f}" fill="rgb({shade},{shade},{shade})"/>'
+                f'<rect x="{left}" y="{y(pitch):.1f}" width="{n_steps * step_px:.1f}" height="{row_px:.1f}" '
+                f'fill="rgb({shade},{shade},{shade})"/>'
             )
         if pitch % 12 == 0:
             parts.append(
-                f'<text x="{left - 4}" y="{y(pitch) + row_px * 0.5 + 3:.1f}" text-anchor="end">{plots.pitch_name(pitch)} ({pitch})</text>'
+                f'<text x="{left - 4}" y="{y(pitch) + row_px * 0.5 + 3:.1f}" '
+                f'text-anchor="end">{plots.pitch_name(pitch)} ({pitch})</text>'
             )
     for step in range(0, n_steps + 1, STEPS_PER_QUARTER):
         bar_line = step % STEPS_PER_BAR == 0
         x = left + step * step_px
         parts.append(
-            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="{"#595959" if bar_line else "#d9d9d9"}" '
-            f'stroke-width="{1.2 if bar_line else 0.6}"/>'
+            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" '
+            f'stroke="{"#595959" if bar_line else "#d9d9d9"}" stroke-width="{1.2 if bar_line else 0.6}"/>'
         )
         parts.append(f'<text x="{x:.1f}" y="{height - bottom + 11}" text-anchor="middle">{step}</text>')
     notes = representation.tokens_to_notes(tokens)
@@ -351,10 +353,12 @@ def piano_roll_svg(tokens: np.ndarray) -> str:
         )
     if not notes:
         parts.append(
-            f'<text x="{(left + width - right) / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" fill="#4d4d4d">no notes (rest only)</text>'
+            f'<text x="{(left + width - right) / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" fill="#4d4d4d">no '
+            "notes (rest only)</text>"
         )
     parts.append(
-        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 1}" text-anchor="middle" fill="#4d4d4d">{html.escape(plots.STEP_AXIS_LABEL)}</text>'
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 1}" text-anchor="middle" '
+        f'fill="#4d4d4d">{html.escape(plots.STEP_AXIS_LABEL)}</text>'
     )
     parts.append("</svg>")
     return "".join(parts)
@@ -377,8 +381,10 @@ def melody_card(tokens: np.ndarray, title: str) -> str:
         wav_bytes(render.synthesize(tokens, render.DEFAULT_SAMPLE_RATE), render.DEFAULT_SAMPLE_RATE)
     ).decode("ascii")
     return (
-        f'<div style="width: 400px; max-width: 100%; margin: 0 16px 16px 0"><div style="font-weight: bold; margin-bottom: 4px">{label}</div>'
-        f'<img src="data:image/svg+xml;base64,{notation}" alt="notation of {label}" style="width: 100%; background-color: white">'
+        '<div style="width: 400px; max-width: 100%; margin: 0 16px 16px 0">'
+        f'<div style="font-weight: bold; margin-bottom: 4px">{label}</div>'
+        f'<img src="data:image/svg+xml;base64,{notation}" alt="notation of {label}" '
+        'style="width: 100%; background-color: white">'
         f'<div role="img" aria-label="piano roll of {label}">{piano_roll_svg(tokens)}</div>'
         f'<audio controls src="data:audio/wav;base64,{audio}" style="width: 100%"></audio></div>'
     )
@@ -391,7 +397,10 @@ def attribute_table_html(decoded: Decoded) -> str:
 
 def melody_html(decoded: Decoded, title: str) -> str:
     """HTML of the decoded melody: notation, piano roll, audio player and its attribute table."""
-    return f'<div style="display: flex; gap: 24px; align-items: flex-start">{melody_card(decoded.tokens, title)}{attribute_table_html(decoded)}</div>'
+    return (
+        '<div style="display: flex; gap: 24px; align-items: flex-start">'
+        f"{melody_card(decoded.tokens, title)}{attribute_table_html(decoded)}</div>"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -715,7 +724,10 @@ class ExplorerPanel:
 
     def html(self) -> str:
         """A, B and the current melody as static HTML, for a reader of the executed notebook."""
-        return f'<div style="display: flex; flex-wrap: wrap; gap: 16px">{self.view_a.value}{self.view_b.value}</div>{self.view.value}'
+        return (
+            '<div style="display: flex; flex-wrap: wrap; gap: 16px">'
+            f"{self.view_a.value}{self.view_b.value}</div>{self.view.value}"
+        )
 
 
 # --------------------------------------------------------------------------------------------

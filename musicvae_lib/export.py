@@ -308,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         training.load_model(path, device="cpu"), arguments.out, study_prior=study_prior, vectors=vectors
     )
     print(
-        f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from PyTorch: "
-        f"{max(differences['mu'], differences['sigma'], differences['logits']):.2e}; the page samples z from "
+        f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from "
+        f"PyTorch: {max(differences['mu'], differences['sigma'], differences['logits']):.2e}; the page samples z from "
         f"{study_prior.describe() if study_prior else 'N(0, I)'}; attribute sliders: "
         f"{', '.join(vectors) if vectors else 'none (a model.pt file has no training windows)'}"
     )

@@ -204,7 +204,8 @@ def describe_mutual_information(information: float, n_windows: int, z_size: int)
     if excess <= 3 * noise:
         return text + (
             f": {excess:.1f} nats above the bound, within the Monte-Carlo noise of one sampled z per window "
-            f"(standard error about {noise:.2f} nats), so read it as I(x; z) = log n: z tells every melody of the set apart."
+            f"(standard error about {noise:.2f} nats), so read it as I(x; z) = log n: z tells every melody of the set "
+            "apart."
         )
     return text + (
         f": {excess:.1f} nats above the bound, more than the Monte-Carlo noise of one sampled z per window explains "

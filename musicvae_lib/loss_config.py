@@ -29,7 +29,8 @@ class LossConfig:
             raise ValueError(f"`free_bits_over` must be 'sequence' or 'batch', got {self.free_bits_over!r}")
         if self.beta < 0 or self.free_nats < 0 or not 0 <= self.beta_rate < 1:
             raise ValueError(
-                f"need beta >= 0, free_nats >= 0 and 0 <= beta_rate < 1, got {self.beta}, {self.free_nats}, {self.beta_rate}"
+                f"need beta >= 0, free_nats >= 0 and 0 <= beta_rate < 1, got {self.beta}, {self.free_nats}, "
+                f"{self.beta_rate}"
             )
 
     def beta_at(self, step: int) -> float:

@@ -39,7 +39,8 @@ def matching_steps(windows: np.ndarray, training_windows: np.ndarray) -> tuple[n
     array, training = as_windows(windows), as_windows(training_windows)
     if array.shape[1] != training.shape[1]:
         raise ValueError(
-            f"windows have {array.shape[1]} steps but training windows {training.shape[1]}: compare windows of one length"
+            f"windows have {array.shape[1]} steps but training windows {training.shape[1]}: compare windows of one "
+            "length"
         )
     return array, training
 

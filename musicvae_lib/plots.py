@@ -157,7 +157,8 @@ def piano_roll_pair(
     original, reconstruction = representation.melody_tokens(original), representation.melody_tokens(reconstruction)
     if len(original) != len(reconstruction):
         raise ValueError(
-            f"`original` and `reconstruction` must have the same number of steps, got {len(original)} and {len(reconstruction)}"
+            f"`original` and `reconstruction` must have the same number of steps, got {len(original)} and "
+            f"{len(reconstruction)}"
         )
     shared_range = pitch_axis_limits([original, reconstruction])
     width = 6.4 if len(original) <= 4 * representation.STEPS_PER_BAR else 12.8

@@ -194,7 +194,8 @@ def key_results(run_dir: str | Path) -> str:
     timings = timing_rows(run_dir)
     minutes = sum(float(m) for m in timings["minutes"] if m)
     parts = [
-        f"Run `{run_dir.name}` (profile `{manifest['profile']}`), {minutes:.0f} minutes in all on {manifest.get('cpu', manifest['platform'])}:",
+        f"Run `{run_dir.name}` (profile `{manifest['profile']}`), {minutes:.0f} minutes in all on "
+        f"{manifest.get('cpu', manifest['platform'])}:",
         "",
         markdown_table(pd.DataFrame(study_rows(run_dir), columns=["measure", "value"])),
     ]

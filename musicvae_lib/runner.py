@@ -96,7 +96,8 @@ PACKAGES = (
     "onnxruntime",
     "musicvae-notebooks",
 )
-# The kernel warns on every start that its local TCP sockets are unencrypted; papermill talks to it on this machine only.
+# The kernel warns on every start that its local TCP sockets are unencrypted; papermill talks to it on this machine
+# only.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 

@@ -371,14 +371,16 @@ def run_grid_search(
         for name, value in metrics.items():
             trial.set_user_attr(name, value)
         print(
-            f"epochs {metrics['epochs']} ({metrics['stopped']}), {metrics['minutes']:.1f} min; -ELBO {metrics['negative_elbo_nats']:.1f} "
-            f"nats, KL {metrics['kl_bits']:.1f} bits, sampling accuracy {metrics['sampling_accuracy']:.3f}"
+            f"epochs {metrics['epochs']} ({metrics['stopped']}), {metrics['minutes']:.1f} min; -ELBO "
+            f"{metrics['negative_elbo_nats']:.1f} nats, KL {metrics['kl_bits']:.1f} bits, sampling accuracy "
+            f"{metrics['sampling_accuracy']:.3f}"
         )
         return metrics["sampling_accuracy"]
 
     print(
-        f"Grid search {study_name!r}: {len(spec.points)} points, rungs of {', '.join(f'{b:g}' for b in spec.rung_budgets)} "
-        f"{spec.budget_unit}; {len(study.get_trials(deepcopy=False))} trials so far"
+        f"Grid search {study_name!r}: {len(spec.points)} points, rungs of "
+        f"{', '.join(f'{b:g}' for b in spec.rung_budgets)} {spec.budget_unit}; {len(study.get_trials(deepcopy=False))} "
+        "trials so far"
     )
     run_jobs(
         study,
@@ -496,7 +498,8 @@ def describe_choice(choice: dict[str, Any]) -> str:
         times = f"{choice['lead'] / choice['margin']:.1f} times " if choice["margin"] else "more than "
         return (
             f"The grid separates its points: {noise}, and the best point's sampling accuracy leads the runner-up's by "
-            f"{choice['lead']:.3f}, {times}the margin of {choice['margin']:.3f}; the choice, {point}, holds against that noise."
+            f"{choice['lead']:.3f}, {times}the margin of {choice['margin']:.3f}; the choice, {point}, holds against "
+            "that noise."
         )
     return (
         f"The grid cannot separate its points: {noise}, and {choice['eligible_points']} of the "

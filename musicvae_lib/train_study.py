@@ -90,12 +90,15 @@ RECIPE_REASONS = {
     "magenta": (
         "it is the study's default: at equal training time on the study's data it reconstructed more accurately "
         'than the thesis\' recipe (benchmarks/recipe.py, README "Which recipe?"), since without free bits each '
-        "window spends the KL it needs, where the thesis' lambda, clamped per window, holds every window near the same amount"
+        "window spends the KL it needs, where the thesis' lambda, clamped per window, holds every window near the same "
+        "amount"
     ),
-    "thesis": "it is the thesis' own recipe, one parameter away from the study's default (Magenta's), so both can be reported",
+    "thesis": (
+        "it is the thesis' own recipe, one parameter away from the study's default (Magenta's), so both can be reported"
+    ),
     "magenta-16bar": (
-        "it is Magenta's own loss for 16-bar melodies (hierdec-mel_16bar): 256 free bits let z carry that much before the "
-        "KL costs anything, where the thesis' 48 bits left an earlier 16-bar model ignoring z"
+        "it is Magenta's own loss for 16-bar melodies (hierdec-mel_16bar): 256 free bits let z carry that much before "
+        "the KL costs anything, where the thesis' 48 bits left an earlier 16-bar model ignoring z"
     ),
 }
 
@@ -105,7 +108,10 @@ def describe_recipe(recipe: str, loss_config: LossConfig, choice: dict | None) -
     grid = "Notebook 02 has not run."
     if choice:
         used = "used here" if recipe == "thesis" else "reported, not used: the grid searched the thesis' form"
-        grid = f"The grid search (notebook 02) chose beta = {choice['beta']:g}, lambda = {choice['free_nats']:g} nats ({used})."
+        grid = (
+            f"The grid search (notebook 02) chose beta = {choice['beta']:g}, "
+            f"lambda = {choice['free_nats']:g} nats ({used})."
+        )
     changed = [
         f"{field} = {getattr(loss_config, field)!r}"
         for field in LOSS_OVERRIDES.values()
@@ -113,8 +119,8 @@ def describe_recipe(recipe: str, loss_config: LossConfig, choice: dict | None) -
     ]
     overridden = f" This run's parameters change the recipe: {', '.join(changed)}." if changed else ""
     return (
-        f"This run trains the {recipe} recipe: {loss.describe_loss(loss_config)}. Why this recipe: {RECIPE_REASONS[recipe]}. "
-        f"{grid}{overridden}"
+        f"This run trains the {recipe} recipe: {loss.describe_loss(loss_config)}. Why this recipe: "
+        f"{RECIPE_REASONS[recipe]}. {grid}{overridden}"
     )
 
 
@@ -213,7 +219,8 @@ def baseline_config(model_config: ModelConfig, baseline_preset: str) -> ModelCon
     ]
     if differing:
         raise ValueError(
-            f"the baseline {baseline_preset!r} must have the model's encoder and z, but differs in {', '.join(differing)}"
+            f"the baseline {baseline_preset!r} must have the model's encoder and z, but differs in "
+            f"{', '.join(differing)}"
         )
     return config
 
@@ -224,7 +231,8 @@ def describe_training(result: TrainResult, epochs: pd.DataFrame) -> str:
     return (
         f"Stopped by {result.stopped.replace('_', ' ')} after {result.epochs} epochs ({result.steps:,} steps, "
         f"{epochs['seconds'].sum() / 60:.1f} minutes, {epochs['sequences_per_second'].median():.0f} sequences/s, "
-        f"bf16 {'on' if result.bf16 else 'off'}{', each step one CUDA graph' if result.step_path == 'cuda_graph' else ''}); "
+        f"bf16 {'on' if result.bf16 else 'off'}"
+        f"{', each step one CUDA graph' if result.step_path == 'cuda_graph' else ''}); "
         f"the best validation loss came at epoch {result.best_epoch}."
     )
 

@@ -81,7 +81,10 @@ def missing_reason() -> str | None:
         try:
             pwd.getpwnam(SERVICE_USER)
         except KeyError:
-            return f"running as root, and PostgreSQL refuses root: no {SERVICE_USER!r} system user to run it as ({INSTALL})"
+            return (
+                f"running as root, and PostgreSQL refuses root: no {SERVICE_USER!r} system user "
+                f"to run it as ({INSTALL})"
+            )
     return None
 
 
@@ -143,7 +146,10 @@ def start_in(folder: Path, bin_dir: Path) -> Server:
     )
     password_file.unlink()
     port = free_port()
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    )
     try:
         run(
             run_as,

@@ -364,7 +364,8 @@ def test_accuracy_by_onsets_bins_windows_by_their_notes():
     assert table.loc[0, "accuracy"] == 1.0 and table.loc[1, "accuracy"] == 0.75 and table.loc[4, "accuracy"] == 1.0
     assert math.isnan(table.loc[2, "accuracy"])
     assert evaluate.describe_accuracy_by_onsets(table) == (
-        "Greedy accuracy rises from 1.000 on windows with 0-4 onsets (50% of the windows) to 1.000 on those with 18+ (25%)."
+        "Greedy accuracy rises from 1.000 on windows with 0-4 onsets (50% of the windows) to 1.000 on those with 18+ "
+        "(25%)."
     )
     fewer = evaluate.accuracy_by_onsets(windows, reconstructions, edges=(0, 7))
     assert list(fewer["onsets"]) == ["0-6", "7+"] and fewer.loc[1, "accuracy"] == pytest.approx((0.75 + 1) / 2)

@@ -25,11 +25,12 @@ EXCLUDED = {
     runner.MANIFEST_NAME: "each notebook's start time and duration, the run folder's path, the executed copies' sha256",
     "??_*.ipynb": "papermill's start time and duration of every cell; printed lines name the run folder and minutes",
     "train.log": "a training's printed lines: the run folder's path and the minutes trained",
-    training.CHECKPOINT_FILE: "the training clock (elapsed seconds) that a resumed run's max_minutes budget goes on from",
+    training.CHECKPOINT_FILE: "the training clock (elapsed seconds) a resumed run's max_minutes budget goes on from",
     "study.db": "Optuna's SQLite database: each trial's start and end time, and the pid of the process that ran it",
     "02_grid_machine.csv": "where and how long each grid point trained (search.MACHINE_COLUMNS: minutes, host)",
 }
-# Files compared without their wall-time columns (CSV, the other fields as written) or keys (JSON, the others by exact value).
+# Files compared without their wall-time columns (CSV, the other fields as written) or keys (JSON, the others by exact
+# value).
 TIMED_COLUMNS = {training.EPOCHS_LOG: training.TIMING_COLUMNS}  # an epoch's seconds and sequences per second
 TIMED_KEYS = {training.DONE_FILE: ("training_seconds",)}
 

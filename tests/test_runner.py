@@ -304,7 +304,10 @@ def test_a_users_run_never_touches_the_reference_run_which_only_reference_writes
 
 
 def test_executed_copies_keep_each_progress_bar_at_its_last_state_in_one_output(project: Path) -> None:
-    bars = 'import sys\nfor i in range(500):\n    print(f"\\r{i}%", end="", file=sys.stderr, flush=True)\nprint("\\rdone", file=sys.stderr)\nprint("a")\nprint("b")'
+    bars = (
+        'import sys\nfor i in range(500):\n    print(f"\\r{i}%", end="", file=sys.stderr, flush=True)\n'
+        'print("\\rdone", file=sys.stderr)\nprint("a")\nprint("b")'
+    )
     write_notebook(project / "notebooks" / "03_bars.ipynb", ('run_dir = ""', bars))
     assert run_cli(project) == 0
     executed = nbformat.read(project / "results" / "local" / "quick" / "03_bars.ipynb", as_version=4)

@@ -19,7 +19,8 @@ def subprocess_env() -> dict[str, str]:
 def test_a_folder_lock_is_held_until_its_process_ends(tmp_path):
     script = (  # another process takes the lock, says so, and waits to be killed
         "import pathlib, sys, time\nfrom musicvae_lib import shared_study\n"
-        "lock = shared_study.folder_lock(pathlib.Path(sys.argv[1]))\nprint(lock is not None, flush=True)\ntime.sleep(60)\n"
+        "lock = shared_study.folder_lock(pathlib.Path(sys.argv[1]))\n"
+        "print(lock is not None, flush=True)\ntime.sleep(60)\n"
     )
     holder = subprocess.Popen(
         [sys.executable, "-c", script, str(tmp_path)], env=subprocess_env(), stdout=subprocess.PIPE, text=True

@@ -490,7 +490,8 @@ def train(
     done = out_dir / DONE_FILE
     if done.exists():
         raise RunFinishedError(
-            f"{done} exists: the run in {out_dir} has finished. Train into a new folder, or delete {out_dir} to train again"
+            f"{done} exists: the run in {out_dir} has finished. Train into a new folder, or delete {out_dir} to train "
+            "again"
         )
     resolved = resolve_device(device)
     rank, world_size, joined_here = join_process_group(resolved)
