@@ -30,7 +30,11 @@ from musicvae_lib.training import load_model
 
 @dataclass(frozen=True)
 class Run:
-    """A chapter's view of its run folder: where to read, where figures and tables go, the trained model if asked."""
+    """A chapter's view of its run folder: where to read, where figures and tables go, the trained model if asked.
+
+    ``figure`` and ``table`` write into figures/ and tables/; the runner's manifest.json lists every
+    file a notebook wrote (``files``: path, size, sha256), these included.
+    """
 
     folder: Path
     figures: Path
@@ -38,24 +42,22 @@ class Run:
     model: MusicVAE | None  # notebook 03's model, when ``open_run`` was asked to load it
 
     def figure(self, fig: Figure, name: str, show: bool = True) -> Path:
-        """Save ``fig`` as figures/<name>.png (``plots.save_figure``), show it here if ``show``, close it;
-        returns the path.
+        """Save ``fig`` as figures/<name>.png (``plots.save_figure``), show it here unless ``show=False``; the path.
 
         Shown in a notebook, the figure appears where the call is, before what the cell displays
-        next (as ``plt.show()`` does); ``show=False`` only saves it (a chapter showing notation instead).
+        next (as ``plt.show()`` does); ``show=False`` only saves it (a chapter showing notation
+        instead). Either way the figure is closed: the cell's end does not show it a second time.
         """
         if not name or Path(name).name != name or name.endswith(".png"):
             raise ValueError(f"`name` must be a file name without folder or suffix (as in '07_pca'), got {name!r}")
         path = plots.save_figure(fig, self.figures / f"{name}.png")
-        shell = IPython.get_ipython()
-        if show and shell is not None:
+        if show and IPython.get_ipython() is not None:
             display(fig)
         plt.close(fig)
         return path
 
     def table(self, frame: pd.DataFrame, name: str, **to_csv: Any) -> Path:
-        """Write ``frame`` as tables/<name>.csv, passing ``to_csv`` (``index=False``, ``index_label=...``) on;
-        returns the path."""
+        """Write ``frame`` as tables/<name>.csv with ``to_csv``'s arguments (``index=False``, ...); the path."""
         if not name or Path(name).name != name or name.endswith(".csv"):
             raise ValueError(f"`name` must be a file name without folder or suffix (as in '07_probe_r2'), got {name!r}")
         path = self.tables / f"{name}.csv"
@@ -64,8 +66,7 @@ class Run:
 
 
 def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool = False) -> Run:
-    """Check the outputs of the notebooks ``needs`` (earliest first), create figures/ and tables/,
-    load the model if asked.
+    """Check the outputs of notebooks ``needs`` (earliest first), make figures/ and tables/, load the model if asked.
 
     Figures are shown as compact PNGs from here on (``plots.show_figures_compact``). The data
     chapter, which needs no earlier one, opens its run with ``needs=[]``.
