@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from musicvae_lib import runner, training
+from musicvae_lib import run_folder, runner, training
 
 PROFILE = "repro"
 
 # Files (by name, anywhere in the run folder) not compared, and why: each holds a wall time or the run folder's path.
 EXCLUDED = {
-    runner.MANIFEST_NAME: "each notebook's start time and duration, the run folder's path, the executed copies' sha256",
+    run_folder.MANIFEST: "each notebook's start time and duration, the run folder's path, the executed copies' sha256",
     "??_*.ipynb": "papermill's start time and duration of every cell; printed lines name the run folder and minutes",
     "train.log": "a training's printed lines: the run folder's path and the minutes trained",
     training.CHECKPOINT_FILE: "the training clock (elapsed seconds) a resumed run's max_minutes budget goes on from",
