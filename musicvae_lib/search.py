@@ -52,7 +52,7 @@ from musicvae_lib.shared_study import (
     run_jobs,
 )
 from musicvae_lib.storage_url import mask_url
-from musicvae_lib.training import DONE_FILE, TrainConfig, data_fingerprint, train_or_load
+from musicvae_lib.training import DONE_FILE, TrainConfig, data_fingerprint, train_or_load, with_added_defaults
 
 STUDY_NAME = "beta_lambda"
 TRIAL_PATIENCE = 3  # epochs without progress that end a job: sooner than the thesis' 5
@@ -352,7 +352,8 @@ def run_grid_search(
     opened = open_storage(storage, run_dir / GRID_STUDY)
     with optuna_quiet():
         study = optuna.create_study(storage=opened, study_name=study_name, direction="maximize", load_if_exists=True)
-    join_settings(study, SPEC_ATTR, spec.to_dict() | {"data_sha256": data_fingerprint(train_windows, valid_windows)})
+    wanted = spec.to_dict() | {"data_sha256": data_fingerprint(train_windows, valid_windows)}
+    join_settings(study, SPEC_ATTR, wanted, completed=with_added_defaults)
 
     def run_job(trial: optuna.Trial, job: dict[str, Any], folder: Path) -> float:
         job = Job(**job)

@@ -157,12 +157,22 @@ def open_storage(storage: StorageArg, default_file: Path, must_exist: bool = Fal
         raise storage_problem(url, error) from error
 
 
-def join_settings(study: optuna.Study, attribute: str, wanted: dict[str, Any]) -> None:
+def join_settings(
+    study: optuna.Study,
+    attribute: str,
+    wanted: dict[str, Any],
+    completed: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+) -> None:
     """Store ``wanted`` (JSON-ready) as the study's user attribute ``attribute`` if it has none; ValueError naming
-    every clash if it holds others: every worker must train with the same settings."""
+    every clash if it holds others: every worker must train with the same settings.
+
+    ``completed`` fills in what the stored settings lack because it was added since the study was made (e.g.
+    ``training.with_added_defaults``), so that a study of an earlier version joins with the defaults that keep
+    its behaviour.
+    """
     if attribute not in study.user_attrs:
         study.set_user_attr(attribute, wanted)
-    clashes = config_clashes(study.user_attrs[attribute], wanted, stored_as="in the study")
+    clashes = config_clashes(completed(study.user_attrs[attribute]), wanted, stored_as="in the study")
     if clashes:
         raise ValueError(
             f"study {study.study_name!r} was created with other settings ({'; '.join(clashes)}). Pass the study's "

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from postgres_server import free_port
 
 from musicvae_lib import chapter, plots, runner, search, shared_study, storage_url
 from musicvae_lib.model import preset
+from musicvae_lib import training
 from musicvae_lib.training import TrainConfig
 
 REPOSITORY = Path(__file__).parent.parent
@@ -672,3 +674,17 @@ def test_incomplete_choice_names_the_file_and_the_notebook(tmp_path):
 
 def test_the_heat_maps_know_the_better_end_of_grid_metrics_only():
     assert set(plots.GRID_BETTER) <= set(search.METRIC_COLUMNS) and "kl_bits" not in plots.GRID_BETTER
+
+
+def test_the_committed_grid_study_joins_though_made_before_cuda_graphs_existed(tmp_path):
+    # results/default's study.db stores a TrainConfig without `cuda_graphs`: notebook 02 re-executed on it must
+    # join with the field's default (eager steps, as then), not refuse the study
+    (tmp_path / "grid_search").mkdir()
+    shutil.copy(REPOSITORY / "results" / "default" / "grid_search" / "study.db", tmp_path / "grid_search" / "study.db")
+    study, spec = search.load_study(tmp_path)
+    stored = study.user_attrs[search.SPEC_ATTR]
+    assert "cuda_graphs" not in stored["train_config"]
+    wanted = stored | spec.to_dict()  # today's settings of the same grid: cuda_graphs False
+    with pytest.raises(ValueError, match="cuda_graphs: None in the study, False here"):
+        shared_study.join_settings(study, search.SPEC_ATTR, wanted)
+    shared_study.join_settings(study, search.SPEC_ATTR, wanted, completed=training.with_added_defaults)

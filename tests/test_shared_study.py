@@ -149,3 +149,17 @@ def test_a_trial_another_worker_told_first_is_left_to_it_and_its_job_queued_agai
 
     with pytest.raises(ValueError, match="4/4"):
         shared_study.run_jobs(study, storage, lambda: [{"n": 1}], lambda job: tmp_path / "1", fails)
+
+
+def test_settings_added_since_a_study_was_made_join_with_the_defaults_that_keep_its_behaviour():
+    study = optuna.create_study()
+    shared_study.join_settings(study, "settings", {"train": {"epochs": 2}})  # made before "graphs" existed
+    with pytest.raises(ValueError, match=r"train\.graphs: None in the study, False here"):
+        shared_study.join_settings(study, "settings", {"train": {"epochs": 2, "graphs": False}})
+
+    def completed(stored):
+        return {"train": {"graphs": False} | stored["train"]}
+
+    shared_study.join_settings(study, "settings", {"train": {"epochs": 2, "graphs": False}}, completed=completed)
+    with pytest.raises(ValueError, match=r"train\.graphs: False in the study, True here"):
+        shared_study.join_settings(study, "settings", {"train": {"epochs": 2, "graphs": True}}, completed=completed)
