@@ -23,9 +23,8 @@ from conftest import scale_windows
 from optuna.trial import TrialState
 from postgres_server import free_port
 
-from musicvae_lib import chapter, plots, runner, search, shared_study, storage_url
+from musicvae_lib import chapter, plots, runner, search, shared_study, storage_url, training
 from musicvae_lib.model import preset
-from musicvae_lib import training
 from musicvae_lib.training import TrainConfig
 
 REPOSITORY = Path(__file__).parent.parent
