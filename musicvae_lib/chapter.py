@@ -84,11 +84,14 @@ def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool
     return Run(folder, figures, tables, model)
 
 
-def contrasting_models(run_dir: str | Path, model: MusicVAE) -> dict[str, MusicVAE]:
-    """``model`` (chapter 03's) beside the grid search's chosen point and its two contrasting points (notebook 02).
+def contrasting_models(run_dir: str | Path, model: MusicVAE) -> tuple[dict[str, MusicVAE], list[str]]:
+    """``model`` (chapter 03's) beside the grid search's chosen point and its two contrasting points (notebook 02),
+    and the names of the grid points whose model.pt is not in the run folder.
 
     Keys name each model's role, beta and lambda; the grid models are read from their folders'
-    model.pt (``search.contrasting_points``: the least and the most KL).
+    model.pt (``search.contrasting_points``: the least and the most KL). A committed reference run keeps the
+    grid's results (its study) but not its models (``.gitignore``), so a re-execution from a clone goes on
+    with the models it has and names the others.
     """
     choice = search.load_choice(run_dir)
     if choice is None:
@@ -100,12 +103,24 @@ def contrasting_models(run_dir: str | Path, model: MusicVAE) -> dict[str, MusicV
         role="chosen point"
     )
     points = pd.concat([chosen, search.contrasting_points(grid, choice)], ignore_index=True)
-    return {"chapter 03 model": model} | {
-        f"{row.role}: beta {row.beta:g}, lambda {row.free_nats:g}": load_model(
-            Path(run_dir) / row.folder / run_folder.MODEL_FILE
-        )
-        for row in points.itertuples()
-    }
+    models, missing = {"chapter 03 model": model}, []
+    for row in points.itertuples():
+        name, path = f"{row.role}: beta {row.beta:g}, lambda {row.free_nats:g}", Path(run_dir) / row.folder
+        if (path / run_folder.MODEL_FILE).is_file():
+            models[name] = load_model(path / run_folder.MODEL_FILE)
+        else:
+            missing.append(name)
+    return models, missing
+
+
+def describe_missing_models(missing: Sequence[str]) -> str:
+    """A sentence naming the grid points ``contrasting_models`` could not load; empty when none is missing."""
+    if not missing:
+        return ""
+    return (
+        f"Not compared: {'; '.join(missing)}. Their models are not in this run folder (a committed reference run "
+        "keeps the grid's results, not its models); a fresh run of notebook 02 trains them."
+    )
 
 
 def comparison_sets(run_dir: str | Path, seed: int) -> tuple[dict[str, np.ndarray], dict[str, pd.DataFrame]]:

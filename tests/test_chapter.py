@@ -1,4 +1,5 @@
 import ast
+import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -13,6 +14,7 @@ from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import MusicVAE, preset
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+REFERENCE_RUN = Path(__file__).resolve().parent.parent / "results" / "default"
 
 
 def write_dataset(run_dir, seed=0):
@@ -124,3 +126,15 @@ def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
 def test_contrasting_models_need_the_grid_search(tmp_path):
     with pytest.raises(ValueError, match="02_grid_search"):
         chapter.contrasting_models(tmp_path, MusicVAE(preset("tiny")))
+
+
+def test_contrasting_models_go_on_without_the_grid_models_a_clone_lacks(tmp_path):
+    # the committed reference run holds the grid's study and choice, not its points' model.pt (.gitignore)
+    shutil.copytree(REFERENCE_RUN / "grid_search", tmp_path / "grid_search")
+    model = MusicVAE(preset("tiny"))
+    models, missing = chapter.contrasting_models(tmp_path, model)
+    assert models == {"chapter 03 model": model}
+    assert len(missing) == 3 and missing[0].startswith("chosen point: beta 1, lambda 64")
+    sentence = chapter.describe_missing_models(missing)
+    assert sentence.startswith("Not compared: chosen point: beta 1, lambda 64") and "notebook 02" in sentence
+    assert chapter.describe_missing_models([]) == ""
