@@ -223,14 +223,14 @@ def shared_storage(kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     }[kind]()
 
 
-@pytest.mark.parametrize("storage_kind", ["default", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path, storage_kind, request):
-    storage = shared_storage(storage_kind, tmp_path, request)
+def run_worker_that_dies(
+    tmp_path: Path, run_dir: Path, storage: str, before: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """A grid worker in a process of its own that kills itself (SIGKILL: no cleanup) right after its first trial's
+    first checkpoint; ``before`` is Python run first (to pose as another machine). Storage "" is the default."""
     data_path = tmp_path / "data.npz"
     np.savez(data_path, train=TRAIN, valid=VALID)
-    run_dir = tmp_path / "run"
-    # the worker kills itself (SIGKILL: no cleanup) right after its first trial's mid-epoch checkpoint
-    script = (
+    script = before + (
         "import json, os, signal, sys, numpy as np, torch\n"
         "from musicvae_lib import search, training\n"
         "torch.set_num_threads(1)\n"
@@ -244,13 +244,20 @@ def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path, 
         "search.run_grid_search(sys.argv[1], search.GridSpec.from_dict(json.loads(sys.argv[2])), "
         "data['train'], data['valid'], storage=sys.argv[4] or None, device='cpu')\n"
     )
-    killed = subprocess.run(
-        [sys.executable, "-c", script, str(run_dir), json.dumps(SPEC.to_dict()), str(data_path), str(storage or "")],
+    return subprocess.run(
+        [sys.executable, "-c", script, str(run_dir), json.dumps(SPEC.to_dict()), str(data_path), storage],
         env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize("storage_kind", ["default", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_killed_search_resumes_the_killed_point_from_its_checkpoint(tmp_path, storage_kind, request):
+    storage = shared_storage(storage_kind, tmp_path, request)
+    run_dir = tmp_path / "run"
+    killed = run_worker_that_dies(tmp_path, run_dir, str(storage or ""))
     assert killed.returncode == -9, killed.stderr
     left = search.results_table(run_dir, storage)
     assert sorted(left["state"]) == ["RUNNING"] + ["WAITING"] * 3  # rung 0 queued
@@ -364,34 +371,14 @@ def test_a_worker_of_another_machine_killed_for_good_is_recovered_through_its_he
 ):
     monkeypatch.setattr(shared_study, "HEARTBEAT_SECONDS", 1)  # the storage records a heartbeat every second ...
     monkeypatch.setattr(shared_study, "GRACE_SECONDS", 2)  # ... and a trial without one for 2 seconds is stale
-    data_path = tmp_path / "data.npz"
-    np.savez(data_path, train=TRAIN, valid=VALID)
     run_dir = tmp_path / "run"
-    # "another machine" (its own host name, so this machine's folder locks cannot tell it died) kills itself
-    # after its first trial's first checkpoint, and never comes back
-    script = (
-        "import json, os, signal, socket, sys, numpy as np, torch\n"
-        "from musicvae_lib import search, shared_study, training\n"
-        "torch.set_num_threads(1)\n"
+    # "another machine" (its own host name, so this machine's folder locks cannot tell it died), never coming back
+    other_machine = (
+        "import socket\nfrom musicvae_lib import shared_study\n"
         "socket.gethostname = lambda: 'other-machine'\n"
         "shared_study.HEARTBEAT_SECONDS, shared_study.GRACE_SECONDS = 1, 2\n"
-        "save = training.Trainer.save_checkpoint\n"
-        "def save_then_die(self):\n"
-        "    save(self)\n"
-        "    if self.progress.step == 1:\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "training.Trainer.save_checkpoint = save_then_die\n"
-        "data = np.load(sys.argv[3])\n"
-        "search.run_grid_search(sys.argv[1], search.GridSpec.from_dict(json.loads(sys.argv[2])), "
-        "data['train'], data['valid'], storage=sys.argv[4], device='cpu')\n"
     )
-    killed = subprocess.run(
-        [sys.executable, "-c", script, str(run_dir), json.dumps(SPEC.to_dict()), str(data_path), postgres_url],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    killed = run_worker_that_dies(tmp_path, run_dir, postgres_url, before=other_machine)
     assert killed.returncode == -9, killed.stderr
     left = search.results_table(run_dir, postgres_url)
     running = left[left["state"] == "RUNNING"]
