@@ -213,21 +213,32 @@ def key_results(run_dir: str | Path) -> str:
 
 
 def reexecution_note(run_dir: Path, timings: pd.DataFrame) -> str | None:
-    """A sentence when notebook 03 ran for less time than its model trained: it loaded a finished run.
+    """A sentence when notebook 02 or 03 ran for less time than its grid or model trained: it read finished work.
 
     The minutes of the timing table are then those of the re-execution, not of the study.
     """
+    reused = []
+    machine = read_csv(run_dir, "02_grid_machine.csv")  # the grid's trained minutes, point by point
+    if machine is not None and ran_shorter(timings, "02_grid_search", machine["minutes"].sum()):
+        reused.append(
+            f"notebook 02 read its grid from its study (the points trained {machine['minutes'].sum():.1f} minutes)"
+        )
     done = read_json(run_dir / run_folder.TRAINING / run_folder.DONE_FILE)
-    row = timings[timings["notebook"] == "03_training"]
-    if done is None or row.empty or not row["minutes"].iloc[0]:
+    if done is not None and ran_shorter(timings, "03_training", done["training_seconds"] / 60):
+        reused.append(f"notebook 03 loaded its model (trained {done['training_seconds'] / 60:.1f} minutes)")
+    if not reused:
         return None
-    trained = done["training_seconds"] / 60
-    if float(row["minutes"].iloc[0]) >= trained:
-        return None
+    their = "their" if len(reused) > 1 else "its"
     return (
-        f"Re-executed from finished work: notebook 03 loaded its model (trained {trained:.1f} minutes), so its minutes "
-        "above are the re-execution's, not the training's."
+        f"Re-executed from finished work: {' and '.join(reused)}, so {their} minutes above are the re-execution's, "
+        "not the training's."
     )
+
+
+def ran_shorter(timings: pd.DataFrame, notebook: str, trained_minutes: float) -> bool:
+    """Whether ``notebook``'s row of the timing table shows fewer minutes than ``trained_minutes``."""
+    row = timings[timings["notebook"] == notebook]
+    return not row.empty and bool(row["minutes"].iloc[0]) and float(row["minutes"].iloc[0]) < trained_minutes
 
 
 def replace_block(text: str, block: str) -> str:

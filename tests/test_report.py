@@ -61,6 +61,26 @@ def test_a_re_execution_that_loaded_its_model_says_the_minutes_are_not_the_study
     assert "Re-executed" not in report.key_results(run_dir)
 
 
+def test_a_re_execution_that_read_its_grid_says_so(run_dir):
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["notebooks"]["02_grid_search"] = {"duration_s": 12.0, "status": "ok", "git_commit": "abcdef123"}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    machine = pd.DataFrame({"beta": [0.5, 1.0], "free_nats": [0.0, 64.0], "minutes": [0.5, 1.5], "host": ["vm", "vm"]})
+    machine.to_csv(run_dir / "tables" / "02_grid_machine.csv", index=False)
+    assert (
+        "notebook 02 read its grid from its study (the points trained 2.0 minutes), so its minutes"
+        in report.key_results(run_dir)
+    )
+    (run_dir / "training").mkdir()
+    done = {"training_seconds": 1500.0, "epochs": 18, "steps": 7214, "device": "cpu", "stopped": "max_minutes"}
+    (run_dir / "training" / "done.json").write_text(json.dumps(done))
+    assert "trained 2.0 minutes) and notebook 03 loaded its model (trained 25.0 minutes), so their minutes" in (
+        report.key_results(run_dir)
+    )
+    machine.assign(minutes=[0.1, 0.05]).to_csv(run_dir / "tables" / "02_grid_machine.csv", index=False)
+    assert "notebook 02 read" not in report.key_results(run_dir)  # 0.2 minutes of notebook 02 > 0.15 trained
+
+
 def test_a_run_without_manifest_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         report.key_results(tmp_path)
