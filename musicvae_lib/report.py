@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from musicvae_lib import run_folder
+from musicvae_lib.budgets import stop_of
 from musicvae_lib.loss_config import NATS_PER_BIT, LossConfig, describe_loss
 
 BLOCK_START = "<!-- key-results:start (written by python -m musicvae_lib.report) -->"
@@ -61,7 +62,7 @@ def study_rows(run_dir: Path) -> list[tuple[str, str]]:
             (
                 "training",
                 f"{done['training_seconds'] / 60:.1f} min, {done['epochs']} epochs, {done['steps']:,} steps "
-                f"on {done['device']}, stopped by {done['stopped'].replace('_', ' ')}",
+                f"on {done['device']}, stopped by {stop_of(done)}",
             )
         )
     reconstruction = read_csv(run_dir, "03_reconstruction.csv")

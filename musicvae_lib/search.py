@@ -18,9 +18,9 @@ import math
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import optuna
@@ -57,7 +57,7 @@ from musicvae_lib.training import DONE_FILE, TrainConfig, data_fingerprint, trai
 STUDY_NAME = "beta_lambda"
 TRIAL_PATIENCE = 3  # epochs without progress that end a job: sooner than the thesis' 5
 SPEC_ATTR = "grid_spec"  # study user attribute: the settings every worker must share (join_settings)
-BUDGET_UNITS = ("minutes", "epochs")
+BUDGET_UNITS = ("steps", "epochs", "minutes")  # "minutes": studies made before budgets were steps
 
 SELECTION_RULE = (
     "among the points of the last rung whose sampling accuracy (Magenta's eval) is within {margin:.3g} of the best "
@@ -95,7 +95,8 @@ class GridNotebookDefaults:
     kl_form: str = "thesis"  # LossConfig.form
     model_preset: str = "tiny"
     rung_budgets: tuple[float, ...] = (1, 2)  # each rung's training budget in budget_unit, counted from the start
-    budget_unit: str = "epochs"  # or "minutes"
+    budget_unit: str = "epochs"  # or "steps"
+    guard_minutes: float = 0.0  # a job's time guard (TrainConfig.max_minutes), summed over its rungs; 0 = none
     eval_windows: int = 300
     margin: float = 0.01  # choose's margin
     storage: str = ""  # empty: grid_search/study.db in the run folder
@@ -114,9 +115,11 @@ class GridSpec:
     train_config: TrainConfig  # its seed trains every rung; the re-runs take the next
     eval_windows: int  # validation windows each job is evaluated on: a seeded sample, all if fewer
     rung_budgets: tuple[float, ...]  # training budget of each rung, counted from the start, increasing
-    budget_unit: str = "epochs"  # "epochs": max_epochs; "minutes": max_minutes (train_config.max_epochs a ceiling)
+    # "steps": max_steps; "epochs": max_epochs; "minutes" (studies made before budgets were steps): max_minutes
+    budget_unit: str = "epochs"
     kl_form: str = "thesis"  # LossConfig.form: beta * max(KL, lambda)
     seed: int = 0  # the evaluation sample and its draws
+    guard_minutes: float = 0.0  # every job's time guard (TrainConfig.max_minutes), summed over its rungs; 0 = none
 
     def __post_init__(self) -> None:
         for name in ("betas", "free_nats"):
@@ -125,7 +128,7 @@ class GridSpec:
                 raise ValueError(f"`{name}` must be distinct values >= 0, at least one, got {getattr(self, name)!r}")
             object.__setattr__(self, name, values)  # sorted: the same grid in any order is the same study
         budgets = tuple(float(budget) for budget in self.rung_budgets)
-        whole = self.budget_unit != "epochs" or all(budget == int(budget) for budget in budgets)
+        whole = self.budget_unit == "minutes" or all(budget == int(budget) for budget in budgets)
         if (
             not budgets
             or min(budgets) <= 0
@@ -134,13 +137,16 @@ class GridSpec:
             or not whole
         ):
             raise ValueError(
-                f"`rung_budgets` must increase from > 0 (whole epochs) and `budget_unit` be one of {BUDGET_UNITS}, "
+                f"`rung_budgets` must increase from > 0 (whole epochs or steps) and `budget_unit` be one of "
+                f"{BUDGET_UNITS}, "
                 f"got {self.rung_budgets!r} {self.budget_unit!r}"
             )
         object.__setattr__(self, "rung_budgets", budgets)
         LossConfig(form=self.kl_form)  # ValueError for an unknown form
-        if self.eval_windows < 1:
-            raise ValueError(f"`eval_windows` must be >= 1, got {self.eval_windows}")
+        if self.eval_windows < 1 or self.guard_minutes < 0:
+            raise ValueError(
+                f"need eval_windows >= 1 and guard_minutes >= 0, got {self.eval_windows}, {self.guard_minutes}"
+            )
         if len({point_name(*point) for point in self.points}) < len(self.points):
             raise ValueError(f"grid values too close to tell apart in folder names: {self.betas}, {self.free_nats}")
 
@@ -166,11 +172,12 @@ class GridSpec:
     def rung_config(self, rung: int, rerun: bool = False) -> TrainConfig:
         """The TrainConfig of a job at ``rung``: its budget; the next seed for a re-run."""
         budget = self.rung_budgets[rung]
-        config = (
-            replace(self.train_config, max_minutes=budget)
-            if self.budget_unit == "minutes"
-            else replace(self.train_config, max_epochs=int(budget), max_minutes=0.0)
-        )
+        if self.budget_unit == "minutes":
+            config = replace(self.train_config, max_minutes=budget)
+        elif self.budget_unit == "steps":
+            config = replace(self.train_config, max_steps=int(budget), max_minutes=self.guard_minutes)
+        else:
+            config = replace(self.train_config, max_epochs=int(budget), max_minutes=self.guard_minutes)
         return replace(config, seed=config.seed + 1) if rerun else config
 
 
@@ -188,30 +195,21 @@ class Job:
         return self.beta, self.free_nats
 
 
-def chapter_spec(
-    steps: int,
-    betas: list[float],
-    free_nats_values: list[float],
-    kl_form: str,
-    model_preset: str,
-    rung_budgets: list[float],
-    budget_unit: str,
-    eval_windows: int,
-    seed: int,
-) -> GridSpec:
-    """Notebook 02's parameters as a GridSpec: the preset for ``steps``-step windows,
-    early stopping sooner than the thesis."""
-    trial = TrainConfig(early_stopping_patience=TRIAL_PATIENCE, seed=seed)
+def chapter_spec(steps: int, parameters: Mapping[str, Any]) -> GridSpec:
+    """Notebook 02's parameters (``GridNotebookDefaults``' names) as a GridSpec: the preset for ``steps``-step
+    windows, early stopping sooner than the thesis."""
+    values = {field.name: parameters[field.name] for field in fields(GridNotebookDefaults)}
     return GridSpec(
-        tuple(betas),
-        tuple(free_nats_values),
-        preset(model_preset, steps=steps),
-        trial,
-        eval_windows,
-        tuple(rung_budgets),
-        budget_unit,
-        kl_form,
-        seed,
+        tuple(values["betas"]),
+        tuple(values["free_nats_values"]),
+        preset(values["model_preset"], steps=steps),
+        TrainConfig(early_stopping_patience=TRIAL_PATIENCE, seed=values["seed"]),
+        values["eval_windows"],
+        tuple(values["rung_budgets"]),
+        values["budget_unit"],
+        values["kl_form"],
+        values["seed"],
+        values["guard_minutes"],
     )
 
 
@@ -331,6 +329,13 @@ def train_job(
     }
 
 
+def with_added_spec_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A study's stored settings with the GridSpec and config fields added since filled in with their defaults
+    (``training.with_added_defaults``), each keeping the behaviour from before it existed."""
+    defaults = {spec.name: spec.default for spec in fields(GridSpec) if spec.default is not MISSING}
+    return with_added_defaults(defaults | stored)
+
+
 def run_grid_search(
     run_dir: str | os.PathLike,
     spec: GridSpec,
@@ -353,7 +358,7 @@ def run_grid_search(
     with optuna_quiet():
         study = optuna.create_study(storage=opened, study_name=study_name, direction="maximize", load_if_exists=True)
     wanted = spec.to_dict() | {"data_sha256": data_fingerprint(train_windows, valid_windows)}
-    join_settings(study, SPEC_ATTR, wanted, completed=with_added_defaults)
+    join_settings(study, SPEC_ATTR, wanted, completed=with_added_spec_defaults)
 
     def run_job(trial: optuna.Trial, job: dict[str, Any], folder: Path) -> float:
         job = Job(**job)
@@ -372,7 +377,8 @@ def run_grid_search(
         for name, value in metrics.items():
             trial.set_user_attr(name, value)
         print(
-            f"epochs {metrics['epochs']} ({metrics['stopped']}), {metrics['minutes']:.1f} min; -ELBO "
+            f"{metrics['steps']:,} steps, epochs {metrics['epochs']} ({metrics['stopped']}), {metrics['minutes']:.1f} "
+            f"min; -ELBO "
             f"{metrics['negative_elbo_nats']:.1f} nats, KL {metrics['kl_bits']:.1f} bits, sampling accuracy "
             f"{metrics['sampling_accuracy']:.3f}"
         )

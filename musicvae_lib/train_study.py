@@ -1,7 +1,7 @@
 """Notebook 03's training, from the command line: for several GPUs (torchrun) or a long run outside Jupyter.
 
     .venv/bin/torchrun --standalone --nproc_per_node 4 -m musicvae_lib.train_study --profile default
-    .venv/bin/python -m musicvae_lib.train_study --profile default -p max_minutes=120     # one process
+    .venv/bin/python -m musicvae_lib.train_study --profile default -p max_steps=40000     # one process
 
 It trains exactly what notebook 03 would train in the run folder ``results/local/<profile>`` (the one ``./study.sh
 --profile <profile>`` uses; ``--reference``: ``results/<profile>``): notebook 03's defaults
@@ -16,6 +16,7 @@ Under torchrun each process is one DistributedDataParallel replica (nccl on GPUs
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -24,9 +25,10 @@ from typing import Any, Mapping
 import pandas as pd
 
 from musicvae_lib import data, loss, profiles, run_folder, search
+from musicvae_lib.budgets import stop_of
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import ModelConfig, preset
-from musicvae_lib.training import TrainConfig, TrainResult, train_or_load
+from musicvae_lib.training import DONE_FILE, TrainConfig, TrainResult, train_or_load
 
 NOTEBOOK = "03_training"
 TRAIN_DEFAULTS = TrainConfig()  # notebook 03's training parameters take TrainConfig's defaults unless said otherwise
@@ -144,6 +146,7 @@ class TrainingNotebookDefaults:
     kl_form: str = ""  # "": the recipe's; "thesis" or "magenta"
     free_bits_over: str = ""  # "": the recipe's ("sequence"); or "batch"
     max_epochs: int = 2  # TrainConfig's ceiling is 100: a notebook run by hand stays short
+    max_steps: int = TRAIN_DEFAULTS.max_steps
     max_minutes: float = TRAIN_DEFAULTS.max_minutes
     batch_size: int = TRAIN_DEFAULTS.batch_size
     learning_rate: float = TRAIN_DEFAULTS.learning_rate
@@ -226,10 +229,11 @@ def baseline_config(model_config: ModelConfig, baseline_preset: str) -> ModelCon
 
 
 def describe_training(result: TrainResult, epochs: pd.DataFrame) -> str:
-    """How a training run ended: what stopped it, its epochs, steps, minutes and speed,
-    and its best epoch (``epochs.csv``)."""
+    """How a training run ended: what stopped it (``training.describe_stop``, from its done.json), its epochs,
+    steps, minutes and speed, and its best epoch (``epochs.csv``)."""
+    stop = stop_of(json.loads((result.out_dir / DONE_FILE).read_text()))
     return (
-        f"Stopped by {result.stopped.replace('_', ' ')} after {result.epochs} epochs ({result.steps:,} steps, "
+        f"Stopped by {stop} after {result.epochs} epochs ({result.steps:,} steps, "
         f"{epochs['seconds'].sum() / 60:.1f} minutes, {epochs['sequences_per_second'].median():.0f} sequences/s, "
         f"bf16 {'on' if result.bf16 else 'off'}"
         f"{', each step one CUDA graph' if result.step_path == 'cuda_graph' else ''}); "

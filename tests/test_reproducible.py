@@ -25,7 +25,7 @@ EXCLUDED = {
     run_folder.MANIFEST: "each notebook's start time and duration, the run folder's path, the executed copies' sha256",
     "??_*.ipynb": "papermill's start time and duration of every cell; printed lines name the run folder and minutes",
     "train.log": "a training's printed lines: the run folder's path and the minutes trained",
-    training.CHECKPOINT_FILE: "the training clock (elapsed seconds) a resumed run's max_minutes budget goes on from",
+    training.CHECKPOINT_FILE: "the training clock (elapsed seconds) a resumed run's max_minutes guard goes on from",
     "study.db": "Optuna's SQLite database: each trial's start and end time, and the pid of the process that ran it",
     "02_grid_machine.csv": "where and how long each grid point trained (search.MACHINE_COLUMNS: minutes, host)",
 }

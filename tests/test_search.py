@@ -23,7 +23,7 @@ from conftest import scale_windows
 from optuna.trial import TrialState
 from postgres_server import free_port
 
-from musicvae_lib import chapter, plots, runner, search, shared_study, storage_url, training
+from musicvae_lib import chapter, plots, runner, search, shared_study, storage_url
 from musicvae_lib.model import preset
 from musicvae_lib.training import TrainConfig
 
@@ -105,7 +105,7 @@ def test_every_point_trains_at_rung_0_and_the_best_two_go_on(finished):
         assert saved["train_config"]["max_epochs"] == row.rung + 1
         assert run_dir / row.folder == search.point_folder(run_dir, row.beta, row.free_nats)
         # train's lines go to the log
-        assert "Stopped by max_epochs" in (run_dir / row.folder / "train.log").read_text()
+        assert "Stopped by max epochs" in (run_dir / row.folder / "train.log").read_text()
 
 
 def test_a_promoted_point_goes_on_from_its_checkpoint_and_its_rerun_has_the_next_seed(finished):
@@ -552,9 +552,7 @@ def test_each_profile_makes_a_valid_grid_over_the_defaults(profile):
     table = tomllib.loads((REPOSITORY / "profiles" / f"{profile}.toml").read_text()).get("02_grid_search", {})
     assert set(table) <= set(notebook_parameters())  # the runner refuses other keys too
     values = asdict(search.GridNotebookDefaults()) | table
-    spec = search.chapter_spec(
-        32, **{name: values[name] for name in inspect.signature(search.chapter_spec).parameters if name != "steps"}
-    )
+    spec = search.chapter_spec(32, values)
     assert spec.betas == tuple(sorted(values["betas"])) and spec.rung_budgets == tuple(values["rung_budgets"])
     assert spec.train_config.early_stopping_patience == search.TRIAL_PATIENCE and spec.model_config.steps == 32
 
@@ -662,15 +660,17 @@ def test_the_heat_maps_know_the_better_end_of_grid_metrics_only():
     assert set(plots.GRID_BETTER) <= set(search.METRIC_COLUMNS) and "kl_bits" not in plots.GRID_BETTER
 
 
-def test_the_committed_grid_study_joins_though_made_before_cuda_graphs_existed(tmp_path):
-    # results/default's study.db stores a TrainConfig without `cuda_graphs`: notebook 02 re-executed on it must
-    # join with the field's default (eager steps, as then), not refuse the study
+def test_a_grid_study_made_before_cuda_graphs_and_guard_minutes_existed_joins(tmp_path):
+    # tests/data/grid_study_2026-11.db is results/default's study as made on 2026-11-27 (minutes rungs): its
+    # TrainConfig lacks `cuda_graphs` and its GridSpec `guard_minutes`. Notebook 02 re-executed on such a study
+    # must join with the fields' defaults (eager steps, no guard: as then), not refuse it
     (tmp_path / "grid_search").mkdir()
-    shutil.copy(REPOSITORY / "results" / "default" / "grid_search" / "study.db", tmp_path / "grid_search" / "study.db")
+    shutil.copy(Path(__file__).with_name("data") / "grid_study_2026-11.db", tmp_path / "grid_search" / "study.db")
     study, spec = search.load_study(tmp_path)
     stored = study.user_attrs[search.SPEC_ATTR]
-    assert "cuda_graphs" not in stored["train_config"]
-    wanted = stored | spec.to_dict()  # today's settings of the same grid: cuda_graphs False
+    assert "cuda_graphs" not in stored["train_config"] and "guard_minutes" not in stored
+    assert spec.budget_unit == "minutes" and spec.guard_minutes == 0.0
+    wanted = stored | spec.to_dict()  # today's settings of the same grid: cuda_graphs False, guard_minutes 0
     with pytest.raises(ValueError, match="cuda_graphs: None in the study, False here"):
         shared_study.join_settings(study, search.SPEC_ATTR, wanted)
-    shared_study.join_settings(study, search.SPEC_ATTR, wanted, completed=training.with_added_defaults)
+    shared_study.join_settings(study, search.SPEC_ATTR, wanted, completed=search.with_added_spec_defaults)

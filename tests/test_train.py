@@ -161,6 +161,63 @@ def test_max_minutes_stops_at_a_step_boundary_and_says_so(tmp_path):
     assert len(epochs) == result.epochs  # a cut-short epoch is validated and logged too
 
 
+def test_a_step_budget_stops_mid_epoch_and_gives_the_run_a_time_guard_stopped_at_the_same_step(tmp_path):
+    # the study's budgets were minutes until the profiles took the steps they had given (profiles/default.toml):
+    # a run budgeted in steps must be the very run the time budget stopped at that step, weights and all
+    train_windows, valid_windows = scale_windows(256, 0), scale_windows(16, 1)  # 16 batches an epoch
+    timed = run(tmp_path / "timed", train_windows, valid_windows, max_epochs=1000, max_minutes=0.003)
+    assert timed.stopped == "max_minutes"
+    stepped = run(tmp_path / "stepped", train_windows, valid_windows, max_epochs=1000, max_steps=timed.steps)
+    done = json.loads((tmp_path / "stepped" / "done.json").read_text())
+    assert stepped.stopped == done["stopped"] == "max_steps" and stepped.steps == done["budget_steps"] == timed.steps
+    assert stepped.epochs == timed.epochs and stepped.best_epoch == timed.best_epoch
+    assert state_dicts_equal(
+        load(tmp_path / "timed" / "model.pt")["state_dict"], load(tmp_path / "stepped" / "model.pt")["state_dict"]
+    )
+    for log in ("epochs.csv", "steps.csv"):  # the same losses, step for step (the timing columns aside)
+        timed_log, stepped_log = pd.read_csv(tmp_path / "timed" / log), pd.read_csv(tmp_path / "stepped" / log)
+        numbers = [name for name in timed_log if name not in training.TIMING_COLUMNS]
+        pd.testing.assert_frame_equal(timed_log[numbers], stepped_log[numbers])
+    mid = run(tmp_path / "mid", train_windows, valid_windows, max_epochs=1000, max_steps=21)
+    assert (mid.steps, mid.epochs) == (21, 2)  # 16 + 5: the cut-short epoch is validated and counted
+
+
+def test_a_finished_step_budget_is_loaded_and_a_raised_one_goes_on(tmp_path, capsys):
+    train_windows, valid_windows = scale_windows(64, 0), scale_windows(16, 1)  # 4 batches an epoch
+    config = TrainConfig(batch_size=16, checkpoint_every_steps=3, bf16=False, max_steps=6, max_minutes=5.0)
+
+    def train_or_load(**changes) -> training.TrainResult:
+        return training.train_or_load(
+            TINY, LossConfig(), replace(config, **changes), train_windows, valid_windows, tmp_path / "run", "cpu"
+        )
+
+    first = train_or_load()
+    assert (first.stopped, first.steps) == ("max_steps", 6)
+    assert not train_or_load(max_minutes=60.0).resumed  # a longer guard alone adds nothing: 6 of 6 steps done
+    assert not train_or_load(max_steps=5).resumed  # past a smaller budget: the run as it is
+    longer = train_or_load(max_steps=10)
+    assert longer.resumed and (longer.stopped, longer.steps) == ("max_steps", 10)
+
+
+def test_describe_stop_names_the_guard_and_the_budget():
+    assert (
+        training.describe_stop("max_minutes", 9120, 13203, 25.0)
+        == "the time guard (25 minutes) at step 9,120 of 13,203"
+    )
+    assert training.describe_stop("max_minutes", 13203, None, 25.0) == "its 25-minute budget at step 13,203"
+    assert training.describe_stop("max_steps", 13203, 13203, 120.0) == "its step budget (13,203 steps)"
+    assert training.describe_stop("early_stopping", 800, 13203, 0.0) == "early stopping"
+
+
+def test_done_json_names_the_commit_that_trained_the_model(finished):
+    out_dir, _ = finished
+    done = json.loads((out_dir / "done.json").read_text())
+    head = subprocess.run(["git", "-C", str(REPOSITORY), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert done["git_commit"] == head.stdout.strip() and isinstance(done["git_dirty"], bool)
+
+
 def test_a_loss_gone_non_finite_names_its_step_and_logs_the_steps_before_it(tmp_path):
     # a rate of 1e30 throws the weights to overflow within a few steps; steps.csv is written in chunks,
     # yet the error names the first bad step and the checkpoint on disk comes before it

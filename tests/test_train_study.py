@@ -83,7 +83,16 @@ def test_each_profile_gives_notebook_03_valid_configs(profile, tmp_path):
 def test_the_gpu_profile_trains_at_magentas_batch_within_a_gpu_budget(tmp_path):
     parameters = train_study.profile_parameters("gpu", [], REPOSITORY / "notebooks", tmp_path)
     assert (parameters["model_preset"], parameters["recipe"], parameters["batch_size"]) == ("study", "magenta", 512)
-    assert 0 < parameters["max_minutes"] <= 15
+    assert 0 < parameters["max_steps"] <= 30_000 and parameters["max_minutes"] > 0  # steps, and a guard
+
+
+@pytest.mark.parametrize("profile", sorted(path.stem for path in (REPOSITORY / "profiles").glob("*.toml")))
+def test_no_profile_budgets_by_minutes_alone(profile):
+    table = tomllib.loads((REPOSITORY / "profiles" / f"{profile}.toml").read_text())
+    training, grid = table.get("03_training", {}), table.get("02_grid_search", {})
+    assert grid.get("budget_unit", "epochs") in ("steps", "epochs")
+    if training.get("max_minutes"):  # a guard beside a budget in steps, or beside early stopping set on purpose
+        assert training.get("max_steps") or "early_stopping_patience" in training
 
 
 def test_the_magenta_recipe_is_the_default_and_ignores_the_grid_search_choice(tmp_path):
@@ -225,7 +234,7 @@ def test_the_16_bar_gpu_profile_trains_the_cpu_profiles_models_on_its_data():
         tomllib.loads((REPOSITORY / "profiles" / f"{name}.toml").read_text()) for name in ("hier16", "hier16-gpu")
     )
     assert cpu["notebooks"] == gpu["notebooks"] and cpu["01_dataset"] == gpu["01_dataset"]
-    budget = {"max_epochs", "max_minutes", "eval_windows"}  # what a GPU may spend differently
+    budget = {"max_epochs", "max_steps", "max_minutes", "eval_windows"}  # what a GPU may spend differently
     assert {k: v for k, v in cpu["03_training"].items() if k not in budget} == {
         k: v for k, v in gpu["03_training"].items() if k not in budget
     }

@@ -8,15 +8,19 @@ from musicvae_lib.training import BudgetClock, Progress, TrainConfig
 from musicvae_lib.training.clock import AGREE_SECONDS
 
 
-def test_one_process_reads_its_own_clock_at_every_call():
-    clock, progress = BudgetClock(TrainConfig(max_minutes=1.0), 10, torch.device("cpu"), 1), Progress()
-    progress.elapsed_seconds = 30.0
-    assert clock.budget_spent(progress) == pytest.approx(0.5, abs=1e-3) and not clock.time_is_up(progress)
+def test_one_process_reads_its_own_clock_at_every_call_and_spends_its_budget_in_steps():
+    clock, progress = BudgetClock(TrainConfig(max_minutes=1.0, max_epochs=4), 10, torch.device("cpu"), 1), Progress()
+    progress.elapsed_seconds, progress.step = 30.0, 10
+    assert not clock.time_is_up(progress)
+    assert clock.budget_spent(progress) == 0.25  # the guard's minutes spend no budget: steps do
     progress.elapsed_seconds = 61.0
-    assert clock.time_is_up(progress)
-    steps = BudgetClock(TrainConfig(max_epochs=4), 10, torch.device("cpu"), 1)  # no time budget: steps decide
-    progress.step = 10
-    assert steps.budget_spent(progress) == 0.25 and not steps.time_is_up(progress)
+    assert clock.time_is_up(progress) and clock.budget_spent(progress) == 0.25
+    steps = BudgetClock(TrainConfig(max_epochs=4, max_steps=25), 10, torch.device("cpu"), 1)  # fewer than 4 x 10
+    assert steps.budget_steps == 25 and steps.budget_spent(progress) == 0.4 and not steps.time_is_up(progress)
+    assert not steps.steps_are_up(progress)
+    progress.step = 25
+    assert steps.steps_are_up(progress)
+    assert BudgetClock(TrainConfig(max_epochs=2, max_steps=25), 10, torch.device("cpu"), 1).budget_steps == 20
 
 
 @pytest.fixture

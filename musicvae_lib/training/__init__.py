@@ -10,7 +10,7 @@ One module per concept, read in this order:
 - ``steps``: one optimiser step, eager or captured as a CUDA graph, and the bf16 timing;
 - ``checkpoint``: checkpoint.pt, model.pt and done.json, written atomically, ``load_model``;
 - ``logs``: steps.csv and epochs.csv, their sums, and the loss spikes read off them;
-- ``clock``: the time budget, agreed over DDP processes without a host sync per step;
+- ``clock``: the step budget spent and the time guard, agreed over DDP processes without a host sync per step;
 - ``trainer``: the loop (``Trainer``, ``train``); ``reuse``: ``train_or_load``.
 
 The names notebooks and tests use are re-exported here: ``from musicvae_lib import training``. Settings
@@ -28,16 +28,20 @@ from musicvae_lib.training.checkpoint import (
     half_precision,
     load_file,
     load_model,
+    source_commit,
 )
 from musicvae_lib.training.clock import BudgetClock
 from musicvae_lib.training.config import (
     LR_SCHEDULES,
     RESUMED_SETTINGS,
+    STOP_REASONS,
     CheckpointError,
     RunFinishedError,
     TrainConfig,
     TrainResult,
+    budget_steps,
     config_clashes,
+    describe_stop,
     with_added_defaults,
 )
 from musicvae_lib.training.device import (
@@ -124,4 +128,8 @@ __all__ = [  # the public names, as ``train.py`` offered them before it became t
     "TrainingStep",
     "TrainResult",
     "with_added_defaults",
+    "budget_steps",
+    "describe_stop",
+    "source_commit",
+    "STOP_REASONS",
 ]

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,20 @@ def restore_random_states(
         torch.cuda.set_rng_state(rng["cuda"][rank], device)
     np.random.set_state(("MT19937", rng["numpy"]["keys"].numpy().astype(np.uint32), *rng["numpy"]["rest"]))
     random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+
+
+def source_commit() -> dict[str, Any]:
+    """The git commit of the code that is training and whether ``musicvae_lib/`` differs from it (done.json
+    records both: a chapter re-executed later has its own commit); None for both outside a git checkout."""
+    library = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(library), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--verify", "--quiet", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".") if commit else None
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}

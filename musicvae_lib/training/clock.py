@@ -1,4 +1,4 @@
-"""The training budget's clock: time summed over a run's sessions, and the share of ``max_minutes`` spent.
+"""The training clock: time summed over a run's sessions (what the ``max_minutes`` guard limits), and the budget spent.
 
 One process reads its own clock at every call. Processes under DDP must agree on it (when to stop, the
 cosine schedule's rate), and agreeing is an all-reduce whose result the host must read: a wait for the
@@ -15,21 +15,22 @@ import torch
 import torch.distributed as dist
 
 from musicvae_lib.training.checkpoint import Progress
-from musicvae_lib.training.config import TrainConfig
+from musicvae_lib.training.config import TrainConfig, budget_steps
 
 AGREE_SECONDS = 5.0  # under DDP, about how often the processes agree on the time spent
 
 
 class BudgetClock:
-    """Adds wall time to a run's ``Progress`` and says how much of its budget is spent.
+    """Adds wall time to a run's ``Progress``, says how much of its step budget is spent and whether the time
+    guard (``max_minutes``) is reached.
 
-    The budget is ``max_minutes``, or without one ``max_epochs`` x ``steps_per_epoch`` steps (then a
-    function of the step alone: the same seed gives the same run).
+    The budget is steps (``config.budget_steps``): what is spent is a function of the step alone, so the
+    same seed gives the same run on any machine unless the guard stops it.
     """
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int, device: torch.device, world_size: int):
         self.budget_seconds = 60.0 * config.max_minutes
-        self.budget_steps = config.max_epochs * steps_per_epoch
+        self.budget_steps = budget_steps(config, steps_per_epoch)
         self.device, self.world_size = device, world_size
         self.last_tick = time.monotonic()
         self.agreed_step, self.agreed_seconds = -1, 0.0  # the last agreement (none yet)
@@ -64,13 +65,15 @@ class BudgetClock:
         return self.agreed_seconds + (progress.step - self.agreed_step) * self.pace
 
     def budget_spent(self, progress: Progress) -> float:
-        """Share of the training budget used: of max_minutes (``elapsed``), else of max_epochs' steps."""
-        if self.budget_seconds == 0:
-            return progress.step / self.budget_steps
-        return self.elapsed(progress) / self.budget_seconds
+        """Share of the step budget used."""
+        return progress.step / self.budget_steps
+
+    def steps_are_up(self, progress: Progress) -> bool:
+        """Whether the step budget is spent."""
+        return progress.step >= self.budget_steps
 
     def time_is_up(self, progress: Progress, agree_now: bool = False) -> bool:
-        """Whether the max_minutes budget is spent (never without one); under DDP all processes agree."""
+        """Whether the max_minutes guard is reached (never without one); under DDP all processes agree."""
         if self.budget_seconds == 0:
             return False
         return self.elapsed(progress, agree_now) >= self.budget_seconds

@@ -6,6 +6,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Collection, Mapping
 
+from musicvae_lib.budgets import STOP_REASONS, describe_stop  # noqa: F401 (re-exported)
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import ModelConfig, MusicVAE
 
@@ -20,7 +21,7 @@ class TrainConfig:
     batch_size: int = 64  # thesis; global over DDP processes; an epoch's last incomplete batch is dropped
     weight_decay: float = 1e-6  # thesis' L2 penalty, added to the gradient by Adam (not AdamW's decoupled decay)
     # "plateau": the thesis' ReduceLROnPlateau; "exponential": Magenta's decay; "cosine": from learning_rate
-    # down to min_learning_rate over the budget (max_minutes, else max_epochs)
+    # down to min_learning_rate over the step budget (``budget_steps``)
     lr_schedule: str = "plateau"
     plateau_factor: float = 0.5  # thesis: halve the learning rate ...
     plateau_patience: int = (
@@ -30,8 +31,11 @@ class TrainConfig:
     decay_rate: float = 0.9999  # Magenta: lr_t = (lr - min_lr) * decay_rate**step + min_lr
     early_stopping_patience: int = 5  # thesis: stop after 5 epochs without a lower validation loss
     grad_clip: float = 1.0  # global-norm clipping, Magenta's grad_clip
-    max_epochs: int = 100  # a ceiling; early stopping usually ends the run first
-    max_minutes: float = 0.0  # training time summed over resumed sessions; 0 = no budget
+    max_epochs: int = 100  # a ceiling; early stopping or max_steps usually end the run first
+    max_steps: int = 0  # the budget in optimiser steps, summed over resumed sessions; 0 = max_epochs' steps
+    # a guard, not a budget: the run stops when its training time summed over resumed sessions reaches this, and
+    # done.json says so (stopped "max_minutes"; its numbers then depend on the machine's speed); 0 = no guard
+    max_minutes: float = 0.0
     transpose_semitones: int = 0  # augmentation: shift each window by up to +-N semitones; 0 = off
     sampling_rate: float = 0.0  # scheduled sampling, Magenta's inverse-sigmoid rate k; 0 = teacher forcing
     # autocast to bfloat16; "auto": where the device has native bf16 kernels and, on CUDA, a timing of a few
@@ -60,6 +64,7 @@ class TrainConfig:
             "weight_decay",
             "min_learning_rate",
             "max_minutes",
+            "max_steps",
             "sampling_rate",
             "plateau_patience",
             "early_stopping_patience",
@@ -74,14 +79,20 @@ class TrainConfig:
             )
 
 
+def budget_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """The run's step budget: ``max_steps``, or ``max_epochs`` x ``steps_per_epoch`` if that is fewer or none is set."""
+    ceiling = config.max_epochs * steps_per_epoch
+    return min(config.max_steps, ceiling) if config.max_steps else ceiling
+
+
 @dataclass(frozen=True, eq=False)
 class TrainResult:
     """What ``train`` returns; ``done.json`` holds the same numbers."""
 
     model: MusicVAE = field(repr=False)  # best-validation weights, eval mode, on the training device
     out_dir: Path
-    stopped: str  # "early_stopping", "max_epochs" or "max_minutes"
-    epochs: int  # epochs run; one cut short by max_minutes counts
+    stopped: str  # one of STOP_REASONS
+    epochs: int  # epochs run; one cut short by max_steps or max_minutes counts
     steps: int
     best_epoch: int
     best_valid_loss: float
@@ -104,6 +115,7 @@ class RunFinishedError(FileExistsError):
 RESUMED_SETTINGS = frozenset(
     {
         "train_config.max_epochs",
+        "train_config.max_steps",
         "train_config.max_minutes",
         "train_config.checkpoint_every_steps",
         "train_config.cuda_graphs",

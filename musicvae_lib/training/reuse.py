@@ -26,10 +26,18 @@ from musicvae_lib.training.trainer import train
 
 
 def raises_budget(summary: Mapping[str, Any], config: TrainConfig) -> bool:
-    """Whether ``config`` gives a run that its budget stopped (``done.json``'s ``summary``) more of that budget."""
+    """Whether ``config`` gives a run that its budget or guard stopped (``done.json``'s ``summary``) more to train.
+
+    A run that has reached ``config.max_steps`` never trains on; a step budget raised past where it stands, an
+    epoch ceiling raised past its own, or a time guard raised (or removed) after it stopped the run do.
+    """
     stored = summary["identity"]["train_config"]
+    if summary["stopped"] == "early_stopping" or (config.max_steps and summary["steps"] >= config.max_steps):
+        return False
     if summary["stopped"] == "max_minutes":
-        return (config.max_minutes or math.inf) > stored["max_minutes"]  # 0 minutes: no time budget
+        return (config.max_minutes or math.inf) > stored["max_minutes"]  # 0 minutes: no guard
+    if summary["stopped"] == "max_steps":
+        return config.max_steps == 0 or config.max_steps > summary["steps"]
     return summary["stopped"] == "max_epochs" and config.max_epochs > stored["max_epochs"]
 
 
@@ -46,7 +54,7 @@ def train_or_load(
 
     Re-running a notebook then re-uses its model instead of failing or training again; a finished
     run of other settings raises RunFinishedError naming what differs (it is never overwritten). A
-    run stopped by its time or epoch budget goes on from its last checkpoint when this call raises
+    run stopped by its step or epoch budget or its time guard goes on from its last checkpoint when this call raises
     that budget (``raises_budget``): the grid search's successive halving continues its best points.
     """
     out_dir = Path(out_dir)

@@ -48,9 +48,16 @@ from musicvae_lib.training.checkpoint import (
     random_states,
     remove_stale_temporaries,
     restore_random_states,
+    source_commit,
 )
 from musicvae_lib.training.clock import BudgetClock
-from musicvae_lib.training.config import CheckpointError, RunFinishedError, TrainConfig, TrainResult
+from musicvae_lib.training.config import (
+    CheckpointError,
+    RunFinishedError,
+    TrainConfig,
+    TrainResult,
+    describe_stop,
+)
 from musicvae_lib.training.device import (
     DATA_STREAM,
     NOISE_STREAM,
@@ -255,6 +262,8 @@ class Trainer:
         """Why the run should stop now, or None to train another epoch."""
         if self.progress.epochs_without_improvement >= self.config.early_stopping_patience:
             return "early_stopping"
+        if self.config.max_steps and self.clock.steps_are_up(self.progress):
+            return "max_steps"
         if self.progress.epoch >= self.config.max_epochs:
             return "max_epochs"
         if self.clock.time_is_up(self.progress, agree_now=True):
@@ -364,7 +373,7 @@ class Trainer:
             mid_epoch = progress.position < self.batches_per_epoch
             if mid_epoch and progress.step % self.config.checkpoint_every_steps == 0:
                 self.save_checkpoint()
-            if mid_epoch and self.clock.time_is_up(progress):
+            if mid_epoch and (self.clock.steps_are_up(progress) or self.clock.time_is_up(progress)):
                 break
         bar.close()
         self.end_epoch()
@@ -429,6 +438,7 @@ class Trainer:
                 "stopped": stopped,
                 "epochs": progress.epoch,
                 "steps": progress.step,
+                "budget_steps": self.clock.budget_steps,
                 "best_epoch": progress.best_epoch,
                 "best_valid_loss": progress.best_valid_loss,
                 "training_seconds": progress.elapsed_seconds,
@@ -438,10 +448,12 @@ class Trainer:
                 "device": str(self.device),
                 "world_size": self.world_size,
                 "identity": self.identity(),  # lets train_or_load tell this run from another
+                **source_commit(),  # the code that trained it: git_commit, git_dirty
             }
             atomic_write_json(summary, self.out_dir / DONE_FILE)
             print(
-                f"Stopped by {stopped} after {progress.epoch} epochs ({progress.step} steps); best epoch "
+                f"Stopped by {describe_stop(stopped, progress.step, self.clock.budget_steps, self.config.max_minutes)}"
+                f" after {progress.epoch} epochs ({progress.step} steps); best epoch "
                 f"{progress.best_epoch}, validation loss {progress.best_valid_loss:.3f}: {self.out_dir / MODEL_FILE}"
             )
         self.vae.load_state_dict(kept)  # the model returned now is the one load_model gives later
