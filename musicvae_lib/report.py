@@ -58,11 +58,13 @@ def study_rows(run_dir: Path) -> list[tuple[str, str]]:
     if done and "identity" in done:  # the configs model.pt holds, readable without torch
         rows.append(("training loss", describe_loss(LossConfig(**done["identity"]["loss_config"]))))
     if done:
+        commit, dirty = run_folder.training_commit(done)
+        trained_at = f", at commit {commit[:7]}{'+dirty' if dirty else ''}" if commit else ""  # older: not recorded
         rows.append(
             (
                 "training",
                 f"{done['training_seconds'] / 60:.1f} min, {done['epochs']} epochs, {done['steps']:,} steps "
-                f"on {done['device']}, stopped by {stop_of(done)}",
+                f"on {done['device']}, stopped by {stop_of(done)}{trained_at}",
             )
         )
     reconstruction = read_csv(run_dir, "03_reconstruction.csv")

@@ -67,6 +67,15 @@ TABLES = Path("tables")
 SPLIT_NAMES = ("train", "valid", "test")
 
 
+def training_commit(done: dict) -> tuple[str | None, bool | None]:
+    """The commit that trained the model of a done.json and whether its tree differed from it: ``git_commit``, dirty
+    by a ``-dirty`` suffix or by ``git_dirty``; (None, None) for a done.json written before training recorded it."""
+    commit = done.get("git_commit")
+    if not commit:
+        return None, None
+    return commit.removesuffix("-dirty"), bool(done.get("git_dirty", commit.endswith("-dirty")))
+
+
 def split_file(name: str) -> Path:
     """``dataset/<name>.npy``: the windows of one split, uint8 [n, steps]."""
     return DATASET / f"{name}.npy"
@@ -83,6 +92,14 @@ CHAPTER_OUTPUTS: dict[str, tuple[Path, ...]] = {
     "02_grid_search": (GRID_CHOICE,),
     "03_training": (TRAINED_MODEL,),
     "04_generation": (GENERATED,),
+}
+
+
+# notebook -> the folders it trains models into; each model's folder holds done.json once it finished (the manifest
+# records, per chapter, which commit trained each and on which data)
+CHAPTER_TRAININGS: dict[str, tuple[Path, ...]] = {
+    "02_grid_search": (GRID_SEARCH,),
+    "03_training": (TRAINING, BASELINE_TRAINING),
 }
 
 

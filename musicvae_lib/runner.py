@@ -5,7 +5,8 @@
 runs stay apart from the committed reference runs ``results/<profile>/``, which only
 ``--reference`` re-makes. Each executed copy is saved there as ``NN_name.ipynb``, and
 ``manifest.json`` records, after each notebook, the parameters it was passed, when it ran, the git
-commit, the dataset hash and every file it wrote (size and sha256).
+commit, the interpreter, CPU and package versions, both data hashes (``HASH_DEFINITIONS``), which commit
+trained each model a training chapter left in the run folder, and every file it wrote (size and sha256).
 
 A profile is a TOML file ``profiles/<name>.toml`` (next to ``notebooks/``)::
 
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import numpy as np
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
@@ -60,12 +62,16 @@ from musicvae_lib.profiles import (
     portable_path,
 )
 from musicvae_lib.run_folder import (
+    CHAPTER_TRAININGS,
     DATASET_SUMMARY,
+    DONE_FILE,
     MANIFEST,
     NOTEBOOKS_DIR,
     REPO_DIR,
     default_results_dir,
     runner_command,
+    split_file,
+    training_commit,
 )
 from musicvae_lib.storage_url import mask_url, split_password, storage_url
 
@@ -96,6 +102,16 @@ PACKAGES = (
     "onnxruntime",
     "musicvae-notebooks",
 )
+# The two data hashes a manifest records, and why they differ: each answers its own question, and a trained model's
+# data_sha256 is checked against the second (``training_data_hash``), which the run folder's dataset re-makes.
+HASH_DEFINITIONS = {
+    "dataset_hash": "sha256 over the split names and window bytes of train, valid and test (data.dataset_hash, "
+    "written by 01_dataset to dataset/summary.json): the whole dataset, the held-out test split included",
+    "training_data_sha256": "sha256 over the shapes and bytes of the train and valid windows only "
+    "(training.data_fingerprint, re-made from dataset/train.npy and valid.npy): what a training run sees, the "
+    "data_sha256 in each done.json, checked before a checkpoint resumes or a finished model is re-used",
+}
+NOT_RECORDED = "not recorded (done.json predates it)"
 # The kernel warns on every start that its local TCP sockets are unencrypted; papermill talks to it on this machine
 # only.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
@@ -216,6 +232,53 @@ def dataset_hash(run_dir: Path) -> str | None:
     return json.loads(path.read_text(encoding="utf-8")).get("dataset_hash") if path.is_file() else None
 
 
+def training_data_hash(run_dir: Path) -> str | None:
+    """``training.data_fingerprint`` of the run folder's train and valid windows: the ``data_sha256`` a model trained
+    on them records in done.json; None before 01_dataset wrote them."""
+    paths = [run_dir / split_file(name) for name in ("train", "valid")]
+    if not all(path.is_file() for path in paths):
+        return None
+    from musicvae_lib.training.checkpoint import data_fingerprint  # imports torch: only once a dataset exists
+
+    # as the trainer holds them (``Trainer.__init__``): contiguous uint8
+    train, valid = (np.ascontiguousarray(np.load(path, allow_pickle=False), dtype=np.uint8) for path in paths)
+    return data_fingerprint(train, valid)
+
+
+def trained_model(done: dict[str, Any], data_sha256: str | None) -> dict[str, Any]:
+    """Which commit trained the model of a ``done.json`` and whether it saw ``data_sha256`` (this run folder's data).
+
+    ``trained_at_commit`` and ``trained_dirty`` are ``run_folder.training_commit``'s; a done.json written before
+    training recorded its commit gives None and says so in ``trained_at_commit_note``.
+    ``same_data_as_dataset`` is None when either hash is unknown.
+    """
+    commit, dirty = training_commit(done)
+    trained_on = done.get("identity", {}).get("data_sha256")
+    record: dict[str, Any] = {"trained_at_commit": commit, "trained_dirty": dirty}
+    if not commit:
+        record["trained_at_commit_note"] = NOT_RECORDED
+    return record | {
+        "data_sha256": trained_on,
+        "same_data_as_dataset": trained_on == data_sha256 if trained_on and data_sha256 else None,
+    }
+
+
+def trained_models(run_dir: Path, stem: str, data_sha256: str | None) -> dict[str, dict[str, Any]]:
+    """``trained_model`` for every finished model under the training folders of notebook ``stem``
+    (``CHAPTER_TRAININGS``), by folder relative to ``run_dir``; empty for a chapter that trains none."""
+    folders = CHAPTER_TRAININGS.get(stem, ())
+    found = sorted(path for folder in folders for path in (run_dir / folder).rglob(DONE_FILE))
+    return {
+        path.parent.relative_to(run_dir).as_posix(): trained_model(json.loads(path.read_text()), data_sha256)
+        for path in found
+    }
+
+
+def execution_environment() -> dict[str, Any]:
+    """The interpreter, machine and package versions a notebook runs with, as its manifest entry records them."""
+    return {"python": sys.version, "platform": platform.platform(), "cpu": cpu_name(), "packages": package_versions()}
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     """The run folder's manifest, or an empty one for a new run folder."""
     path = run_dir / MANIFEST
@@ -322,9 +385,15 @@ def execute(
     manifest: dict[str, Any],
     git: dict[str, Any],
     environment: dict[str, str] | None = None,
+    machine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one notebook into ``run_dir`` with ``environment`` added to its kernel's and return its manifest entry
     (also stored in ``manifest``).
+
+    The entry records the commit it ran at (``git``), the interpreter, machine and package versions
+    (``machine``, default ``execution_environment()``), both data hashes and, for a chapter that trains, which
+    commit trained each of its models (``trained_models``): a chapter re-executed later on another machine, or
+    one that re-used a model trained at another commit, says so.
 
     Before it runs, its entry says "running" and later notebooks' "ok" entries become "stale", both
     written to disk, so an interrupted or forced re-run never leaves outdated results marked finished.
@@ -356,6 +425,8 @@ def execute(
     if executed.is_file():
         tidy_executed(executed, notebook.path.parent.parent)
     after = file_states(run_dir)
+    data_sha256 = training_data_hash(run_dir)
+    trains = notebook.stem in CHAPTER_TRAININGS
     written = sorted(path for path, state in after.items() if before.get(path) != state and path != executed.name)
     entries[notebook.stem] = {
         "notebook": notebook.path.relative_to(notebook.path.parent.parent).as_posix(),
@@ -368,7 +439,10 @@ def execute(
         "status": "failed" if error else "ok",
         "error": error,
         **git,
+        "environment": machine or execution_environment(),
         "dataset_hash": dataset_hash(run_dir),
+        "training_data_sha256": data_sha256,
+        **({"trained_models": trained_models(run_dir, notebook.stem, data_sha256)} if trains else {}),
         "files": [{"path": path, "size_bytes": after[path][1], "sha256": sha256(run_dir / path)} for path in written],
     }
     write_manifest(run_dir, manifest)
@@ -429,20 +503,19 @@ def run(
             continue
         print(f"run {notebook.stem} -> {shown(run_dir / notebook.path.name)}", flush=True)  # before papermill's bar
         git = git_state(notebooks_dir, results_dir)
+        machine = execution_environment()
         manifest = {
             "profile": profile.name,
             "profile_file": portable_path(profile.path, repo_dir, repo_dir),
             "profile_toml": mask_url(profile.text),
             "run_dir": portable_path(run_dir, repo_dir, repo_dir),
             **git,
-            "python": sys.version,
-            "platform": platform.platform(),
-            "cpu": cpu_name(),
-            "packages": package_versions(),
+            **machine,  # the latest notebook's; each entry keeps its own
+            "hash_definitions": HASH_DEFINITIONS,
             "notebooks": entries,
         }
         parameters, environment = prepared[notebook.stem]
-        entry = execute(notebook, parameters, run_dir, manifest, git, environment)
+        entry = execute(notebook, parameters, run_dir, manifest, git, environment, machine)
         if entry["status"] == "failed":
             print(
                 f"{notebook.stem} failed: {entry['error']}\n"

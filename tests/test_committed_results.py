@@ -5,15 +5,18 @@ These tests read ``results/<run>/`` as committed; they check what a reader of th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
-from musicvae_lib.run_folder import REPO_DIR
+from musicvae_lib.run_folder import DATASET_SUMMARY, DONE_FILE, REPO_DIR, SPLIT_NAMES, split_file
+from musicvae_lib.runner import training_data_hash
 
 RUNS = sorted(path.parent for path in REPO_DIR.glob("results/*/manifest.json"))
 TEXT_SUFFIXES = {".ipynb", ".json", ".csv", ".md", ".py", ".toml", ".txt", ".log", ".sh"}
@@ -54,6 +57,20 @@ def test_no_committed_file_points_outside_the_repository_or_to_a_machine_path() 
                 f"{path.relative_to(REPO_DIR)}: ...{text[max(0, match.start() - 40) : match.end() + 40]!r}"
             )
     assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("run_dir", RUNS, ids=[run.name for run in RUNS])
+def test_every_committed_model_was_trained_on_its_runs_dataset_by_both_hashes_definitions(run_dir: Path) -> None:
+    """The manifest's two data hashes, re-made from the committed windows as ``runner.HASH_DEFINITIONS`` says."""
+    splits = {name: np.load(run_dir / split_file(name)) for name in SPLIT_NAMES}
+    whole = hashlib.sha256(b"".join(name.encode() + splits[name].tobytes() for name in SPLIT_NAMES)).hexdigest()
+    assert whole == json.loads((run_dir / DATASET_SUMMARY).read_text())["dataset_hash"]
+    trained_on = training_data_hash(run_dir)
+    assert trained_on != whole
+    models = sorted(run_dir.rglob(DONE_FILE))
+    assert models, f"{run_dir} holds no finished model"
+    for done in models:
+        assert json.loads(done.read_text())["identity"]["data_sha256"] == trained_on, done
 
 
 @pytest.mark.parametrize("run_dir", RUNS, ids=[run.name for run in RUNS])

@@ -61,6 +61,23 @@ def test_a_re_execution_that_loaded_its_model_says_the_minutes_are_not_the_study
     assert "Re-executed" not in report.key_results(run_dir)
 
 
+@pytest.mark.parametrize(
+    "recorded, shown",
+    [
+        ({"git_commit": "262bf34" + "0" * 33, "git_dirty": False}, ", at commit 262bf34 |"),
+        ({"git_commit": "262bf34" + "0" * 33 + "-dirty"}, ", at commit 262bf34+dirty |"),
+        ({}, "stopped by max minutes |"),  # a done.json from before training recorded its commit
+    ],
+)
+def test_the_training_row_names_the_commit_that_trained_the_model(run_dir, recorded, shown):
+    (run_dir / "training").mkdir()
+    done = {"training_seconds": 1500.0, "epochs": 18, "steps": 7214, "device": "cpu", "stopped": "max_minutes"}
+    (run_dir / "training" / "done.json").write_text(json.dumps(done | recorded))
+    row = next(line for line in report.key_results(run_dir).splitlines() if line.startswith("| training |"))
+    assert row.endswith(shown)
+    assert "abcdef1" not in row  # the commit notebook 03 ran at is the timing table's, not the model's
+
+
 def test_a_re_execution_that_read_its_grid_says_so(run_dir):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest["notebooks"]["02_grid_search"] = {"duration_s": 12.0, "status": "ok", "git_commit": "abcdef123"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import platform
 import re
 import shlex
 import subprocess
@@ -12,20 +13,25 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import papermill
 import pytest
 
+from musicvae_lib import data
 from musicvae_lib.run_folder import MissingInputError, require_outputs
 from musicvae_lib.runner import (
     REPO_DIR,
     ConfigError,
     command_line,
+    cpu_name,
     default_results_dir,
     git_state,
     main,
+    package_versions,
     parse_override,
     run,
 )
+from musicvae_lib.training.checkpoint import data_fingerprint
 
 # 01 writes a file and the dataset summary; 02 reads 01's file, so it only succeeds after 01.
 # Their parameters cells hold a line with a second "=" (papermill.inspect_notebook drops it) and an annotation.
@@ -353,3 +359,133 @@ def test_a_profile_of_some_chapters_runs_those_and_needs_no_other(project: Path,
     (project / "profiles" / "bad.toml").write_text('notebooks = ["01", "09"]\n' + PROFILE)
     assert main(["--profile", "bad", "--notebooks", str(project / "notebooks")]) == 2
     assert "`notebooks` names 09, no such notebook" in capsys.readouterr().err
+
+
+# --- provenance of data and models: three chapters named as the study's, each writing by hand what the real one writes
+TINY_SPLITS = {"train": (8, 0), "valid": (4, 5), "test": (4, 11)}  # name -> (windows, offset): uint8 [n, 32]
+DATASET = (
+    'run_dir = ""',
+    f"""
+import json, pathlib
+import numpy as np
+from musicvae_lib import data
+out = pathlib.Path(run_dir) / "dataset"
+out.mkdir(parents=True, exist_ok=True)
+splits = {{
+    name: data.Split(name, ((np.arange(n * 32) + offset) % 90).astype(np.uint8).reshape(n, 32), np.arange(n), n, 0)
+    for name, (n, offset) in {TINY_SPLITS!r}.items()
+}}
+for name, split in splits.items():
+    np.save(out / f"{{name}}.npy", split.windows)
+(out / "summary.json").write_text(json.dumps({{"dataset_hash": data.dataset_hash(splits)}}))
+""",
+)
+# done.json as training writes it, with the commit (a newer trainer) or without it (one from before it recorded it)
+GRID = (
+    'run_dir = ""\ntrained_on = ""',
+    """
+import json, pathlib
+point = pathlib.Path(run_dir) / "grid_search" / "beta_lambda" / "beta=1_lambda=0"
+point.mkdir(parents=True, exist_ok=True)
+(point / "done.json").write_text(json.dumps({"git_commit": "1" * 40, "git_dirty": False,
+                                              "identity": {"data_sha256": trained_on}}))
+""",
+)
+TRAINING = (
+    'run_dir = ""\ntrained_on = ""\ncommit = ""',
+    """
+import json, pathlib
+folder, baseline = pathlib.Path(run_dir) / "training", pathlib.Path(run_dir) / "training_baseline"
+for path in (folder, baseline):
+    path.mkdir(exist_ok=True)
+if not (folder / "done.json").exists():  # as train_or_load: a finished model is re-used, its done.json kept
+    (folder / "done.json").write_text(json.dumps({"git_commit": commit, "identity": {"data_sha256": trained_on}}))
+(baseline / "done.json").write_text(json.dumps({"identity": {"data_sha256": "0" * 64}}))
+""",
+)
+
+
+def tiny_windows(name: str) -> np.ndarray:
+    """The windows DATASET's notebook writes for split ``name``."""
+    n, offset = TINY_SPLITS[name]
+    return ((np.arange(n * 32) + offset) % 90).astype(np.uint8).reshape(n, 32)
+
+
+@pytest.fixture
+def study(project: Path) -> Path:
+    """``project`` with the study's three first chapters instead: they write a dataset and trained models' done.json."""
+    for path in (project / "notebooks").glob("*.ipynb"):
+        path.unlink()
+    write_notebook(project / "notebooks" / "01_dataset.ipynb", DATASET)
+    write_notebook(project / "notebooks" / "02_grid_search.ipynb", GRID)
+    write_notebook(project / "notebooks" / "03_training.ipynb", TRAINING)
+    trained_on = data_fingerprint(tiny_windows("train"), tiny_windows("valid"))
+    (project / "profiles" / "quick.toml").write_text(
+        f'[all]\ntrained_on = "{trained_on}"\n\n["03_training"]\ncommit = "{"3" * 40}-dirty"\n'
+    )
+    return project
+
+
+def test_the_manifest_names_the_commit_that_trained_each_model_apart_from_the_chapters_own(study: Path) -> None:
+    assert run_cli(study) == 0
+    assert run_cli(study, "--only", "03", "--force", "-p", f"commit={'9' * 40}") == 0  # re-executed: model re-used
+    recorded = manifest(study)["notebooks"]
+    assert "trained_models" not in recorded["01_dataset"]  # a chapter that trains nothing
+    assert recorded["02_grid_search"]["trained_models"] == {
+        "grid_search/beta_lambda/beta=1_lambda=0": {
+            "trained_at_commit": "1" * 40,
+            "trained_dirty": False,
+            "data_sha256": recorded["02_grid_search"]["training_data_sha256"],
+            "same_data_as_dataset": True,
+        }
+    }
+    training = recorded["03_training"]
+    assert training["git_commit"] is None  # the chapter's own commit: tmp_path is no git checkout
+    assert training["trained_models"]["training"] == {
+        "trained_at_commit": "3" * 40,  # the model's, from its done.json: not the re-execution's 999...
+        "trained_dirty": True,
+        "data_sha256": training["training_data_sha256"],
+        "same_data_as_dataset": True,
+    }
+    assert training["trained_models"]["training_baseline"] == {
+        "trained_at_commit": None,
+        "trained_dirty": None,
+        "trained_at_commit_note": "not recorded (done.json predates it)",
+        "data_sha256": "0" * 64,
+        "same_data_as_dataset": False,
+    }
+
+
+def test_the_manifest_records_both_data_hashes_and_what_each_covers(study: Path) -> None:
+    assert run_cli(study, "--only", "01") == 0
+    recorded = manifest(study)
+    entry = recorded["notebooks"]["01_dataset"]
+    splits = {name: data.Split(name, tiny_windows(name), np.arange(3), 3, 0) for name in TINY_SPLITS}
+    assert entry["dataset_hash"] == data.dataset_hash(splits)  # train, valid and test
+    assert entry["training_data_sha256"] == data_fingerprint(tiny_windows("train"), tiny_windows("valid"))
+    assert entry["dataset_hash"] != entry["training_data_sha256"]
+    splits["test"] = data.Split("test", tiny_windows("test")[:2], np.arange(2), 2, 0)  # the test split: only one moves
+    assert data.dataset_hash(splits) != entry["dataset_hash"]
+    assert set(recorded["hash_definitions"]) == {"dataset_hash", "training_data_sha256"}
+    assert "test" in recorded["hash_definitions"]["dataset_hash"]
+    assert "train and valid windows only" in recorded["hash_definitions"]["training_data_sha256"]
+
+
+def test_each_chapter_keeps_the_versions_and_machine_it_ran_with(project: Path) -> None:
+    assert run_cli(project) == 0
+    path = project / "results" / "local" / "quick" / "manifest.json"
+    recorded = json.loads(path.read_text())
+    here = {"python": sys.version, "platform": platform.platform(), "cpu": cpu_name()}
+    for entry in recorded["notebooks"].values():
+        assert {key: entry["environment"][key] for key in here} == here
+        assert entry["environment"]["packages"]["papermill"] == papermill.__version__
+        assert entry["environment"]["packages"]["nbformat"] == nbformat.__version__
+    # as if 01 had run on another machine with another torch: re-running 02 leaves 01's record alone
+    other = {"python": "3.12.1", "platform": "Darwin", "cpu": "Apple M2, 8 cores", "packages": {"torch": "2.5.0"}}
+    recorded["notebooks"]["01_make"]["environment"] = other
+    path.write_text(json.dumps(recorded))
+    assert run_cli(project, "--only", "02", "--force") == 0
+    again = json.loads(path.read_text())
+    assert again["notebooks"]["01_make"]["environment"] == other
+    assert again["notebooks"]["02_use"]["environment"]["python"] == sys.version
+    assert (again["python"], again["packages"]) == (sys.version, package_versions())  # the top-level summary stays
