@@ -20,7 +20,7 @@ def describe_stop(stopped: str, steps: int, budget: int | None, max_minutes: flo
     """
     if stopped == "max_minutes":
         if budget is None:
-            return f"its {max_minutes:g}-minute budget at step {steps:,}"
+            return f"its {f'{max_minutes:g}-minute' if max_minutes else 'time'} budget at step {steps:,}"
         return f"the time guard ({max_minutes:g} minutes) at step {steps:,} of {budget:,}"
     if stopped == "max_steps":
         return f"its step budget ({steps:,} steps)"
