@@ -309,6 +309,27 @@ def components_for_share(explained_variance_ratio: np.ndarray, share: float = 0.
     return int(np.searchsorted(np.cumsum(explained_variance_ratio), share)) + 1
 
 
+def describe_pca(view: PcaView, prior_name: str) -> str:
+    """A paragraph on a PCA view fitted on the training mu ("train"), with test mu and prior draws:
+    the variance the first two components explain, the components needed for 90%, the spread per
+    axis of the sets "prior" and "test" in the first two components (standard deviation averaged
+    over the two axes).
+    """
+    missing = [name for name in ("prior", "test") if name not in view.coordinates]
+    if missing or view.reference != "train":
+        raise ValueError(
+            f"describe_pca needs a view fitted on 'train' with the sets 'prior' and 'test', got one fitted on "
+            f"{view.reference!r} with the sets {list(view.coordinates)}: make it with pca_view(..., reference='train')"
+        )
+    ratio = view.explained_variance_ratio
+    return (
+        f"The first two components explain {ratio[:2].sum():.0%} of the variance of the training mu; "
+        f"{components_for_share(ratio, 0.9)} of {len(ratio)} components are needed for 90%. Draws of the study's "
+        f"prior ({prior_name}) spread {np.std(view.coordinates['prior'], axis=0).mean():.2f} per axis in this view, "
+        f"test mu {np.std(view.coordinates['test'], axis=0).mean():.2f}."
+    )
+
+
 @dataclass(frozen=True)
 class TsneView:
     """One t-SNE embedding of samples of several sets."""

@@ -1,4 +1,3 @@
-import ast
 import shutil
 from pathlib import Path
 
@@ -97,6 +96,10 @@ def test_readable_rounds_shares_and_shows_counts_as_whole_numbers():
     assert np.isnan(chapter.readable(pd.DataFrame({"x": [np.nan, 0.5]}))["x"].iloc[0])
 
 
+# TODO(lead): notebook 02's grid cell (its chapter_spec call takes a line per argument) is being shortened; then remove
+LONG_CELL_ALLOWED = ("spec = search.chapter_spec(",)
+
+
 @pytest.mark.parametrize("name", sorted(path.stem for path in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
 def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
@@ -109,13 +112,16 @@ def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
     assert "parameters" in parameters.metadata.get("tags", [])
     # papermill reads each parameter from its line, and warns on a line with a second "=" (in a comment, say)
     assert not [line for line in parameters.source.splitlines() if line.count("=") > 1 and not line.startswith("#")]
-    # short in statements, not lines: the formatter spreads one call over several lines when it passes 120 characters
-    statements = [
-        sum(isinstance(node, ast.stmt) for node in ast.walk(ast.parse(cell.source)))
-        for cell in notebook.cells[2:]
+    # every code cell after the parameters cell is at most 12 lines of at most 120 characters (ruff formats the
+    # library, not the notebooks, whose cells are wrapped by hand)
+    long_cells = {
+        index: len(cell.source.splitlines())
+        for index, cell in enumerate(notebook.cells[2:], start=2)
         if cell.cell_type == "code"
-    ]
-    assert max(statements) <= 10
+        and (len(cell.source.splitlines()) > 12 or max(map(len, cell.source.splitlines()), default=0) > 120)
+        and not cell.source.startswith(LONG_CELL_ALLOWED)
+    }
+    assert not long_cells, f"{name}: code cells (index: lines) over 12 lines or 120 characters a line: {long_cells}"
     assert "chapter.open_run(run_dir" in notebook.cells[2].source
     # every figure and table goes through the run's helpers: saved, shown and named the same way in every chapter
     code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")

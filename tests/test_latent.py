@@ -143,6 +143,19 @@ def test_pca_view_gives_a_decreasing_variance_curve_and_two_coordinates_per_set(
         latent.pca_view({"train": reference}, reference="test")
 
 
+def test_describe_pca_gives_the_first_two_components_share_the_components_for_90_percent_and_the_spreads():
+    ratio = np.array([0.5, 0.3, 0.15, 0.05])  # cumulative 0.5, 0.8, 0.95: three components reach 90%
+    test = np.array([[0.0, 1.0], [2.0, 3.0]])  # standard deviation 1 on each axis
+    prior_draws = np.array([[0.0, 0.0], [4.0, 4.0]])  # 2 on each axis
+    view = latent.PcaView("train", ratio, {"train": test, "test": test, "prior": prior_draws})
+    assert latent.describe_pca(view, "standard normal") == (
+        "The first two components explain 80% of the variance of the training mu; 3 of 4 components are needed "
+        "for 90%. Draws of the study's prior (standard normal) spread 2.00 per axis in this view, test mu 1.00."
+    )
+    with pytest.raises(ValueError, match="fitted on 'test' with the sets \\['test'\\]"):
+        latent.describe_pca(latent.PcaView("test", ratio, {"test": test}), "standard normal")
+
+
 def test_tsne_view_is_the_same_with_the_same_seed():
     rng = np.random.default_rng(0)
     sets = {"test": rng.standard_normal((50, 4)), "prior": rng.standard_normal((20, 4)) + 3.0}
