@@ -144,3 +144,21 @@ def test_contrasting_models_go_on_without_the_grid_models_a_clone_lacks(tmp_path
     sentence = chapter.describe_missing_models(missing)
     assert sentence.startswith("Not compared: chosen point: beta 1, lambda 64") and "notebook 02" in sentence
     assert chapter.describe_missing_models([]) == ""
+
+
+def test_analysis_sets_put_equal_real_samples_before_the_generated_sets(tmp_path):
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(dataset / "train.npy", rng.integers(0, 90, (50, 32), dtype=np.uint8))
+    np.save(dataset / "test.npy", rng.integers(0, 90, (4, 32), dtype=np.uint8))
+    generated = {name: rng.integers(0, 90, (6, 32), dtype=np.uint8) for name in ("T=0.5", "T=1")}
+    sets = chapter.analysis_sets(tmp_path, generated, seed=0)
+    assert list(sets) == ["train", "test", "T=0.5", "T=1"]
+    assert [len(windows) for windows in sets.values()] == [6, 4, 6, 6]  # the test split holds only 4
+    assert sets["T=1"] is generated["T=1"]
+    training = {row.tobytes() for row in np.load(dataset / "train.npy")}
+    assert all(row.tobytes() in training for row in sets["train"])
+    assert len({row.tobytes() for row in sets["train"]}) == 6  # drawn without replacement
+    assert np.array_equal(sets["train"], chapter.analysis_sets(tmp_path, generated, seed=0)["train"])
+    assert not np.array_equal(sets["train"], chapter.analysis_sets(tmp_path, generated, seed=1)["train"])
