@@ -71,7 +71,7 @@ def train_variant(
 
 def realism(windows: np.ndarray, ranges: pd.DataFrame, train_windows: np.ndarray) -> tuple[float, float]:
     """Share of windows inside every training range, and share copying a training window."""
-    inside = latent.within_ranges(windows, ranges).all(axis=1).mean()
+    inside = prior.within_ranges(windows, ranges).all(axis=1).mean()
     return float(inside), originality.exact_copy_rate(windows, train_windows)
 
 
@@ -130,7 +130,7 @@ def main() -> None:
     )
     train_windows, valid_windows = data.load_split(args.run_dir, "train"), data.load_split(args.run_dir, "valid")
     valid_windows = valid_windows[: args.eval_windows]
-    ranges = latent.feature_ranges(train_windows)
+    ranges = prior.feature_ranges(train_windows)
     print(
         f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; budget {budget}",
         flush=True,

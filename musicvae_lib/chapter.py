@@ -123,10 +123,25 @@ def describe_missing_models(missing: Sequence[str]) -> str:
     )
 
 
+def analysis_sets(run_dir: str | Path, generated: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """The sets chapters 05 and 06 compare: "train" and "test" samples as large as a generated set, then ``generated``.
+
+    Training windows are the reference; the held-out test windows show how close real music gets.
+    Equal sizes keep the distance distributions of the set comparison alike in noise. The samples
+    are seeded (``data.sample_windows``), a split smaller than the generated sets is taken whole.
+    """
+    size = max(len(windows) for windows in generated.values())
+    real = {}
+    for offset, name in enumerate(("train", "test")):
+        windows = data.load_split(run_dir, name)
+        real[name] = windows[data.sample_windows(windows, min(size, len(windows)), seed + offset)]
+    return real | generated
+
+
 def comparison_sets(run_dir: str | Path, seed: int) -> tuple[dict[str, np.ndarray], dict[str, pd.DataFrame]]:
-    """Chapters 05 and 06's sets (``data.analysis_sets``: train, test, then notebook 04's) and their feature tables."""
+    """Chapters 05 and 06's sets (``analysis_sets``: train, test, then notebook 04's) and their feature tables."""
     generated = generate.load_sets(Path(run_dir) / run_folder.GENERATED)
-    sets = data.analysis_sets(run_dir, generated, seed)
+    sets = analysis_sets(run_dir, generated, seed)
     return sets, {name: features.feature_table(windows) for name, windows in sets.items()}
 
 

@@ -801,18 +801,3 @@ def sample_windows(windows: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Indices of ``n`` windows drawn without replacement with ``seed``, sorted (all if fewer)."""
     n = min(n, len(windows))
     return np.sort(np.random.default_rng(seed).choice(len(windows), size=n, replace=False))
-
-
-def analysis_sets(run_dir: str | os.PathLike, generated: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-    """The sets chapters 05 and 06 compare: "train" and "test" samples as large as a generated set, then ``generated``.
-
-    Training windows are the reference; the held-out test windows show how close real music gets.
-    Equal sizes keep the distance distributions of the set comparison alike in noise. The samples
-    are seeded (``sample_windows``), a split smaller than the generated sets is taken whole.
-    """
-    size = max(len(windows) for windows in generated.values())
-    real = {}
-    for offset, name in enumerate(("train", "test")):
-        windows = load_split(run_dir, name)
-        real[name] = windows[sample_windows(windows, min(size, len(windows)), seed + offset)]
-    return real | generated

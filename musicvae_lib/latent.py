@@ -13,7 +13,6 @@ device. Every decoding here is greedy (temperature 0)."""
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -29,16 +28,9 @@ from threadpoolctl import threadpool_limits
 
 from musicvae_lib.evaluate import Reconstruction
 from musicvae_lib.features import ATTRIBUTES, feature_table
-from musicvae_lib.inference import (
-    LatentDensity,
-    decode_latents,
-    encode_windows,
-    latent_array,
-    model_windows,
-    sample_melodies,
-)
+from musicvae_lib.inference import decode_latents, encode_windows, latent_array, model_windows
 from musicvae_lib.model import MusicVAE
-from musicvae_lib.originality import exact_copy_rate
+from musicvae_lib.prior import prior_realism
 from musicvae_lib.representation import TOKEN_DTYPE, check_tokens
 
 ACTIVE_THRESHOLD = 0.01  # Var_x(mu_d) at or above which a dimension is active (Burda et al. 2016, section 5.2)
@@ -309,6 +301,27 @@ def components_for_share(explained_variance_ratio: np.ndarray, share: float = 0.
     return int(np.searchsorted(np.cumsum(explained_variance_ratio), share)) + 1
 
 
+def describe_pca(view: PcaView, prior_name: str) -> str:
+    """A paragraph on a PCA view fitted on the training mu ("train"), with test mu and prior draws:
+    the variance the first two components explain, the components needed for 90%, the spread per
+    axis of the sets "prior" and "test" in the first two components (standard deviation averaged
+    over the two axes).
+    """
+    missing = [name for name in ("prior", "test") if name not in view.coordinates]
+    if missing or view.reference != "train":
+        raise ValueError(
+            f"describe_pca needs a view fitted on 'train' with the sets 'prior' and 'test', got one fitted on "
+            f"{view.reference!r} with the sets {list(view.coordinates)}: make it with pca_view(..., reference='train')"
+        )
+    ratio = view.explained_variance_ratio
+    return (
+        f"The first two components explain {ratio[:2].sum():.0%} of the variance of the training mu; "
+        f"{components_for_share(ratio, 0.9)} of {len(ratio)} components are needed for 90%. Draws of the study's "
+        f"prior ({prior_name}) spread {np.std(view.coordinates['prior'], axis=0).mean():.2f} per axis in this view, "
+        f"test mu {np.std(view.coordinates['test'], axis=0).mean():.2f}."
+    )
+
+
 @dataclass(frozen=True)
 class TsneView:
     """One t-SNE embedding of samples of several sets."""
@@ -347,126 +360,6 @@ def tsne_view(
     bounds = np.cumsum([0] + [len(rows) for rows in indices.values()])
     coordinates = {name: embedded[bounds[i] : bounds[i + 1]] for i, name in enumerate(indices)}
     return TsneView(coordinates, indices)
-
-
-# --------------------------------------------------------------------------------------------
-# Do prior samples look like the training data?
-
-
-def feature_ranges(
-    training_windows: np.ndarray, columns: Sequence[str] | None = None, lower: float = 1.0, upper: float = 99.0
-) -> pd.DataFrame:
-    """The central range of each feature over the training windows: low (``lower`` percentile) and high (``upper``).
-
-    Percentiles of the defined values (NaN left out); ``undefined_share`` is the share of training
-    windows where the feature is NaN (e.g. no note). Index: the feature names of ``feature_table``
-    (all of them when ``columns`` is None).
-    """
-    if not 0 <= lower < upper <= 100:
-        raise ValueError(f"need 0 <= `lower` < `upper` <= 100, got {lower} and {upper}")
-    table = feature_table(training_windows)
-    table = table[list(columns)] if columns is not None else table
-    values = table.to_numpy(dtype=np.float64)
-    if not len(values):
-        raise ValueError("`training_windows` is empty: there is no range to compare with")
-    undefined = np.isnan(values).mean(axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a feature undefined on every window: NaN range
-        low, high = np.nanpercentile(values, [lower, upper], axis=0)
-    index = pd.Index(table.columns, name="feature")
-    return pd.DataFrame({"low": low, "high": high, "undefined_share": undefined}, index=index)
-
-
-def within_ranges(windows: np.ndarray, ranges: pd.DataFrame, lower: float = 1.0) -> pd.DataFrame:
-    """Per window and feature of ``ranges``: does the value lie within [low, high]? bool [n, features].
-
-    A NaN value (feature undefined) counts as within when at least ``lower`` percent of the
-    training windows have it undefined too (``undefined_share``): the central 98% then holds
-    undefined windows as well; otherwise it counts as outside.
-    """
-    values = feature_table(windows)[list(ranges.index)].to_numpy(dtype=np.float64)
-    low, high = ranges["low"].to_numpy(), ranges["high"].to_numpy()
-    inside = (values >= low) & (values <= high)
-    undefined_ok = ranges["undefined_share"].to_numpy() >= lower / 100
-    inside |= np.isnan(values) & undefined_ok
-    return pd.DataFrame(inside, columns=ranges.index)
-
-
-def prior_realism(
-    model: MusicVAE,
-    training_windows: np.ndarray,
-    n: int,
-    temperature: float,
-    seed: int,
-    columns: Sequence[str] | None = None,
-    reference_windows: Mapping[str, np.ndarray] | None = None,
-    lower: float = 1.0,
-    upper: float = 99.0,
-    prior: LatentDensity | None = None,
-) -> pd.DataFrame:
-    """Share of melodies decoded from the prior that "look like the training data by the features of C".
-
-    ``n`` melodies are decoded from z ~ ``prior`` (N(0, I) when None) at ``temperature`` (``inference.sample_melodies``
-    with ``seed``). A melody looks like the training data by a feature when its value lies within the training set's
-    central 98% of that feature (``lower``-th to ``upper``-th percentile, 1st to 99th by default; NaN handled as
-    ``within_ranges`` says), and overall when every feature of ``columns`` does (default: every column of
-    ``features.feature_table``). Per feature a training window is inside 98% of the time by construction, overall less:
-    give ``reference_windows`` (e.g. {"test": held-out windows}) for the share real melodies reach.
-
-    Returns one row per feature and a last row "all features": low, high (the training range),
-    then a column "prior" and one per reference set with the share of its melodies inside.
-    """
-    ranges = feature_ranges(training_windows, columns, lower, upper)
-    sets = {"prior": sample_melodies(model, n, temperature, seed, prior=prior)} | dict(reference_windows or {})
-    table = ranges[["low", "high"]].copy()
-    table.loc["all features"] = math.nan
-    for name, windows in sets.items():
-        inside = within_ranges(windows, ranges, lower)
-        shares = inside.mean(axis=0) if len(inside) else inside.sum(axis=0) * math.nan
-        table[name] = [*shares.to_numpy(), inside.all(axis=1).mean() if len(inside) else math.nan]
-    return table
-
-
-def realism_by_prior(
-    model: MusicVAE, training_windows: np.ndarray, priors: Mapping[str, LatentDensity], n: int, seed: int
-) -> pd.DataFrame:
-    """Per prior, the share of ``n`` melodies decoded from it at T = 1 inside every training range, and of copies.
-
-    One row per entry of ``priors`` (name -> density, e.g. N(0, I) and the fitted mixture): the
-    realism of ``prior_realism`` ("all features") and the share of melodies that copy a training
-    window up to transposition (``originality.exact_copy_rate``, notebook 06's measure). Every
-    prior draws with the same ``seed``.
-    """
-    ranges = feature_ranges(training_windows)
-    rows = []
-    for name, density in priors.items():
-        melodies = sample_melodies(model, n, 1.0, seed, prior=density)
-        rows.append(
-            {
-                "prior": name,
-                "melodies like training": float(within_ranges(melodies, ranges).all(axis=1).mean()),
-                "copies of a training window": exact_copy_rate(melodies, training_windows),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def share_within_ranges(windows: np.ndarray, training_windows: np.ndarray) -> float:
-    """Share of ``windows`` inside every training range: for real held-out melodies, the ceiling of prior realism."""
-    return float(within_ranges(windows, feature_ranges(training_windows)).all(axis=1).mean())
-
-
-def describe_realism(by_prior: pd.DataFrame, test_share: float) -> str:
-    """``realism_by_prior``'s rows in a sentence, beside the share of held-out test melodies inside the ranges."""
-    shares = "; ".join(
-        f"{row['prior']}: {row['melodies like training']:.0%} inside, {row['copies of a training window']:.1%} copies"
-        for _, row in by_prior.iterrows()
-    )
-    return (
-        f"Melodies decoded at T = 1 that lie within every training range, and copies of a training window, "
-        f"by where z is drawn from: {shares}. Of the held-out test melodies, {test_share:.0%} lie within every "
-        "range: no prior can do much better."
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -339,3 +339,30 @@ def originality_table(
         row["mean_pairwise_distance"] = mean_pairwise_distance(windows, pair_sample, rng)
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+ORIGINALITY_MEASURES = ("copy_rate", "copy_rate_literal", "nn_similarity_mean", "novelty_interval_4")
+
+
+def describe_originality(table: pd.DataFrame, name: str) -> str:
+    """A paragraph on how original the melodies of set ``name`` are, beside the held-out test melodies.
+
+    ``table`` is ``originality_table``'s, with rows ``name`` and "test": the share that copies a
+    training window up to transposition (and literally), the nearest training window's share of
+    matching steps, the share of new interval 4-grams.
+    """
+    missing_rows = [row for row in (name, "test") if row not in table.index]
+    missing_columns = [column for column in ORIGINALITY_MEASURES if column not in table.columns]
+    if missing_rows or missing_columns:
+        raise ValueError(
+            f"the originality table lacks rows {missing_rows} or columns {missing_columns}: "
+            "make it with originality_table over the sets, the test set among them"
+        )
+    test, example = table.loc["test"], table.loc[name]
+    return (
+        f"{example['copy_rate']:.1%} of the {name} melodies copy a training window up to transposition "
+        f"({example['copy_rate_literal']:.1%} literally), against {test['copy_rate']:.1%} of the held-out test "
+        f"melodies. The nearest training window matches {example['nn_similarity_mean']:.0%} of the steps on "
+        f"average ({test['nn_similarity_mean']:.0%} for test); {example['novelty_interval_4']:.0%} of its "
+        f"interval 4-grams are new ({test['novelty_interval_4']:.0%} for test)."
+    )

@@ -667,6 +667,14 @@ GRID_BETTER = {
     "sampling_accuracy": "higher",
     "greedy_accuracy": "higher",
 }
+# the grid search's heat maps (notebook 02): a column of search.results_table -> its title with unit
+GRID_METRICS = {
+    "rung": "rung reached (0: first budget only)",
+    "kl_bits": "KL (bits per window)",
+    "teacher_forced_accuracy": "teacher-forced accuracy",
+    "sampling_accuracy": "sampling accuracy (Magenta)",
+    "active_dimensions": "active dimensions (KL > 0.01 bits)",
+}
 
 
 def grid_heatmaps(

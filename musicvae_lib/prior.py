@@ -11,21 +11,30 @@ diagonal covariances (scikit-learn), stored as plain arrays so that loading it u
 The study's prior: notebook 03 fits the mixture to its model's training windows and stores it in
 the run folder (``prior/``) with its choice of prior, "mixture" or "normal" (N(0, I)); the
 generating chapters read both with ``load_study_prior``, so they sample from the prior chosen there.
+
+Whether a prior's melodies look like the training data (notebook 07): the share of decoded melodies
+whose every feature lies within the training windows' central 98% (``prior_realism``,
+``realism_by_prior``), beside the share real held-out melodies reach (``share_within_ranges``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from musicvae_lib.inference import encode_windows
+from musicvae_lib.features import feature_table
+from musicvae_lib.inference import LatentDensity, encode_windows, sample_melodies
 from musicvae_lib.model import MusicVAE
+from musicvae_lib.originality import exact_copy_rate
 from musicvae_lib.run_folder import PRIOR, PRIOR_CHOICE, PRIOR_MIXTURE, require_outputs
 
 PRIORS = ("mixture", "normal")  # the fitted mixture, or N(0, I)
@@ -174,3 +183,123 @@ def load_study_prior(run_dir: str | Path) -> StudyPrior:
     require_outputs(run_dir, [PRIOR_MIXTURE, PRIOR_CHOICE], produced_by="03_training")
     choice = json.loads((Path(run_dir) / PRIOR_CHOICE).read_text())
     return StudyPrior(choice["prior"], load_latent_mixture(Path(run_dir) / PRIOR_MIXTURE), choice.get("spread", 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# Do prior samples look like the training data?
+
+
+def feature_ranges(
+    training_windows: np.ndarray, columns: Sequence[str] | None = None, lower: float = 1.0, upper: float = 99.0
+) -> pd.DataFrame:
+    """The central range of each feature over the training windows: low (``lower`` percentile) and high (``upper``).
+
+    Percentiles of the defined values (NaN left out); ``undefined_share`` is the share of training
+    windows where the feature is NaN (e.g. no note). Index: the feature names of ``feature_table``
+    (all of them when ``columns`` is None).
+    """
+    if not 0 <= lower < upper <= 100:
+        raise ValueError(f"need 0 <= `lower` < `upper` <= 100, got {lower} and {upper}")
+    table = feature_table(training_windows)
+    table = table[list(columns)] if columns is not None else table
+    values = table.to_numpy(dtype=np.float64)
+    if not len(values):
+        raise ValueError("`training_windows` is empty: there is no range to compare with")
+    undefined = np.isnan(values).mean(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a feature undefined on every window: NaN range
+        low, high = np.nanpercentile(values, [lower, upper], axis=0)
+    index = pd.Index(table.columns, name="feature")
+    return pd.DataFrame({"low": low, "high": high, "undefined_share": undefined}, index=index)
+
+
+def within_ranges(windows: np.ndarray, ranges: pd.DataFrame, lower: float = 1.0) -> pd.DataFrame:
+    """Per window and feature of ``ranges``: does the value lie within [low, high]? bool [n, features].
+
+    A NaN value (feature undefined) counts as within when at least ``lower`` percent of the
+    training windows have it undefined too (``undefined_share``): the central 98% then holds
+    undefined windows as well; otherwise it counts as outside.
+    """
+    values = feature_table(windows)[list(ranges.index)].to_numpy(dtype=np.float64)
+    low, high = ranges["low"].to_numpy(), ranges["high"].to_numpy()
+    inside = (values >= low) & (values <= high)
+    undefined_ok = ranges["undefined_share"].to_numpy() >= lower / 100
+    inside |= np.isnan(values) & undefined_ok
+    return pd.DataFrame(inside, columns=ranges.index)
+
+
+def prior_realism(
+    model: MusicVAE,
+    training_windows: np.ndarray,
+    n: int,
+    temperature: float,
+    seed: int,
+    columns: Sequence[str] | None = None,
+    reference_windows: Mapping[str, np.ndarray] | None = None,
+    lower: float = 1.0,
+    upper: float = 99.0,
+    prior: LatentDensity | None = None,
+) -> pd.DataFrame:
+    """Share of melodies decoded from the prior that "look like the training data by the features of C".
+
+    ``n`` melodies are decoded from z ~ ``prior`` (N(0, I) when None) at ``temperature`` (``inference.sample_melodies``
+    with ``seed``). A melody looks like the training data by a feature when its value lies within the training set's
+    central 98% of that feature (``lower``-th to ``upper``-th percentile, 1st to 99th by default; NaN handled as
+    ``within_ranges`` says), and overall when every feature of ``columns`` does (default: every column of
+    ``features.feature_table``). Per feature a training window is inside 98% of the time by construction, overall less:
+    give ``reference_windows`` (e.g. {"test": held-out windows}) for the share real melodies reach.
+
+    Returns one row per feature and a last row "all features": low, high (the training range),
+    then a column "prior" and one per reference set with the share of its melodies inside.
+    """
+    ranges = feature_ranges(training_windows, columns, lower, upper)
+    sets = {"prior": sample_melodies(model, n, temperature, seed, prior=prior)} | dict(reference_windows or {})
+    table = ranges[["low", "high"]].copy()
+    table.loc["all features"] = math.nan
+    for name, windows in sets.items():
+        inside = within_ranges(windows, ranges, lower)
+        shares = inside.mean(axis=0) if len(inside) else inside.sum(axis=0) * math.nan
+        table[name] = [*shares.to_numpy(), inside.all(axis=1).mean() if len(inside) else math.nan]
+    return table
+
+
+def realism_by_prior(
+    model: MusicVAE, training_windows: np.ndarray, priors: Mapping[str, LatentDensity], n: int, seed: int
+) -> pd.DataFrame:
+    """Per prior, the share of ``n`` melodies decoded from it at T = 1 inside every training range, and of copies.
+
+    One row per entry of ``priors`` (name -> density, e.g. N(0, I) and the fitted mixture): the
+    realism of ``prior_realism`` ("all features") and the share of melodies that copy a training
+    window up to transposition (``originality.exact_copy_rate``, notebook 06's measure). Every
+    prior draws with the same ``seed``.
+    """
+    ranges = feature_ranges(training_windows)
+    rows = []
+    for name, density in priors.items():
+        melodies = sample_melodies(model, n, 1.0, seed, prior=density)
+        rows.append(
+            {
+                "prior": name,
+                "melodies like training": float(within_ranges(melodies, ranges).all(axis=1).mean()),
+                "copies of a training window": exact_copy_rate(melodies, training_windows),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def share_within_ranges(windows: np.ndarray, training_windows: np.ndarray) -> float:
+    """Share of ``windows`` inside every training range: for real held-out melodies, the ceiling of prior realism."""
+    return float(within_ranges(windows, feature_ranges(training_windows)).all(axis=1).mean())
+
+
+def describe_realism(by_prior: pd.DataFrame, test_share: float) -> str:
+    """``realism_by_prior``'s rows in a sentence, beside the share of held-out test melodies inside the ranges."""
+    shares = "; ".join(
+        f"{row['prior']}: {row['melodies like training']:.0%} inside, {row['copies of a training window']:.1%} copies"
+        for _, row in by_prior.iterrows()
+    )
+    return (
+        f"Melodies decoded at T = 1 that lie within every training range, and copies of a training window, "
+        f"by where z is drawn from: {shares}. Of the held-out test melodies, {test_share:.0%} lie within every "
+        "range: no prior can do much better."
+    )

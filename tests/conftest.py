@@ -8,7 +8,7 @@ import postgres_server as postgres_server_module
 import pytest
 import torch
 
-from musicvae_lib.representation import NOTE_OFF
+from musicvae_lib.representation import NO_EVENT, NOTE_OFF, pitch_to_token
 
 TWO_OCTAVE_MAJOR = np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16, 17, 19, 21, 23, 24, 26])  # semitones above the start
 
@@ -21,6 +21,15 @@ def scale_windows(n: int, seed: int) -> np.ndarray:
     windows[:, 0:32:2] = starts[:, None] + TWO_OCTAVE_MAJOR - 21 + 2  # pitch tokens: MIDI - 21 + 2
     windows[:, 31] = NOTE_OFF
     return windows
+
+
+def random_windows(n: int, seed: int) -> np.ndarray:
+    """Melody-like windows: an onset (C4..C5) with probability 0.3 per step, a NOTE_OFF with 0.1, else a hold."""
+    rng = np.random.default_rng(seed)
+    draw = rng.random((n, 32))
+    pitches = rng.integers(pitch_to_token(60), pitch_to_token(72) + 1, size=(n, 32))
+    windows = np.where(draw < 0.3, pitches, np.where(draw < 0.4, NOTE_OFF, NO_EVENT))
+    return windows.astype(np.uint8)
 
 
 @pytest.fixture(autouse=True, scope="module")

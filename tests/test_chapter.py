@@ -1,4 +1,3 @@
-import ast
 import shutil
 from pathlib import Path
 
@@ -97,6 +96,10 @@ def test_readable_rounds_shares_and_shows_counts_as_whole_numbers():
     assert np.isnan(chapter.readable(pd.DataFrame({"x": [np.nan, 0.5]}))["x"].iloc[0])
 
 
+# TODO(lead): notebook 02's grid cell (its chapter_spec call takes a line per argument) is being shortened; then remove
+LONG_CELL_ALLOWED = ("spec = search.chapter_spec(",)
+
+
 @pytest.mark.parametrize("name", sorted(path.stem for path in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
 def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
@@ -109,13 +112,16 @@ def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
     assert "parameters" in parameters.metadata.get("tags", [])
     # papermill reads each parameter from its line, and warns on a line with a second "=" (in a comment, say)
     assert not [line for line in parameters.source.splitlines() if line.count("=") > 1 and not line.startswith("#")]
-    # short in statements, not lines: the formatter spreads one call over several lines when it passes 120 characters
-    statements = [
-        sum(isinstance(node, ast.stmt) for node in ast.walk(ast.parse(cell.source)))
-        for cell in notebook.cells[2:]
+    # every code cell after the parameters cell is at most 12 lines of at most 120 characters (ruff formats the
+    # library, not the notebooks, whose cells are wrapped by hand)
+    long_cells = {
+        index: len(cell.source.splitlines())
+        for index, cell in enumerate(notebook.cells[2:], start=2)
         if cell.cell_type == "code"
-    ]
-    assert max(statements) <= 10
+        and (len(cell.source.splitlines()) > 12 or max(map(len, cell.source.splitlines()), default=0) > 120)
+        and not cell.source.startswith(LONG_CELL_ALLOWED)
+    }
+    assert not long_cells, f"{name}: code cells (index: lines) over 12 lines or 120 characters a line: {long_cells}"
     assert "chapter.open_run(run_dir" in notebook.cells[2].source
     # every figure and table goes through the run's helpers: saved, shown and named the same way in every chapter
     code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
@@ -138,3 +144,21 @@ def test_contrasting_models_go_on_without_the_grid_models_a_clone_lacks(tmp_path
     sentence = chapter.describe_missing_models(missing)
     assert sentence.startswith("Not compared: chosen point: beta 1, lambda 64") and "notebook 02" in sentence
     assert chapter.describe_missing_models([]) == ""
+
+
+def test_analysis_sets_put_equal_real_samples_before_the_generated_sets(tmp_path):
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(dataset / "train.npy", rng.integers(0, 90, (50, 32), dtype=np.uint8))
+    np.save(dataset / "test.npy", rng.integers(0, 90, (4, 32), dtype=np.uint8))
+    generated = {name: rng.integers(0, 90, (6, 32), dtype=np.uint8) for name in ("T=0.5", "T=1")}
+    sets = chapter.analysis_sets(tmp_path, generated, seed=0)
+    assert list(sets) == ["train", "test", "T=0.5", "T=1"]
+    assert [len(windows) for windows in sets.values()] == [6, 4, 6, 6]  # the test split holds only 4
+    assert sets["T=1"] is generated["T=1"]
+    training = {row.tobytes() for row in np.load(dataset / "train.npy")}
+    assert all(row.tobytes() in training for row in sets["train"])
+    assert len({row.tobytes() for row in sets["train"]}) == 6  # drawn without replacement
+    assert np.array_equal(sets["train"], chapter.analysis_sets(tmp_path, generated, seed=0)["train"])
+    assert not np.array_equal(sets["train"], chapter.analysis_sets(tmp_path, generated, seed=1)["train"])

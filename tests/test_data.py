@@ -433,21 +433,3 @@ def test_progress_off_a_terminal_is_one_final_line(capsys):
     assert list(data.with_progress(iter(range(5)), 5, "reading things")) == [0, 1, 2, 3, 4]
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("reading things: 5 in ")
-
-
-def test_analysis_sets_put_equal_real_samples_before_the_generated_sets(tmp_path):
-    dataset = tmp_path / "dataset"
-    dataset.mkdir()
-    rng = np.random.default_rng(0)
-    np.save(dataset / "train.npy", rng.integers(0, 90, (50, 32), dtype=np.uint8))
-    np.save(dataset / "test.npy", rng.integers(0, 90, (4, 32), dtype=np.uint8))
-    generated = {name: rng.integers(0, 90, (6, 32), dtype=np.uint8) for name in ("T=0.5", "T=1")}
-    sets = data.analysis_sets(tmp_path, generated, seed=0)
-    assert list(sets) == ["train", "test", "T=0.5", "T=1"]
-    assert [len(windows) for windows in sets.values()] == [6, 4, 6, 6]  # the test split holds only 4
-    assert sets["T=1"] is generated["T=1"]
-    training = {row.tobytes() for row in np.load(dataset / "train.npy")}
-    assert all(row.tobytes() in training for row in sets["train"])
-    assert len({row.tobytes() for row in sets["train"]}) == 6  # drawn without replacement
-    assert np.array_equal(sets["train"], data.analysis_sets(tmp_path, generated, seed=0)["train"])
-    assert not np.array_equal(sets["train"], data.analysis_sets(tmp_path, generated, seed=1)["train"])

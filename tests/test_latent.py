@@ -4,27 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import random_windows
 
 from musicvae_lib import evaluate, latent
-from musicvae_lib.inference import encode_windows, reconstruct_melodies, sample_melodies
+from musicvae_lib.inference import encode_windows, reconstruct_melodies
 from musicvae_lib.model import MusicVAE, preset
-from musicvae_lib.prior import LatentMixture, standard_normal
-from musicvae_lib.representation import NO_EVENT, NOTE_OFF, Note, notes_to_tokens, pitch_to_token
+from musicvae_lib.representation import Note, notes_to_tokens
 
 
 @pytest.fixture(scope="module")
 def model() -> MusicVAE:
     torch.manual_seed(0)
     return MusicVAE(preset("tiny")).eval()
-
-
-def random_windows(n: int, seed: int) -> np.ndarray:
-    """Melody-like windows: an onset (C4..C5) with probability 0.3 per step, a NOTE_OFF with 0.1, else a hold."""
-    rng = np.random.default_rng(seed)
-    draw = rng.random((n, 32))
-    pitches = rng.integers(pitch_to_token(60), pitch_to_token(72) + 1, size=(n, 32))
-    windows = np.where(draw < 0.3, pitches, np.where(draw < 0.4, NOTE_OFF, NO_EVENT))
-    return windows.astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +134,19 @@ def test_pca_view_gives_a_decreasing_variance_curve_and_two_coordinates_per_set(
         latent.pca_view({"train": reference}, reference="test")
 
 
+def test_describe_pca_gives_the_first_two_components_share_the_components_for_90_percent_and_the_spreads():
+    ratio = np.array([0.5, 0.3, 0.15, 0.05])  # cumulative 0.5, 0.8, 0.95: three components reach 90%
+    test = np.array([[0.0, 1.0], [2.0, 3.0]])  # standard deviation 1 on each axis
+    prior_draws = np.array([[0.0, 0.0], [4.0, 4.0]])  # 2 on each axis
+    view = latent.PcaView("train", ratio, {"train": test, "test": test, "prior": prior_draws})
+    assert latent.describe_pca(view, "standard normal") == (
+        "The first two components explain 80% of the variance of the training mu; 3 of 4 components are needed "
+        "for 90%. Draws of the study's prior (standard normal) spread 2.00 per axis in this view, test mu 1.00."
+    )
+    with pytest.raises(ValueError, match="fitted on 'test' with the sets \\['test'\\]"):
+        latent.describe_pca(latent.PcaView("test", ratio, {"test": test}), "standard normal")
+
+
 def test_tsne_view_is_the_same_with_the_same_seed():
     rng = np.random.default_rng(0)
     sets = {"test": rng.standard_normal((50, 4)), "prior": rng.standard_normal((20, 4)) + 3.0}
@@ -155,58 +159,6 @@ def test_tsne_view_is_the_same_with_the_same_seed():
         np.testing.assert_array_equal(first.coordinates[name], again.coordinates[name])
     with pytest.raises(ValueError, match="perplexity"):
         latent.tsne_view(sets, n_per_set=2, seed=1, perplexity=5)
-
-
-# ------------------------------------------------------------------------------------------
-# prior realism
-
-
-def test_within_ranges_checks_each_feature_and_counts_undefined_values_by_the_training_share():
-    two_notes = notes_to_tokens([Note(0, 8, 60), Note(16, 24, 62)], 32)  # 1 note per bar
-    eight_notes = notes_to_tokens([Note(4 * i, 4 * i + 4, 60) for i in range(8)], 32)  # 4 per bar
-    empty = np.zeros(32, np.uint8)
-    windows = np.stack([two_notes, eight_notes, empty])
-    ranges = pd.DataFrame({"low": [1.0], "high": [2.0], "undefined_share": [0.0]}, index=["note_density"])
-    assert latent.within_ranges(windows, ranges)["note_density"].tolist() == [True, False, False]
-    ranges["undefined_share"] = 0.05  # 5% of training windows have no note: an empty one is typical enough
-    assert latent.within_ranges(windows, ranges)["note_density"].tolist() == [True, False, True]
-
-
-def test_prior_realism_reports_shares_per_feature_and_for_all_features(model):
-    training = random_windows(300, seed=2)
-    table = latent.prior_realism(model, training, n=40, temperature=1.0, seed=0, reference_windows={"train": training})
-    assert table.index[-1] == "all features"
-    per_feature = table.drop(index="all features")
-    assert (per_feature["low"] <= per_feature["high"]).all()
-    assert (per_feature["train"] >= 0.98 - 1e-9).all()  # the central 98% holds at least 98% of its own set
-    for name in ("prior", "train"):
-        assert 0.0 <= table.loc["all features", name] <= per_feature[name].min()
-    again = latent.prior_realism(model, training, n=40, temperature=1.0, seed=0)
-    assert again["prior"].equals(table["prior"])
-
-
-def test_realism_by_prior_scores_each_prior_and_counts_copies_of_training_windows(model):
-    z0 = np.linspace(-2, 2, model.config.z_size)
-    point = LatentMixture(np.ones(1), z0[None], np.full((1, model.config.z_size), 1e-12))
-    decoded_from_point = sample_melodies(model, 30, 1.0, seed=5, prior=point)
-    # the point's melodies are training windows
-    training = np.concatenate([random_windows(300, seed=2), decoded_from_point])
-    priors = {"N(0, I)": standard_normal(model.config.z_size), "point": point}
-    table = latent.realism_by_prior(model, training, priors, n=30, seed=5)
-    assert list(table["prior"]) == ["N(0, I)", "point"]
-    assert table["melodies like training"].between(0, 1).all()
-    assert table.loc[1, "copies of a training window"] == 1.0
-    assert table.loc[0, "copies of a training window"] < 1.0
-    assert table.equals(latent.realism_by_prior(model, training, priors, n=30, seed=5))
-    sentence = latent.describe_realism(table, latent.share_within_ranges(decoded_from_point, training))
-    assert "point: " in sentence and "100.0% copies" in sentence
-
-
-def test_training_windows_lie_inside_their_own_ranges_more_often_than_random_ones():
-    training = random_windows(400, seed=2)
-    inside_itself = latent.share_within_ranges(training, training)
-    assert 0.8 <= inside_itself <= 1.0  # the 1st-99th percentile ranges leave out a few extremes per feature
-    assert latent.share_within_ranges(np.zeros((10, 32), dtype=np.uint8), training) == 0.0  # no note: no range holds
 
 
 # ------------------------------------------------------------------------------------------

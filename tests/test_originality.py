@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -274,3 +275,24 @@ def test_originality_table_rows_and_training_baseline():
     assert generated["n_windows"] == 2 and generated["copy_rate"] == 0.0
     assert generated["novelty_interval_3"] == pytest.approx(2 / 3)
     assert generated["mean_pairwise_distance"] == pytest.approx(np.mean(SEEN != NEW))
+
+
+def test_describe_originality_sets_a_set_beside_the_test_melodies():
+    table = pd.DataFrame(
+        {
+            "copy_rate": [0.125, 0.0],
+            "copy_rate_literal": [0.05, 0.0],
+            "nn_similarity_mean": [0.8, 0.6],
+            "novelty_interval_4": [0.3, 0.5],
+        },
+        index=["T=1.0", "test"],
+    )
+    assert originality.describe_originality(table, "T=1.0") == (
+        "12.5% of the T=1.0 melodies copy a training window up to transposition (5.0% literally), against 0.0% of "
+        "the held-out test melodies. The nearest training window matches 80% of the steps on average (60% for test); "
+        "30% of its interval 4-grams are new (50% for test)."
+    )
+    with pytest.raises(ValueError, match=r"lacks rows \['T=0.5'\] or columns \[\]"):
+        originality.describe_originality(table, "T=0.5")
+    with pytest.raises(ValueError, match=r"columns \['novelty_interval_4'\]"):
+        originality.describe_originality(table.drop(columns="novelty_interval_4"), "T=1.0")

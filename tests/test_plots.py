@@ -375,6 +375,15 @@ def test_grid_heatmaps_give_the_better_end_one_colour_and_every_panel_a_colour_b
         plots.grid_heatmaps(table, {"loss": "b"}, better={"loss": "less"})
 
 
+def test_grid_metrics_title_a_panel_each_and_the_better_end_only_where_one_is_known():
+    table = pd.DataFrame(
+        {"beta": [0.5, 1.0], "free_nats": [0.0, 0.0]} | {column: [1.0, 2.0] for column in plots.GRID_METRICS}
+    )
+    fig = plots.grid_heatmaps(table, plots.GRID_METRICS, better=plots.GRID_BETTER)
+    assert [ax.get_title() for ax in fig.axes[: len(plots.GRID_METRICS)]] == list(plots.GRID_METRICS.values())
+    assert set(plots.GRID_METRICS) & set(plots.GRID_BETTER) == {"teacher_forced_accuracy", "sampling_accuracy"}
+
+
 def test_kl_per_window_marks_lambda_only_with_free_bits():
     fig, (left, right) = plt.subplots(1, 2)
     plots.kl_per_window(np.array([40.0, 48.0, 50.0]), left, "with", free_bits=48.0)

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from conftest import scale_windows
+from conftest import random_windows, scale_windows
 
 from musicvae_lib import generate
-from musicvae_lib.inference import decode_latents
+from musicvae_lib.inference import decode_latents, sample_melodies
 from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.prior import (
     LatentMixture,
     StudyPrior,
     check_prior_name,
+    describe_realism,
     fit_latent_mixture,
     fit_to_model,
     load_latent_mixture,
     load_study_prior,
+    prior_realism,
+    realism_by_prior,
     save_study_prior,
+    share_within_ranges,
     standard_normal,
+    within_ranges,
 )
+from musicvae_lib.representation import Note, notes_to_tokens
 from musicvae_lib.run_folder import MissingInputError
 
 
@@ -150,3 +157,55 @@ def test_compared_name_is_the_row_of_the_density_the_study_draws_from():
         assert np.array_equal(row.means, study_prior.density.means) and np.array_equal(
             row.variances, study_prior.density.variances
         )
+
+
+# ------------------------------------------------------------------------------------------
+# prior realism
+
+
+def test_within_ranges_checks_each_feature_and_counts_undefined_values_by_the_training_share():
+    two_notes = notes_to_tokens([Note(0, 8, 60), Note(16, 24, 62)], 32)  # 1 note per bar
+    eight_notes = notes_to_tokens([Note(4 * i, 4 * i + 4, 60) for i in range(8)], 32)  # 4 per bar
+    empty = np.zeros(32, np.uint8)
+    windows = np.stack([two_notes, eight_notes, empty])
+    ranges = pd.DataFrame({"low": [1.0], "high": [2.0], "undefined_share": [0.0]}, index=["note_density"])
+    assert within_ranges(windows, ranges)["note_density"].tolist() == [True, False, False]
+    ranges["undefined_share"] = 0.05  # 5% of training windows have no note: an empty one is typical enough
+    assert within_ranges(windows, ranges)["note_density"].tolist() == [True, False, True]
+
+
+def test_prior_realism_reports_shares_per_feature_and_for_all_features(model):
+    training = random_windows(300, seed=2)
+    table = prior_realism(model, training, n=40, temperature=1.0, seed=0, reference_windows={"train": training})
+    assert table.index[-1] == "all features"
+    per_feature = table.drop(index="all features")
+    assert (per_feature["low"] <= per_feature["high"]).all()
+    assert (per_feature["train"] >= 0.98 - 1e-9).all()  # the central 98% holds at least 98% of its own set
+    for name in ("prior", "train"):
+        assert 0.0 <= table.loc["all features", name] <= per_feature[name].min()
+    again = prior_realism(model, training, n=40, temperature=1.0, seed=0)
+    assert again["prior"].equals(table["prior"])
+
+
+def test_realism_by_prior_scores_each_prior_and_counts_copies_of_training_windows(model):
+    z0 = np.linspace(-2, 2, model.config.z_size)
+    point = LatentMixture(np.ones(1), z0[None], np.full((1, model.config.z_size), 1e-12))
+    decoded_from_point = sample_melodies(model, 30, 1.0, seed=5, prior=point)
+    # the point's melodies are training windows
+    training = np.concatenate([random_windows(300, seed=2), decoded_from_point])
+    priors = {"N(0, I)": standard_normal(model.config.z_size), "point": point}
+    table = realism_by_prior(model, training, priors, n=30, seed=5)
+    assert list(table["prior"]) == ["N(0, I)", "point"]
+    assert table["melodies like training"].between(0, 1).all()
+    assert table.loc[1, "copies of a training window"] == 1.0
+    assert table.loc[0, "copies of a training window"] < 1.0
+    assert table.equals(realism_by_prior(model, training, priors, n=30, seed=5))
+    sentence = describe_realism(table, share_within_ranges(decoded_from_point, training))
+    assert "point: " in sentence and "100.0% copies" in sentence
+
+
+def test_training_windows_lie_inside_their_own_ranges_more_often_than_random_ones():
+    training = random_windows(400, seed=2)
+    inside_itself = share_within_ranges(training, training)
+    assert 0.8 <= inside_itself <= 1.0  # the 1st-99th percentile ranges leave out a few extremes per feature
+    assert share_within_ranges(np.zeros((10, 32), dtype=np.uint8), training) == 0.0  # no note: no range holds
