@@ -207,6 +207,9 @@ def key_results(run_dir: str | Path) -> str:
             "",
             markdown_table(sets, "measure"),
         ]
+    spread_dir = seed_spread_dir(run_dir)
+    if (spread_dir / run_folder.TABLES / spread.SPREAD_TABLE).is_file():
+        parts += ["", f"The seed spread of this profile (`{spread_dir.name}`). " + seed_spread_block(spread_dir)]
     parts += ["", markdown_table(timings)]
     note = reexecution_note(run_dir, timings)
     return "\n".join(parts + (["", note] if note else []))
@@ -239,6 +242,11 @@ def ran_shorter(timings: pd.DataFrame, notebook: str, trained_minutes: float) ->
     """Whether ``notebook``'s row of the timing table shows fewer minutes than ``trained_minutes``."""
     row = timings[timings["notebook"] == notebook]
     return not row.empty and bool(row["minutes"].iloc[0]) and float(row["minutes"].iloc[0]) < trained_minutes
+
+
+def seed_spread_dir(run_dir: Path) -> Path:
+    """``<run>-seeds`` beside the run folder: where ``seed_spread`` puts the spread of the run's profile."""
+    return run_dir.parent / f"{run_dir.name}-seeds"
 
 
 def seed_spread_block(spread_dir: str | Path) -> str:
