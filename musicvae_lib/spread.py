@@ -425,3 +425,22 @@ def finding_holds(spread_dir: Path, claim: str) -> str:
     if claim not in findings.index:
         raise ValueError(f"no finding {claim!r} in {Path(spread_dir) / run_folder.TABLES / FINDINGS_TABLE}")
     return str(findings.loc[claim, "holds"])
+
+
+def holds_note(run_dir: Path, claim: str) -> str:
+    """A sentence a chapter can add after finding ``claim``: in how many seeds of its spread it holds.
+
+    Empty unless ``run_dir`` is a ``seed=K`` folder of a spread whose summary is written (``write_summary``), so a
+    chapter of a single run reads as before. ValueError for a claim the spread's findings table does not hold.
+    """
+    spread_dir = Path(run_dir).resolve().parent
+    path = spread_dir / run_folder.TABLES / FINDINGS_TABLE
+    if not Path(run_dir).resolve().name.startswith("seed=") or not path.is_file():
+        return ""
+    findings = pd.read_csv(path).set_index("finding")
+    if claim not in findings.index:
+        raise ValueError(f"no finding {claim!r} in {path}")
+    holding, seeds = int(findings.loc[claim, "seeds_holding"]), int(findings.loc[claim, "seeds"])
+    if holding == seeds:
+        return f"It holds in all {seeds} seeds of the spread."
+    return f"It holds in {'none' if holding == 0 else holding} of the {seeds} seeds of the spread."

@@ -124,8 +124,16 @@ def test_the_summary_is_written_and_a_finding_read_back(seeds, tmp_path):
     written = pd.read_csv(tmp_path / "tables" / spread.SPREAD_TABLE)
     assert written["measure"].tolist() == summary.table["measure"].tolist()
     assert spread.finding_holds(tmp_path, CLAIM_DIATONIC) == "2 of 3"
+
+
+def test_a_chapter_of_a_seed_folder_can_say_in_how_many_seeds_its_finding_holds(seeds, tmp_path):
+    assert spread.holds_note(seeds[0], CLAIM_DIATONIC) == ""  # no summary yet: a single run's chapter reads as before
+    spread.write_summary(tmp_path, seeds)
+    assert spread.holds_note(seeds[0], CLAIM_DIATONIC) == "It holds in 2 of the 3 seeds of the spread."
+    assert spread.holds_note(seeds[4], CLAIM_SLERP) == "It holds in all 3 seeds of the spread."
+    assert spread.holds_note(tmp_path, CLAIM_SLERP) == ""  # the spread folder is no seed folder
     with pytest.raises(ValueError, match="no finding 'the moon is made of cheese' in"):
-        spread.finding_holds(tmp_path, "the moon is made of cheese")
+        spread.holds_note(seeds[1], "the moon is made of cheese")
 
 
 def test_the_report_renders_the_spread_as_markdown(seeds, tmp_path):
