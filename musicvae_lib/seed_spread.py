@@ -93,20 +93,21 @@ def copy_shared(source: Path, target: Path) -> None:
         shutil.copy2(path, destination)
 
 
-def share_common(common_dir: Path, seed_dir: Path, common_stems: Sequence[str]) -> None:
-    """Give the seed folder common/'s data and grid, and the manifest entries that say they finished.
-
-    A seed folder that already has them keeps them, unless its dataset hash differs from common/'s: then
-    SpreadError, since its models were trained on other data (remove the seed folder to make it again).
-    """
-    common_entries = runner.read_manifest(common_dir)["notebooks"]
-    common_hash = runner.dataset_hash(common_dir)
-    seed_hash = runner.dataset_hash(seed_dir)
+def check_same_data(common_dir: Path, seed_dir: Path) -> None:
+    """SpreadError when the seed folder holds a dataset other than common/'s (its models were trained on other
+    data); a seed folder without one passes."""
+    common_hash, seed_hash = runner.dataset_hash(common_dir), runner.dataset_hash(seed_dir)
     if seed_hash is not None and seed_hash != common_hash:
         raise SpreadError(
             f"{seed_dir}/{DATASET} has dataset hash {seed_hash}, {common_dir}/{DATASET} {common_hash}: the seed was "
             f"made from other data than the spread's. Remove {seed_dir} to run the seed again on the common data."
         )
+
+
+def share_common(common_dir: Path, seed_dir: Path, common_stems: Sequence[str]) -> None:
+    """Give the seed folder common/'s data and grid, and the manifest entries that say they finished;
+    what the seed folder already has it keeps."""
+    common_entries = runner.read_manifest(common_dir)["notebooks"]
     seed_dir.mkdir(parents=True, exist_ok=True)
     for folder in SHARED_FOLDERS:
         if (common_dir / folder).is_dir() and not (seed_dir / folder).exists():
@@ -155,6 +156,7 @@ def run_spread(
     for index, seed in enumerate(seeds, start=1):
         seed_dir = out_dir / seed_folder_name(seed)
         progress = f"[seed {index} of {len(seeds)}, {(time.perf_counter() - started) / 60:.1f} minutes so far]"
+        check_same_data(common_dir, seed_dir)
         if finished(seed_dir, [listed[number] for number in per_seed]):
             print(f"{progress} {seed_dir.name}: notebooks {', '.join(per_seed)} finished ok, skipped", flush=True)
             continue

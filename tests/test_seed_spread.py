@@ -127,9 +127,11 @@ def test_a_seed_folder_of_other_data_is_refused_and_kept(
 ) -> None:
     summary = spread_run / "seed=1" / "dataset" / "summary.json"
     summary.write_text('{"dataset_hash": "other"}')
+    assert run_cli(project, "0", "1") == 2  # finished, but not on the spread's data
+    assert "seed=1/dataset has dataset hash other, " in capsys.readouterr().err
+    assert summary.read_text() == '{"dataset_hash": "other"}'
     (spread_run / "seed=1" / "manifest.json").write_text(json.dumps({"notebooks": {}}))  # as if 03 had not finished
     assert run_cli(project, "0", "1") == 2
-    assert "seed=1/dataset has dataset hash other, " in capsys.readouterr().err
     assert summary.read_text() == '{"dataset_hash": "other"}'
 
 
