@@ -146,3 +146,16 @@ def test_a_profile_without_training_makes_no_spread(project: Path) -> None:
     (project / "profiles" / "data.toml").write_text('notebooks = ["01"]\n' + PROFILE)
     with pytest.raises(ConfigError, match="a seed spread needs 01 .the data. and 03"):
         seed_spread.run_spread("data", [0, 1], project / "out", project / "notebooks")
+
+
+def test_the_spread_goes_beside_the_runs_and_reference_cannot_go_elsewhere(
+    project: Path, capsys: pytest.CaptureFixture
+) -> None:
+    notebooks = project / "notebooks"
+    assert seed_spread.spread_dir("tiny", notebooks) == project / "results" / "local" / "tiny-seeds"
+    assert seed_spread.spread_dir("tiny", notebooks, reference=True) == project / "results" / "tiny-seeds"
+    arguments = ["--profile", "tiny", "--notebooks", str(notebooks), "--reference", "--results", str(project)]
+    assert seed_spread.main(arguments) == 2
+    assert "--reference writes results/<profile>-seeds/; it cannot be combined with --results" in (
+        capsys.readouterr().err
+    )
