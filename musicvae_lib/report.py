@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from musicvae_lib import run_folder
+from musicvae_lib import run_folder, spread
 from musicvae_lib.budgets import stop_of
 from musicvae_lib.loss_config import NATS_PER_BIT, LossConfig, describe_loss
 
@@ -210,6 +210,9 @@ def key_results(run_dir: str | Path) -> str:
             "",
             markdown_table(sets, "measure"),
         ]
+    spread_dir = seed_spread_dir(run_dir)
+    if (spread_dir / run_folder.TABLES / spread.SPREAD_TABLE).is_file():
+        parts += ["", f"The seed spread of this profile (`{spread_dir.name}`). " + seed_spread_block(spread_dir)]
     parts += ["", markdown_table(timings)]
     note = reexecution_note(run_dir, timings)
     return "\n".join(parts + (["", note] if note else []))
@@ -242,6 +245,45 @@ def ran_shorter(timings: pd.DataFrame, notebook: str, trained_minutes: float) ->
     """Whether ``notebook``'s row of the timing table shows fewer minutes than ``trained_minutes``."""
     row = timings[timings["notebook"] == notebook]
     return not row.empty and bool(row["minutes"].iloc[0]) and float(row["minutes"].iloc[0]) < trained_minutes
+
+
+def seed_spread_dir(run_dir: Path) -> Path:
+    """``<run>-seeds`` beside the run folder: where ``seed_spread`` puts the spread of the run's profile."""
+    return run_dir.parent / f"{run_dir.name}-seeds"
+
+
+def seed_spread_block(spread_dir: str | Path) -> str:
+    """The Markdown of a seed spread (``seed_spread``): each headline number's mean and range over the seeds,
+    then in how many seeds each finding holds; read from the spread folder's tables/."""
+    tables = Path(spread_dir) / run_folder.TABLES
+    if not (tables / spread.SPREAD_TABLE).is_file():
+        raise FileNotFoundError(
+            f"{tables / spread.SPREAD_TABLE} not found: make the spread first "
+            "(.venv/bin/python -m musicvae_lib.seed_spread --profile default --reference)"
+        )
+    numbers = pd.read_csv(tables / spread.SPREAD_TABLE)
+    findings = pd.read_csv(tables / spread.FINDINGS_TABLE)
+    headlines = {headline.label: headline for headline in spread.HEADLINES}
+    seeds = [column for column in numbers.columns if column.startswith("seed=")]
+    rows = pd.DataFrame(
+        {
+            "measure": numbers["measure"],
+            "mean": [headlines[row.measure].shown(row.mean) for row in numbers.itertuples()],
+            "range over seeds": [
+                f"{headlines[row.measure].shown(row.min)} - {headlines[row.measure].shown(row.max)}"
+                for row in numbers.itertuples()
+            ],
+        }
+    )
+    return "\n".join(
+        [
+            f"Over {len(seeds)} seeds ({', '.join(seeds)}), each a model trained on the same data:",
+            "",
+            markdown_table(rows),
+            "",
+            markdown_table(findings[["finding", "holds"]]),
+        ]
+    )
 
 
 def replace_block(text: str, block: str) -> str:

@@ -457,8 +457,10 @@ def run(
     overrides: dict[str, Any] | None = None,
     force: bool = False,
     reference: bool = False,
+    run_name: str | None = None,
 ) -> bool:
-    """Run the selected notebooks of a profile in number order into ``results_dir/<profile>``.
+    """Run the selected notebooks of a profile in number order into ``results_dir/<profile>``
+    (``results_dir/<run_name>`` when given: the seed spread's ``seed=K`` folders).
 
     ``results_dir`` defaults to ``results/local/`` (a user's runs), or to ``results/`` with
     ``reference`` (re-making a committed reference run is a deliberate act).
@@ -482,7 +484,7 @@ def run(
                 f"-p {name}=...: no selected notebook declares {name!r} "
                 f"(selected: {', '.join(notebook.stem for notebook in selected)})"
             )
-    run_dir = results_dir / profile.name
+    run_dir = results_dir / (run_name or profile.name)
     # a database password goes to the kernel's environment, never into the executed copy or the manifest
     prepared = {
         notebook.stem: passwords_out(notebook_parameters(notebook, profile, overrides, run_dir))

@@ -13,7 +13,16 @@ LIBRARY = REPOSITORY / "musicvae_lib"
 HEAVY = ("torch", "optuna")
 
 
-@pytest.mark.parametrize("module", ["musicvae_lib.runner", "musicvae_lib.report", "musicvae_lib.run_folder"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "musicvae_lib.runner",
+        "musicvae_lib.report",
+        "musicvae_lib.run_folder",
+        "musicvae_lib.seed_spread",
+        "musicvae_lib.spread",
+    ],
+)
 def test_the_runner_and_the_report_load_neither_torch_nor_optuna(module):
     code = f"import json, sys, {module}; print(json.dumps([name for name in {HEAVY!r} if name in sys.modules]))"
     loaded = subprocess.run(
@@ -40,7 +49,9 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_no_library_module_imports_the_runner():
-    entry_points = {LIBRARY / "run.py"}  # ``python -m musicvae_lib.run``: the runner's command line
+    # ``python -m musicvae_lib.run``: the runner's command line; ``python -m musicvae_lib.seed_spread``: the runner
+    # once per seed
+    entry_points = {LIBRARY / "run.py", LIBRARY / "seed_spread.py"}
     importers = sorted(
         str(path.relative_to(REPOSITORY))
         for path in LIBRARY.rglob("*.py")

@@ -50,6 +50,23 @@ def test_key_results_come_from_the_tables_and_the_manifest(run_dir):
     assert "NLL" not in text
 
 
+def test_the_seed_spread_beside_a_run_joins_its_key_results(run_dir):
+    assert "seed spread" not in report.key_results(run_dir)
+    spread_dir = run_dir.parent / f"{run_dir.name}-seeds"
+    (spread_dir / "tables").mkdir(parents=True)
+    numbers = {"measure": ["greedy accuracy (z = mu)"], "mean": [0.95], "min": [0.9], "max": [0.975]}
+    pd.DataFrame(numbers | {"seed=0": [0.9], "seed=3": [0.975]}).to_csv(
+        spread_dir / "tables" / "seed_spread.csv", index=False
+    )
+    findings = {"finding": ["greedy accuracy reaches the target 0.95"], "holds": ["1 of 2"]}
+    pd.DataFrame(findings).to_csv(spread_dir / "tables" / "seed_spread_findings.csv", index=False)
+    text = report.key_results(run_dir)
+    assert f"The seed spread of this profile (`{spread_dir.name}`). Over 2 seeds (seed=0, seed=3)" in text
+    assert "| greedy accuracy (z = mu) | 0.950 | 0.900 - 0.975 |" in text
+    assert "| greedy accuracy reaches the target 0.95 | 1 of 2 |" in text
+    assert text.index("| finding | holds |") < text.index("| notebook | minutes | status | commit |")
+
+
 def test_a_re_execution_that_loaded_its_model_says_the_minutes_are_not_the_studys(run_dir):
     assert "Re-executed" not in report.key_results(run_dir)  # no done.json: nothing to compare
     (run_dir / "training").mkdir()
