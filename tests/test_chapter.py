@@ -96,10 +96,6 @@ def test_readable_rounds_shares_and_shows_counts_as_whole_numbers():
     assert np.isnan(chapter.readable(pd.DataFrame({"x": [np.nan, 0.5]}))["x"].iloc[0])
 
 
-# TODO(lead): notebook 02's grid cell (its chapter_spec call takes a line per argument) is being shortened; then remove
-LONG_CELL_ALLOWED = ("spec = search.chapter_spec(",)
-
-
 @pytest.mark.parametrize("name", sorted(path.stem for path in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
 def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
@@ -119,7 +115,6 @@ def test_chapters_open_with_title_and_question_and_keep_code_cells_short(name):
         for index, cell in enumerate(notebook.cells[2:], start=2)
         if cell.cell_type == "code"
         and (len(cell.source.splitlines()) > 12 or max(map(len, cell.source.splitlines()), default=0) > 120)
-        and not cell.source.startswith(LONG_CELL_ALLOWED)
     }
     assert not long_cells, f"{name}: code cells (index: lines) over 12 lines or 120 characters a line: {long_cells}"
     assert "chapter.open_run(run_dir" in notebook.cells[2].source
