@@ -205,10 +205,6 @@ def _percent(value: float) -> str:
     return f"{value:.1%}"
 
 
-def _percent_whole(value: float) -> str:
-    return f"{value:.0%}"
-
-
 def odd_sixteenths(run_dir: str | Path, generated_set: str = GENERATED) -> Finding:
     """More onsets on odd 16ths in the generated melodies: the per-melody share of ``05_set_comparison``
     (``syncopation_16th``, with its interval), the share of all onsets of ``05_onset_levels`` beside it."""
