@@ -260,7 +260,17 @@ def ran_shorter(timings: pd.DataFrame, notebook: str, trained_minutes: float) ->
     return not row.empty and bool(row["minutes"].iloc[0]) and float(row["minutes"].iloc[0]) < trained_minutes
 
 
-def replace_block(text: str, block: str, start_marker: str = BLOCK_START, end_marker: str = BLOCK_END) -> str:
+def replace_block(text: str, block: str) -> str:
+    """``text`` with what lies between BLOCK_START and BLOCK_END replaced by ``block``."""
+    return replace_between(text, block, BLOCK_START, BLOCK_END)
+
+
+def readme_block(text: str) -> str:
+    """What the README holds between the markers, without the surrounding newlines."""
+    return between(text, BLOCK_START, BLOCK_END)
+
+
+def replace_between(text: str, block: str, start_marker: str, end_marker: str) -> str:
     """``text`` with what lies between ``start_marker`` and ``end_marker`` replaced by ``block``."""
     start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
@@ -268,8 +278,8 @@ def replace_block(text: str, block: str, start_marker: str = BLOCK_START, end_ma
     return text[: start + len(start_marker)] + "\n" + block + "\n" + text[end:]
 
 
-def readme_block(text: str, start_marker: str = BLOCK_START, end_marker: str = BLOCK_END) -> str:
-    """What the README holds between the markers, without the surrounding newlines."""
+def between(text: str, start_marker: str, end_marker: str) -> str:
+    """What ``text`` holds between the markers, without the surrounding newlines."""
     start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
         raise ValueError(f"the text lacks the markers {start_marker!r} ... {end_marker!r}")
@@ -288,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     block, findings = key_results(args.run_dir), findings_block(args.run_dir)
     if args.readme:
         text = replace_block(args.readme.read_text(), block)
-        args.readme.write_text(replace_block(text, findings, FINDINGS_START, FINDINGS_END))
+        args.readme.write_text(replace_between(text, findings, FINDINGS_START, FINDINGS_END))
     else:
         print(block + "\n\n" + findings)
     return 0

@@ -122,7 +122,7 @@ def test_the_command_replaces_both_blocks_of_a_readme(run_dir, tmp_path):
     assert report.main([str(run_dir), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert report.readme_block(text) == report.key_results(run_dir)
-    findings = report.readme_block(text, report.FINDINGS_START, report.FINDINGS_END)
+    findings = report.between(text, report.FINDINGS_START, report.FINDINGS_END)
     assert findings.startswith("Not measured in this run: odd 16ths (")  # the fixture has no 05_set_comparison
     assert text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("\noutro\n")
 
@@ -137,7 +137,7 @@ def test_the_readme_shows_the_committed_reference_run():
 
 def test_the_readme_shows_the_reference_runs_findings():
     readme = (REPOSITORY / "README.md").read_text()
-    shown = report.readme_block(readme, report.FINDINGS_START, report.FINDINGS_END)
+    shown = report.between(readme, report.FINDINGS_START, report.FINDINGS_END)
     assert shown == report.findings_block(REPOSITORY / "results" / "default"), (
         "README's thesis findings differ from results/default: .venv/bin/python -m musicvae_lib.report "
         "results/default --readme README.md"
