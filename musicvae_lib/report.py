@@ -3,8 +3,9 @@
     .venv/bin/python -m musicvae_lib.report results/default                 # print the Markdown
     .venv/bin/python -m musicvae_lib.report results/default --readme README.md   # replace the README's block
 
-The README holds the block between ``BLOCK_START`` and ``BLOCK_END``; a test checks that it equals
-what the committed reference run gives, so the README cannot drift from results/.
+The README holds the block between ``BLOCK_START`` and ``BLOCK_END``, and the thesis' findings beside the
+run's between ``FINDINGS_START`` and ``FINDINGS_END``; a test checks that both equal what the committed
+reference run gives, so the README cannot drift from results/.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from musicvae_lib import run_folder, spread
+from musicvae_lib import run_folder, spread, thesis_findings
 from musicvae_lib.budgets import stop_of
 from musicvae_lib.loss_config import NATS_PER_BIT, LossConfig, describe_loss
 
 BLOCK_START = "<!-- key-results:start (written by python -m musicvae_lib.report) -->"
 BLOCK_END = "<!-- key-results:end -->"
+FINDINGS_START = "<!-- thesis-findings:start (written by python -m musicvae_lib.report) -->"
+FINDINGS_END = "<!-- thesis-findings:end -->"
 MANIFEST = "manifest.json"
 RECONSTRUCTION_ROWS = {  # 03_reconstruction.csv metric -> how the README names it
     "teacher-forced accuracy (z = mu)": "teacher-forced accuracy, z = mu (A1)",
@@ -218,6 +221,19 @@ def key_results(run_dir: str | Path) -> str:
     return "\n".join(parts + (["", note] if note else []))
 
 
+def findings_block(run_dir: str | Path) -> str:
+    """The Markdown block of the thesis' findings beside the run's generated set (``thesis_findings``), its rule
+    below the table, and the findings the run's tables cannot give, with why."""
+    found, skipped = thesis_findings.findings(run_dir)
+    parts = []
+    if found:
+        parts += [markdown_table(thesis_findings.findings_table(found)), "", "Beside each measure:", ""]
+        parts += [f"- {finding.name}: {finding.context}." for finding in found]
+        parts += ["", thesis_findings.RULE]
+    parts += [f"Not measured in this run: {name} ({why})." for name, why in skipped.items()]
+    return "\n".join(parts)
+
+
 def reexecution_note(run_dir: Path, timings: pd.DataFrame) -> str | None:
     """A sentence when notebook 02 or 03 ran for less time than its grid or model trained: it read finished work.
 
@@ -288,18 +304,28 @@ def seed_spread_block(spread_dir: str | Path) -> str:
 
 def replace_block(text: str, block: str) -> str:
     """``text`` with what lies between BLOCK_START and BLOCK_END replaced by ``block``."""
-    start, end = text.find(BLOCK_START), text.find(BLOCK_END)
-    if start < 0 or end < start:
-        raise ValueError(f"the text lacks the markers {BLOCK_START!r} ... {BLOCK_END!r}")
-    return text[: start + len(BLOCK_START)] + "\n" + block + "\n" + text[end:]
+    return replace_between(text, block, BLOCK_START, BLOCK_END)
 
 
 def readme_block(text: str) -> str:
     """What the README holds between the markers, without the surrounding newlines."""
-    start, end = text.find(BLOCK_START), text.find(BLOCK_END)
+    return between(text, BLOCK_START, BLOCK_END)
+
+
+def replace_between(text: str, block: str, start_marker: str, end_marker: str) -> str:
+    """``text`` with what lies between ``start_marker`` and ``end_marker`` replaced by ``block``."""
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"the text lacks the markers {BLOCK_START!r} ... {BLOCK_END!r}")
-    return text[start + len(BLOCK_START) : end].strip("\n")
+        raise ValueError(f"the text lacks the markers {start_marker!r} ... {end_marker!r}")
+    return text[: start + len(start_marker)] + "\n" + block + "\n" + text[end:]
+
+
+def between(text: str, start_marker: str, end_marker: str) -> str:
+    """What ``text`` holds between the markers, without the surrounding newlines."""
+    start, end = text.find(start_marker), text.find(end_marker)
+    if start < 0 or end < start:
+        raise ValueError(f"the text lacks the markers {start_marker!r} ... {end_marker!r}")
+    return text[start + len(start_marker) : end].strip("\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,13 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         prog=".venv/bin/python -m musicvae_lib.report", description=__doc__.splitlines()[0]
     )
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--readme", type=Path, help="replace this file's key-results block instead of printing")
+    parser.add_argument(
+        "--readme", type=Path, help="replace this file's key-results and thesis-findings blocks instead of printing"
+    )
     args = parser.parse_args(argv)
-    block = key_results(args.run_dir)
+    block, findings = key_results(args.run_dir), findings_block(args.run_dir)
     if args.readme:
-        args.readme.write_text(replace_block(args.readme.read_text(), block))
+        text = replace_block(args.readme.read_text(), block)
+        args.readme.write_text(replace_between(text, findings, FINDINGS_START, FINDINGS_END))
     else:
-        print(block)
+        print(block + "\n\n" + findings)
     return 0
 
 
