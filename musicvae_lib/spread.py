@@ -121,6 +121,15 @@ class Headline:
 
 
 GENERATED_AND_REAL = (GENERATED, "test", "train")
+
+
+def per_set(
+    label: str, table: str, unit: str, read: Callable[[str], Reader], names: tuple[str, ...] = GENERATED_AND_REAL
+) -> tuple[Headline, ...]:
+    """One headline per set of ``names``: ``label, <set>``, read from ``table`` by ``read(set)``."""
+    return tuple(Headline(f"{label}, {name}", table, read(name), unit) for name in names)
+
+
 PRIORS = ("N(0, I)", "mixture as fitted", STUDY_PRIOR)  # notebook 07's rows, the study's own last
 RECONSTRUCTION, TWO_SAMPLE, BY_PRIOR = "03_reconstruction.csv", "04_two_sample.csv", "07_two_sample_by_prior.csv"
 HEADLINES: tuple[Headline, ...] = (
@@ -144,47 +153,33 @@ HEADLINES: tuple[Headline, ...] = (
     Headline("two-sample AUC against test, training (floor)", TWO_SAMPLE, cell("auc", set="train"), "ROC AUC"),
     Headline(f"precision against test, {GENERATED}", TWO_SAMPLE, cell("precision", set=GENERATED), "share"),
     Headline(f"recall against test, {GENERATED}", TWO_SAMPLE, cell("recall", set=GENERATED), "share"),
-    *(
-        Headline(
-            f"onsets on odd 16ths, {name}", "05_onset_levels.csv", cell(name, level="sixteenth"), "share of onsets"
-        )
-        for name in GENERATED_AND_REAL
+    *per_set(
+        "onsets on odd 16ths", "05_onset_levels.csv", "share of onsets", lambda name: cell(name, level="sixteenth")
     ),
-    *(
-        Headline(
-            f"notes per bar, {name}",
-            "05_set_comparison.csv",
-            cell("mean", set=name, feature="note_density"),
-            "notes per bar",
-        )
-        for name in GENERATED_AND_REAL
+    *per_set(
+        "notes per bar",
+        "05_set_comparison.csv",
+        "notes per bar",
+        lambda name: cell("mean", set=name, feature="note_density"),
     ),
-    *(
-        Headline(
-            f"fully diatonic melodies, {name}",
-            "06_diatonicity.csv",
-            cell(name, measure="fully diatonic melodies"),
-            "share of melodies",
-        )
-        for name in GENERATED_AND_REAL
+    *per_set(
+        "fully diatonic melodies",
+        "06_diatonicity.csv",
+        "share of melodies",
+        lambda name: cell(name, measure="fully diatonic melodies"),
     ),
-    *(
-        Headline(
-            f"mean absolute interval, {name}",
-            "06_set_comparison.csv",
-            cell("mean", set=name, feature="mean_abs_interval"),
-            "semitones",
-        )
-        for name in GENERATED_AND_REAL
+    *per_set(
+        "mean absolute interval",
+        "06_set_comparison.csv",
+        "semitones",
+        lambda name: cell("mean", set=name, feature="mean_abs_interval"),
     ),
-    *(
-        Headline(
-            f"copies of a training window, {name}",
-            "06_originality.csv",
-            cell("copy_rate", set=name),
-            "share of melodies",
-        )
-        for name in (GENERATED, "test")
+    *per_set(
+        "copies of a training window",
+        "06_originality.csv",
+        "share of melodies",
+        lambda name: cell("copy_rate", set=name),
+        (GENERATED, "test"),
     ),
     *(
         Headline(
