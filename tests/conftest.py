@@ -3,6 +3,7 @@ real PostgreSQL server for the shared-study tests."""
 
 import os
 
+import nbformat
 import numpy as np
 import postgres_server as postgres_server_module
 import pytest
@@ -69,3 +70,18 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """The URL (password included) of a new empty database on the session's server: each test its own study."""
     return postgres_server.url(postgres_server.create_database())
+
+
+def write_two_cell_notebook(path, parameters: str, body: str) -> None:
+    """A notebook of a parameters-tagged cell and one body cell, for the python3 kernel (runner tests)."""
+    node = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
+            "language_info": {"name": "python"},
+        }
+    )
+    node.cells = [
+        nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    nbformat.write(node, path)

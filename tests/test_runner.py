@@ -16,6 +16,7 @@ import nbformat
 import numpy as np
 import papermill
 import pytest
+from conftest import write_two_cell_notebook
 
 from musicvae_lib import data
 from musicvae_lib.run_folder import MissingInputError, require_outputs
@@ -62,18 +63,7 @@ PROFILE = '[all]\nseed = 7\n\n["01_make"]\nlabel = "x"\n'
 
 def write_notebook(path: Path, notebook: tuple[str, str]) -> None:
     """A notebook of a parameters-tagged cell and one body cell, for the python3 kernel."""
-    parameters, body = notebook
-    node = nbformat.v4.new_notebook(
-        metadata={
-            "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
-            "language_info": {"name": "python"},
-        }
-    )
-    node.cells = [
-        nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(body),
-    ]
-    nbformat.write(node, path)
+    write_two_cell_notebook(path, *notebook)
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import json
 import os
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
+from conftest import write_two_cell_notebook
 
 from musicvae_lib import seed_spread, spread
 from musicvae_lib.profiles import ConfigError
@@ -37,17 +37,7 @@ PROFILE = '[all]\nseed = 5\n\n["01_dataset"]\n'
 
 
 def write_notebook(path: Path, body: str) -> None:
-    node = nbformat.v4.new_notebook(
-        metadata={
-            "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
-            "language_info": {"name": "python"},
-        }
-    )
-    node.cells = [
-        nbformat.v4.new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(body),
-    ]
-    nbformat.write(node, path)
+    write_two_cell_notebook(path, PARAMETERS, body)
 
 
 @pytest.fixture
