@@ -22,6 +22,7 @@ imports nothing heavy (no torch), so that the runner and the report can stand on
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 from pathlib import Path
@@ -111,6 +112,21 @@ def default_results_dir(notebooks_dir: Path, reference: bool = False) -> Path:
     """``results/local/`` beside ``notebooks_dir`` for a user's runs, ``results/`` for the committed reference runs."""
     results = notebooks_dir.resolve().parent / "results"
     return results if reference else results / LOCAL_RUNS
+
+
+def add_folder_options(parser: argparse.ArgumentParser, results_help: str, reference_help: str) -> None:
+    """The ``--results``, ``--reference`` and ``--notebooks`` options every command line of run folders shares
+    (``results_dir`` reads them)."""
+    parser.add_argument("--results", type=Path, default=None, help=results_help)
+    parser.add_argument("--reference", action="store_true", help=reference_help)
+    parser.add_argument(
+        "--notebooks", type=Path, default=NOTEBOOKS_DIR, help=f"notebooks folder (default: {NOTEBOOKS_DIR})"
+    )
+
+
+def results_dir(args: argparse.Namespace) -> Path:
+    """The folder of run folders ``add_folder_options``' options name: ``--results``, else ``default_results_dir``."""
+    return args.results if args.results is not None else default_results_dir(args.notebooks, args.reference)
 
 
 def runner_command(

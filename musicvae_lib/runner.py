@@ -68,6 +68,7 @@ from musicvae_lib.run_folder import (
     MANIFEST,
     NOTEBOOKS_DIR,
     REPO_DIR,
+    add_folder_options,
     default_results_dir,
     runner_command,
     split_file,
@@ -563,19 +564,10 @@ def command_line() -> argparse.ArgumentParser:
         "as TOML or JSON, else taken as a string",
     )
     parser.add_argument("--force", action="store_true", help="run again notebooks that already finished ok")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=None,
-        help="results folder (default: results/local/ next to the notebooks folder)",
-    )
-    parser.add_argument(
-        "--reference",
-        action="store_true",
-        help="write the committed reference run results/<PROFILE>/ instead (maintainers)",
-    )
-    parser.add_argument(
-        "--notebooks", type=Path, default=NOTEBOOKS_DIR, help=f"notebooks folder (default: {NOTEBOOKS_DIR})"
+    add_folder_options(
+        parser,
+        "results folder (default: results/local/ next to the notebooks folder)",
+        "write the committed reference run results/<PROFILE>/ instead (maintainers)",
     )
     return parser
 

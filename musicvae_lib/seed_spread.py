@@ -40,6 +40,7 @@ from musicvae_lib.run_folder import (
     GRID_SEARCH,
     MODEL_FILE,
     NOTEBOOKS_DIR,
+    add_folder_options,
     default_results_dir,
 )
 
@@ -182,17 +183,10 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="the seeds, one run folder each (default: 0 1 2)"
     )
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=None,
-        help="results folder; the spread goes to <RESULTS>/<PROFILE>-seeds/ (default: results/local/)",
-    )
-    parser.add_argument(
-        "--reference", action="store_true", help="write the committed results/<PROFILE>-seeds/ instead (maintainers)"
-    )
-    parser.add_argument(
-        "--notebooks", type=Path, default=NOTEBOOKS_DIR, help=f"notebooks folder (default: {NOTEBOOKS_DIR})"
+    add_folder_options(
+        parser,
+        "results folder; the spread goes to <RESULTS>/<PROFILE>-seeds/ (default: results/local/)",
+        "write the committed results/<PROFILE>-seeds/ instead (maintainers)",
     )
     return parser
 

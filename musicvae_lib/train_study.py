@@ -275,21 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a parameter of notebook 03, as the runner's -p",
     )
-    parser.add_argument("--notebooks", type=Path, default=run_folder.NOTEBOOKS_DIR)
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=None,
-        help="folder of run folders (default: results/local/ beside notebooks/, as ./study.sh)",
-    )
-    parser.add_argument(
-        "--reference", action="store_true", help="train into the committed reference run results/<profile>/"
+    run_folder.add_folder_options(
+        parser,
+        "folder of run folders (default: results/local/ beside notebooks/, as ./study.sh)",
+        "train into the committed reference run results/<profile>/",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: this process' GPU if any, else CPU)")
     args = parser.parse_args(argv)
-    results_dir = (
-        args.results if args.results is not None else run_folder.default_results_dir(args.notebooks, args.reference)
-    )
+    results_dir = run_folder.results_dir(args)
     parameters = profile_parameters(args.profile, args.overrides, args.notebooks, results_dir)
     for baseline in [False, True] if parameters["baseline_preset"] else [False]:  # the model, then its baseline
         result = train_from_parameters(parameters, args.device, baseline)
