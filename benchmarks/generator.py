@@ -11,6 +11,8 @@ Variants:
   refitted); ``mixture_s0.7``: that mixture at spread 0.7 (the study's prior today);
 - ``qz_s<k>``: the training windows' aggregate posterior q(z) with every sigma times k (k = 1:
   z ~ q(z|x) of a random training window; it is known to copy);
+- ``pca64_gmm16``: a 16-component full-covariance mixture over the first 64 principal components
+  of posterior SAMPLES of the training windows (one each), independent Gaussians over the rest;
 - ``lc_<base>_l<lambda>``: latent constraints (``musicvae_lib.latent_constraints``): a critic
   over z trained on posterior samples of the training windows against draws of the base prior, an
   actor moving base draws to where the critic says real, distance penalty weight lambda.
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +45,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
+from sklearn.mixture import GaussianMixture
 
 from musicvae_lib import data, inference, latent_constraints, prior, runner, two_sample
 from musicvae_lib.inference import LatentDensity
@@ -53,6 +58,23 @@ from musicvae_lib.run_folder import PRIOR_MIXTURE
 from musicvae_lib.training.checkpoint import load_model
 
 TEMPERATURE = 1.0
+COLUMNS = [  # of the printed table, after the variant
+    "fit_s",
+    "valid_auc",
+    "valid_auc_low",
+    "valid_auc_high",
+    "valid_copies",
+    "valid_closer",
+    "test_auc",
+    "test_auc_low",
+    "test_auc_high",
+    "test_precision",
+    "test_recall",
+    "test_copies_exact",
+    "test_copies_transposed",
+    "test_nn_median",
+    "test_closer",
+]
 
 
 @dataclasses.dataclass
@@ -85,6 +107,45 @@ def latent_constraint(base_name: str, lambda_dist: float) -> Callable[[Context, 
     return fit
 
 
+@dataclasses.dataclass(frozen=True)
+class PcaMixture:
+    """A full-covariance Gaussian mixture over the first principal components of z, independent Gaussians over the rest.
+
+    z = mean + y @ components, y [n, z_size] the principal coordinates: y[:, :d] from ``mixture``, y[:, d:] from
+    N(0, ``rest_variances``) (principal coordinates are uncorrelated over the fitted set).
+    """
+
+    mean: np.ndarray  # [z_size]
+    components: np.ndarray  # [z_size, z_size], rows the principal axes
+    mixture: GaussianMixture  # over the first d coordinates
+    rest_variances: np.ndarray  # [z_size - d]
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        d = self.mixture.means_.shape[1]
+        chosen = rng.choice(len(self.mixture.weights_), size=n, p=self.mixture.weights_)
+        noise = rng.standard_normal((n, d))
+        cholesky = np.linalg.cholesky(self.mixture.covariances_)  # (k, d, d)
+        head = self.mixture.means_[chosen] + np.einsum("nij,nj->ni", cholesky[chosen], noise)  # (n, d)
+        tail = np.sqrt(self.rest_variances) * rng.standard_normal((n, len(self.rest_variances)))
+        return (self.mean + np.concatenate([head, tail], axis=1) @ self.components).astype(np.float32)
+
+
+def pca_mixture(dims: int, components: int) -> Callable[[Context, str], LatentDensity]:
+    """A variant factory: ``PcaMixture`` fitted to one posterior SAMPLE of each training window (not to mu)."""
+
+    def fit(context: Context, name: str) -> LatentDensity:
+        samples = context.codes.sample(len(context.codes.mu), np.random.default_rng(context.seed)).astype(np.float64)
+        pca = PCA(random_state=context.seed).fit(samples)
+        coordinates = pca.transform(samples)
+        mixture = GaussianMixture(components, covariance_type="full", max_iter=200, random_state=context.seed)
+        mixture.fit(coordinates[:, :dims])
+        kept = pca.explained_variance_ratio_[:dims].sum()
+        context.notes[name] = f"{dims} components keep {kept:.1%} of the samples' variance"
+        return PcaMixture(pca.mean_, pca.components_, mixture, coordinates[:, dims:].var(axis=0))
+
+    return fit
+
+
 # name -> factory(context, name) -> density
 VARIANTS: dict[str, Callable[[Context, str], LatentDensity]] = {
     "normal": lambda context, name: prior.standard_normal(context.codes.z_size),
@@ -92,11 +153,13 @@ VARIANTS: dict[str, Callable[[Context, str], LatentDensity]] = {
     "mixture_s0.7": lambda context, name: context.mixture.with_spread(0.7),
     "qz_s1": lambda context, name: AggregatePosterior(context.codes, 1.0),
     "qz_s1.5": lambda context, name: AggregatePosterior(context.codes, 1.5),
+    "qz_s1.75": lambda context, name: AggregatePosterior(context.codes, 1.75),
     "qz_s2": lambda context, name: AggregatePosterior(context.codes, 2.0),
+    "pca64_gmm16": pca_mixture(64, 16),
+    "lc_normal_l0.01": latent_constraint("normal", 0.01),
     "lc_normal_l0.1": latent_constraint("normal", 0.1),
     "lc_normal_l1": latent_constraint("normal", 1.0),
-    "lc_normal_l10": latent_constraint("normal", 10.0),
-    "lc_mixture_l1": latent_constraint("mixture", 1.0),
+    "lc_mixture_l0.1": latent_constraint("mixture", 0.1),
 }
 
 
@@ -131,19 +194,16 @@ class Scorer:
 
     def reference_rows(self) -> list[dict]:
         """The real melodies of each split as rows: their copies and distances (no AUC)."""
-        rows = []
-        for split, windows in self.real.items():
-            copies = self.copies(windows)
-            rows.append(
-                {
-                    "variant": f"{split} melodies",
-                    f"{split}_copies": copies["copies_transposed"],
-                    f"{split}_closer": 0.5,
-                    **({"test_" + key: value for key, value in copies.items()} if split == "test" else {}),
-                    **({"test_nn_median": float(np.median(self.distances[split]))} if split == "test" else {}),
-                }
-            )
-        return rows
+        valid, test = self.copies(self.real["valid"]), self.copies(self.real["test"])
+        return [
+            {"variant": "valid melodies", "valid_copies": valid["copies_transposed"], "valid_closer": 0.5},
+            {
+                "variant": "test melodies",
+                **{"test_" + key: value for key, value in test.items()},
+                "test_nn_median": float(np.median(self.distances["test"])),
+                "test_closer": 0.5,
+            },
+        ]
 
     def score(self, sets: dict[str, np.ndarray]) -> dict[str, float]:
         """Figures of ``sets`` ({"valid": windows, "test": windows}) as one row (see the module docstring)."""
@@ -189,6 +249,20 @@ def chosen(table: pd.DataFrame, generators: list[str]) -> tuple[str, bool]:
     return str(rows["valid_auc"].idxmin()), False
 
 
+def training_codes(model_path: Path, windows: np.ndarray, cache: Path | None) -> PosteriorCodes:
+    """q(z|x) of the training windows under the model in ``model_path``, read from ``cache`` when it holds them for
+    the same model file and windows (sha256 of both), computed and written there otherwise."""
+    digest = hashlib.sha256(model_path.read_bytes() + windows.tobytes()).hexdigest()
+    if cache is not None and cache.exists():
+        with np.load(cache, allow_pickle=False) as stored:
+            if str(stored["digest"]) == digest:
+                return PosteriorCodes(stored["mu"], stored["sigma"])
+    codes = PosteriorCodes(*inference.encode_windows(load_model(model_path, "cpu"), windows))
+    if cache is not None:
+        np.savez(cache, mu=codes.mu, sigma=codes.sigma, digest=np.array(digest))
+    return codes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=Path("results/default"))
@@ -200,18 +274,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--csv", type=Path, default=None)
+    parser.add_argument("--codes-cache", type=Path, default=None, help=".npz of the training codes, reused if present")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     splits = {split: data.load_split(args.run_dir, split) for split in ("train", "valid", "test")}
-    model = load_model(args.run_dir / "training" / "model.pt", "cpu")
+    model_path = args.run_dir / "training" / "model.pt"
+    model = load_model(model_path, "cpu")
     started = time.perf_counter()
-    codes = PosteriorCodes(*inference.encode_windows(model, splits["train"]))
+    codes = training_codes(model_path, splits["train"], args.codes_cache)
     encoding_s = time.perf_counter() - started
     config = ConstraintConfig(critic_steps=args.critic_steps, actor_steps=args.actor_steps)
     context = Context(model, codes, prior.load_latent_mixture(args.run_dir / PRIOR_MIXTURE), config, args.seed)
     print(
         f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {args.run_dir}: "
-        f"{len(splits['train'])} training windows encoded in {encoding_s:.0f} s (sigma_bar {codes.sigma_bar:.3f}); "
+        f"{len(splits['train'])} training windows encoded (or read from --codes-cache) in {encoding_s:.0f} s "
+        f"(sigma_bar {codes.sigma_bar:.3f}); "
         f"{args.samples} melodies a set at T = {TEMPERATURE:g}; {config}",
         flush=True,
     )
@@ -227,7 +304,7 @@ def main() -> None:
         rows.append(row)
         note = f" [{context.notes[name]}]" if name in context.notes else ""
         print(f"{name}: fitted in {fit_s:.0f} s, total {time.perf_counter() - started:.0f} s{note}", flush=True)
-    table = pd.DataFrame(rows).set_index("variant")
+    table = pd.DataFrame(rows, columns=["variant", *COLUMNS]).set_index("variant")
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(table.to_string(float_format=lambda value: f"{value:.3f}"))
     name, qualified = chosen(table, args.variants)
