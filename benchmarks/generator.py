@@ -13,6 +13,8 @@ Variants:
   z ~ q(z|x) of a random training window; it is known to copy);
 - ``pca64_gmm16``: a 16-component full-covariance mixture over the first 64 principal components
   of posterior SAMPLES of the training windows (one each), independent Gaussians over the rest;
+- ``between_k<k>_t<t>``: the posterior of a random training window moved a share t of the way
+  towards one of its k nearest neighbours (``NeighbourBlend``);
 - ``lc_<base>_l<lambda>``: latent constraints (``musicvae_lib.latent_constraints``): a critic
   over z trained on posterior samples of the training windows against draws of the base prior, an
   actor moving base draws to where the critic says real, distance penalty weight lambda.
@@ -48,6 +50,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
 
 from musicvae_lib import data, inference, latent_constraints, prior, runner, two_sample
 from musicvae_lib.inference import LatentDensity
@@ -146,6 +149,38 @@ def pca_mixture(dims: int, components: int) -> Callable[[Context, str], LatentDe
     return fit
 
 
+@dataclasses.dataclass(frozen=True)
+class NeighbourBlend:
+    """z = mu_i + t * (mu_j - mu_i) + sigma_i * eps: a random training window i, one of its k nearest neighbours j
+    by posterior mean (``neighbours`` [n, k]), the point a share ``t`` of the way from i to j, window i's noise.
+
+    Blends stay on the surface the training codes span near i, where an isotropic widening
+    (``AggregatePosterior`` with a scale above 1) leaves it in every direction alike.
+    """
+
+    codes: PosteriorCodes
+    neighbours: np.ndarray  # int [n, k]
+    t: float
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        first = rng.integers(0, len(self.codes.mu), n)
+        second = self.neighbours[first, rng.integers(0, self.neighbours.shape[1], n)]
+        noise = rng.standard_normal((n, self.codes.z_size))
+        mu = self.codes.mu
+        return (mu[first] + self.t * (mu[second] - mu[first]) + self.codes.sigma[first] * noise).astype(np.float32)
+
+
+def neighbour_blend(k: int, t: float) -> Callable[[Context, str], LatentDensity]:
+    """A variant factory: ``NeighbourBlend`` over each training window's ``k`` nearest neighbours."""
+
+    def fit(context: Context, name: str) -> LatentDensity:
+        mu = context.codes.mu
+        neighbours = NearestNeighbors(n_neighbors=k + 1).fit(mu).kneighbors(mu, return_distance=False)[:, 1:]
+        return NeighbourBlend(context.codes, neighbours, t)
+
+    return fit
+
+
 # name -> factory(context, name) -> density
 VARIANTS: dict[str, Callable[[Context, str], LatentDensity]] = {
     "normal": lambda context, name: prior.standard_normal(context.codes.z_size),
@@ -156,6 +191,7 @@ VARIANTS: dict[str, Callable[[Context, str], LatentDensity]] = {
     "qz_s1.75": lambda context, name: AggregatePosterior(context.codes, 1.75),
     "qz_s2": lambda context, name: AggregatePosterior(context.codes, 2.0),
     "pca64_gmm16": pca_mixture(64, 16),
+    "between_k3_t0.5": neighbour_blend(3, 0.5),
     "lc_normal_l0.01": latent_constraint("normal", 0.01),
     "lc_normal_l0.1": latent_constraint("normal", 0.1),
     "lc_normal_l1": latent_constraint("normal", 1.0),

@@ -134,29 +134,37 @@ class PosteriorCodes:
         """The mean posterior standard deviation over windows and dimensions: the distance penalty's unit."""
         return float(np.mean(self.sigma))
 
-    def sample(self, n: int, rng: np.random.Generator, sigma_scale: float = 1.0) -> np.ndarray:
-        """``n`` codes z = mu_i + sigma_scale * sigma_i * eps of windows i drawn uniformly: float32 [n, z_size].
+    def sample(
+        self, n: int, rng: np.random.Generator, sigma_scale: float = 1.0, max_sigma: float = np.inf
+    ) -> np.ndarray:
+        """``n`` codes z = mu_i + min(sigma_scale * sigma_i, max_sigma) * eps of windows i drawn uniformly:
+        float32 [n, z_size].
 
         With ``sigma_scale`` 1 this samples the aggregate posterior q(z) = mean_i q(z|x_i); above 1 it
         widens every window's Gaussian (a kernel density estimate of q(z) with a wider kernel).
+        ``max_sigma`` 1 widens no dimension beyond the prior's unit spread: the dimensions the encoder
+        leaves unused (sigma near 1) stay as the decoder saw them in training.
         """
-        if sigma_scale <= 0:
-            raise ValueError(f"`sigma_scale` must be > 0, got {sigma_scale}")
+        if sigma_scale <= 0 or max_sigma <= 0:
+            raise ValueError(f"`sigma_scale` and `max_sigma` must be > 0, got {sigma_scale} and {max_sigma}")
         rows = rng.integers(0, len(self.mu), n)
         noise = rng.standard_normal((n, self.z_size))
-        return (self.mu[rows] + sigma_scale * self.sigma[rows] * noise).astype(np.float32)
+        return (self.mu[rows] + np.minimum(sigma_scale * self.sigma[rows], max_sigma) * noise).astype(np.float32)
 
 
 @dataclass(frozen=True)
 class AggregatePosterior:
-    """q(z) of the training windows as a density to draw from, each window's sigma times ``sigma_scale``."""
+    """q(z) of the training windows as a density to draw from, each window's sigma times ``sigma_scale``
+    (at most ``max_sigma``): a mixture with one Gaussian per training window, as Tomczak & Welling's VampPrior
+    or Ghosh et al.'s ex-post density estimation with every window as a component."""
 
     codes: PosteriorCodes
     sigma_scale: float = 1.0
+    max_sigma: float = np.inf  # no dimension's standard deviation widened beyond this
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` draws, float32 [n, z_size] (``PosteriorCodes.sample``)."""
-        return self.codes.sample(n, rng, self.sigma_scale)
+        return self.codes.sample(n, rng, self.sigma_scale, self.max_sigma)
 
 
 @dataclass

@@ -103,6 +103,12 @@ def test_the_aggregate_posterior_draws_each_windows_gaussian_widened_by_the_scal
     assert codes.sigma_bar == pytest.approx(0.3)
 
 
+def test_max_sigma_widens_no_dimension_beyond_it():
+    codes = PosteriorCodes(np.zeros((1, 2), np.float32), np.array([[0.25, 0.9]], np.float32))
+    draws = AggregatePosterior(codes, sigma_scale=2.0, max_sigma=1.0).sample(20_000, np.random.default_rng(0))
+    np.testing.assert_allclose(draws.std(axis=0), [0.5, 1.0], rtol=0.03)
+
+
 def test_bad_settings_and_codes_are_refused_with_the_values():
     with pytest.raises(ValueError, match="`batch_size` must be >= 1, got 0"):
         ConstraintConfig(batch_size=0)
@@ -112,7 +118,7 @@ def test_bad_settings_and_codes_are_refused_with_the_values():
         PosteriorCodes(np.zeros((3, 4)), np.ones((3, 5)))
     with pytest.raises(ValueError, match="must be > 0"):
         PosteriorCodes(np.zeros((3, 4)), np.zeros((3, 4)))
-    with pytest.raises(ValueError, match="`sigma_scale` must be > 0"):
+    with pytest.raises(ValueError, match="`sigma_scale` and `max_sigma` must be > 0, got 0.0 and inf"):
         clustered_codes(10).sample(5, np.random.default_rng(0), sigma_scale=0.0)
 
 
