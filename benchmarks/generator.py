@@ -10,14 +10,14 @@ Variants:
 - ``normal``: N(0, I); ``mixture``: the 32-component mixture as notebook 03 fitted it (loaded, not
   refitted); ``mixture_s0.7``: that mixture at spread 0.7 (the study's prior today);
 - ``qz_s<k>``: the training windows' aggregate posterior q(z) with every sigma times k (k = 1:
-  z ~ q(z|x) of a random training window; it is known to copy);
+  z ~ q(z|x) of a random training window; it is known to copy); ``_cap1``: no sigma widened beyond 1;
 - ``pca64_gmm16``: a 16-component full-covariance mixture over the first 64 principal components
   of posterior SAMPLES of the training windows (one each), independent Gaussians over the rest;
-- ``between_k<k>_t<t>``: the posterior of a random training window moved a share t of the way
-  towards one of its k nearest neighbours (``NeighbourBlend``);
+- ``between_k<k>_t<t>_s<s>``: the posterior of a random training window, its sigma times s, moved a
+  share t of the way towards one of its k nearest neighbours (``NeighbourBlend``);
 - ``lc_<base>_l<lambda>``: latent constraints (``musicvae_lib.latent_constraints``): a critic
-  over z trained on posterior samples of the training windows against draws of the base prior, an
-  actor moving base draws to where the critic says real, distance penalty weight lambda.
+  over z trained on posterior samples of the training windows against draws of the base variant's
+  density, an actor moving base draws to where the critic says real, distance penalty weight lambda.
 
 Each variant's figures, two sets of ``--samples`` melodies, one drawn for each split:
 - valid: classifier two-sample AUC with its 95% interval against as many validation melodies
@@ -63,6 +63,7 @@ from musicvae_lib.training.checkpoint import load_model
 TEMPERATURE = 1.0
 COLUMNS = [  # of the printed table, after the variant
     "fit_s",
+    "fit_cpu_s",
     "valid_auc",
     "valid_auc_low",
     "valid_auc_high",
@@ -92,11 +93,11 @@ class Context:
     notes: dict[str, str] = dataclasses.field(default_factory=dict)  # variant -> what its fitting reported
 
 
-def latent_constraint(base_name: str, lambda_dist: float) -> Callable[[Context, str], LatentDensity]:
-    """A variant factory: the actor fitted over the base prior ("normal" or "mixture") with ``lambda_dist``."""
+def latent_constraint(base_variant: str, lambda_dist: float) -> Callable[[Context, str], LatentDensity]:
+    """A variant factory: the actor fitted over the density of variant ``base_variant`` with ``lambda_dist``."""
 
     def fit(context: Context, name: str) -> LatentDensity:
-        base = prior.standard_normal(context.codes.z_size) if base_name == "normal" else context.mixture
+        base = VARIANTS[base_variant](context, name)
         config = dataclasses.replace(context.config, lambda_dist=lambda_dist)
         fitted = latent_constraints.fit_latent_constraint(context.codes, base, config, context.seed)
         h = fitted.history
@@ -151,8 +152,9 @@ def pca_mixture(dims: int, components: int) -> Callable[[Context, str], LatentDe
 
 @dataclasses.dataclass(frozen=True)
 class NeighbourBlend:
-    """z = mu_i + t * (mu_j - mu_i) + sigma_i * eps: a random training window i, one of its k nearest neighbours j
-    by posterior mean (``neighbours`` [n, k]), the point a share ``t`` of the way from i to j, window i's noise.
+    """z = mu_i + t * (mu_j - mu_i) + scale * sigma_i * eps: a random training window i, one of its k nearest
+    neighbours j by posterior mean (``neighbours`` [n, k]), the point a share ``t`` of the way from i to j, window
+    i's noise times ``sigma_scale``.
 
     Blends stay on the surface the training codes span near i, where an isotropic widening
     (``AggregatePosterior`` with a scale above 1) leaves it in every direction alike.
@@ -161,22 +163,24 @@ class NeighbourBlend:
     codes: PosteriorCodes
     neighbours: np.ndarray  # int [n, k]
     t: float
+    sigma_scale: float
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         first = rng.integers(0, len(self.codes.mu), n)
         second = self.neighbours[first, rng.integers(0, self.neighbours.shape[1], n)]
         noise = rng.standard_normal((n, self.codes.z_size))
         mu = self.codes.mu
-        return (mu[first] + self.t * (mu[second] - mu[first]) + self.codes.sigma[first] * noise).astype(np.float32)
+        spread = self.sigma_scale * self.codes.sigma[first]
+        return (mu[first] + self.t * (mu[second] - mu[first]) + spread * noise).astype(np.float32)
 
 
-def neighbour_blend(k: int, t: float) -> Callable[[Context, str], LatentDensity]:
+def neighbour_blend(k: int, t: float, sigma_scale: float) -> Callable[[Context, str], LatentDensity]:
     """A variant factory: ``NeighbourBlend`` over each training window's ``k`` nearest neighbours."""
 
     def fit(context: Context, name: str) -> LatentDensity:
         mu = context.codes.mu
         neighbours = NearestNeighbors(n_neighbors=k + 1).fit(mu).kneighbors(mu, return_distance=False)[:, 1:]
-        return NeighbourBlend(context.codes, neighbours, t)
+        return NeighbourBlend(context.codes, neighbours, t, sigma_scale)
 
     return fit
 
@@ -190,12 +194,17 @@ VARIANTS: dict[str, Callable[[Context, str], LatentDensity]] = {
     "qz_s1.5": lambda context, name: AggregatePosterior(context.codes, 1.5),
     "qz_s1.75": lambda context, name: AggregatePosterior(context.codes, 1.75),
     "qz_s2": lambda context, name: AggregatePosterior(context.codes, 2.0),
+    "qz_s2_cap1": lambda context, name: AggregatePosterior(context.codes, 2.0, max_sigma=1.0),
     "pca64_gmm16": pca_mixture(64, 16),
-    "between_k3_t0.5": neighbour_blend(3, 0.5),
-    "lc_normal_l0.01": latent_constraint("normal", 0.01),
+    "between_k3_t0.5_s1": neighbour_blend(3, 0.5, 1.0),
+    "between_k1_t0.5_s1": neighbour_blend(1, 0.5, 1.0),
+    "between_k1_t0.5_s1.25": neighbour_blend(1, 0.5, 1.25),
     "lc_normal_l0.1": latent_constraint("normal", 0.1),
     "lc_normal_l1": latent_constraint("normal", 1.0),
+    "lc_normal_l10": latent_constraint("normal", 10.0),
     "lc_mixture_l0.1": latent_constraint("mixture", 0.1),
+    "lc_qz_s2_l1": latent_constraint("qz_s2", 1.0),
+    "lc_qz_s2_cap1_l1": latent_constraint("qz_s2_cap1", 1.0),
 }
 
 
@@ -333,13 +342,22 @@ def main() -> None:
     training_sample = splits["train"][np.random.default_rng(args.seed).choice(len(splits["train"]), args.samples)]
     rows.append({"variant": "training sample", **scorer.score({"valid": training_sample, "test": training_sample})})
     for name in args.variants:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         density = VARIANTS[name](context, name)
-        fit_s = time.perf_counter() - started
-        row = {"variant": name, "fit_s": fit_s, **scorer.score(draw_sets(model, density, args.samples, args.seed))}
+        fit_s, fit_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+        row = {
+            "variant": name,
+            "fit_s": fit_s,
+            "fit_cpu_s": fit_cpu_s,
+            **scorer.score(draw_sets(model, density, args.samples, args.seed)),
+        }
         rows.append(row)
         note = f" [{context.notes[name]}]" if name in context.notes else ""
-        print(f"{name}: fitted in {fit_s:.0f} s, total {time.perf_counter() - started:.0f} s{note}", flush=True)
+        print(
+            f"{name}: fitted in {fit_s:.0f} s ({fit_cpu_s:.0f} CPU s), "
+            f"total {time.perf_counter() - started:.0f} s{note}",
+            flush=True,
+        )
     table = pd.DataFrame(rows, columns=["variant", *COLUMNS]).set_index("variant")
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(table.to_string(float_format=lambda value: f"{value:.3f}"))
