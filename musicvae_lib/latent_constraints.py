@@ -14,11 +14,14 @@ Unconditional Generative Models" (ICLR 2018), the realism constraint:
       L_dist(z', z) = mean over dimensions of log(1 + (z' - z)^2) / sigma_bar^2,
   with sigma_bar the mean posterior standard deviation of the training windows (the paper's
   sigma_z-bar: a move costs in units of how sharply the encoder places a melody);
-- as in the paper, the critic keeps training while the actor does, on the actor's outputs as well
-  as on prior draws as fakes, so it keeps finding where the moved draws still differ from real codes.
+- the critic keeps training while the actor does, with the actor's outputs beside prior draws as
+  fakes (a GAN in z space; our reading of the paper's realism critic), so that it keeps finding
+  where moved draws still differ from real codes.
 
 ``ConstrainedPrior`` is the result as a density: it draws z from the base prior and moves it with
-the actor, so it samples like ``prior.LatentMixture`` (``inference.LatentDensity``).
+the actor, so it samples like ``prior.LatentMixture`` (``inference.LatentDensity``). The codes the
+critic learns from (``PosteriorCodes``) are also a density themselves: ``AggregatePosterior``
+draws from q(z) = mean over training windows of q(z|x), its Gaussians optionally widened.
 
 Everything is drawn from one seed (weights, batches, noise): the same seed and data give the same
 actor on CPU. Sizes are smaller than the paper's (4 x 2048 units) so that fitting takes a few
