@@ -339,7 +339,8 @@ def main() -> None:
     )
     scorer = Scorer(splits, args.samples, args.seed, args.max_reference)
     rows = scorer.reference_rows()
-    training_sample = splits["train"][np.random.default_rng(args.seed).choice(len(splits["train"]), args.samples)]
+    rng = np.random.default_rng(args.seed)
+    training_sample = splits["train"][rng.choice(len(splits["train"]), args.samples, replace=False)]
     rows.append({"variant": "training sample", **scorer.score({"valid": training_sample, "test": training_sample})})
     for name in args.variants:
         started, cpu_started = time.perf_counter(), time.process_time()
