@@ -1,3 +1,4 @@
+import json
 import shutil
 from pathlib import Path
 
@@ -135,9 +136,11 @@ def test_contrasting_models_go_on_without_the_grid_models_a_clone_lacks(tmp_path
     model = MusicVAE(preset("tiny"))
     models, missing = chapter.contrasting_models(tmp_path, model)
     assert models == {"chapter 03 model": model}
-    assert len(missing) == 3 and missing[0].startswith("chosen point: beta 1, lambda 64")
+    choice = json.loads((tmp_path / "grid_search" / "choice.json").read_text())
+    chosen = f"chosen point: beta {choice['beta']:g}, lambda {choice['free_nats']:g}"
+    assert len(missing) == 3 and missing[0].startswith(chosen)
     sentence = chapter.describe_missing_models(missing)
-    assert sentence.startswith("Not compared: chosen point: beta 1, lambda 64") and "notebook 02" in sentence
+    assert sentence.startswith(f"Not compared: {chosen}") and "notebook 02" in sentence
     assert chapter.describe_missing_models([]) == ""
 
 
