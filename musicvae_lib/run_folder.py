@@ -23,10 +23,13 @@ imports nothing heavy (no torch), so that the runner and the report can stand on
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import shlex
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
@@ -75,6 +78,16 @@ def training_commit(done: dict) -> tuple[str | None, bool | None]:
     if not commit:
         return None, None
     return commit.removesuffix("-dirty"), bool(done.get("git_dirty", commit.endswith("-dirty")))
+
+
+def data_fingerprint(train_windows: np.ndarray, valid_windows: np.ndarray) -> str:
+    """sha256 over both sets' shapes and bytes: the ``data_sha256`` a training records in done.json (a checkpoint
+    only resumes on the data it was trained on), re-made by the runner from ``dataset/`` for the manifest."""
+    digest = hashlib.sha256()
+    for windows in (train_windows, valid_windows):
+        digest.update(repr(windows.shape).encode())
+        digest.update(windows.tobytes())
+    return digest.hexdigest()
 
 
 def split_file(name: str) -> Path:

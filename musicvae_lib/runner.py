@@ -69,6 +69,7 @@ from musicvae_lib.run_folder import (
     NOTEBOOKS_DIR,
     REPO_DIR,
     add_folder_options,
+    data_fingerprint,
     default_results_dir,
     runner_command,
     split_file,
@@ -109,7 +110,7 @@ HASH_DEFINITIONS = {
     "dataset_hash": "sha256 over the split names and window bytes of train, valid and test (data.dataset_hash, "
     "written by 01_dataset to dataset/summary.json): the whole dataset, the held-out test split included",
     "training_data_sha256": "sha256 over the shapes and bytes of the train and valid windows only "
-    "(training.data_fingerprint, re-made from dataset/train.npy and valid.npy): what a training run sees, the "
+    "(run_folder.data_fingerprint, re-made from dataset/train.npy and valid.npy): what a training run sees, the "
     "data_sha256 in each done.json, checked before a checkpoint resumes or a finished model is re-used",
 }
 NOT_RECORDED = "not recorded (done.json predates it)"
@@ -234,13 +235,11 @@ def dataset_hash(run_dir: Path) -> str | None:
 
 
 def training_data_hash(run_dir: Path) -> str | None:
-    """``training.data_fingerprint`` of the run folder's train and valid windows: the ``data_sha256`` a model trained
+    """``run_folder.data_fingerprint`` of the run folder's train and valid windows: the ``data_sha256`` a model trained
     on them records in done.json; None before 01_dataset wrote them."""
     paths = [run_dir / split_file(name) for name in ("train", "valid")]
     if not all(path.is_file() for path in paths):
         return None
-    from musicvae_lib.training.checkpoint import data_fingerprint  # imports torch: only once a dataset exists
-
     # as the trainer holds them (``Trainer.__init__``): contiguous uint8
     train, valid = (np.ascontiguousarray(np.load(path, allow_pickle=False), dtype=np.uint8) for path in paths)
     return data_fingerprint(train, valid)

@@ -391,6 +391,24 @@ def novelty_table(
 # The three together
 
 
+# realism_table's columns, one row per set (notebook 04's 04_two_sample.csv, 07's 07_two_sample_by_prior.csv)
+TABLE_COLUMNS = (
+    "set",
+    "melodies",
+    "tested",
+    "auc",
+    "auc_low",
+    "auc_high",
+    "auc_fold_std",
+    "precision",
+    "recall",
+    "copy_rate",
+    "nn_distance_median",
+    "nn_distance_q25",
+    "closer_than_test",
+)
+
+
 def realism_table(
     sets: Mapping[str, np.ndarray],
     test_windows: np.ndarray,
@@ -439,22 +457,7 @@ def realism_table(
         on="set",
         how="left",
     )
-    columns = [
-        "set",
-        "melodies",
-        "tested",
-        "auc",
-        "auc_low",
-        "auc_high",
-        "auc_fold_std",
-        "precision",
-        "recall",
-        "copy_rate",
-        "nn_distance_median",
-        "nn_distance_q25",
-        "closer_than_test",
-    ]
-    return table[columns], separating
+    return table[list(TABLE_COLUMNS)], separating
 
 
 def separating_table(separating: Mapping[str, pd.DataFrame], top: int = 10) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 real PostgreSQL server for the shared-study tests."""
 
 import os
+import sys
 
 import nbformat
 import numpy as np
@@ -85,3 +86,7 @@ def write_two_cell_notebook(path, parameters: str, body: str) -> None:
         nbformat.v4.new_code_cell(body),
     ]
     nbformat.write(node, path)
+
+
+# torchrun with two processes on this machine, as the DDP tests start it (torch.distributed.run: no script on PATH)
+TORCHRUN_TWO = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

@@ -19,7 +19,7 @@ import pytest
 from conftest import write_two_cell_notebook
 
 from musicvae_lib import data
-from musicvae_lib.run_folder import MissingInputError, require_outputs
+from musicvae_lib.run_folder import MissingInputError, data_fingerprint, require_outputs
 from musicvae_lib.runner import (
     REPO_DIR,
     ConfigError,
@@ -32,7 +32,6 @@ from musicvae_lib.runner import (
     parse_override,
     run,
 )
-from musicvae_lib.training.checkpoint import data_fingerprint
 
 # 01 writes a file and the dataset summary; 02 reads 01's file, so it only succeeds after 01.
 # Their parameters cells hold a line with a second "=" (papermill.inspect_notebook drops it) and an annotation.

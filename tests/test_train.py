@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import scale_windows
+from conftest import TORCHRUN_TWO, scale_windows
 
 from musicvae_lib import console, training
 from musicvae_lib.loss import LossConfig
@@ -551,12 +551,7 @@ def test_two_ddp_processes_keep_equal_weights(tmp_path):
     np.savez(data, train=scale_windows(64, 0), valid=scale_windows(16, 1))
     config = {"batch_size": 16, "max_epochs": 2, "checkpoint_every_steps": 3}
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
+        *TORCHRUN_TWO,
         *worker(data, tmp_path / "run", config, str(tmp_path))[1:],
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -3,7 +3,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TORCHRUN_TWO
 
 from musicvae_lib import run_folder, runner, search, train_study, training
 from musicvae_lib.loss import RECIPES, LossConfig
@@ -146,12 +146,7 @@ def test_torchrun_trains_what_notebook_03_then_finds_finished(tmp_path):
     write_dataset(tmp_path / "quick")
     overrides = ["-p", "max_epochs=1", "-p", "batch_size=16", "-p", "bf16=false"]
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
+        *TORCHRUN_TWO,
         "-m",
         "musicvae_lib.train_study",
         "--profile",

@@ -7,7 +7,6 @@ weights with their configs (``load_model`` reads it); ``done.json`` why and wher
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -22,7 +21,7 @@ import torch
 from torch import Tensor
 
 from musicvae_lib.model import ModelConfig, MusicVAE
-from musicvae_lib.run_folder import CHECKPOINT_FILE, DONE_FILE, MODEL_FILE
+from musicvae_lib.run_folder import CHECKPOINT_FILE, DONE_FILE, MODEL_FILE, data_fingerprint  # noqa: F401
 from musicvae_lib.training.config import RESUMED_SETTINGS, CheckpointError, config_clashes, with_added_defaults
 from musicvae_lib.training.device import resolve_device
 
@@ -110,15 +109,6 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Mu
     model = MusicVAE(ModelConfig(**content["model_config"]))
     model.load_state_dict(content["state_dict"])
     return model.to(resolve_device(device)).eval()
-
-
-def data_fingerprint(train_windows: np.ndarray, valid_windows: np.ndarray) -> str:
-    """sha256 over both sets' shapes and bytes: a checkpoint only resumes on the data it was trained on."""
-    digest = hashlib.sha256()
-    for windows in (train_windows, valid_windows):
-        digest.update(repr(windows.shape).encode())
-        digest.update(windows.tobytes())
-    return digest.hexdigest()
 
 
 def check_same_run(checkpoint: dict[str, Any], identity: dict[str, Any], path: Path) -> None:
