@@ -8,9 +8,18 @@ decoder then sees the kind of z it was trained on, and a model can keep its bits
 reconstruction and still generate realistic melodies. Here the density is a Gaussian mixture with
 diagonal covariances (scikit-learn), stored as plain arrays so that loading it unpickles nothing.
 
-The study's prior: notebook 03 fits the mixture to its model's training windows and stores it in
-the run folder (``prior/``) with its choice of prior, "mixture" or "normal" (N(0, I)); the
-generating chapters read both with ``load_study_prior``, so they sample from the prior chosen there.
+A mixture fitted by EM still spreads its mass between the training codes, where the decoder makes
+melodies unlike folk tunes (issue "Melodies that pass for real"). The neighbour blend
+(``neighbour_blend``) keeps to the surface the training codes span: a random training window's
+posterior, moved a share t of the way towards one of its k nearest other training windows, its
+standard deviations times s. It is a mixture too, of equal-weight components, one per pair of
+windows, so that everything that draws from a mixture (the chapters, the web page) draws from it.
+Notebook 03 chooses k, t and s on the validation split (``prior_choice``).
+
+The study's prior: notebook 03 fits the mixture (and the blend) to its model's training windows and
+stores them in the run folder (``prior/``) with its choice of prior, "neighbours", "mixture" or
+"normal" (N(0, I)); the generating chapters read them with ``load_study_prior``, so they sample
+from the prior chosen there.
 
 Whether a prior's melodies look like the training data (notebook 07): the share of decoded melodies
 whose every feature lies within the training windows' central 98% (``prior_realism``,
@@ -22,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -30,14 +39,15 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
 
 from musicvae_lib.features import feature_table
 from musicvae_lib.inference import LatentDensity, encode_windows, sample_melodies
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.originality import exact_copy_rate
-from musicvae_lib.run_folder import PRIOR, PRIOR_CHOICE, PRIOR_MIXTURE, require_outputs
+from musicvae_lib.prior_names import BlendKnobs, blend_knobs, check_prior_name, compared_row, mixture_row
+from musicvae_lib.run_folder import PRIOR, PRIOR_BLEND, PRIOR_CHOICE, PRIOR_MIXTURE, require_outputs
 
-PRIORS = ("mixture", "normal")  # the fitted mixture, or N(0, I)
 MAX_EM_STEPS = 500
 
 
@@ -117,33 +127,77 @@ def fit_to_model(model: MusicVAE, windows: np.ndarray, components: int = 32, see
     return fit_latent_mixture(mu, components, seed)
 
 
-def check_prior_name(name: str) -> None:
-    """ValueError unless ``name`` is one of ``PRIORS``: notebook 03 checks it before training, not after."""
-    if name not in PRIORS:
-        raise ValueError(f"`prior` must be one of {PRIORS}, got {name!r}")
+def neighbour_blend(mu: np.ndarray, sigma: np.ndarray, knobs: BlendKnobs, pairs: int, seed: int) -> LatentMixture:
+    """The neighbour blend over the posteriors (``mu``, ``sigma`` [n, z]) of the training windows: ``pairs``
+    equal-weight diagonal Gaussians.
+
+    Each component is one pair: a training window i drawn at random (without replacement while there are enough;
+    all of them, in order, when n <= ``pairs``), and one of its ``knobs.neighbours`` nearest other codes j (Euclidean,
+    over the distinct codes: a duplicate window is not its own neighbour), drawn at random. Its mean is
+    mu_i + t (mu_j - mu_i), its standard deviations s sigma_i. The arrays are rounded to float16, as
+    ``save_study_prior`` stores them, so that the density chosen on validation is the one the run folder keeps.
+    """
+    mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    if mu.ndim != 2 or mu.shape != sigma.shape or (sigma <= 0).any():
+        raise ValueError(f"need mu and sigma of one shape [n, z] with sigma > 0, got {mu.shape} and {sigma.shape}")
+    if pairs < 1:
+        raise ValueError(f"`pairs` must be >= 1, got {pairs}")
+    codes = np.round(mu, 5)  # one code for windows that are one melody (their encodings differ by rounding at most)
+    distinct, code_of = np.unique(codes, axis=0, return_inverse=True)
+    if len(distinct) <= knobs.neighbours:
+        raise ValueError(f"need more than k = {knobs.neighbours} distinct codes, got {len(distinct)}")
+    rng = np.random.default_rng(seed)
+    anchors = np.sort(rng.choice(len(mu), pairs, replace=False)) if pairs < len(mu) else np.arange(len(mu))
+    found = NearestNeighbors(n_neighbors=knobs.neighbours + 1).fit(distinct).kneighbors(codes[anchors])[1]
+    # the anchor's own code is among the k + 1 found (its distance is 0 up to rounding): left out
+    own = found == code_of.reshape(-1)[anchors, None]
+    own[~own.any(axis=1), -1] = True  # not found (a tie): the k + 1-th is the one left out
+    candidates = found[~own].reshape(len(anchors), knobs.neighbours)
+    partners = distinct[candidates[np.arange(len(anchors)), rng.integers(0, knobs.neighbours, len(anchors))]]
+    means = codes[anchors] + knobs.share * (partners - codes[anchors])
+    stds = knobs.scale * sigma[anchors]
+    means, stds = (array.astype(np.float16).astype(np.float64) for array in (means, stds))
+    return LatentMixture(np.full(len(anchors), 1.0 / len(anchors)), means, np.maximum(stds, 1e-4) ** 2)
 
 
 @dataclass(frozen=True)
 class StudyPrior:
-    """The prior a run samples from (``name``), and the mixture fitted to it, kept even when ``name`` is "normal"."""
+    """The prior a run samples from (``name``), and the mixture fitted to it, kept even when ``name`` is "normal";
+    with ``blend`` (and its ``knobs``), the neighbour blend, which "neighbours" draws from."""
 
     name: str  # one of PRIORS
     mixture: LatentMixture  # as fitted
     spread: float = 1.0  # the mixture's standard deviations are drawn from times this (``with_spread``)
+    blend: LatentMixture | None = None  # ``neighbour_blend`` with ``knobs``
+    knobs: BlendKnobs | None = None
 
     def __post_init__(self) -> None:
         check_prior_name(self.name)
         self.mixture.with_spread(self.spread)  # ValueError for a spread <= 0
+        if (self.blend is None) != (self.knobs is None):
+            raise ValueError("give the neighbour blend and its knobs together")
+        if self.name == "neighbours" and self.blend is None:
+            raise ValueError('prior "neighbours" needs the neighbour blend (`blend` and `knobs`)')
 
     @property
     def density(self) -> LatentMixture:
-        """What z is drawn from: the fitted mixture at ``spread``, or N(0, I) as a one-component mixture."""
+        """What z is drawn from: the blend, the fitted mixture at ``spread``, or N(0, I) as a one-component mixture."""
+        if self.name == "neighbours" and self.blend is not None:
+            return self.blend
         return self.mixture.with_spread(self.spread) if self.name == "mixture" else standard_normal(self.mixture.z_size)
 
     def describe(self) -> str:
         """The prior in words, for the chapters' text."""
         if self.name == "normal":
             return "N(0, I), the prior the model was trained towards"
+        if self.name == "neighbours" and self.blend is not None and self.knobs is not None:
+            k = self.knobs.neighbours
+            towards = "its nearest other window" if k == 1 else f"one of its {k} nearest other windows"
+            return (
+                f"the neighbour blend of notebook 03 ({self.knobs.label()}): the posterior of one of "
+                f"{len(self.blend.weights):,} training windows, moved {self.knobs.share:g} of the way towards "
+                f"{towards}, its standard deviations times {self.knobs.scale:g}"
+            )
         spread = f", its standard deviations times {self.spread:g}" if self.spread != 1 else ""
         return (
             f"a {len(self.mixture.weights)}-component Gaussian mixture fitted to the training windows' "
@@ -151,17 +205,23 @@ class StudyPrior:
         )
 
     def compared_densities(self) -> dict[str, LatentMixture]:
-        """N(0, I), the mixture as fitted and, when the run narrows it, the mixture drawn from: notebook 07's rows."""
+        """N(0, I), the mixture as fitted, the mixture at ``spread`` when it narrows it and the neighbour blend when
+        the run has one: notebook 07's rows."""
         densities = {"N(0, I)": standard_normal(self.mixture.z_size), "mixture as fitted": self.mixture}
         if self.spread != 1:
-            densities[f"mixture, spread {self.spread:g}"] = self.mixture.with_spread(self.spread)
+            densities[mixture_row(self.spread)] = self.mixture.with_spread(self.spread)
+        if self.blend is not None and self.knobs is not None:
+            densities[self.knobs.label()] = self.blend
         return densities
 
     def compared_name(self) -> str:
         """The key of ``compared_densities`` whose density is ``density``: the row of the prior the study draws from."""
-        if self.name == "normal":
-            return "N(0, I)"
-        return f"mixture, spread {self.spread:g}" if self.spread != 1 else "mixture as fitted"
+        return compared_row(self.choice())
+
+    def choice(self) -> dict:
+        """What ``prior/choice.json`` records of this prior (``save_study_prior`` adds how it was fitted)."""
+        blend = {} if self.blend is None else {"blend": asdict(self.knobs) | {"pairs": len(self.blend.weights)}}
+        return {"prior": self.name, "spread": self.spread} | blend
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """``n`` draws of z from ``density``, float32 [n, z], from a generator seeded with ``seed``."""
@@ -169,20 +229,34 @@ class StudyPrior:
 
 
 def save_study_prior(run_dir: str | Path, study_prior: StudyPrior, components: int, seed: int) -> Path:
-    """Write the mixture and the choice (with how it was fitted) into ``run_dir/prior/``; returns the folder."""
+    """Write the mixture, the neighbour blend when there is one (its means and standard deviations as float16,
+    ``PRIOR_BLEND``) and the choice (with how they were fitted) into ``run_dir/prior/``; returns the folder."""
     folder = Path(run_dir) / PRIOR
     folder.mkdir(parents=True, exist_ok=True)
     study_prior.mixture.save(Path(run_dir) / PRIOR_MIXTURE)
-    choice = {"prior": study_prior.name, "spread": study_prior.spread, "components": components, "seed": seed}
+    choice = study_prior.choice() | {"components": components, "seed": seed}
+    blend_file = Path(run_dir) / PRIOR_BLEND
+    if study_prior.blend is not None:
+        stds = np.sqrt(study_prior.blend.variances)
+        np.savez(blend_file, means=study_prior.blend.means.astype(np.float16), stds=stds.astype(np.float16))
+    else:
+        blend_file.unlink(missing_ok=True)
     (Path(run_dir) / PRIOR_CHOICE).write_text(json.dumps(choice, indent=2) + "\n")
     return folder
 
 
 def load_study_prior(run_dir: str | Path) -> StudyPrior:
-    """The prior notebook 03 chose and the mixture it fitted; MissingInputError names notebook 03 when absent."""
+    """The prior notebook 03 chose and what it fitted; MissingInputError names notebook 03 when absent."""
     require_outputs(run_dir, [PRIOR_MIXTURE, PRIOR_CHOICE], produced_by="03_training")
     choice = json.loads((Path(run_dir) / PRIOR_CHOICE).read_text())
-    return StudyPrior(choice["prior"], load_latent_mixture(Path(run_dir) / PRIOR_MIXTURE), choice.get("spread", 1.0))
+    blend, knobs = None, None
+    if "blend" in choice:
+        require_outputs(run_dir, [PRIOR_BLEND], produced_by="03_training")
+        with np.load(Path(run_dir) / PRIOR_BLEND, allow_pickle=False) as arrays:
+            means, stds = arrays["means"].astype(np.float64), np.maximum(arrays["stds"].astype(np.float64), 1e-4)
+        blend, knobs = LatentMixture(np.full(len(means), 1.0 / len(means)), means, stds**2), blend_knobs(choice)
+    mixture = load_latent_mixture(Path(run_dir) / PRIOR_MIXTURE)
+    return StudyPrior(choice["prior"], mixture, choice.get("spread", 1.0), blend, knobs)
 
 
 # --------------------------------------------------------------------------------------------

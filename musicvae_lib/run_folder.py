@@ -60,6 +60,7 @@ TRAINED_MODEL = TRAINING / MODEL_FILE
 PRIOR = Path("prior")
 PRIOR_MIXTURE = PRIOR / "mixture.npz"
 PRIOR_CHOICE = PRIOR / "choice.json"
+PRIOR_BLEND = PRIOR / "neighbours.npz"  # the neighbour blend's components, float16 (prior.save_study_prior)
 
 GENERATION = Path("generation")
 GENERATED = GENERATION / "generated.npz"  # the sets of notebook 04, keyed by generate.set_name(temperature)

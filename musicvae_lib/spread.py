@@ -17,6 +17,7 @@ only: no torch, so that the report can stand on it.
 
 from __future__ import annotations
 
+import json
 import operator
 from collections import Counter
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Callable, Mapping
 import pandas as pd
 
 from musicvae_lib import run_folder
+from musicvae_lib.prior_names import compared_row
 
 SPREAD_TABLE = "seed_spread.csv"
 FINDINGS_TABLE = "seed_spread_findings.csv"
@@ -47,10 +49,7 @@ def study_prior_row(run_dir: Path) -> str:
     path = run_dir / run_folder.PRIOR_CHOICE
     if not path.is_file():
         raise MissingValue(f"{run_folder.PRIOR_CHOICE} not written (notebook 03 has not run)")
-    choice = pd.read_json(path, typ="series")
-    if choice["prior"] == "normal":
-        return "N(0, I)"
-    return f"mixture, spread {float(choice['spread']):g}" if float(choice["spread"]) != 1 else "mixture as fitted"
+    return compared_row(json.loads(path.read_text()))
 
 
 def cell(column: str, **where: str) -> Reader:

@@ -154,9 +154,14 @@ class TrainingNotebookDefaults:
     early_stopping_patience: int = TRAIN_DEFAULTS.early_stopping_patience
     transpose_semitones: int = TRAIN_DEFAULTS.transpose_semitones
     bf16: str = TRAIN_DEFAULTS.bf16
-    prior: str = "mixture"  # prior.PRIORS: the mixture fitted to the training windows' mu, or "normal", N(0, I)
+    prior: str = "neighbours"  # prior.PRIORS: the neighbour blend, the mixture fitted to the mu, or "normal", N(0, I)
     prior_components: int = 32
-    prior_spread: float = 0.7  # prior.StudyPrior.spread: draws nearer the fitted centres
+    prior_spread: float = 1.0  # prior.StudyPrior.spread: below 1 draws nearer the mixture's centres
+    blend_neighbours: tuple[int, ...] = (1, 3)  # the neighbour blend's candidate knobs (prior_choice.candidate_knobs)
+    blend_shares: tuple[float, ...] = (0.5,)
+    blend_scales: tuple[float, ...] = (1.0, 1.5)
+    blend_pairs: int = 2048  # components of the blend: pairs of training windows
+    choice_melodies: int = 200  # melodies drawn from each prior, and validation melodies, for the choice
     eval_windows: int = 500
     n_reconstructions: int = 4
     baseline_preset: str = ""  # "": none; a preset with the model's encoder and z, trained alike, e.g. "study-flat16"

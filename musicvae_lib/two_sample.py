@@ -346,6 +346,14 @@ def nearest_training_distance(
     return 1.0 - nearest_neighbours(windows, training_windows, max_reference, rng).similarity
 
 
+def closer_than(distances: np.ndarray, reference: np.ndarray) -> float:
+    """P(d < d_ref) + P(d = d_ref) / 2 for a distance of ``distances`` and one of ``reference`` (nearest-training
+    distances): 0.5 when a set lies as far from training as the reference melodies, above when closer."""
+    labels = np.r_[np.zeros(len(distances)), np.ones(len(reference))]
+    both = np.r_[distances, reference]
+    return float(roc_auc_score(labels, both)) if both.min() < both.max() else 0.5
+
+
 def novelty_table(
     sets: Mapping[str, np.ndarray],
     test_windows: np.ndarray,
@@ -371,9 +379,6 @@ def novelty_table(
     all_sets = {"test": test_windows, **sets}
     rows = []
     for name, distance in distances.items():
-        labels = np.r_[np.zeros(len(distance)), np.ones(len(distances["test"]))]
-        both = np.r_[distance, distances["test"]]
-        closer = float(roc_auc_score(labels, both)) if both.min() < both.max() else 0.5  # P(d_set < d_test)
         rows.append(
             {
                 "set": name,
@@ -381,7 +386,7 @@ def novelty_table(
                 "copy_rate": float(copy_mask(all_sets[name], training_windows).mean()),
                 "nn_distance_median": float(np.median(distance)),
                 "nn_distance_q25": float(np.quantile(distance, 0.25)),
-                "closer_than_test": closer,
+                "closer_than_test": closer_than(distance, distances["test"]),
             }
         )
     return pd.DataFrame(rows)

@@ -123,7 +123,7 @@ def test_generation_draws_z_from_the_prior_it_is_given(model):
 
 def test_an_unknown_prior_name_is_refused_before_anything_is_fitted():
     check_prior_name("mixture")
-    with pytest.raises(ValueError, match="`prior` must be one of \\('mixture', 'normal'\\), got 'gauss'"):
+    with pytest.raises(ValueError, match="`prior` must be one of \\('neighbours', 'mixture', 'normal'\\), got 'gauss'"):
         check_prior_name("gauss")
 
 

@@ -157,12 +157,17 @@ def test_a_row_named_twice_is_no_headline_number(seeds):
     )
 
 
-@pytest.mark.parametrize(("name", "spread_factor"), [("mixture", 0.7), ("mixture", 1.0), ("normal", 0.7)])
-def test_the_study_priors_row_is_the_one_notebook_07_names(tmp_path, name, spread_factor):
-    (tmp_path / "prior").mkdir()
-    (tmp_path / "prior" / "choice.json").write_text(json.dumps({"prior": name, "spread": spread_factor}))
+@pytest.mark.parametrize(
+    ("name", "spread_factor", "blend"),
+    [("mixture", 0.7, False), ("mixture", 1.0, True), ("normal", 0.7, False), ("neighbours", 1.0, True)],
+)
+def test_the_study_priors_row_is_the_one_notebook_07_names(tmp_path, name, spread_factor, blend):
     mixture = prior.LatentMixture(np.ones(1), np.zeros((1, 2)), np.ones((1, 2)))
-    assert spread.study_prior_row(tmp_path) == prior.StudyPrior(name, mixture, spread_factor).compared_name()
+    knobs = prior.BlendKnobs(3, 0.5, 1.25) if blend else None
+    study_prior = prior.StudyPrior(name, mixture, spread_factor, mixture if blend else None, knobs)
+    prior.save_study_prior(tmp_path, study_prior, components=1, seed=0)
+    assert spread.study_prior_row(tmp_path) == study_prior.compared_name()
+    assert study_prior.compared_name() in study_prior.compared_densities()
 
 
 def test_every_finding_compares_headline_numbers_and_every_unit_has_its_format():
