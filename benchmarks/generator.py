@@ -14,7 +14,7 @@ Variants:
 - ``pca64_gmm16``: a 16-component full-covariance mixture over the first 64 principal components
   of posterior SAMPLES of the training windows (one each), independent Gaussians over the rest;
 - ``between_k<k>_t<t>_s<s>``: the posterior of a random training window, its sigma times s, moved a
-  share t of the way towards one of its k nearest neighbours (``NeighbourBlend``);
+  share t of the way towards one of its k nearest other training windows (the study's ``prior.neighbour_blend``);
 - ``lc_<base>_l<lambda>``: latent constraints (``musicvae_lib.latent_constraints``): a critic
   over z trained on posterior samples of the training windows against draws of the base variant's
   density, an actor moving base draws to where the critic says real, distance penalty weight lambda.
@@ -48,9 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.decomposition import PCA
-from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
-from sklearn.neighbors import NearestNeighbors
 
 from musicvae_lib import data, inference, latent_constraints, prior, runner, two_sample
 from musicvae_lib.inference import LatentDensity
@@ -150,37 +148,13 @@ def pca_mixture(dims: int, components: int) -> Callable[[Context, str], LatentDe
     return fit
 
 
-@dataclasses.dataclass(frozen=True)
-class NeighbourBlend:
-    """z = mu_i + t * (mu_j - mu_i) + scale * sigma_i * eps: a random training window i, one of its k nearest
-    neighbours j by posterior mean (``neighbours`` [n, k]), the point a share ``t`` of the way from i to j, window
-    i's noise times ``sigma_scale``.
-
-    Blends stay on the surface the training codes span near i, where an isotropic widening
-    (``AggregatePosterior`` with a scale above 1) leaves it in every direction alike.
-    """
-
-    codes: PosteriorCodes
-    neighbours: np.ndarray  # int [n, k]
-    t: float
-    sigma_scale: float
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        first = rng.integers(0, len(self.codes.mu), n)
-        second = self.neighbours[first, rng.integers(0, self.neighbours.shape[1], n)]
-        noise = rng.standard_normal((n, self.codes.z_size))
-        mu = self.codes.mu
-        spread = self.sigma_scale * self.codes.sigma[first]
-        return (mu[first] + self.t * (mu[second] - mu[first]) + spread * noise).astype(np.float32)
-
-
 def neighbour_blend(k: int, t: float, sigma_scale: float) -> Callable[[Context, str], LatentDensity]:
-    """A variant factory: ``NeighbourBlend`` over each training window's ``k`` nearest neighbours."""
+    """A variant factory: the study's ``prior.neighbour_blend`` with one pair per training window (notebook 03 keeps
+    ``blend_pairs`` of them)."""
 
     def fit(context: Context, name: str) -> LatentDensity:
-        mu = context.codes.mu
-        neighbours = NearestNeighbors(n_neighbors=k + 1).fit(mu).kneighbors(mu, return_distance=False)[:, 1:]
-        return NeighbourBlend(context.codes, neighbours, t, sigma_scale)
+        knobs = prior.BlendKnobs(k, t, sigma_scale)
+        return prior.neighbour_blend(context.codes.mu, context.codes.sigma, knobs, len(context.codes.mu), context.seed)
 
     return fit
 
@@ -206,13 +180,6 @@ VARIANTS: dict[str, Callable[[Context, str], LatentDensity]] = {
     "lc_qz_s2_l1": latent_constraint("qz_s2", 1.0),
     "lc_qz_s2_cap1_l1": latent_constraint("qz_s2_cap1", 1.0),
 }
-
-
-def closer_than(distances: np.ndarray, reference: np.ndarray) -> float:
-    """P(d < d_ref) + P(d = d_ref) / 2 for a melody of the set and one of the reference (two_sample.novelty_table)."""
-    labels = np.r_[np.zeros(len(distances)), np.ones(len(reference))]
-    both = np.r_[distances, reference]
-    return float(roc_auc_score(labels, both)) if both.min() < both.max() else 0.5
 
 
 class Scorer:
@@ -272,7 +239,7 @@ class Scorer:
                     **{"test_" + key: value for key, value in copies.items()},
                     "test_nn_median": float(np.median(distances)),
                 }
-            row[f"{split}_closer"] = closer_than(distances, self.distances[split])
+            row[f"{split}_closer"] = two_sample.closer_than(distances, self.distances[split])
         return row
 
 

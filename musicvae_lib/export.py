@@ -274,12 +274,12 @@ def model_path(source: str | Path) -> Path:
     return path
 
 
-def run_prior(source: str | Path) -> prior.StudyPrior | None:
-    """The prior of the run folder ``source`` (notebook 03's ``prior/``); None for a model.pt file
-    or a run without one."""
+def run_prior(source: str | Path, model: MusicVAE) -> prior.StudyPrior | None:
+    """The prior of the run folder ``source`` (notebook 03's ``prior/``, a neighbour blend rebuilt with ``model``, the
+    run's); None for a model.pt file or a run without one."""
     folder = Path(source)
     if folder.is_dir() and (folder / run_folder.PRIOR_CHOICE).is_file():
-        return prior.load_study_prior(folder)
+        return prior.load_study_prior(folder, model)
     return None
 
 
@@ -302,11 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     arguments = parser.parse_args(argv)
     path = model_path(arguments.source)
-    study_prior = run_prior(arguments.source)
+    model = training.load_model(path, device="cpu")
+    study_prior = run_prior(arguments.source, model)
     vectors = run_attribute_vectors(arguments.source)
-    differences = export(
-        training.load_model(path, device="cpu"), arguments.out, study_prior=study_prior, vectors=vectors
-    )
+    differences = export(model, arguments.out, study_prior=study_prior, vectors=vectors)
     print(
         f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from "
         f"PyTorch: {max(differences['mu'], differences['sigma'], differences['logits']):.2e}; the page samples z from "

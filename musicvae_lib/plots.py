@@ -512,6 +512,31 @@ def two_sample_aucs(realism: pd.DataFrame, ax: Axes, title: str) -> Axes:
     return ax
 
 
+def auc_frontier(realism: pd.DataFrame, column: str, ax: Axes, title: str, xlabel: str, floor: str = "train") -> Axes:
+    """Each set's two-sample AUC (y, with its 95% interval) against ``column`` of ``two_sample.realism_table`` (x):
+    the generators' frontier between passing for real and novelty or copies.
+
+    A dashed vertical line marks the test melodies' own value of ``column``, a dotted horizontal line the AUC of
+    ``floor`` (two real sets) and 0.5; the floor set itself is drawn as a point too, in grey.
+    """
+    rows = realism.dropna(subset=["auc"])
+    colors = set_colors(list(rows["set"]))
+    for row in rows.itertuples():
+        color = "0.5" if row.set == floor else colors[row.set]
+        value = getattr(row, column)
+        ax.errorbar(value, row.auc, yerr=[[row.auc - row.auc_low], [row.auc_high - row.auc]], fmt="o", color=color)
+        ax.annotate(row.set, (value, row.auc), textcoords="offset points", xytext=(6, 4), fontsize=8, color=color)
+    test = realism.set_index("set")[column].get("test")
+    if test is not None and np.isfinite(test):
+        ax.axvline(test, color="0.3", linestyle="--", label=f"test melodies: {test:.2f}")
+    ax.axhline(0.5, color="0.5", linestyle=":")
+    ax.set_ylim(0.45, 1.02)
+    ax.set(title=title, xlabel=xlabel, ylabel="two-sample ROC AUC against test melodies")
+    if test is not None:
+        ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
 def separating_features(separating: pd.DataFrame, ax: Axes, title: str, top: int = 8) -> Axes:
     """The ``top`` features of ``two_sample.univariate_auc`` as bars from 0.5 to their AUC (right: more in the set)."""
     rows = separating.head(top)

@@ -14,7 +14,8 @@ melodies unlike folk tunes (issue "Melodies that pass for real"). The neighbour 
 posterior, moved a share t of the way towards one of its k nearest other training windows, its
 standard deviations times s. It is a mixture too, of equal-weight components, one per pair of
 windows, so that everything that draws from a mixture (the chapters, the web page) draws from it.
-Notebook 03 chooses k, t and s on the validation split (``prior_choice``).
+Notebook 03 chooses k, t and s on the validation split (``prior_choice``); the run folder keeps the
+pairs, and the blend is rebuilt from the training windows' posteriors (``training_codes``).
 
 The study's prior: notebook 03 fits the mixture (and the blend) to its model's training windows and
 stores them in the run folder (``prior/``) with its choice of prior, "neighbours", "mixture" or
@@ -28,6 +29,7 @@ whose every feature lies within the training windows' central 98% (``prior_reali
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -46,7 +48,15 @@ from musicvae_lib.inference import LatentDensity, encode_windows, sample_melodie
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.originality import exact_copy_rate
 from musicvae_lib.prior_names import BlendKnobs, blend_knobs, check_prior_name, compared_row, mixture_row
-from musicvae_lib.run_folder import PRIOR, PRIOR_BLEND, PRIOR_CHOICE, PRIOR_MIXTURE, require_outputs
+from musicvae_lib.run_folder import (
+    PRIOR,
+    PRIOR_BLEND,
+    PRIOR_CHOICE,
+    PRIOR_CODES,
+    PRIOR_MIXTURE,
+    require_outputs,
+    split_file,
+)
 
 MAX_EM_STEPS = 500
 
@@ -127,23 +137,41 @@ def fit_to_model(model: MusicVAE, windows: np.ndarray, components: int = 32, see
     return fit_latent_mixture(mu, components, seed)
 
 
-def neighbour_blend(mu: np.ndarray, sigma: np.ndarray, knobs: BlendKnobs, pairs: int, seed: int) -> LatentMixture:
-    """The neighbour blend over the posteriors (``mu``, ``sigma`` [n, z]) of the training windows: ``pairs``
-    equal-weight diagonal Gaussians.
+@dataclass(frozen=True)
+class NeighbourBlend:
+    """The neighbour blend: for pair p, training window ``anchors[p]`` moved a share t of the way towards training
+    window ``partners[p]``, its posterior's standard deviations times s (``knobs``); ``mixture`` holds one
+    equal-weight diagonal Gaussian per pair and is what z is drawn from."""
 
-    Each component is one pair: a training window i drawn at random (without replacement while there are enough;
-    all of them, in order, when n <= ``pairs``), and one of its ``knobs.neighbours`` nearest other codes j (Euclidean,
-    over the distinct codes: a duplicate window is not its own neighbour), drawn at random. Its mean is
-    mu_i + t (mu_j - mu_i), its standard deviations s sigma_i. The arrays are rounded to float16, as
-    ``save_study_prior`` stores them, so that the density chosen on validation is the one the run folder keeps.
+    knobs: BlendKnobs
+    anchors: np.ndarray  # int [pairs], rows of the training windows
+    partners: np.ndarray  # int [pairs]
+    mixture: LatentMixture
+
+    @property
+    def z_size(self) -> int:
+        return self.mixture.z_size
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws of z, float32 [n, z]: a pair at random, then its Gaussian."""
+        return self.mixture.sample(n, rng)
+
+
+def neighbour_pairs(mu: np.ndarray, knobs: BlendKnobs, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The blend's pairs of training windows (rows of ``mu`` [n, z]): anchors and partners, int [pairs] each.
+
+    Anchors are drawn at random without replacement while there are enough (all windows, in order, when n <=
+    ``pairs``); each one's partner is one of its ``knobs.neighbours`` nearest other codes (Euclidean over the distinct
+    codes, rounded to 5 decimals, so that a duplicate window is not its own neighbour), drawn at random, as the first
+    training window with that code.
     """
-    mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
-    if mu.ndim != 2 or mu.shape != sigma.shape or (sigma <= 0).any():
-        raise ValueError(f"need mu and sigma of one shape [n, z] with sigma > 0, got {mu.shape} and {sigma.shape}")
+    mu = np.asarray(mu, dtype=np.float64)
+    if mu.ndim != 2:
+        raise ValueError(f"need mu [n, z], got shape {mu.shape}")
     if pairs < 1:
         raise ValueError(f"`pairs` must be >= 1, got {pairs}")
     codes = np.round(mu, 5)  # one code for windows that are one melody (their encodings differ by rounding at most)
-    distinct, code_of = np.unique(codes, axis=0, return_inverse=True)
+    distinct, first_row, code_of = np.unique(codes, axis=0, return_index=True, return_inverse=True)
     if len(distinct) <= knobs.neighbours:
         raise ValueError(f"need more than k = {knobs.neighbours} distinct codes, got {len(distinct)}")
     rng = np.random.default_rng(seed)
@@ -152,51 +180,92 @@ def neighbour_blend(mu: np.ndarray, sigma: np.ndarray, knobs: BlendKnobs, pairs:
     # the anchor's own code is among the k + 1 found (its distance is 0 up to rounding): left out
     own = found == code_of.reshape(-1)[anchors, None]
     own[~own.any(axis=1), -1] = True  # not found (a tie): the k + 1-th is the one left out
-    candidates = found[~own].reshape(len(anchors), knobs.neighbours)
-    partners = distinct[candidates[np.arange(len(anchors)), rng.integers(0, knobs.neighbours, len(anchors))]]
-    means = codes[anchors] + knobs.share * (partners - codes[anchors])
-    stds = knobs.scale * sigma[anchors]
-    means, stds = (array.astype(np.float16).astype(np.float64) for array in (means, stds))
-    return LatentMixture(np.full(len(anchors), 1.0 / len(anchors)), means, np.maximum(stds, 1e-4) ** 2)
+    nearest = found[~own].reshape(len(anchors), knobs.neighbours)
+    partners = first_row[nearest[np.arange(len(anchors)), rng.integers(0, knobs.neighbours, len(anchors))]]
+    return anchors.astype(np.int64), partners.astype(np.int64)
+
+
+def blend_of(
+    mu: np.ndarray, sigma: np.ndarray, knobs: BlendKnobs, anchors: np.ndarray, partners: np.ndarray
+) -> NeighbourBlend:
+    """The blend of the given pairs over the posteriors ``mu``, ``sigma`` [n, z] of the training windows."""
+    mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    if mu.ndim != 2 or mu.shape != sigma.shape or (sigma <= 0).any():
+        raise ValueError(f"need mu and sigma of one shape [n, z] with sigma > 0, got {mu.shape} and {sigma.shape}")
+    if len(anchors) != len(partners) or max(anchors.max(), partners.max()) >= len(mu):
+        raise ValueError(f"the pairs do not fit {len(mu)} training windows (were they encoded by another model?)")
+    codes = np.round(mu, 5)
+    means = codes[anchors] + knobs.share * (codes[partners] - codes[anchors])
+    variances = (knobs.scale * sigma[anchors]) ** 2
+    mixture = LatentMixture(np.full(len(anchors), 1.0 / len(anchors)), means, variances)
+    return NeighbourBlend(knobs, anchors, partners, mixture)
+
+
+def neighbour_blend(mu: np.ndarray, sigma: np.ndarray, knobs: BlendKnobs, pairs: int, seed: int) -> NeighbourBlend:
+    """The neighbour blend over the posteriors (``mu``, ``sigma`` [n, z]) of the training windows, with ``pairs``
+    pairs drawn with ``seed`` (``neighbour_pairs``): component p has mean mu_i + t (mu_j - mu_i) for its anchor i
+    and partner j, and standard deviations s sigma_i."""
+    return blend_of(mu, sigma, knobs, *neighbour_pairs(mu, knobs, pairs, seed))
+
+
+def training_codes(run_dir: str | Path, model: MusicVAE, training_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """mu and sigma [n, z] of the training windows under ``model``: read from ``PRIOR_CODES`` when it was written for
+    the same weights and windows (a sha256 of both), else encoded (``inference.encode_windows``) and written there.
+
+    The file is a cache a re-run re-makes (not committed): the neighbour blend keeps only its pairs.
+    """
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(np.ascontiguousarray(training_windows).tobytes())
+    path = Path(run_dir) / PRIOR_CODES
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["digest"]) == digest.hexdigest():
+                return stored["mu"].astype(np.float64), stored["sigma"].astype(np.float64)
+    mu, sigma = encode_windows(model, training_windows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, mu=mu, sigma=sigma, digest=np.array(digest.hexdigest()))
+    partial.replace(path)
+    return np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
 
 
 @dataclass(frozen=True)
 class StudyPrior:
-    """The prior a run samples from (``name``), and the mixture fitted to it, kept even when ``name`` is "normal";
-    with ``blend`` (and its ``knobs``), the neighbour blend, which "neighbours" draws from."""
+    """The prior a run samples from (``name``), and the mixture fitted to it, kept even when ``name`` is not
+    "mixture"; with ``blend``, the neighbour blend, which "neighbours" draws from."""
 
     name: str  # one of PRIORS
     mixture: LatentMixture  # as fitted
     spread: float = 1.0  # the mixture's standard deviations are drawn from times this (``with_spread``)
-    blend: LatentMixture | None = None  # ``neighbour_blend`` with ``knobs``
-    knobs: BlendKnobs | None = None
+    blend: NeighbourBlend | None = None
 
     def __post_init__(self) -> None:
         check_prior_name(self.name)
         self.mixture.with_spread(self.spread)  # ValueError for a spread <= 0
-        if (self.blend is None) != (self.knobs is None):
-            raise ValueError("give the neighbour blend and its knobs together")
         if self.name == "neighbours" and self.blend is None:
-            raise ValueError('prior "neighbours" needs the neighbour blend (`blend` and `knobs`)')
+            raise ValueError('prior "neighbours" needs the neighbour blend (`blend`)')
 
     @property
     def density(self) -> LatentMixture:
-        """What z is drawn from: the blend, the fitted mixture at ``spread``, or N(0, I) as a one-component mixture."""
+        """What z is drawn from: the blend's mixture, the fitted mixture at ``spread``, or N(0, I) as a one-component
+        mixture."""
         if self.name == "neighbours" and self.blend is not None:
-            return self.blend
+            return self.blend.mixture
         return self.mixture.with_spread(self.spread) if self.name == "mixture" else standard_normal(self.mixture.z_size)
 
     def describe(self) -> str:
         """The prior in words, for the chapters' text."""
         if self.name == "normal":
             return "N(0, I), the prior the model was trained towards"
-        if self.name == "neighbours" and self.blend is not None and self.knobs is not None:
-            k = self.knobs.neighbours
-            towards = "its nearest other window" if k == 1 else f"one of its {k} nearest other windows"
+        if self.name == "neighbours" and self.blend is not None:
+            knobs = self.blend.knobs
+            towards = "its nearest other window" if knobs.neighbours == 1 else f"one of its {knobs.neighbours} nearest"
             return (
-                f"the neighbour blend of notebook 03 ({self.knobs.label()}): the posterior of one of "
-                f"{len(self.blend.weights):,} training windows, moved {self.knobs.share:g} of the way towards "
-                f"{towards}, its standard deviations times {self.knobs.scale:g}"
+                f"the neighbour blend of notebook 03 ({knobs.label()}): the posterior of one of "
+                f"{len(self.blend.anchors):,} training windows, moved {knobs.share:g} of the way towards {towards}, "
+                f"its standard deviations times {knobs.scale:g}"
             )
         spread = f", its standard deviations times {self.spread:g}" if self.spread != 1 else ""
         return (
@@ -210,8 +279,8 @@ class StudyPrior:
         densities = {"N(0, I)": standard_normal(self.mixture.z_size), "mixture as fitted": self.mixture}
         if self.spread != 1:
             densities[mixture_row(self.spread)] = self.mixture.with_spread(self.spread)
-        if self.blend is not None and self.knobs is not None:
-            densities[self.knobs.label()] = self.blend
+        if self.blend is not None:
+            densities[self.blend.knobs.label()] = self.blend.mixture
         return densities
 
     def compared_name(self) -> str:
@@ -220,7 +289,7 @@ class StudyPrior:
 
     def choice(self) -> dict:
         """What ``prior/choice.json`` records of this prior (``save_study_prior`` adds how it was fitted)."""
-        blend = {} if self.blend is None else {"blend": asdict(self.knobs) | {"pairs": len(self.blend.weights)}}
+        blend = {} if self.blend is None else {"blend": asdict(self.blend.knobs) | {"pairs": len(self.blend.anchors)}}
         return {"prior": self.name, "spread": self.spread} | blend
 
     def sample(self, n: int, seed: int) -> np.ndarray:
@@ -229,34 +298,46 @@ class StudyPrior:
 
 
 def save_study_prior(run_dir: str | Path, study_prior: StudyPrior, components: int, seed: int) -> Path:
-    """Write the mixture, the neighbour blend when there is one (its means and standard deviations as float16,
-    ``PRIOR_BLEND``) and the choice (with how they were fitted) into ``run_dir/prior/``; returns the folder."""
+    """Write the mixture, the neighbour blend's pairs when there is one (``PRIOR_BLEND``: its anchors and partners,
+    rows of the training windows) and the choice (with how they were fitted) into ``run_dir/prior/``; returns the
+    folder."""
     folder = Path(run_dir) / PRIOR
     folder.mkdir(parents=True, exist_ok=True)
     study_prior.mixture.save(Path(run_dir) / PRIOR_MIXTURE)
     choice = study_prior.choice() | {"components": components, "seed": seed}
     blend_file = Path(run_dir) / PRIOR_BLEND
     if study_prior.blend is not None:
-        stds = np.sqrt(study_prior.blend.variances)
-        np.savez(blend_file, means=study_prior.blend.means.astype(np.float16), stds=stds.astype(np.float16))
+        pairs = {"anchors": study_prior.blend.anchors, "partners": study_prior.blend.partners}
+        np.savez(blend_file, **{name: rows.astype(np.int32) for name, rows in pairs.items()})
     else:
         blend_file.unlink(missing_ok=True)
     (Path(run_dir) / PRIOR_CHOICE).write_text(json.dumps(choice, indent=2) + "\n")
     return folder
 
 
-def load_study_prior(run_dir: str | Path) -> StudyPrior:
-    """The prior notebook 03 chose and what it fitted; MissingInputError names notebook 03 when absent."""
+def load_study_prior(run_dir: str | Path, model: MusicVAE | None = None) -> StudyPrior:
+    """The prior notebook 03 chose and what it fitted; MissingInputError names notebook 03 when absent.
+
+    A neighbour blend is rebuilt from its pairs and the training windows' posteriors under ``model`` (the run's,
+    ``training_codes``: encoded once, then read from the run folder); ValueError when the run has one and no model
+    is given.
+    """
     require_outputs(run_dir, [PRIOR_MIXTURE, PRIOR_CHOICE], produced_by="03_training")
     choice = json.loads((Path(run_dir) / PRIOR_CHOICE).read_text())
-    blend, knobs = None, None
-    if "blend" in choice:
-        require_outputs(run_dir, [PRIOR_BLEND], produced_by="03_training")
-        with np.load(Path(run_dir) / PRIOR_BLEND, allow_pickle=False) as arrays:
-            means, stds = arrays["means"].astype(np.float64), np.maximum(arrays["stds"].astype(np.float64), 1e-4)
-        blend, knobs = LatentMixture(np.full(len(means), 1.0 / len(means)), means, stds**2), blend_knobs(choice)
+    blend, knobs = None, blend_knobs(choice)
+    if knobs is not None:
+        if model is None:
+            raise ValueError(
+                f"{Path(run_dir) / PRIOR_CHOICE} has a neighbour blend: pass the run's model to rebuild it"
+            )
+        require_outputs(run_dir, [PRIOR_BLEND, split_file("train")], produced_by="03_training")
+        with np.load(Path(run_dir) / PRIOR_BLEND, allow_pickle=False) as pairs:
+            anchors, partners = pairs["anchors"].astype(np.int64), pairs["partners"].astype(np.int64)
+        training_windows = np.load(Path(run_dir) / split_file("train"), allow_pickle=False)
+        mu, sigma = training_codes(run_dir, model, training_windows)
+        blend = blend_of(mu, sigma, knobs, anchors, partners)
     mixture = load_latent_mixture(Path(run_dir) / PRIOR_MIXTURE)
-    return StudyPrior(choice["prior"], mixture, choice.get("spread", 1.0), blend, knobs)
+    return StudyPrior(choice["prior"], mixture, choice.get("spread", 1.0), blend)
 
 
 # --------------------------------------------------------------------------------------------

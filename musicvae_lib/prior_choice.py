@@ -31,7 +31,7 @@ from musicvae_lib.data import sample_windows
 from musicvae_lib.inference import LatentDensity, sample_melodies
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.originality import copy_mask
-from musicvae_lib.prior import BlendKnobs, LatentMixture, neighbour_blend
+from musicvae_lib.prior import BlendKnobs, NeighbourBlend, neighbour_blend
 
 VALIDATION_ROW = "validation melodies"  # the table's reference row: real unseen melodies' copies
 
@@ -47,7 +47,7 @@ class BlendChoice:
 
     table: pd.DataFrame  # one row per density: density, candidate, auc, auc_low, auc_high, copies, closer
     knobs: BlendKnobs
-    blend: LatentMixture
+    blend: NeighbourBlend
     qualified: bool
 
     def describe(self) -> str:

@@ -60,7 +60,8 @@ TRAINED_MODEL = TRAINING / MODEL_FILE
 PRIOR = Path("prior")
 PRIOR_MIXTURE = PRIOR / "mixture.npz"
 PRIOR_CHOICE = PRIOR / "choice.json"
-PRIOR_BLEND = PRIOR / "neighbours.npz"  # the neighbour blend's components, float16 (prior.save_study_prior)
+PRIOR_BLEND = PRIOR / "neighbours.npz"  # the neighbour blend's pairs of training windows (prior.save_study_prior)
+PRIOR_CODES = PRIOR / "codes.npz"  # the training windows' posteriors, a cache a re-run re-makes (prior.training_codes)
 
 GENERATION = Path("generation")
 GENERATED = GENERATION / "generated.npz"  # the sets of notebook 04, keyed by generate.set_name(temperature)

@@ -18,8 +18,9 @@ from musicvae_lib.prior import (
     load_study_prior,
     neighbour_blend,
     save_study_prior,
+    training_codes,
 )
-from musicvae_lib.run_folder import PRIOR_BLEND
+from musicvae_lib.run_folder import PRIOR_BLEND, PRIOR_CODES
 
 
 def line_codes() -> tuple[np.ndarray, np.ndarray]:
@@ -35,24 +36,26 @@ def line_codes() -> tuple[np.ndarray, np.ndarray]:
 def test_a_blend_component_lies_a_share_of_the_way_to_a_nearest_other_window():
     mu, sigma = line_codes()
     blend = neighbour_blend(mu, sigma, BlendKnobs(neighbours=1, share=0.5, scale=2.0), pairs=11, seed=0)
-    assert len(blend.weights) == 11 and np.allclose(blend.weights, 1 / 11)
-    first = blend.means[:, 0]
+    mixture = blend.mixture
+    assert len(mixture.weights) == 11 and np.allclose(mixture.weights, 1 / 11)
+    first = mixture.means[:, 0]
     # every window's nearest other code is one step along the line: half-way is a half-integer, never the window
     assert np.allclose(first % 1, 0.5)
     assert np.allclose(np.abs(first - mu[:, 0]), 0.5)
     # the duplicate at 4 is not its own neighbour, and the last window can only move inwards
     assert first[10] in (3.5, 4.5) and first[9] == 8.5
-    assert np.allclose(np.sqrt(blend.variances), 2 * sigma, rtol=1e-3)  # float16 of 0.2 and 0.4
+    assert np.array_equal(blend.anchors, np.arange(11)) and (blend.partners != blend.anchors).all()
+    assert np.allclose(np.sqrt(mixture.variances), 2 * sigma)
 
 
 def test_more_neighbours_reach_further_and_fewer_pairs_subsample_the_windows():
     mu, sigma = line_codes()
     blend = neighbour_blend(mu, sigma, BlendKnobs(neighbours=3, share=1.0, scale=1.0), pairs=200, seed=1)
-    moved = np.abs(blend.means[:, 0] - mu[:, 0])
+    moved = np.abs(blend.mixture.means[:, 0] - mu[:, 0])
     assert set(np.round(moved).astype(int)) <= {0, 1, 2} and (np.round(moved) == 2).any()  # 0: the duplicate
     few = neighbour_blend(mu, sigma, BlendKnobs(1, 0.0, 1.0), pairs=4, seed=0)
-    assert len(few.weights) == 4 and len(np.unique(few.means[:, 0])) == 4  # t = 0: the anchors themselves
-    assert np.array_equal(few.means, neighbour_blend(mu, sigma, BlendKnobs(1, 0.0, 1.0), 4, seed=0).means)
+    assert len(few.anchors) == 4 and len(np.unique(few.mixture.means[:, 0])) == 4  # t = 0: the anchors themselves
+    assert np.array_equal(few.partners, neighbour_blend(mu, sigma, BlendKnobs(1, 0.0, 1.0), 4, seed=0).partners)
 
 
 def test_a_blend_needs_more_distinct_codes_than_neighbours_and_sane_knobs():
@@ -64,21 +67,37 @@ def test_a_blend_needs_more_distinct_codes_than_neighbours_and_sane_knobs():
             BlendKnobs(*bad)
 
 
-def test_the_run_folder_keeps_the_blend_that_was_chosen(tmp_path):
-    mu, sigma = line_codes()
-    rng = np.random.default_rng(0)
-    mu, sigma = mu + 0.01 * rng.standard_normal(mu.shape), sigma * rng.uniform(0.5, 2, sigma.shape)
+def write_run(folder, windows: np.ndarray) -> None:
+    (folder / "dataset").mkdir(parents=True)
+    np.save(folder / "dataset" / "train.npy", windows)
+
+
+def test_the_run_folder_keeps_the_pairs_and_rebuilds_the_blend_with_the_model(tmp_path):
+    torch.manual_seed(0)
+    model = MusicVAE(preset("tiny"))
+    windows = scale_windows(120, seed=0)
+    write_run(tmp_path, windows)
+    mu, sigma = training_codes(tmp_path, model, windows)  # encoded, and cached in the run folder
+    assert (tmp_path / PRIOR_CODES).is_file()
     knobs = BlendKnobs(1, 0.5, 1.25)
-    blend = neighbour_blend(mu, sigma, knobs, pairs=8, seed=0)
-    mixture = fit_latent_mixture(np.r_[mu, mu + 0.1], components=2)
-    save_study_prior(tmp_path, StudyPrior("neighbours", mixture, 1.0, blend, knobs), components=2, seed=0)
-    loaded = load_study_prior(tmp_path)
-    assert loaded.knobs == knobs and loaded.compared_name() == knobs.label()
-    assert np.array_equal(loaded.density.means, blend.means)
-    assert np.array_equal(loaded.density.variances, blend.variances)
+    blend = neighbour_blend(mu, sigma, knobs, pairs=50, seed=0)
+    mixture = fit_latent_mixture(mu, components=2)
+    save_study_prior(tmp_path, StudyPrior("neighbours", mixture, 1.0, blend), components=2, seed=0)
+    (tmp_path / PRIOR_CODES).unlink()  # a fresh clone has the pairs, not the cache
+    loaded = load_study_prior(tmp_path, model)
+    assert loaded.blend.knobs == knobs and loaded.compared_name() == knobs.label()
+    assert np.array_equal(loaded.blend.anchors, blend.anchors) and np.array_equal(loaded.blend.partners, blend.partners)
+    assert np.allclose(loaded.density.means, blend.mixture.means, atol=1e-5)
+    assert np.allclose(loaded.density.variances, blend.mixture.variances, rtol=1e-5)
     assert list(loaded.compared_densities()) == ["N(0, I)", "mixture as fitted", knobs.label()]
-    assert "8 training windows" in loaded.describe() and "nearest other window" in loaded.describe()
-    # a run that draws from the mixture keeps no blend file from an earlier choice
+    assert "50 training windows" in loaded.describe() and "nearest other window" in loaded.describe()
+    with pytest.raises(ValueError, match="pass the run's model"):
+        load_study_prior(tmp_path)
+    # another model's codes do not fit: the cache is keyed by the weights, and encoded again
+    torch.manual_seed(1)
+    other = MusicVAE(preset("tiny"))
+    assert not np.allclose(load_study_prior(tmp_path, other).density.means, blend.mixture.means)
+    # a run that draws from the mixture keeps no pairs from an earlier choice
     save_study_prior(tmp_path, StudyPrior("mixture", mixture), components=2, seed=0)
     assert not (tmp_path / PRIOR_BLEND).exists() and load_study_prior(tmp_path).blend is None
     with pytest.raises(ValueError, match="needs the neighbour blend"):
@@ -114,7 +133,7 @@ def test_choose_blend_scores_every_candidate_on_validation_with_a_real_model():
     labels = [k.label() for k in candidates]
     assert list(table["density"]) == [prior_choice.VALIDATION_ROW, *labels, "mixture as fitted"]
     assert table["auc"].iloc[1:].between(0, 1).all() and table["copies"].between(0, 1).all()
-    assert choice.knobs in candidates and len(choice.blend.weights) == 50
+    assert choice.knobs in candidates and choice.blend.knobs == choice.knobs and len(choice.blend.anchors) == 50
     assert choice.knobs.label() in choice.describe()
     again = prior_choice.choose_blend(model, mu, sigma, train, valid, candidates, 50, 40, seed=0, others=others)
     pd.testing.assert_frame_equal(table, again.table)

@@ -163,8 +163,10 @@ def test_a_row_named_twice_is_no_headline_number(seeds):
 )
 def test_the_study_priors_row_is_the_one_notebook_07_names(tmp_path, name, spread_factor, blend):
     mixture = prior.LatentMixture(np.ones(1), np.zeros((1, 2)), np.ones((1, 2)))
-    knobs = prior.BlendKnobs(3, 0.5, 1.25) if blend else None
-    study_prior = prior.StudyPrior(name, mixture, spread_factor, mixture if blend else None, knobs)
+    pairs = np.array([0, 1]), np.array([1, 0])
+    knobs = prior.BlendKnobs(3, 0.5, 1.25)
+    neighbours = prior.blend_of(np.eye(2), np.ones((2, 2)), knobs, *pairs) if blend else None
+    study_prior = prior.StudyPrior(name, mixture, spread_factor, neighbours)
     prior.save_study_prior(tmp_path, study_prior, components=1, seed=0)
     assert spread.study_prior_row(tmp_path) == study_prior.compared_name()
     assert study_prior.compared_name() in study_prior.compared_densities()
