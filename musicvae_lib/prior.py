@@ -161,21 +161,21 @@ def neighbour_pairs(mu: np.ndarray, knobs: BlendKnobs, pairs: int, seed: int) ->
     """The blend's pairs of training windows (rows of ``mu`` [n, z]): anchors and partners, int [pairs] each.
 
     Anchors are drawn at random without replacement while there are enough (all windows, in order, when n <=
-    ``pairs``); each one's partner is one of its ``knobs.neighbours`` nearest other codes (Euclidean over the distinct
-    codes, rounded to 5 decimals, so that a duplicate window is not its own neighbour), drawn at random, as the first
-    training window with that code.
+    ``pairs`` or ``pairs`` is 0); each one's partner is one of its ``knobs.neighbours`` nearest other codes
+    (Euclidean over the distinct codes, rounded to 5 decimals, so that a duplicate window is not its own
+    neighbour), drawn at random, as the first training window with that code.
     """
     mu = np.asarray(mu, dtype=np.float64)
     if mu.ndim != 2:
         raise ValueError(f"need mu [n, z], got shape {mu.shape}")
-    if pairs < 1:
-        raise ValueError(f"`pairs` must be >= 1, got {pairs}")
+    if pairs < 0:
+        raise ValueError(f"`pairs` must be >= 0 (0: every training window), got {pairs}")
     codes = np.round(mu, 5)  # one code for windows that are one melody (their encodings differ by rounding at most)
     distinct, first_row, code_of = np.unique(codes, axis=0, return_index=True, return_inverse=True)
     if len(distinct) <= knobs.neighbours:
         raise ValueError(f"need more than k = {knobs.neighbours} distinct codes, got {len(distinct)}")
     rng = np.random.default_rng(seed)
-    anchors = np.sort(rng.choice(len(mu), pairs, replace=False)) if pairs < len(mu) else np.arange(len(mu))
+    anchors = np.sort(rng.choice(len(mu), pairs, replace=False)) if 0 < pairs < len(mu) else np.arange(len(mu))
     found = NearestNeighbors(n_neighbors=knobs.neighbours + 1).fit(distinct).kneighbors(codes[anchors])[1]
     # the anchor's own code is among the k + 1 found (its distance is 0 up to rounding): left out
     own = found == code_of.reshape(-1)[anchors, None]

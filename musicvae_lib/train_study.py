@@ -160,7 +160,7 @@ class TrainingNotebookDefaults:
     blend_neighbours: tuple[int, ...] = (1, 3)  # the neighbour blend's candidate knobs (prior_choice.candidate_knobs)
     blend_shares: tuple[float, ...] = (0.5,)
     blend_scales: tuple[float, ...] = (1.0, 1.5)
-    blend_pairs: int = 2048  # components of the blend: pairs of training windows
+    blend_pairs: int = 0  # components of the blend, pairs of training windows; 0: one for every training window
     choice_melodies: int = 200  # melodies drawn from each prior, and validation melodies, for the choice
     eval_windows: int = 500
     n_reconstructions: int = 4
