@@ -225,6 +225,7 @@ class Finding:
     """A claim a chapter makes from one run: headline ``left`` stands in ``relation`` to headline ``right``
     (a label) or to a target (a number)."""
 
+    key: str  # short, for the chapters (``holds_note``)
     claim: str
     left: str
     relation: str  # a key of RELATIONS
@@ -240,70 +241,93 @@ class Finding:
 
 
 FINDINGS: tuple[Finding, ...] = (
-    Finding("greedy accuracy reaches the target 0.95", "greedy accuracy (z = mu)", ">=", 0.95),
-    Finding("Magenta's sampling accuracy reaches the target 0.92", "Magenta's sampling accuracy", ">=", 0.92),
+    Finding("greedy_target", "greedy accuracy reaches the target 0.95", "greedy accuracy (z = mu)", ">=", 0.95),
     Finding(
+        "sampling_target",
+        "Magenta's sampling accuracy reaches the target 0.92",
+        "Magenta's sampling accuracy",
+        ">=",
+        0.92,
+    ),
+    Finding(
+        "auc_above_floor",
         "a classifier tells T=1 melodies from test melodies better than a training sample",
         f"two-sample AUC against test, {GENERATED}",
         ">",
         "two-sample AUC against test, training (floor)",
     ),
     Finding(
+        "auc_target",
+        "a classifier tells T=1 melodies from test melodies at an AUC of at most 0.70 (target)",
+        f"two-sample AUC against test, {GENERATED}",
+        "<=",
+        0.70,
+    ),
+    Finding(
+        "odd_16ths",
         "T=1 melodies have fewer onsets on odd 16ths than the test melodies",
         f"onsets on odd 16ths, {GENERATED}",
         "<",
         "onsets on odd 16ths, test",
     ),
     Finding(
+        "fewer_notes",
         "T=1 melodies have fewer notes per bar than the training melodies",
         f"notes per bar, {GENERATED}",
         "<",
         "notes per bar, train",
     ),
     Finding(
+        "less_diatonic",
         "T=1 melodies are fully diatonic less often than the training melodies",
         f"fully diatonic melodies, {GENERATED}",
         "<",
         "fully diatonic melodies, train",
     ),
     Finding(
+        "larger_intervals",
         "T=1 melodies move by larger intervals than the test melodies",
         f"mean absolute interval, {GENERATED}",
         ">",
         "mean absolute interval, test",
     ),
     Finding(
-        "T=1 melodies copy a training window less often than test melodies do",
+        "copies_target",
+        "T=1 melodies copy a training window no more often than test melodies do (target)",
         f"copies of a training window, {GENERATED}",
-        "<",
+        "<=",
         "copies of a training window, test",
     ),
     Finding(
-        "at most 1% of T=1 melodies copy a training window (target)",
-        f"copies of a training window, {GENERATED}",
-        "<=",
-        0.01,
-    ),
-    Finding(
+        "realism_target",
         "draws of the study's prior lie inside every training range at least 85% of the time (target)",
         f"prior draws like training, {STUDY_PRIOR}",
         ">=",
         0.85,
     ),
     Finding(
+        "mixture_over_normal",
         "draws of the fitted mixture lie inside every training range more often than draws of N(0, I)",
         "prior draws like training, mixture as fitted",
         ">",
         "prior draws like training, N(0, I)",
     ),
-    Finding("slerp paths are monotone more often than naive ones", "slerp paths monotone", ">", "naive paths monotone"),
     Finding(
+        "slerp_monotone",
+        "slerp paths are monotone more often than naive ones",
+        "slerp paths monotone",
+        ">",
+        "naive paths monotone",
+    ),
+    Finding(
+        "attribute_vectors",
         "every attribute vector raises its own attribute",
         "attribute vectors that raise their own attribute",
         "==",
         "attribute vectors",
     ),
 )
+FINDING_KEYS = {finding.key: finding for finding in FINDINGS}
 
 
 def headline_values(run_dir: Path) -> tuple[dict[str, float], dict[str, str]]:
@@ -421,20 +445,35 @@ def finding_holds(spread_dir: Path, claim: str) -> str:
     return str(findings.loc[claim, "holds"])
 
 
-def holds_note(run_dir: Path, claim: str) -> str:
-    """A sentence a chapter can add after finding ``claim``: in how many seeds of its spread it holds.
+def spread_of(run_dir: Path) -> Path | None:
+    """The seed spread whose summary speaks for the run folder ``run_dir``: the spread a ``seed=K`` folder belongs
+    to, or ``<run>-seeds/`` beside a run (results/default-seeds for results/default); None without a written one."""
+    run_dir = Path(run_dir).resolve()
+    spread_dir = run_dir.parent if run_dir.name.startswith("seed=") else run_dir.parent / f"{run_dir.name}-seeds"
+    return spread_dir if (spread_dir / run_folder.TABLES / FINDINGS_TABLE).is_file() else None
 
-    Empty unless ``run_dir`` is a ``seed=K`` folder of a spread whose summary is written (``write_summary``), so a
-    chapter of a single run reads as before. ValueError for a claim the spread's findings table does not hold.
+
+def holds_note(run_dir: Path, key: str) -> str:
+    """A sentence a chapter adds after making finding ``key`` (of ``FINDING_KEYS``): in how many seeds of the run's
+    spread (``spread_of``) it holds, or that no spread has tested it.
+
+    In a ``seed=K`` folder: "It holds in 2 of the 3 seeds of the spread." Beside a spread: "Across the 3 seeds of
+    default-seeds/, 'the claim' holds in all of them." ValueError for an unknown key, or a finding the spread's
+    table does not hold.
     """
-    spread_dir = Path(run_dir).resolve().parent
+    if key not in FINDING_KEYS:
+        raise ValueError(f"no finding {key!r}; the findings are {', '.join(FINDING_KEYS)}")
+    claim = FINDING_KEYS[key].claim
+    spread_dir = spread_of(run_dir)
+    if spread_dir is None:
+        return "" if Path(run_dir).resolve().name.startswith("seed=") else "(One run: no seed spread has tested it.)"
     path = spread_dir / run_folder.TABLES / FINDINGS_TABLE
-    if not Path(run_dir).resolve().name.startswith("seed=") or not path.is_file():
-        return ""
     findings = pd.read_csv(path).set_index("finding")
     if claim not in findings.index:
         raise ValueError(f"no finding {claim!r} in {path}")
     holding, seeds = int(findings.loc[claim, "seeds_holding"]), int(findings.loc[claim, "seeds"])
-    if holding == seeds:
-        return f"It holds in all {seeds} seeds of the spread."
-    return f"It holds in {'none' if holding == 0 else holding} of the {seeds} seeds of the spread."
+    share = f"all {seeds}" if holding == seeds else f"{'none' if holding == 0 else holding} of the {seeds}"
+    if Path(run_dir).resolve().name.startswith("seed="):
+        return f"It holds in {share} seeds of the spread."
+    counted = "in all of them" if holding == seeds else f"in {'none' if holding == 0 else holding} of them"
+    return f"Across the {seeds} seeds of {spread_dir.name}/, '{claim}' holds {counted}."

@@ -127,13 +127,25 @@ def test_the_summary_is_written_and_a_finding_read_back(seeds, tmp_path):
 
 
 def test_a_chapter_of_a_seed_folder_can_say_in_how_many_seeds_its_finding_holds(seeds, tmp_path):
-    assert spread.holds_note(seeds[0], CLAIM_DIATONIC) == ""  # no summary yet: a single run's chapter reads as before
+    assert spread.holds_note(seeds[0], "less_diatonic") == ""  # no summary yet: a seed's chapter reads as before
     spread.write_summary(tmp_path, seeds)
-    assert spread.holds_note(seeds[0], CLAIM_DIATONIC) == "It holds in 2 of the 3 seeds of the spread."
-    assert spread.holds_note(seeds[4], CLAIM_SLERP) == "It holds in all 3 seeds of the spread."
-    assert spread.holds_note(tmp_path, CLAIM_SLERP) == ""  # the spread folder is no seed folder
-    with pytest.raises(ValueError, match="no finding 'the moon is made of cheese' in"):
-        spread.holds_note(seeds[1], "the moon is made of cheese")
+    assert spread.holds_note(seeds[0], "less_diatonic") == "It holds in 2 of the 3 seeds of the spread."
+    assert spread.holds_note(seeds[4], "slerp_monotone") == "It holds in all 3 seeds of the spread."
+    with pytest.raises(ValueError, match="no finding 'moon'; the findings are greedy_target"):
+        spread.holds_note(seeds[1], "moon")
+
+
+def test_a_single_run_beside_its_spread_says_whether_its_finding_holds_across_seeds(seeds, tmp_path):
+    run = tmp_path / "default"
+    run.mkdir()
+    assert spread.holds_note(run, "slerp_monotone") == "(One run: no seed spread has tested it.)"
+    spread.write_summary(tmp_path / "default-seeds", seeds)
+    assert spread.holds_note(run, "slerp_monotone") == (
+        "Across the 3 seeds of default-seeds/, 'slerp paths are monotone more often than naive ones' holds in all of "
+        "them."
+    )
+    assert spread.holds_note(run, "less_diatonic").endswith("holds in 2 of them.")
+    assert set(spread.FINDING_KEYS) == {finding.key for finding in spread.FINDINGS}
 
 
 def test_the_report_renders_the_spread_as_markdown(seeds, tmp_path):
