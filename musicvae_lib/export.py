@@ -9,11 +9,12 @@ sample at any temperature itself:
   -> logits [batch, 90], h_next, c_next.
 
 ``model.json`` beside them holds the sizes, the token layout, the prior the page samples z from
-(the run folder's, notebook 03's ``prior``, e.g. the mixture fitted to the training mu, or N(0, I)
-for a model.pt file or a run folder without ``prior/``) and, for a run folder, the attribute
-vectors of the explorer (notebook 08, ``explore.load_explorer``) that the page's sliders add to z.
-Before anything is
-written, onnxruntime runs each graph on fixed inputs and its outputs must equal PyTorch's within
+(the run folder's, notebook 03's ``prior``: the neighbour blend, the mixture fitted to the training
+mu, or N(0, I) for a model.pt file or a run folder without ``prior/``) and, for a run folder, the
+attribute vectors of the explorer (notebook 08, ``explore.load_explorer``) that the page's sliders
+add to z. The prior's means and standard deviations are binary, in ``prior.bin`` (``page_prior``
+says its layout): 2,048 components of 256 dimensions as JSON decimals would be some 20 MB.
+Before anything is written, onnxruntime runs each graph on fixed inputs and its outputs must equal PyTorch's within
 ``TOLERANCE``, and greedy decoding through the step graph must give PyTorch's greedy tokens.
 
     .venv/bin/python -m musicvae_lib.export results/default --out web/model
@@ -46,6 +47,9 @@ OPSET = 17
 CHECK_BATCH = 3  # rows of the fixed inputs the export is checked on
 GRAPH_FILES = ("encoder.onnx", "decoder_init.onnx", "decoder_step.onnx")
 CONFIG_FILE = "model.json"
+PRIOR_FILE = "prior.bin"  # the prior's means, then its standard deviations (``page_prior``)
+EXPORT_FILES = (*GRAPH_FILES, PRIOR_FILE, CONFIG_FILE)  # everything ``export`` writes
+PRIOR_LAYOUT = "means then stds, each [components, z_size] row-major, little-endian"
 
 
 class ExportError(RuntimeError):
@@ -189,16 +193,43 @@ def check_differences(differences: dict[str, float]) -> None:
         raise ExportError(f"the ONNX graphs disagree with PyTorch beyond {TOLERANCE}: {differences}; nothing written")
 
 
-def page_prior(model: MusicVAE, study_prior: prior.StudyPrior | None) -> dict:
-    """The density the page draws z from, as JSON lists (N(0, I) without a study prior) and its description."""
+def page_density(model: MusicVAE, study_prior: prior.StudyPrior | None) -> prior.LatentMixture:
+    """The density the page draws z from: the study prior's, N(0, I) without one; ValueError unless its z is
+    the model's."""
     density = study_prior.density if study_prior else prior.standard_normal(model.config.z_size)
     if density.z_size != model.config.z_size:
         raise ValueError(f"the prior has {density.z_size} dimensions, the model's z {model.config.z_size}")
+    return density
+
+
+def prior_dtype(density: prior.LatentMixture) -> str:
+    """The type ``PRIOR_FILE`` stores the means and standard deviations as: "float16" when they all are float16
+    values (the neighbour blend's, N(0, I)), else "float32" (a fitted mixture's): the page reads them back exactly,
+    or as its float32 z holds them."""
+    values = np.concatenate([density.means, np.sqrt(density.variances)])
+    with np.errstate(over="ignore"):
+        return "float16" if np.array_equal(values.astype(np.float16), values) else "float32"
+
+
+def prior_bytes(density: prior.LatentMixture) -> bytes:
+    """``PRIOR_FILE``'s content: the means, then the standard deviations, as ``PRIOR_LAYOUT`` and ``prior_dtype``
+    say."""
+    little_endian = "<f2" if prior_dtype(density) == "float16" else "<f4"
+    return np.concatenate([density.means, np.sqrt(density.variances)]).astype(little_endian).tobytes()
+
+
+def page_prior(model: MusicVAE, study_prior: prior.StudyPrior | None) -> dict:
+    """The density the page draws z from (N(0, I) without a study prior) as JSON: its description, the number of
+    components, their weights ("equal" when they are) and the layout of ``PRIOR_FILE``, which holds the rest."""
+    density = page_density(model, study_prior)
+    equal = bool(np.all(density.weights == density.weights[0]))
     return {
         "description": study_prior.describe() if study_prior else "N(0, I)",
-        "weights": density.weights.tolist(),
-        "means": density.means.tolist(),
-        "stds": np.sqrt(density.variances).tolist(),
+        "components": len(density.weights),
+        "weights": "equal" if equal else density.weights.tolist(),
+        "file": PRIOR_FILE,
+        "dtype": prior_dtype(density),
+        "layout": PRIOR_LAYOUT,
     }
 
 
@@ -242,7 +273,8 @@ def export(
     study_prior: prior.StudyPrior | None = None,
     vectors: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Write the three graphs and ``model.json`` to ``out_dir`` after checking them; returns the largest differences.
+    """Write the three graphs, ``prior.bin`` and ``model.json`` to ``out_dir`` after checking them; returns the
+    largest differences.
 
     The page samples z from ``study_prior`` (``prior.load_study_prior``), from N(0, I) without one,
     and offers a slider per attribute vector of ``vectors`` (name -> float [z_size]; none without).
@@ -253,11 +285,14 @@ def export(
     graph_bytes = graphs(model)
     differences = largest_differences(model, sessions(graph_bytes), seed)
     check_differences(differences)
+    config = page_config(model, study_prior, vectors)  # ValueError before anything is written
+    prior_data = prior_bytes(page_density(model, study_prior))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, data in graph_bytes.items():
         (out / name).write_bytes(data)
-    (out / CONFIG_FILE).write_text(json.dumps(page_config(model, study_prior, vectors), indent=2) + "\n")
+    (out / PRIOR_FILE).write_bytes(prior_data)
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return differences
 
 
@@ -298,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="a run folder (its training/model.pt is exported) or a model.pt file")
     parser.add_argument(
-        "--out", default="web/model", help="folder for the ONNX graphs and model.json (default: web/model)"
+        "--out", default="web/model", help="folder for the ONNX graphs, prior.bin and model.json (default: web/model)"
     )
     arguments = parser.parse_args(argv)
     path = model_path(arguments.source)
@@ -307,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     vectors = run_attribute_vectors(arguments.source)
     differences = export(model, arguments.out, study_prior=study_prior, vectors=vectors)
     print(
-        f"exported {path} to {arguments.out}/ ({', '.join(GRAPH_FILES)}, {CONFIG_FILE}); largest difference from "
+        f"exported {path} to {arguments.out}/ ({', '.join(EXPORT_FILES)}); largest difference from "
         f"PyTorch: {max(differences['mu'], differences['sigma'], differences['logits']):.2e}; the page samples z from "
         f"{study_prior.describe() if study_prior else 'N(0, I)'}; attribute sliders: "
         f"{', '.join(vectors) if vectors else 'none (a model.pt file has no training windows)'}"

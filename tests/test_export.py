@@ -4,6 +4,7 @@ written, and bad input (no model, a hierarchical model, graphs that disagree) is
 import json
 import shutil
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from musicvae_lib.model import MusicVAE, preset
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_run import make_run  # noqa: E402
+
+REFERENCE = Path(__file__).resolve().parent.parent / "results" / "default" / "training" / "model.pt"
 
 
 @pytest.fixture(scope="module")
@@ -39,28 +42,64 @@ def runtime(folder: Path) -> dict[str, onnxruntime.InferenceSession]:
     return export.sessions({name: (folder / name).read_bytes() for name in export.GRAPH_FILES})
 
 
+def read_prior(folder: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The exported prior as the page reads it: model.json's description, and the means and stds of prior.bin,
+    each float64 [components, z]."""
+    config = json.loads((folder / export.CONFIG_FILE).read_text())
+    return page_prior_arrays(config["prior"], (folder / config["prior"]["file"]).read_bytes(), config["model_config"])
+
+
+def page_prior_arrays(description: dict, data: bytes, model_config: dict) -> tuple[dict, np.ndarray, np.ndarray]:
+    little_endian = {"float16": "<f2", "float32": "<f4"}[description["dtype"]]
+    values = np.frombuffer(data, dtype=little_endian).astype(np.float64)
+    means, stds = values.reshape(2, description["components"], model_config["z_size"])
+    return description, means, stds
+
+
 def test_export_writes_the_graphs_and_the_page_config(exported, model):
-    assert sorted(p.name for p in exported.iterdir()) == sorted([*export.GRAPH_FILES, export.CONFIG_FILE])
+    assert sorted(p.name for p in exported.iterdir()) == sorted(export.EXPORT_FILES)
+    assert set(export.EXPORT_FILES) == {*export.GRAPH_FILES, export.PRIOR_FILE, export.CONFIG_FILE}
     config = json.loads((exported / export.CONFIG_FILE).read_text())
     assert config["model_config"]["z_size"] == model.config.z_size == 16
     assert (config["note_off"], config["first_pitch_token"], config["min_pitch_midi"]) == (1, 2, 21)
 
 
 def test_the_page_samples_from_the_run_prior_or_from_n01(exported, run_dir, model, tmp_path):
-    normal = json.loads((exported / export.CONFIG_FILE).read_text())["prior"]  # the run has no prior/: N(0, I)
-    assert normal["description"] == "N(0, I)" and normal["weights"] == [1.0]
-    assert normal["means"] == [[0.0] * 16] and normal["stds"] == [[1.0] * 16]
+    normal, means, stds = read_prior(exported)  # the run has no prior/: N(0, I)
+    assert normal["description"] == "N(0, I)" and normal["weights"] == "equal" and normal["components"] == 1
+    assert normal["dtype"] == "float16" and (exported / export.PRIOR_FILE).stat().st_size == 2 * 16 * 2
+    np.testing.assert_array_equal(means, np.zeros((1, 16)))
+    np.testing.assert_array_equal(stds, np.ones((1, 16)))
     with_prior = tmp_path / "run"
     shutil.copytree(run_dir, with_prior)
     mixture = prior.fit_to_model(model, np.load(run_dir / "dataset" / "train.npy"), components=3, seed=0)
     prior.save_study_prior(with_prior, prior.StudyPrior("mixture", mixture), components=3, seed=0)
     assert export.main([str(with_prior), "--out", str(tmp_path / "model")]) == 0
-    page_prior = json.loads((tmp_path / "model" / export.CONFIG_FILE).read_text())["prior"]
+    page_prior, means, stds = read_prior(tmp_path / "model")
     assert page_prior["description"].startswith("a 3-component Gaussian mixture")
+    assert page_prior["dtype"] == "float32"  # EM's float64 values are no float16 values: float32, not rounder
     np.testing.assert_allclose(page_prior["weights"], mixture.weights)
-    np.testing.assert_allclose(np.square(page_prior["stds"]), mixture.variances)
+    np.testing.assert_allclose(means, mixture.means, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.square(stds), mixture.variances, rtol=1e-6)
     with pytest.raises(ValueError, match="the prior has 4 dimensions"):
         export.page_config(model, prior.StudyPrior("normal", prior.standard_normal(4)))
+
+
+def test_a_2048_component_blend_goes_to_prior_bin_exactly_and_model_json_stays_small():
+    # the study's size: 2,048 components over z of 256; as JSON decimals the prior alone was some 20 MB
+    reference = training.load_model(REFERENCE, device="cpu")
+    rng = np.random.default_rng(0)
+    mu, sigma = rng.standard_normal((3000, 256)), rng.uniform(0.05, 1.0, (3000, 256))
+    blend = prior.neighbour_blend(mu, sigma, prior.BlendKnobs(1, 0.5, 1.0), pairs=2048, seed=0)
+    study_prior = prior.StudyPrior("neighbours", prior.standard_normal(256), 1.0, blend, prior.BlendKnobs(1, 0.5, 1.0))
+    config = json.dumps(export.page_config(reference, study_prior), indent=2)
+    data = export.prior_bytes(export.page_density(reference, study_prior))
+    description, means, stds = page_prior_arrays(json.loads(config)["prior"], data, asdict(reference.config))
+    assert len(config.encode()) < 10_000 and len(data) == 2 * 2048 * 256 * 2  # float16: 2 MiB
+    assert description["weights"] == "equal" and description["components"] == 2048
+    assert "one of 2,048 training windows" in description["description"]
+    np.testing.assert_array_equal(means, blend.means)  # float16 values: exact
+    np.testing.assert_array_equal(stds, np.sqrt(blend.variances))
 
 
 def test_a_run_folder_exports_the_explorers_attribute_vectors(exported, run_dir, model, tmp_path):
@@ -101,8 +140,7 @@ def test_each_graph_on_fixed_inputs(exported, model):
 
 
 def test_reference_model_exports_within_tolerance(tmp_path):
-    reference = Path(__file__).resolve().parent.parent / "results" / "default" / "training" / "model.pt"
-    differences = export.export(training.load_model(reference, device="cpu"), tmp_path)
+    differences = export.export(training.load_model(REFERENCE, device="cpu"), tmp_path)
     assert max(differences["mu"], differences["sigma"], differences["logits"]) <= 1e-4 and differences["tokens"] == 0
 
 

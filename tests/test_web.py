@@ -20,7 +20,7 @@ import mido
 import numpy as np
 import pretty_midi
 import pytest
-from conftest import scale_windows
+from conftest import random_windows, scale_windows
 
 from musicvae_lib import export, inference, latent, prior, training
 from musicvae_lib.representation import midi_to_tokens, tokens_to_notes
@@ -89,6 +89,29 @@ def narrow_mixture(model) -> prior.LatentMixture:
     """Two narrow Gaussians (std 0.01) at the mu of two scales: a page sampling from it draws z next to one of them."""
     mu, _ = inference.encode_windows(model, scale_windows(2, seed=0))
     return prior.LatentMixture(np.array([0.5, 0.5]), mu.astype(np.float64), np.full(mu.shape, 1e-4))
+
+
+BLEND_KNOBS = prior.BlendKnobs(1, 0.5, 0.01)  # standard deviations a hundredth of the posterior's: narrow
+
+
+def narrow_blend(model) -> prior.LatentMixture:
+    """A neighbour blend of 300 narrow components over the codes of 300 random melodies: the page's prior.bin
+    holds it as float16."""
+    mu, sigma = inference.encode_windows(model, random_windows(300, seed=0))
+    return prior.neighbour_blend(mu, sigma, BLEND_KNOBS, pairs=300, seed=0)
+
+
+@pytest.fixture(scope="module")
+def blend_site(tmp_path_factory, model):
+    """Root and URL of a copy of web/ with the reference model exported with the neighbour blend ``narrow_blend``."""
+    subprocess.run(["bash", str(REPOSITORY / "scripts" / "vendor_web.sh")], check=True)
+    root = copy_page(tmp_path_factory.mktemp("blend_site"))
+    blend = narrow_blend(model)
+    study_prior = prior.StudyPrior("neighbours", prior.standard_normal(model.config.z_size), 1.0, blend, BLEND_KNOBS)
+    export.export(model, root / "model", study_prior=study_prior)
+    server = serve(root)
+    yield root, url(server), study_prior
+    server.shutdown()
 
 
 def slider_vector(model) -> np.ndarray:
@@ -185,7 +208,7 @@ def test_greedy_sample_equals_pytorch_and_is_drawn_and_engraved(page, model):
 
 def test_the_page_draws_z_from_the_exported_prior_and_says_so_in_a_sentence(page, model):
     assert page.inner_text("#prior").startswith("a 2-component Gaussian mixture")
-    assert "decoded from a point z drawn from the run's prior: a 2-component Gaussian mixture" in page.inner_text(
+    assert "decoded from a point z drawn from the run's prior, a 2-component Gaussian mixture" in page.inner_text(
         "#intro"
     )
     means = narrow_mixture(model).means
@@ -394,3 +417,35 @@ def test_every_request_succeeds_the_favicon_too(browser, site):
     icons = page.eval_on_selector_all("link[rel=icon]", "links => links.map(link => link.href.slice(0, 18))")
     page.close()
     assert problems == [] and icons == ["data:image/svg+xml"]
+
+
+def test_a_300_component_blend_comes_from_prior_bin_and_the_page_draws_at_its_components(browser, blend_site):
+    root, address, study_prior = blend_site
+    config = json.loads((root / "model" / export.CONFIG_FILE).read_text())["prior"]
+    assert (config["components"], config["weights"], config["dtype"]) == (300, "equal", "float16")
+    assert (root / "model" / export.CONFIG_FILE).stat().st_size < 20_000  # the means and stds are not in it
+    problems = []
+    page = open_page(browser, address, problems)
+    assert page.inner_text("#prior") == study_prior.describe()
+    means, stds = study_prior.density.means, np.sqrt(study_prior.density.variances)
+    assert stds.max() < 0.02
+    drawn = []
+    for _ in range(6):
+        sample(page)
+        z = np.array(page.evaluate("window.musicvae.lastZ"))
+        deviations = (np.abs(z - means) / stds).max(axis=1)  # the largest |z - mean| in standard deviations
+        drawn.append(deviations.argmin())
+        assert deviations.min() < 5 and 0 < np.abs(z - means[drawn[-1]]).max()  # at a component, with its noise
+    assert len(set(drawn)) > 3  # equal weights: six draws from 300 components, mostly different ones
+    page.close()
+    assert not problems, problems
+
+
+def test_half_to_float_decodes_every_float16(page):
+    bits = np.arange(2**16, dtype=np.uint16)
+    decoded = page.evaluate("Array.from({ length: 65536 }, (_, bits) => halfToFloat(bits))")
+    expected = bits.view(np.float16).astype(np.float64)
+    decoded = np.array(decoded, dtype=np.float64)
+    np.testing.assert_array_equal(decoded, expected)  # NaN where NaN, infinities, subnormals
+    numbers = ~np.isnan(expected)
+    np.testing.assert_array_equal(np.signbit(decoded[numbers]), np.signbit(expected[numbers]))  # -0 too

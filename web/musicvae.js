@@ -16,9 +16,10 @@ const INTERPOLATION_POINTS = 11; // alpha = 0, 0.1, ..., 1, as notebook 07
 const TEMPO_QPM = 120; // as representation.tokens_to_midi
 const ATTRIBUTE_K_LIMIT = 2; // sliders run k from -2 to 2, as the explorer's (explore.K_LIMIT)
 const SERVE_COMMAND = "python -m http.server -d web 8000";
+const EXPORT_COMMAND = "python -m musicvae_lib.export results/default --out web/model";
 
 const state = {
-  config: null, init: null, step: null,
+  config: null, prior: null, init: null, step: null, // prior: readPrior's
   seed: null, stream: null, drawn: 0, // the seed, its random stream and how many samples it gave
   samples: [], // the last two: {seed, number, base, z, decodeSeed, tokens}; z = base + sum of k * vector
   path: null, // {alphas, tokens, ends: [sample A, sample B]}
@@ -51,12 +52,38 @@ function standardNormal(rng, n) {
   return z;
 }
 
+// The prior from model.json's "prior" and the bytes of its file (prior.bin): means then stds, each
+// [components, zSize] row-major, little-endian float16 or float32. An export made before prior.bin
+// held means and stds as JSON lists.
+function readPrior(description, bytes, zSize) {
+  const components = description.components ?? description.weights.length;
+  const weights = description.weights === "equal" ? null : Float64Array.from(description.weights);
+  if (!bytes) return { components, weights, zSize, means: Float32Array.from(description.means.flat()), stds: Float32Array.from(description.stds.flat()) };
+  const width = { float16: 2, float32: 4 }[description.dtype], count = components * zSize;
+  if (!width || bytes.byteLength !== 2 * count * width) {
+    throw new PageError(`${MODEL_DIR}${description.file} holds ${bytes.byteLength} bytes, not ${count} means and ${count} stds as ` +
+      `${description.dtype}: export the model again with \`${EXPORT_COMMAND}\``);
+  }
+  const view = new DataView(bytes), values = new Float32Array(2 * count);
+  for (let i = 0; i < values.length; i++) values[i] = width === 2 ? halfToFloat(view.getUint16(2 * i, true)) : view.getFloat32(4 * i, true);
+  return { components, weights, zSize, means: values.subarray(0, count), stds: values.subarray(count) };
+}
+
+function halfToFloat(bits) {
+  // an IEEE 754 half-precision number (sign, 5 exponent bits, 10 fraction bits) as a number
+  const sign = bits & 0x8000 ? -1 : 1, exponent = (bits >> 10) & 0x1f, fraction = bits & 0x3ff;
+  if (exponent === 0) return sign * fraction * 2 ** -24; // zero and the subnormals
+  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
+  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
+}
+
 function priorSample(prior, rng) {
-  // a component by its weight, then its diagonal Gaussian (prior.LatentMixture.sample in Python)
+  // a component by its weight, then its diagonal Gaussian: mean + std * normal noise (prior.LatentMixture.sample)
   let u = rng(), k = 0;
-  while (k < prior.weights.length - 1 && (u -= prior.weights[k]) >= 0) k++;
-  const noise = standardNormal(rng, prior.means[k].length);
-  return noise.map((value, d) => prior.means[k][d] + prior.stds[k][d] * value);
+  if (prior.weights === null) k = Math.min(prior.components - 1, Math.floor(u * prior.components));
+  else while (k < prior.components - 1 && (u -= prior.weights[k]) >= 0) k++;
+  const noise = standardNormal(rng, prior.zSize), offset = k * prior.zSize;
+  return noise.map((value, d) => prior.means[offset + d] + prior.stds[offset + d] * value);
 }
 
 // --- the model ---------------------------------------------------------------------------------
@@ -73,21 +100,28 @@ async function loadModel() {
   }
   ort.env.wasm.wasmPaths = new URL("vendor/", location.href).href; // a URL: a bare "vendor/" is no module path
   ort.env.wasm.numThreads = 1; // threads need cross-origin isolation, which a plain local server lacks
-  const exportCommand = "python -m musicvae_lib.export results/default --out web/model";
   let response;
   try {
     response = await fetch(MODEL_DIR + "model.json");
   } catch (error) {
     throw new PageError(`${MODEL_DIR}model.json could not be fetched (${error.message}): is the server (\`${SERVE_COMMAND}\`) still running?`);
   }
-  if (!response.ok) throw new PageError(`${MODEL_DIR}model.json not found (HTTP ${response.status}): export a model with \`${exportCommand}\` in the repository, then reload`);
+  if (!response.ok) throw new PageError(`${MODEL_DIR}model.json not found (HTTP ${response.status}): export a model with \`${EXPORT_COMMAND}\` in the repository, then reload`);
   state.config = await response.json();
   state.config.attributes ??= []; // an export made before the page had sliders
+  const priorFile = state.config.prior.file;
+  let priorBytes = null;
+  if (priorFile) {
+    const priorResponse = await fetch(MODEL_DIR + priorFile).catch(() => null);
+    if (!priorResponse || !priorResponse.ok) throw new PageError(`${MODEL_DIR}${priorFile} could not be fetched: export the model again with \`${EXPORT_COMMAND}\``);
+    priorBytes = await priorResponse.arrayBuffer();
+  }
+  state.prior = readPrior(state.config.prior, priorBytes, state.config.model_config.z_size);
   for (const name of ["decoder_init", "decoder_step"]) {
     try {
       state[name === "decoder_init" ? "init" : "step"] = await ort.InferenceSession.create(`${MODEL_DIR}${name}.onnx`);
     } catch (error) {
-      throw new PageError(`${MODEL_DIR}${name}.onnx could not be loaded (${error.message}): export the model again with \`${exportCommand}\``);
+      throw new PageError(`${MODEL_DIR}${name}.onnx could not be loaded (${error.message}): export the model again with \`${EXPORT_COMMAND}\``);
     }
   }
 }
@@ -298,7 +332,7 @@ function showCurrent() {
 }
 
 async function sample() {
-  const base = priorSample(state.config.prior, state.stream);
+  const base = priorSample(state.prior, state.stream);
   const decodeSeed = Math.floor(state.stream() * 4294967296);
   state.drawn += 1;
   const record = { seed: state.seed, number: state.drawn, base, z: moved(base), decodeSeed, temperature: temperature(), tokens: null };
