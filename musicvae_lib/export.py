@@ -50,6 +50,7 @@ CONFIG_FILE = "model.json"
 PRIOR_FILE = "prior.bin"  # the prior's means, then its standard deviations (``page_prior``)
 EXPORT_FILES = (*GRAPH_FILES, PRIOR_FILE, CONFIG_FILE)  # everything ``export`` writes
 PRIOR_LAYOUT = "means then stds, each [components, z_size] row-major, little-endian"
+PAGE_COMPONENTS = 4096  # the most components the page's prior.bin keeps (``page_density``)
 
 
 class ExportError(RuntimeError):
@@ -195,11 +196,31 @@ def check_differences(differences: dict[str, float]) -> None:
 
 def page_density(model: MusicVAE, study_prior: prior.StudyPrior | None) -> prior.LatentMixture:
     """The density the page draws z from: the study prior's, N(0, I) without one; ValueError unless its z is
-    the model's."""
+    the model's.
+
+    A mixture of more than ``PAGE_COMPONENTS`` equal-weight components (the neighbour blend keeps one per training
+    window: 26,345 in the reference run, 54 MB as float32) is cut to that many, drawn with seed 0, its values rounded
+    to float16 (4 MB): the page draws from a sample of the blend's pairs (``page_note`` says so on the page).
+    """
     density = study_prior.density if study_prior else prior.standard_normal(model.config.z_size)
     if density.z_size != model.config.z_size:
         raise ValueError(f"the prior has {density.z_size} dimensions, the model's z {model.config.z_size}")
+    if len(density.weights) > PAGE_COMPONENTS and np.all(density.weights == density.weights[0]):
+        kept = np.sort(np.random.default_rng(0).choice(len(density.weights), PAGE_COMPONENTS, replace=False))
+        means, stds = (
+            values[kept].astype(np.float16).astype(np.float64) for values in (density.means, np.sqrt(density.variances))
+        )
+        density = prior.LatentMixture(np.full(PAGE_COMPONENTS, 1.0 / PAGE_COMPONENTS), means, stds**2)
     return density
+
+
+def page_note(study_prior: prior.StudyPrior | None, density: prior.LatentMixture) -> str:
+    """The page's description of its prior: ``StudyPrior.describe``, and how many components it kept."""
+    description = study_prior.describe() if study_prior else "N(0, I)"
+    full = len(study_prior.density.weights) if study_prior else 1
+    if len(density.weights) < full:
+        description += f" (the page draws from {len(density.weights):,} of its {full:,} components, in half precision)"
+    return description
 
 
 def prior_dtype(density: prior.LatentMixture) -> str:
@@ -224,7 +245,7 @@ def page_prior(model: MusicVAE, study_prior: prior.StudyPrior | None) -> dict:
     density = page_density(model, study_prior)
     equal = bool(np.all(density.weights == density.weights[0]))
     return {
-        "description": study_prior.describe() if study_prior else "N(0, I)",
+        "description": page_note(study_prior, density),
         "components": len(density.weights),
         "weights": "equal" if equal else density.weights.tolist(),
         "file": PRIOR_FILE,

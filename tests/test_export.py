@@ -85,21 +85,30 @@ def test_the_page_samples_from_the_run_prior_or_from_n01(exported, run_dir, mode
         export.page_config(model, prior.StudyPrior("normal", prior.standard_normal(4)))
 
 
-def test_a_2048_component_blend_goes_to_prior_bin_exactly_and_model_json_stays_small():
-    # the study's size: 2,048 components over z of 256; as JSON decimals the prior alone was some 20 MB
+def test_a_blend_of_every_training_window_reaches_the_page_as_a_sample_in_half_precision():
+    # one component per training window: 26,345 over z of 256 in the reference run, 54 MB as float32
     reference = training.load_model(REFERENCE, device="cpu")
     rng = np.random.default_rng(0)
-    mu, sigma = rng.standard_normal((3000, 256)), rng.uniform(0.05, 1.0, (3000, 256))
-    blend = prior.neighbour_blend(mu, sigma, prior.BlendKnobs(1, 0.5, 1.0), pairs=2048, seed=0)
-    study_prior = prior.StudyPrior("neighbours", prior.standard_normal(256), 1.0, blend, prior.BlendKnobs(1, 0.5, 1.0))
+    mu, sigma = rng.standard_normal((6000, 256)), rng.uniform(0.05, 1.0, (6000, 256))
+    blend = prior.neighbour_blend(mu, sigma, prior.BlendKnobs(1, 0.5, 1.0), pairs=0, seed=0)
+    study_prior = prior.StudyPrior("neighbours", prior.standard_normal(256), 1.0, blend)
     config = json.dumps(export.page_config(reference, study_prior), indent=2)
     data = export.prior_bytes(export.page_density(reference, study_prior))
     description, means, stds = page_prior_arrays(json.loads(config)["prior"], data, asdict(reference.config))
-    assert len(config.encode()) < 10_000 and len(data) == 2 * 2048 * 256 * 2  # float16: 2 MiB
-    assert description["weights"] == "equal" and description["components"] == 2048
-    assert "one of 2,048 training windows" in description["description"]
-    np.testing.assert_array_equal(means, blend.means)  # float16 values: exact
-    np.testing.assert_array_equal(stds, np.sqrt(blend.variances))
+    kept = export.PAGE_COMPONENTS
+    assert len(config.encode()) < 10_000 and len(data) == 2 * kept * 256 * 2  # float16: 4 MiB
+    assert description["weights"] == "equal" and description["components"] == kept
+    assert f"draws from {kept:,} of its 6,000 components" in description["description"]
+    rounded = {row.tobytes() for row in blend.mixture.means.astype(np.float16)}
+    assert all(row.tobytes() in rounded for row in means.astype(np.float16))  # a sample of the blend's components
+    assert len({row.tobytes() for row in np.c_[means, stds]}) == kept  # mutual neighbours share a mean, not stds
+    small = prior.StudyPrior(
+        "neighbours",
+        prior.standard_normal(256),
+        1.0,
+        prior.neighbour_blend(mu, sigma, prior.BlendKnobs(1, 0.5, 1.0), 500, 0),
+    )
+    np.testing.assert_array_equal(export.page_density(reference, small).means, small.density.means)  # all kept
 
 
 def test_a_run_folder_exports_the_explorers_attribute_vectors(exported, run_dir, model, tmp_path):

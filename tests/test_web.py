@@ -94,9 +94,9 @@ def narrow_mixture(model) -> prior.LatentMixture:
 BLEND_KNOBS = prior.BlendKnobs(1, 0.5, 0.01)  # standard deviations a hundredth of the posterior's: narrow
 
 
-def narrow_blend(model) -> prior.LatentMixture:
+def narrow_blend(model) -> prior.NeighbourBlend:
     """A neighbour blend of 300 narrow components over the codes of 300 random melodies: the page's prior.bin
-    holds it as float16."""
+    holds all of them, as float32."""
     mu, sigma = inference.encode_windows(model, random_windows(300, seed=0))
     return prior.neighbour_blend(mu, sigma, BLEND_KNOBS, pairs=300, seed=0)
 
@@ -107,7 +107,7 @@ def blend_site(tmp_path_factory, model):
     subprocess.run(["bash", str(REPOSITORY / "scripts" / "vendor_web.sh")], check=True)
     root = copy_page(tmp_path_factory.mktemp("blend_site"))
     blend = narrow_blend(model)
-    study_prior = prior.StudyPrior("neighbours", prior.standard_normal(model.config.z_size), 1.0, blend, BLEND_KNOBS)
+    study_prior = prior.StudyPrior("neighbours", prior.standard_normal(model.config.z_size), 1.0, blend)
     export.export(model, root / "model", study_prior=study_prior)
     server = serve(root)
     yield root, url(server), study_prior
@@ -422,7 +422,7 @@ def test_every_request_succeeds_the_favicon_too(browser, site):
 def test_a_300_component_blend_comes_from_prior_bin_and_the_page_draws_at_its_components(browser, blend_site):
     root, address, study_prior = blend_site
     config = json.loads((root / "model" / export.CONFIG_FILE).read_text())["prior"]
-    assert (config["components"], config["weights"], config["dtype"]) == (300, "equal", "float16")
+    assert (config["components"], config["weights"], config["dtype"]) == (300, "equal", "float32")
     assert (root / "model" / export.CONFIG_FILE).stat().st_size < 20_000  # the means and stds are not in it
     problems = []
     page = open_page(browser, address, problems)
