@@ -514,26 +514,36 @@ def two_sample_aucs(realism: pd.DataFrame, ax: Axes, title: str) -> Axes:
 
 def auc_frontier(realism: pd.DataFrame, column: str, ax: Axes, title: str, xlabel: str, floor: str = "train") -> Axes:
     """Each set's two-sample AUC (y, with its 95% interval) against ``column`` of ``two_sample.realism_table`` (x):
-    the generators' frontier between passing for real and novelty or copies.
+    the generators' frontier between passing for real and novelty or copies, one point per set in the legend.
 
-    A dashed vertical line marks the test melodies' own value of ``column``, a dotted horizontal line the AUC of
-    ``floor`` (two real sets) and 0.5; the floor set itself is drawn as a point too, in grey.
+    A dashed vertical line marks the test melodies' own value of ``column``; a dotted horizontal line the AUC of
+    ``floor`` (two real sets, not drawn as a point: its melodies are training windows) and a grey one 0.5.
     """
     rows = realism.dropna(subset=["auc"])
-    colors = set_colors(list(rows["set"]))
-    for row in rows.itertuples():
-        color = "0.5" if row.set == floor else colors[row.set]
+    colors = set_colors([name for name in rows["set"] if name != floor])
+    for row in rows[rows["set"] != floor].itertuples():
         value = getattr(row, column)
-        ax.errorbar(value, row.auc, yerr=[[row.auc - row.auc_low], [row.auc_high - row.auc]], fmt="o", color=color)
-        ax.annotate(row.set, (value, row.auc), textcoords="offset points", xytext=(6, 4), fontsize=8, color=color)
-    test = realism.set_index("set")[column].get("test")
-    if test is not None and np.isfinite(test):
-        ax.axvline(test, color="0.3", linestyle="--", label=f"test melodies: {test:.2f}")
-    ax.axhline(0.5, color="0.5", linestyle=":")
+        errors = [[row.auc - row.auc_low], [row.auc_high - row.auc]]
+        ax.errorbar(value, row.auc, yerr=errors, fmt="o", color=colors[row.set], label=f"{row.set}: {row.auc:.2f}")
+    by_set = realism.set_index("set")
+    if floor in by_set.index:
+        ax.axhline(
+            by_set.loc[floor, "auc"],
+            color="0.3",
+            linestyle=":",
+            label=f"{floor} (floor): {by_set.loc[floor, 'auc']:.2f}",
+        )
+    if "test" in by_set.index and np.isfinite(by_set.loc["test", column]):
+        ax.axvline(
+            by_set.loc["test", column],
+            color="0.3",
+            linestyle="--",
+            label=f"test melodies: {by_set.loc['test', column]:.2f}",
+        )
+    ax.axhline(0.5, color="0.7", linewidth=0.8)
     ax.set_ylim(0.45, 1.02)
     ax.set(title=title, xlabel=xlabel, ylabel="two-sample ROC AUC against test melodies")
-    if test is not None:
-        ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower left", fontsize=8)
     return ax
 
 
