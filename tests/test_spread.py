@@ -204,5 +204,6 @@ def test_every_headline_number_reads_from_the_reference_runs_tables():
     diatonic = pd.read_csv(REFERENCE_RUN / "tables" / "06_diatonicity.csv").set_index("measure")
     assert values["fully diatonic melodies, T=1"] == diatonic.loc["fully diatonic melodies", "T=1"]
     by_prior = pd.read_csv(REFERENCE_RUN / "tables" / "07_realism_by_prior.csv").set_index("prior")
-    own = prior.load_study_prior(REFERENCE_RUN).compared_name()
+    own = spread.study_prior_row(REFERENCE_RUN)
+    assert own.startswith("neighbour blend k=") and own in by_prior.index  # the study's prior, as notebook 03 chose
     assert values["prior draws like training, the study's prior"] == by_prior.loc[own, "melodies like training"]
