@@ -263,8 +263,9 @@ class StudyPrior:
             knobs = self.blend.knobs
             towards = "its nearest other window" if knobs.neighbours == 1 else f"one of its {knobs.neighbours} nearest"
             return (
-                f"the neighbour blend of notebook 03 ({knobs.label()}): the posterior of one of "
-                f"{len(self.blend.anchors):,} training windows, moved {knobs.share:g} of the way towards {towards}, "
+                f"the neighbour blend of notebook 03 (k={knobs.neighbours}, t={knobs.share:g}, s={knobs.scale:g}): "
+                f"the posterior of one of {len(self.blend.anchors):,} training windows, moved {knobs.share:g} of the "
+                f"way towards {towards}, "
                 f"its standard deviations times {knobs.scale:g}"
             )
         spread = f", its standard deviations times {self.spread:g}" if self.spread != 1 else ""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from musicvae_lib import two_sample
 from musicvae_lib.data import sample_windows
@@ -124,6 +124,7 @@ def choose_blend(
     blends = {}
     densities: list[tuple[str, bool, LatentDensity | BlendKnobs]] = [(k.label(), True, k) for k in candidates]
     densities += [(name, False, density) for name, density in (others or {}).items()]
+    # a text bar on stderr that clears itself: the runner keeps none of it in an executed notebook (console.py)
     for name, candidate, density in tqdm(densities, desc="priors scored on validation", leave=False):
         if isinstance(density, BlendKnobs):
             density = blends[name] = neighbour_blend(mu, sigma, density, pairs, seed)
