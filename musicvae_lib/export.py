@@ -210,6 +210,7 @@ def page_density(model: MusicVAE, study_prior: prior.StudyPrior | None) -> prior
         means, stds = (
             values[kept].astype(np.float16).astype(np.float64) for values in (density.means, np.sqrt(density.variances))
         )
+        stds = np.maximum(stds, float(np.finfo(np.float16).tiny))  # a std rounded to 0 would be no Gaussian
         density = prior.LatentMixture(np.full(PAGE_COMPONENTS, 1.0 / PAGE_COMPONENTS), means, stds**2)
     return density
 
@@ -225,8 +226,8 @@ def page_note(study_prior: prior.StudyPrior | None, density: prior.LatentMixture
 
 def prior_dtype(density: prior.LatentMixture) -> str:
     """The type ``PRIOR_FILE`` stores the means and standard deviations as: "float16" when they all are float16
-    values (the neighbour blend's, N(0, I)), else "float32" (a fitted mixture's): the page reads them back exactly,
-    or as its float32 z holds them."""
+    values (N(0, I), a blend cut to ``PAGE_COMPONENTS`` by ``page_density``), else "float32" (a fitted mixture, a
+    smaller blend): the page reads them back exactly, or as its float32 z holds them."""
     values = np.concatenate([density.means, np.sqrt(density.variances)])
     with np.errstate(over="ignore"):
         return "float16" if np.array_equal(values.astype(np.float16), values) else "float32"

@@ -32,8 +32,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+import zipfile
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -147,6 +149,7 @@ class NeighbourBlend:
     anchors: np.ndarray  # int [pairs], rows of the training windows
     partners: np.ndarray  # int [pairs]
     mixture: LatentMixture
+    digest: str = ""  # ``codes_digest`` of the model and windows the pairs were chosen under; "" if not known
 
     @property
     def z_size(self) -> int:
@@ -157,31 +160,40 @@ class NeighbourBlend:
         return self.mixture.sample(n, rng)
 
 
+DUPLICATE_DISTANCE = 1e-4  # codes nearer each other than this are one melody's (their encodings differ by rounding)
+SPARE_NEIGHBOURS = 8  # neighbours searched beyond k, for windows with near-duplicates
+
+
 def neighbour_pairs(mu: np.ndarray, knobs: BlendKnobs, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The blend's pairs of training windows (rows of ``mu`` [n, z]): anchors and partners, int [pairs] each.
 
     Anchors are drawn at random without replacement while there are enough (all windows, in order, when n <=
     ``pairs`` or ``pairs`` is 0); each one's partner is one of its ``knobs.neighbours`` nearest other codes
-    (Euclidean over the distinct codes, rounded to 5 decimals, so that a duplicate window is not its own
-    neighbour), drawn at random, as the first training window with that code.
+    (Euclidean over the distinct codes, rounded to 5 decimals), drawn at random, as the first training window with
+    that code. A code within ``DUPLICATE_DISTANCE`` of the anchor's is the anchor's own melody, never its partner;
+    a window with more near-duplicates than ``SPARE_NEIGHBOURS`` draws from the fewer neighbours left.
     """
     mu = np.asarray(mu, dtype=np.float64)
     if mu.ndim != 2:
         raise ValueError(f"need mu [n, z], got shape {mu.shape}")
     if pairs < 0:
         raise ValueError(f"`pairs` must be >= 0 (0: every training window), got {pairs}")
-    codes = np.round(mu, 5)  # one code for windows that are one melody (their encodings differ by rounding at most)
+    codes = np.round(mu, 5)
     distinct, first_row, code_of = np.unique(codes, axis=0, return_index=True, return_inverse=True)
     if len(distinct) <= knobs.neighbours:
         raise ValueError(f"need more than k = {knobs.neighbours} distinct codes, got {len(distinct)}")
     rng = np.random.default_rng(seed)
     anchors = np.sort(rng.choice(len(mu), pairs, replace=False)) if 0 < pairs < len(mu) else np.arange(len(mu))
-    found = NearestNeighbors(n_neighbors=knobs.neighbours + 1).fit(distinct).kneighbors(codes[anchors])[1]
-    # the anchor's own code is among the k + 1 found (its distance is 0 up to rounding): left out
-    own = found == code_of.reshape(-1)[anchors, None]
-    own[~own.any(axis=1), -1] = True  # not found (a tie): the k + 1-th is the one left out
-    nearest = found[~own].reshape(len(anchors), knobs.neighbours)
-    partners = first_row[nearest[np.arange(len(anchors)), rng.integers(0, knobs.neighbours, len(anchors))]]
+    searched = min(len(distinct), knobs.neighbours + 1 + SPARE_NEIGHBOURS)
+    distances, found = NearestNeighbors(n_neighbors=searched).fit(distinct).kneighbors(codes[anchors])
+    own = (found == code_of.reshape(-1)[anchors, None]) | (distances < DUPLICATE_DISTANCE)
+    order = np.argsort(own, axis=1, kind="stable")  # the others first, nearest first
+    others = np.take_along_axis(found, order, axis=1)[:, : knobs.neighbours]
+    counts = np.minimum((~own).sum(axis=1), knobs.neighbours)
+    if (counts == 0).any():
+        raise ValueError(f"a training window has no other code among its {searched} nearest: too many duplicates")
+    chosen = rng.integers(0, knobs.neighbours, len(anchors)) % counts
+    partners = first_row[others[np.arange(len(anchors)), chosen]]
     return anchors.astype(np.int64), partners.astype(np.int64)
 
 
@@ -192,8 +204,9 @@ def blend_of(
     mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
     if mu.ndim != 2 or mu.shape != sigma.shape or (sigma <= 0).any():
         raise ValueError(f"need mu and sigma of one shape [n, z] with sigma > 0, got {mu.shape} and {sigma.shape}")
-    if len(anchors) != len(partners) or max(anchors.max(), partners.max()) >= len(mu):
-        raise ValueError(f"the pairs do not fit {len(mu)} training windows (were they encoded by another model?)")
+    rows = np.concatenate([anchors, partners])
+    if not len(anchors) or len(anchors) != len(partners) or rows.min() < 0 or rows.max() >= len(mu):
+        raise ValueError(f"need as many anchors as partners, at least one, each a row of the {len(mu)} windows")
     codes = np.round(mu, 5)
     means = codes[anchors] + knobs.share * (codes[partners] - codes[anchors])
     variances = (knobs.scale * sigma[anchors]) ** 2
@@ -208,26 +221,37 @@ def neighbour_blend(mu: np.ndarray, sigma: np.ndarray, knobs: BlendKnobs, pairs:
     return blend_of(mu, sigma, knobs, *neighbour_pairs(mu, knobs, pairs, seed))
 
 
+def codes_digest(model: MusicVAE, training_windows: np.ndarray) -> str:
+    """sha256 of the model's weights and the training windows (with their shape and type): what the training codes
+    and the blend's pairs were made from."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    windows = np.ascontiguousarray(training_windows)
+    digest.update(f"{windows.shape} {windows.dtype}".encode() + windows.tobytes())
+    return digest.hexdigest()
+
+
 def training_codes(run_dir: str | Path, model: MusicVAE, training_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """mu and sigma [n, z] of the training windows under ``model``: read from ``PRIOR_CODES`` when it was written for
-    the same weights and windows (a sha256 of both), else encoded (``inference.encode_windows``) and written there.
+    the same weights and windows (``codes_digest``), else encoded (``inference.encode_windows``) and written there
+    (atomically); an unreadable file is encoded again.
 
     The file is a cache a re-run re-makes (not committed): the neighbour blend keeps only its pairs.
     """
-    digest = hashlib.sha256()
-    for tensor in model.state_dict().values():
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(np.ascontiguousarray(training_windows).tobytes())
+    digest = codes_digest(model, training_windows)
     path = Path(run_dir) / PRIOR_CODES
-    if path.is_file():
+    try:
         with np.load(path, allow_pickle=False) as stored:
-            if str(stored["digest"]) == digest.hexdigest():
+            if str(stored["digest"]) == digest:
                 return stored["mu"].astype(np.float64), stored["sigma"].astype(np.float64)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        pass  # missing or unreadable: encoded again below
     mu, sigma = encode_windows(model, training_windows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npz")
-    np.savez(partial, mu=mu, sigma=sigma, digest=np.array(digest.hexdigest()))
-    partial.replace(path)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".codes.", suffix=".npz", delete=False) as handle:
+        np.savez(handle, mu=mu, sigma=sigma, digest=np.array(digest))
+    Path(handle.name).replace(path)
     return np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
 
 
@@ -309,7 +333,8 @@ def save_study_prior(run_dir: str | Path, study_prior: StudyPrior, components: i
     blend_file = Path(run_dir) / PRIOR_BLEND
     if study_prior.blend is not None:
         pairs = {"anchors": study_prior.blend.anchors, "partners": study_prior.blend.partners}
-        np.savez(blend_file, **{name: rows.astype(np.int32) for name, rows in pairs.items()})
+        digest = {"digest": np.array(study_prior.blend.digest)} if study_prior.blend.digest else {}
+        np.savez(blend_file, **{name: rows.astype(np.int32) for name, rows in pairs.items()}, **digest)
     else:
         blend_file.unlink(missing_ok=True)
     (Path(run_dir) / PRIOR_CHOICE).write_text(json.dumps(choice, indent=2) + "\n")
@@ -334,9 +359,15 @@ def load_study_prior(run_dir: str | Path, model: MusicVAE | None = None) -> Stud
         require_outputs(run_dir, [PRIOR_BLEND, split_file("train")], produced_by="03_training")
         with np.load(Path(run_dir) / PRIOR_BLEND, allow_pickle=False) as pairs:
             anchors, partners = pairs["anchors"].astype(np.int64), pairs["partners"].astype(np.int64)
+            chosen_under = str(pairs["digest"]) if "digest" in pairs else ""
         training_windows = np.load(Path(run_dir) / split_file("train"), allow_pickle=False)
+        if chosen_under and chosen_under != codes_digest(model, training_windows):
+            raise ValueError(
+                f"the neighbour blend of {run_dir} was chosen under other weights or training windows than these: "
+                "run notebook 03 again to choose it for this model"
+            )
         mu, sigma = training_codes(run_dir, model, training_windows)
-        blend = blend_of(mu, sigma, knobs, anchors, partners)
+        blend = replace(blend_of(mu, sigma, knobs, anchors, partners), digest=chosen_under)
     mixture = load_latent_mixture(Path(run_dir) / PRIOR_MIXTURE)
     return StudyPrior(choice["prior"], mixture, choice.get("spread", 1.0), blend)
 

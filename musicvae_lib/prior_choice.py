@@ -20,7 +20,7 @@ the table, not candidates.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from musicvae_lib.data import sample_windows
 from musicvae_lib.inference import LatentDensity, sample_melodies
 from musicvae_lib.model import MusicVAE
 from musicvae_lib.originality import copy_mask
-from musicvae_lib.prior import BlendKnobs, NeighbourBlend, neighbour_blend
+from musicvae_lib.prior import BlendKnobs, NeighbourBlend, codes_digest, neighbour_blend
 
 VALIDATION_ROW = "validation melodies"  # the table's reference row: real unseen melodies' copies
 
@@ -122,12 +122,13 @@ def choose_blend(
         }
     ]
     blends = {}
+    digest = codes_digest(model, training_windows)  # the blend's pairs are chosen under this model and these windows
     densities: list[tuple[str, bool, LatentDensity | BlendKnobs]] = [(k.label(), True, k) for k in candidates]
     densities += [(name, False, density) for name, density in (others or {}).items()]
     # a text bar on stderr that clears itself: the runner keeps none of it in an executed notebook (console.py)
     for name, candidate, density in tqdm(densities, desc="priors scored on validation", leave=False):
         if isinstance(density, BlendKnobs):
-            density = blends[name] = neighbour_blend(mu, sigma, density, pairs, seed)
+            density = blends[name] = replace(neighbour_blend(mu, sigma, density, pairs, seed), digest=digest)
         scores = score_density(model, density, real, real_distances, training_windows, seed, max_reference)
         rows.append({"density": name, "candidate": candidate} | scores)
     columns = ["density", "candidate", "auc", "auc_low", "auc_high", "copies", "closer"]

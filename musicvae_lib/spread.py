@@ -458,8 +458,8 @@ def holds_note(run_dir: Path, key: str) -> str:
     spread (``spread_of``) it holds, or that no spread has tested it.
 
     In a ``seed=K`` folder: "It holds in 2 of the 3 seeds of the spread." Beside a spread: "Across the 3 seeds of
-    default-seeds/, 'the claim' holds in all of them." ValueError for an unknown key, or a finding the spread's
-    table does not hold.
+    default-seeds/, 'the claim' holds in all of them." A spread made before the finding says it has not tested it;
+    ValueError for an unknown key.
     """
     if key not in FINDING_KEYS:
         raise ValueError(f"no finding {key!r}; the findings are {', '.join(FINDING_KEYS)}")
@@ -469,8 +469,8 @@ def holds_note(run_dir: Path, key: str) -> str:
         return "" if Path(run_dir).resolve().name.startswith("seed=") else "(One run: no seed spread has tested it.)"
     path = spread_dir / run_folder.TABLES / FINDINGS_TABLE
     findings = pd.read_csv(path).set_index("finding")
-    if claim not in findings.index:
-        raise ValueError(f"no finding {claim!r} in {path}")
+    if claim not in findings.index:  # a spread made before the finding was
+        return f"(The seed spread {spread_dir.name}/ has not tested it.)"
     holding, seeds = int(findings.loc[claim, "seeds_holding"]), int(findings.loc[claim, "seeds"])
     share = f"all {seeds}" if holding == seeds else f"{'none' if holding == 0 else holding} of the {seeds}"
     if Path(run_dir).resolve().name.startswith("seed="):

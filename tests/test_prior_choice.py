@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from musicvae_lib.model import MusicVAE, preset
 from musicvae_lib.prior import (
     BlendKnobs,
     StudyPrior,
+    codes_digest,
     fit_latent_mixture,
     load_study_prior,
     neighbour_blend,
@@ -48,6 +51,15 @@ def test_a_blend_component_lies_a_share_of_the_way_to_a_nearest_other_window():
     assert np.allclose(np.sqrt(mixture.variances), 2 * sigma)
 
 
+def test_a_near_duplicate_of_the_anchor_is_not_its_partner():
+    mu, sigma = line_codes()
+    mu[10, 0] = 4.0 + 3e-7  # the window at 4 again, encoded a hair apart (rounding may keep the codes apart)
+    mu[10, 1] = 0.123455  # on a rounding boundary in another coordinate
+    mu[4, 1] = 0.1234549
+    blend = neighbour_blend(mu, sigma, BlendKnobs(neighbours=1, share=0.5, scale=1.0), pairs=0, seed=0)
+    assert np.abs(blend.mixture.means[[4, 10], 0] - 4.0).min() >= 0.5 - 1e-6  # each moved towards 3 or 5
+
+
 def test_more_neighbours_reach_further_and_fewer_pairs_subsample_the_windows():
     mu, sigma = line_codes()
     blend = neighbour_blend(mu, sigma, BlendKnobs(neighbours=3, share=1.0, scale=1.0), pairs=200, seed=1)
@@ -80,7 +92,7 @@ def test_the_run_folder_keeps_the_pairs_and_rebuilds_the_blend_with_the_model(tm
     mu, sigma = training_codes(tmp_path, model, windows)  # encoded, and cached in the run folder
     assert (tmp_path / PRIOR_CODES).is_file()
     knobs = BlendKnobs(1, 0.5, 1.25)
-    blend = neighbour_blend(mu, sigma, knobs, pairs=50, seed=0)
+    blend = replace(neighbour_blend(mu, sigma, knobs, pairs=50, seed=0), digest=codes_digest(model, windows))
     mixture = fit_latent_mixture(mu, components=2)
     save_study_prior(tmp_path, StudyPrior("neighbours", mixture, 1.0, blend), components=2, seed=0)
     (tmp_path / PRIOR_CODES).unlink()  # a fresh clone has the pairs, not the cache
@@ -93,10 +105,15 @@ def test_the_run_folder_keeps_the_pairs_and_rebuilds_the_blend_with_the_model(tm
     assert "50 training windows" in loaded.describe() and "nearest other window" in loaded.describe()
     with pytest.raises(ValueError, match="pass the run's model"):
         load_study_prior(tmp_path)
-    # another model's codes do not fit: the cache is keyed by the weights, and encoded again
+    # pairs chosen under other weights are refused, not rebuilt from another model's codes
     torch.manual_seed(1)
     other = MusicVAE(preset("tiny"))
-    assert not np.allclose(load_study_prior(tmp_path, other).density.means, blend.mixture.means)
+    with pytest.raises(ValueError, match="chosen under other weights"):
+        load_study_prior(tmp_path, other)
+    # a cache written for other weights, or unreadable, is encoded again
+    assert not np.allclose(training_codes(tmp_path, other, windows)[0], mu)
+    (tmp_path / PRIOR_CODES).write_bytes(b"not a zip file")
+    assert np.allclose(training_codes(tmp_path, model, windows)[0], mu)
     # a run that draws from the mixture keeps no pairs from an earlier choice
     save_study_prior(tmp_path, StudyPrior("mixture", mixture), components=2, seed=0)
     assert not (tmp_path / PRIOR_BLEND).exists() and load_study_prior(tmp_path).blend is None
