@@ -30,10 +30,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from musicvae_lib import runner, spread
-from musicvae_lib.profiles import ConfigError, find_notebooks, load_profile
+from musicvae_lib.profiles import ConfigError, find_notebooks, load_profile, parse_override
 from musicvae_lib.run_folder import (
     CHECKPOINT_FILE,
     DATASET,
@@ -126,14 +126,20 @@ def run_spread(
     seeds: Sequence[int],
     out_dir: Path,
     notebooks_dir: Path = NOTEBOOKS_DIR,
+    overrides: Mapping[str, Any] | None = None,
 ) -> bool:
     """Run the seed spread of a profile into ``out_dir``: common/ once, then each seed, then the summary.
 
-    Returns False when a notebook failed (the spread stops there, the summary unwritten); ConfigError before
-    anything runs for seeds or a profile that do not allow a spread, SpreadError for a seed folder of other data.
+    ``overrides`` (``-p NAME=VALUE``) go to the seed chapters' notebooks beside the seed, e.g. a time guard raised
+    for a slow machine (``max_minutes``); the common chapters run as the profile says. Returns False when a notebook
+    failed (the spread stops there, the summary unwritten); ConfigError before anything runs for seeds, overrides or
+    a profile that do not allow a spread, SpreadError for a seed folder of other data.
     """
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds takes at least two different seeds, got {list(seeds)}")
+    overrides = dict(overrides or {})
+    if "seed" in overrides:
+        raise ConfigError("-p seed=... is not allowed in a seed spread: --seeds gives each seed folder its seed")
     notebooks_dir = notebooks_dir.resolve()
     notebooks = find_notebooks(notebooks_dir)
     profile = load_profile(notebooks_dir.parent / "profiles" / f"{profile_name}.toml", notebooks)
@@ -164,7 +170,12 @@ def run_spread(
         print(f"{progress} {seed_dir.name}: notebooks {', '.join(per_seed)} with seed = {seed}", flush=True)
         share_common(common_dir, seed_dir, [listed[number] for number in common])
         if not runner.run(
-            profile_name, notebooks_dir, out_dir, only=per_seed, overrides={"seed": seed}, run_name=seed_dir.name
+            profile_name,
+            notebooks_dir,
+            out_dir,
+            only=per_seed,
+            overrides=overrides | {"seed": seed},
+            run_name=seed_dir.name,
         ):
             return False
     summary = spread.write_summary(out_dir, {seed: out_dir / seed_folder_name(seed) for seed in seeds})
@@ -183,6 +194,14 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="the seeds, one run folder each (default: 0 1 2)"
     )
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter of the seed chapters (03-07), e.g. -p max_minutes=400 on a slow machine",
+    )
     add_folder_options(
         parser,
         "results folder; the spread goes to <RESULTS>/<PROFILE>-seeds/ (default: results/local/)",
@@ -196,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     args = command_line().parse_args(argv)
     try:
         out_dir = spread_dir(args.profile, args.notebooks, args.results, args.reference)
-        finished_ok = run_spread(args.profile, args.seeds, out_dir, args.notebooks)
+        overrides = dict(parse_override(text) for text in args.param)
+        finished_ok = run_spread(args.profile, args.seeds, out_dir, args.notebooks, overrides)
     except (ConfigError, runner.RunOrderError, SpreadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from conftest import write_two_cell_notebook
 from musicvae_lib import seed_spread, spread
 from musicvae_lib.profiles import ConfigError
 
-PARAMETERS = 'seed = 0\nrun_dir = "."\n'
+PARAMETERS = 'seed = 0\nscale = 1.0\nrun_dir = "."\n'
 NOTEBOOKS = {
     "01_dataset": """from pathlib import Path
 Path(run_dir, "dataset").mkdir(parents=True, exist_ok=True)
@@ -30,7 +30,7 @@ assert (Path(run_dir) / "grid_search" / "beta_lambda" / "beta=1" / "model.pt").r
 data = json.loads((Path(run_dir) / "dataset" / "summary.json").read_text())["dataset_hash"]
 Path(run_dir, "tables").mkdir(exist_ok=True)
 Path(run_dir, "tables", "03_reconstruction.csv").write_text(
-    f"metric,value,unit,data\\ngreedy accuracy (z = mu),{0.9 + seed / 100},share of steps,{data}\\n"
+    f"metric,value,unit,data\\ngreedy accuracy (z = mu),{(0.9 + seed / 100) * scale},share of steps,{data}\\n"
 )""",
 }
 PROFILE = '[all]\nseed = 5\n\n["01_dataset"]\n'
@@ -53,8 +53,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def run_cli(project: Path, *seeds: str) -> int:
-    return seed_spread.main(["--profile", "tiny", "--notebooks", str(project / "notebooks"), "--seeds", *seeds])
+def run_cli(project: Path, *seeds: str, options: tuple[str, ...] = ()) -> int:
+    return seed_spread.main(
+        ["--profile", "tiny", "--notebooks", str(project / "notebooks"), *options, "--seeds", *seeds]
+    )
 
 
 def manifest(run_dir: Path) -> dict:
@@ -149,3 +151,16 @@ def test_the_spread_goes_beside_the_runs_and_reference_cannot_go_elsewhere(
     assert "--reference writes results/<profile>-seeds/; it cannot be combined with --results" in (
         capsys.readouterr().err
     )
+
+
+def test_parameters_go_to_the_seed_chapters_and_the_seed_is_not_one(
+    project: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert run_cli(project, "0", "1", options=("-p", "scale=0.5")) == 0
+    out = project / "results" / "local" / "tiny-seeds"
+    numbers = pd.read_csv(out / "tables" / spread.SPREAD_TABLE).set_index("measure")
+    assert numbers.loc["greedy accuracy (z = mu)", ["seed=0", "seed=1"]].tolist() == pytest.approx([0.45, 0.455])
+    assert "scale" not in manifest(out / "common")["notebooks"]["01_dataset"]["parameters"]
+    assert manifest(out / "seed=1")["notebooks"]["03_training"]["parameters"]["scale"] == 0.5
+    assert run_cli(project, "0", "1", options=("-p", "seed=3")) == 2
+    assert "-p seed=... is not allowed in a seed spread" in capsys.readouterr().err
