@@ -139,6 +139,19 @@ def add_folder_options(parser: argparse.ArgumentParser, results_help: str, refer
     )
 
 
+def add_parameter_option(parser: argparse.ArgumentParser, scope: str) -> None:
+    """``-p NAME=VALUE`` (repeatable): a notebook parameter over the profile's, for the notebooks ``scope`` names
+    (``profiles.parse_override`` reads each)."""
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"override a parameter in {scope} that declares it; VALUE is read as TOML or JSON, else taken as a string",
+    )
+
+
 def results_dir(args: argparse.Namespace) -> Path:
     """The folder of run folders ``add_folder_options``' options name: ``--results``, else ``default_results_dir``."""
     return args.results if args.results is not None else default_results_dir(args.notebooks, args.reference)

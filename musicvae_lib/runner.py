@@ -69,6 +69,7 @@ from musicvae_lib.run_folder import (
     NOTEBOOKS_DIR,
     REPO_DIR,
     add_folder_options,
+    add_parameter_option,
     data_fingerprint,
     default_results_dir,
     runner_command,
@@ -553,15 +554,7 @@ def command_line() -> argparse.ArgumentParser:
         metavar="NN",
         help="run only these notebooks (repeatable, or a comma list: --only 03,04)",
     )
-    parser.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a parameter in every selected notebook that declares it; VALUE is read "
-        "as TOML or JSON, else taken as a string",
-    )
+    add_parameter_option(parser, "every selected notebook")
     parser.add_argument("--force", action="store_true", help="run again notebooks that already finished ok")
     add_folder_options(
         parser,

@@ -41,6 +41,7 @@ from musicvae_lib.run_folder import (
     MODEL_FILE,
     NOTEBOOKS_DIR,
     add_folder_options,
+    add_parameter_option,
     default_results_dir,
 )
 
@@ -194,14 +195,7 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="the seeds, one run folder each (default: 0 1 2)"
     )
-    parser.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a parameter of the seed chapters (03-07), e.g. -p max_minutes=400 on a slow machine",
-    )
+    add_parameter_option(parser, "every seed chapter (03-07)")  # e.g. -p max_minutes=400 on a slow machine
     add_folder_options(
         parser,
         "results folder; the spread goes to <RESULTS>/<PROFILE>-seeds/ (default: results/local/)",
