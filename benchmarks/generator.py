@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -261,20 +260,6 @@ def chosen(table: pd.DataFrame, generators: list[str]) -> tuple[str, bool]:
     return str(rows["valid_auc"].idxmin()), False
 
 
-def training_codes(model_path: Path, windows: np.ndarray, cache: Path | None) -> PosteriorCodes:
-    """q(z|x) of the training windows under the model in ``model_path``, read from ``cache`` when it holds them for
-    the same model file and windows (sha256 of both), computed and written there otherwise."""
-    digest = hashlib.sha256(model_path.read_bytes() + windows.tobytes()).hexdigest()
-    if cache is not None and cache.exists():
-        with np.load(cache, allow_pickle=False) as stored:
-            if str(stored["digest"]) == digest:
-                return PosteriorCodes(stored["mu"], stored["sigma"])
-    codes = PosteriorCodes(*inference.encode_windows(load_model(model_path, "cpu"), windows))
-    if cache is not None:
-        np.savez(cache, mu=codes.mu, sigma=codes.sigma, digest=np.array(digest))
-    return codes
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=Path("results/default"))
@@ -286,20 +271,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--csv", type=Path, default=None)
-    parser.add_argument("--codes-cache", type=Path, default=None, help=".npz of the training codes, reused if present")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     splits = {split: data.load_split(args.run_dir, split) for split in ("train", "valid", "test")}
     model_path = args.run_dir / "training" / "model.pt"
     model = load_model(model_path, "cpu")
     started = time.perf_counter()
-    codes = training_codes(model_path, splits["train"], args.codes_cache)
+    codes = PosteriorCodes(*prior.training_codes(args.run_dir, model, splits["train"]))  # cached in the run folder
     encoding_s = time.perf_counter() - started
     config = ConstraintConfig(critic_steps=args.critic_steps, actor_steps=args.actor_steps)
     context = Context(model, codes, prior.load_latent_mixture(args.run_dir / PRIOR_MIXTURE), config, args.seed)
     print(
         f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {args.run_dir}: "
-        f"{len(splits['train'])} training windows encoded (or read from --codes-cache) in {encoding_s:.0f} s "
+        f"{len(splits['train'])} training windows encoded (or read from prior/codes.npz) in {encoding_s:.0f} s "
         f"(sigma_bar {codes.sigma_bar:.3f}); "
         f"{args.samples} melodies a set at T = {TEMPERATURE:g}; {config}",
         flush=True,

@@ -13,7 +13,7 @@ sample at any temperature itself:
 mu, or N(0, I) for a model.pt file or a run folder without ``prior/``) and, for a run folder, the
 attribute vectors of the explorer (notebook 08, ``explore.load_explorer``) that the page's sliders
 add to z. The prior's means and standard deviations are binary, in ``prior.bin`` (``page_prior``
-says its layout): 2,048 components of 256 dimensions as JSON decimals would be some 20 MB.
+says its layout; a blend of more than ``PAGE_COMPONENTS`` is cut to that many, ``page_density``).
 Before anything is written, onnxruntime runs each graph on fixed inputs and its outputs must equal PyTorch's within
 ``TOLERANCE``, and greedy decoding through the step graph must give PyTorch's greedy tokens.
 
@@ -240,10 +240,13 @@ def prior_bytes(density: prior.LatentMixture) -> bytes:
     return np.concatenate([density.means, np.sqrt(density.variances)]).astype(little_endian).tobytes()
 
 
-def page_prior(model: MusicVAE, study_prior: prior.StudyPrior | None) -> dict:
+def page_prior(
+    model: MusicVAE, study_prior: prior.StudyPrior | None, density: prior.LatentMixture | None = None
+) -> dict:
     """The density the page draws z from (N(0, I) without a study prior) as JSON: its description, the number of
-    components, their weights ("equal" when they are) and the layout of ``PRIOR_FILE``, which holds the rest."""
-    density = page_density(model, study_prior)
+    components, their weights ("equal" when they are) and the layout of ``PRIOR_FILE``, which holds the rest.
+    ``density``: ``page_density``'s, when the caller has made it already."""
+    density = density if density is not None else page_density(model, study_prior)
     equal = bool(np.all(density.weights == density.weights[0]))
     return {
         "description": page_note(study_prior, density),
@@ -272,13 +275,16 @@ def page_attributes(model: MusicVAE, vectors: Mapping[str, np.ndarray] | None) -
 
 
 def page_config(
-    model: MusicVAE, study_prior: prior.StudyPrior | None = None, vectors: Mapping[str, np.ndarray] | None = None
+    model: MusicVAE,
+    study_prior: prior.StudyPrior | None = None,
+    vectors: Mapping[str, np.ndarray] | None = None,
+    density: prior.LatentMixture | None = None,
 ) -> dict:
     """What the page needs besides the graphs: sizes, the token layout of ``representation``,
-    the prior and the attribute vectors."""
+    the prior (``density`` as ``page_prior``) and the attribute vectors."""
     return {
         "model_config": asdict(model.config),
-        "prior": page_prior(model, study_prior),
+        "prior": page_prior(model, study_prior, density),
         "attributes": page_attributes(model, vectors),
         "no_event": NO_EVENT,
         "note_off": NOTE_OFF,
@@ -307,8 +313,9 @@ def export(
     graph_bytes = graphs(model)
     differences = largest_differences(model, sessions(graph_bytes), seed)
     check_differences(differences)
-    config = page_config(model, study_prior, vectors)  # ValueError before anything is written
-    prior_data = prior_bytes(page_density(model, study_prior))
+    density = page_density(model, study_prior)
+    config = page_config(model, study_prior, vectors, density)  # ValueError before anything is written
+    prior_data = prior_bytes(density)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, data in graph_bytes.items():

@@ -151,17 +151,22 @@ class NeighbourBlend:
     mixture: LatentMixture
     digest: str = ""  # ``codes_digest`` of the model and windows the pairs were chosen under; "" if not known
 
-    @property
-    def z_size(self) -> int:
-        return self.mixture.z_size
-
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` draws of z, float32 [n, z]: a pair at random, then its Gaussian."""
         return self.mixture.sample(n, rng)
 
 
+CODE_DECIMALS = 5  # the blend works on mu rounded to this many decimals: one code for one melody's windows
 DUPLICATE_DISTANCE = 1e-4  # codes nearer each other than this are one melody's (their encodings differ by rounding)
 SPARE_NEIGHBOURS = 8  # neighbours searched beyond k, for windows with near-duplicates
+
+
+def rounded_codes(mu: np.ndarray) -> np.ndarray:
+    """``mu`` [n, z] as float64 rounded to ``CODE_DECIMALS``: the codes the blend's pairs and means are made of."""
+    mu = np.asarray(mu, dtype=np.float64)
+    if mu.ndim != 2:
+        raise ValueError(f"need mu [n, z], got shape {mu.shape}")
+    return np.round(mu, CODE_DECIMALS)
 
 
 def neighbour_pairs(mu: np.ndarray, knobs: BlendKnobs, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,21 +174,19 @@ def neighbour_pairs(mu: np.ndarray, knobs: BlendKnobs, pairs: int, seed: int) ->
 
     Anchors are drawn at random without replacement while there are enough (all windows, in order, when n <=
     ``pairs`` or ``pairs`` is 0); each one's partner is one of its ``knobs.neighbours`` nearest other codes
-    (Euclidean over the distinct codes, rounded to 5 decimals), drawn at random, as the first training window with
+    (Euclidean over the distinct ``rounded_codes``), drawn at random, as the first training window with
     that code. A code within ``DUPLICATE_DISTANCE`` of the anchor's is the anchor's own melody, never its partner;
     a window with more near-duplicates than ``SPARE_NEIGHBOURS`` draws from the fewer neighbours left.
     """
-    mu = np.asarray(mu, dtype=np.float64)
-    if mu.ndim != 2:
-        raise ValueError(f"need mu [n, z], got shape {mu.shape}")
+    codes = rounded_codes(mu)
     if pairs < 0:
         raise ValueError(f"`pairs` must be >= 0 (0: every training window), got {pairs}")
-    codes = np.round(mu, 5)
     distinct, first_row, code_of = np.unique(codes, axis=0, return_index=True, return_inverse=True)
     if len(distinct) <= knobs.neighbours:
         raise ValueError(f"need more than k = {knobs.neighbours} distinct codes, got {len(distinct)}")
     rng = np.random.default_rng(seed)
-    anchors = np.sort(rng.choice(len(mu), pairs, replace=False)) if 0 < pairs < len(mu) else np.arange(len(mu))
+    n = len(codes)
+    anchors = np.sort(rng.choice(n, pairs, replace=False)) if 0 < pairs < n else np.arange(n)
     searched = min(len(distinct), knobs.neighbours + 1 + SPARE_NEIGHBOURS)
     distances, found = NearestNeighbors(n_neighbors=searched).fit(distinct).kneighbors(codes[anchors])
     own = (found == code_of.reshape(-1)[anchors, None]) | (distances < DUPLICATE_DISTANCE)
@@ -201,13 +204,12 @@ def blend_of(
     mu: np.ndarray, sigma: np.ndarray, knobs: BlendKnobs, anchors: np.ndarray, partners: np.ndarray
 ) -> NeighbourBlend:
     """The blend of the given pairs over the posteriors ``mu``, ``sigma`` [n, z] of the training windows."""
-    mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
-    if mu.ndim != 2 or mu.shape != sigma.shape or (sigma <= 0).any():
-        raise ValueError(f"need mu and sigma of one shape [n, z] with sigma > 0, got {mu.shape} and {sigma.shape}")
+    codes, sigma = rounded_codes(mu), np.asarray(sigma, dtype=np.float64)
+    if codes.shape != sigma.shape or (sigma <= 0).any():
+        raise ValueError(f"need mu and sigma of one shape [n, z] with sigma > 0, got {codes.shape} and {sigma.shape}")
     rows = np.concatenate([anchors, partners])
-    if not len(anchors) or len(anchors) != len(partners) or rows.min() < 0 or rows.max() >= len(mu):
-        raise ValueError(f"need as many anchors as partners, at least one, each a row of the {len(mu)} windows")
-    codes = np.round(mu, 5)
+    if not len(anchors) or len(anchors) != len(partners) or rows.min() < 0 or rows.max() >= len(codes):
+        raise ValueError(f"need as many anchors as partners, at least one, each a row of the {len(codes)} windows")
     means = codes[anchors] + knobs.share * (codes[partners] - codes[anchors])
     variances = (knobs.scale * sigma[anchors]) ** 2
     mixture = LatentMixture(np.full(len(anchors), 1.0 / len(anchors)), means, variances)
@@ -232,14 +234,16 @@ def codes_digest(model: MusicVAE, training_windows: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def training_codes(run_dir: str | Path, model: MusicVAE, training_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """mu and sigma [n, z] of the training windows under ``model``: read from ``PRIOR_CODES`` when it was written for
-    the same weights and windows (``codes_digest``), else encoded (``inference.encode_windows``) and written there
-    (atomically); an unreadable file is encoded again.
+def training_codes(
+    run_dir: str | Path, model: MusicVAE, training_windows: np.ndarray, digest: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """mu and sigma [n, z] of the training windows under ``model``: read from ``PRIOR_CODES`` when it was written
+    for the same weights and windows (``codes_digest``, or ``digest`` when the caller has it), else encoded
+    (``inference.encode_windows``) and written there (atomically); an unreadable file is encoded again.
 
     The file is a cache a re-run re-makes (not committed): the neighbour blend keeps only its pairs.
     """
-    digest = codes_digest(model, training_windows)
+    digest = digest or codes_digest(model, training_windows)
     path = Path(run_dir) / PRIOR_CODES
     try:
         with np.load(path, allow_pickle=False) as stored:
@@ -361,12 +365,13 @@ def load_study_prior(run_dir: str | Path, model: MusicVAE | None = None) -> Stud
             anchors, partners = pairs["anchors"].astype(np.int64), pairs["partners"].astype(np.int64)
             chosen_under = str(pairs["digest"]) if "digest" in pairs else ""
         training_windows = np.load(Path(run_dir) / split_file("train"), allow_pickle=False)
-        if chosen_under and chosen_under != codes_digest(model, training_windows):
+        digest = codes_digest(model, training_windows)
+        if chosen_under and chosen_under != digest:
             raise ValueError(
                 f"the neighbour blend of {run_dir} was chosen under other weights or training windows than these: "
                 "run notebook 03 again to choose it for this model"
             )
-        mu, sigma = training_codes(run_dir, model, training_windows)
+        mu, sigma = training_codes(run_dir, model, training_windows, digest)
         blend = replace(blend_of(mu, sigma, knobs, anchors, partners), digest=chosen_under)
     mixture = load_latent_mixture(Path(run_dir) / PRIOR_MIXTURE)
     return StudyPrior(choice["prior"], mixture, choice.get("spread", 1.0), blend)

@@ -464,16 +464,15 @@ def holds_note(run_dir: Path, key: str) -> str:
     if key not in FINDING_KEYS:
         raise ValueError(f"no finding {key!r}; the findings are {', '.join(FINDING_KEYS)}")
     claim = FINDING_KEYS[key].claim
+    in_seed_folder = Path(run_dir).resolve().name.startswith("seed=")
     spread_dir = spread_of(run_dir)
     if spread_dir is None:
-        return "" if Path(run_dir).resolve().name.startswith("seed=") else "(One run: no seed spread has tested it.)"
-    path = spread_dir / run_folder.TABLES / FINDINGS_TABLE
-    findings = pd.read_csv(path).set_index("finding")
+        return "" if in_seed_folder else "(One run: no seed spread has tested it.)"
+    findings = pd.read_csv(spread_dir / run_folder.TABLES / FINDINGS_TABLE).set_index("finding")
     if claim not in findings.index:  # a spread made before the finding was
         return f"(The seed spread {spread_dir.name}/ has not tested it.)"
     holding, seeds = int(findings.loc[claim, "seeds_holding"]), int(findings.loc[claim, "seeds"])
-    share = f"all {seeds}" if holding == seeds else f"{'none' if holding == 0 else holding} of the {seeds}"
-    if Path(run_dir).resolve().name.startswith("seed="):
-        return f"It holds in {share} seeds of the spread."
-    counted = "in all of them" if holding == seeds else f"in {'none' if holding == 0 else holding} of them"
-    return f"Across the {seeds} seeds of {spread_dir.name}/, '{claim}' holds {counted}."
+    some = "all" if holding == seeds else "none" if holding == 0 else str(holding)
+    if in_seed_folder:
+        return f"It holds in {f'all {seeds}' if holding == seeds else f'{some} of the {seeds}'} seeds of the spread."
+    return f"Across the {seeds} seeds of {spread_dir.name}/, '{claim}' holds in {some} of them."

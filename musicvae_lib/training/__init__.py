@@ -17,14 +17,13 @@ The names notebooks and tests use are re-exported here: ``from musicvae_lib impo
 read at run time stay in their module (``training.logs.PROGRESS_SECONDS``), where setting them takes effect.
 """
 
-from musicvae_lib.run_folder import CHECKPOINT_FILE, DONE_FILE, EPOCHS_LOG, MODEL_FILE, STEPS_LOG
+from musicvae_lib.run_folder import CHECKPOINT_FILE, DONE_FILE, EPOCHS_LOG, MODEL_FILE, STEPS_LOG, data_fingerprint
 from musicvae_lib.training.checkpoint import (
     CHECKPOINT_FORMAT,
     MODEL_FORMAT,
     Progress,
     atomic_save,
     atomic_write_json,
-    data_fingerprint,
     half_precision,
     load_file,
     load_model,

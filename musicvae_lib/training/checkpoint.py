@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from musicvae_lib.model import ModelConfig, MusicVAE
-from musicvae_lib.run_folder import CHECKPOINT_FILE, DONE_FILE, MODEL_FILE, data_fingerprint  # noqa: F401
+from musicvae_lib.run_folder import CHECKPOINT_FILE, DONE_FILE, MODEL_FILE
 from musicvae_lib.training.config import RESUMED_SETTINGS, CheckpointError, config_clashes, with_added_defaults
 from musicvae_lib.training.device import resolve_device
 

@@ -13,7 +13,8 @@ import torch
 
 from musicvae_lib.loss import LossConfig
 from musicvae_lib.model import ModelConfig
-from musicvae_lib.training.checkpoint import DONE_FILE, MODEL_FILE, data_fingerprint, load_model
+from musicvae_lib.run_folder import data_fingerprint
+from musicvae_lib.training.checkpoint import DONE_FILE, MODEL_FILE, load_model
 from musicvae_lib.training.config import (
     RESUMED_SETTINGS,
     RunFinishedError,

@@ -30,7 +30,7 @@ from musicvae_lib.data import transpose_windows
 from musicvae_lib.loss import LossConfig, vae_loss
 from musicvae_lib.model import ModelConfig, MusicVAE
 from musicvae_lib.representation import check_windows
-from musicvae_lib.run_folder import EPOCHS_LOG, STEPS_LOG
+from musicvae_lib.run_folder import EPOCHS_LOG, STEPS_LOG, data_fingerprint
 from musicvae_lib.training import logs
 from musicvae_lib.training.checkpoint import (
     CHECKPOINT_FILE,
@@ -42,7 +42,6 @@ from musicvae_lib.training.checkpoint import (
     atomic_save,
     atomic_write_json,
     check_same_run,
-    data_fingerprint,
     half_precision,
     load_file,
     random_states,
