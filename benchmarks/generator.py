@@ -178,6 +178,8 @@ VARIANTS: dict[str, Callable[[Context, str], LatentDensity]] = {
     "lc_mixture_l0.1": latent_constraint("mixture", 0.1),
     "lc_qz_s2_l1": latent_constraint("qz_s2", 1.0),
     "lc_qz_s2_cap1_l1": latent_constraint("qz_s2_cap1", 1.0),
+    "lc_between_k1_t0.5_s1.25_l1": latent_constraint("between_k1_t0.5_s1.25", 1.0),
+    "lc_between_k1_t0.5_s1.25_l10": latent_constraint("between_k1_t0.5_s1.25", 10.0),
 }
 
 
@@ -260,20 +262,30 @@ def chosen(table: pd.DataFrame, generators: list[str]) -> tuple[str, bool]:
     return str(rows["valid_auc"].idxmin()), False
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    """The options every generator benchmark shares: the run folder, the sets' size and seed, threads, --csv."""
     parser.add_argument("--run-dir", type=Path, default=Path("results/default"))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--samples", type=int, default=1000, help="melodies per set (generated and real)")
-    parser.add_argument("--critic-steps", type=int, default=ConstraintConfig.critic_steps)
-    parser.add_argument("--actor-steps", type=int, default=ConstraintConfig.actor_steps)
     parser.add_argument("--max-reference", type=int, default=None, help="training windows searched for novelty")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--csv", type=Path, default=None)
-    args = parser.parse_args()
+
+
+def load_splits(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The run folder's train, valid and test windows, after setting torch's threads from ``args``."""
     torch.set_num_threads(args.threads)
-    splits = {split: data.load_split(args.run_dir, split) for split in ("train", "valid", "test")}
+    return {split: data.load_split(args.run_dir, split) for split in ("train", "valid", "test")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--critic-steps", type=int, default=ConstraintConfig.critic_steps)
+    parser.add_argument("--actor-steps", type=int, default=ConstraintConfig.actor_steps)
+    add_scoring_options(parser)
+    args = parser.parse_args()
+    splits = load_splits(args)
     model_path = args.run_dir / "training" / "model.pt"
     model = load_model(model_path, "cpu")
     started = time.perf_counter()

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
-from generator import COLUMNS, TEMPERATURE, Scorer  # benchmarks/generator.py, beside this script
+from generator import COLUMNS, TEMPERATURE, Scorer, add_scoring_options, load_splits  # benchmarks/, beside this
 
-from musicvae_lib import data, language_model, runner
+from musicvae_lib import language_model, runner
 from musicvae_lib.language_model import LanguageModelConfig, MelodyLanguageModel
 
 DEFAULT_STEPS = 13_203  # profiles/default.toml: the VAE's max_steps
@@ -30,17 +29,11 @@ DEFAULT_STEPS = 13_203  # profiles/default.toml: the VAE's max_steps
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", type=Path, default=Path("results/default"))
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--score-at", type=int, nargs="*", default=[3000, 6000], help="steps scored before the end")
-    parser.add_argument("--samples", type=int, default=1000, help="melodies per set (generated and real)")
-    parser.add_argument("--max-reference", type=int, default=None, help="training windows searched for novelty")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--csv", type=Path, default=None)
+    add_scoring_options(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    splits = {split: data.load_split(args.run_dir, split) for split in ("train", "valid", "test")}
+    splits = load_splits(args)
     config = LanguageModelConfig(steps=args.steps)
     print(
         f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {args.run_dir}: "
