@@ -13,8 +13,10 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 
+from musicvae_lib import spread
 from musicvae_lib.run_folder import DATASET_SUMMARY, DONE_FILE, REPO_DIR, SPLIT_NAMES, split_file
 from musicvae_lib.runner import training_data_hash
 
@@ -109,3 +111,19 @@ def test_chapters_open_with_their_title_before_any_code(run_dir: Path) -> None:
     for path in sorted(run_dir.glob("*.ipynb")):
         first = nbformat.read(path, as_version=4).cells[0]
         assert first.cell_type == "markdown" and first.source.lstrip().startswith("# "), path.name
+
+
+SPREADS = sorted(path.parent.parent for path in REPO_DIR.glob("results/*-seeds/tables/seed_spread.csv"))
+
+
+@pytest.mark.parametrize("spread_dir", SPREADS, ids=[spread_dir.name for spread_dir in SPREADS])
+def test_a_committed_seed_spread_is_what_its_seed_folders_say(spread_dir: Path) -> None:
+    """The summary re-made from the committed tables of every seed folder equals the committed summary."""
+    committed = pd.read_csv(spread_dir / "tables" / spread.SPREAD_TABLE)
+    seeds = [int(column.removeprefix("seed=")) for column in committed.columns if column.startswith("seed=")]
+    assert len(seeds) >= 3, f"{spread_dir.name}: a reference spread has at least 3 seeds, found {seeds}"
+    remade = spread.spread_tables({seed: spread_dir / f"seed={seed}" for seed in seeds})
+    pd.testing.assert_frame_equal(remade.table.reset_index(drop=True), committed, check_dtype=False, rtol=1e-9)
+    findings = pd.read_csv(spread_dir / "tables" / spread.FINDINGS_TABLE, keep_default_na=False)
+    assert list(remade.findings["finding"]) == list(findings["finding"])
+    assert list(remade.findings["holds"]) == list(findings["holds"])
