@@ -249,8 +249,9 @@ def training_data_hash(run_dir: Path) -> str | None:
 def trained_model(done: dict[str, Any], data_sha256: str | None) -> dict[str, Any]:
     """Which commit trained the model of a ``done.json`` and whether it saw ``data_sha256`` (this run folder's data).
 
-    ``trained_at_commit`` and ``trained_dirty`` are ``run_folder.training_commit``'s; a done.json written before
-    training recorded its commit gives None and says so in ``trained_at_commit_note``.
+    ``trained_at_commit`` and ``trained_dirty`` are ``run_folder.training_commit``'s (the last session's); a
+    done.json written before training recorded its commit gives None and says so in ``trained_at_commit_note``.
+    A run resumed under another commit also lists every session's commit and first step (``trained_in_sessions``).
     ``same_data_as_dataset`` is None when either hash is unknown.
     """
     commit, dirty = training_commit(done)
@@ -258,6 +259,9 @@ def trained_model(done: dict[str, Any], data_sha256: str | None) -> dict[str, An
     record: dict[str, Any] = {"trained_at_commit": commit, "trained_dirty": dirty}
     if not commit:
         record["trained_at_commit_note"] = NOT_RECORDED
+    sessions = done.get("session_commits") or []
+    if len({session.get("git_commit") for session in sessions}) > 1:  # resumed under other code
+        record["trained_in_sessions"] = sessions
     return record | {
         "data_sha256": trained_on,
         "same_data_as_dataset": trained_on == data_sha256 if trained_on and data_sha256 else None,

@@ -31,6 +31,7 @@ from musicvae_lib.runner import (
     package_versions,
     parse_override,
     run,
+    trained_model,
 )
 
 # 01 writes a file and the dataset summary; 02 reads 01's file, so it only succeeds after 01.
@@ -478,3 +479,14 @@ def test_each_chapter_keeps_the_versions_and_machine_it_ran_with(project: Path) 
     assert again["notebooks"]["01_make"]["environment"] == other
     assert again["notebooks"]["02_use"]["environment"]["python"] == sys.version
     assert (again["python"], again["packages"]) == (sys.version, package_versions())  # the top-level summary stays
+
+
+def test_a_model_resumed_under_another_commit_lists_each_sessions_commit() -> None:
+    one = {"git_commit": "1" * 40, "git_dirty": False, "from_step": 0}
+    two = {"git_commit": "2" * 40, "git_dirty": False, "from_step": 6600}
+    done = {"git_commit": "2" * 40, "git_dirty": False, "session_commits": [one, two], "identity": {}}
+    record = trained_model(done, None)
+    assert record["trained_at_commit"] == "2" * 40  # the last session's, which wrote the model
+    assert record["trained_in_sessions"] == [one, two]
+    same_code = done | {"session_commits": [one, one | {"from_step": 6600}]}
+    assert "trained_in_sessions" not in trained_model(same_code, None)  # one commit: nothing to tell apart

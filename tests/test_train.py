@@ -543,7 +543,11 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights_and_logs(tmp_path):
     )
     pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
     assert len(ours) == 3
-    assert json.loads((interrupted / "done.json").read_text())["sessions"] == 2
+    done = json.loads((interrupted / "done.json").read_text())
+    assert done["sessions"] == 2
+    # which code took the run from which step: here one checkout for both sessions
+    assert [session["from_step"] for session in done["session_commits"]] == [0, progress["step"]]
+    assert {session["git_commit"] for session in done["session_commits"]} == {done["git_commit"]}
 
 
 def test_two_ddp_processes_keep_equal_weights(tmp_path):

@@ -43,6 +43,8 @@ class Progress:
     elapsed_seconds: float = 0.0  # training time summed over sessions: what max_minutes limits
     epoch_seconds: float = 0.0
     sessions: int = 0  # processes that worked on this run
+    # each session's code: {"git_commit", "git_dirty", "from_step"}; a resumed run may span commits
+    session_commits: list[dict[str, Any]] = field(default_factory=list)
     sums: dict[str, float] = field(default_factory=dict)  # the current epoch's running sums for epochs.csv
 
 

@@ -145,6 +145,7 @@ class Trainer:
         self.clock = BudgetClock(config, self.batches_per_epoch, device, world_size)
         log_sizes = self.resume(checkpoint) if checkpoint is not None else {STEPS_LOG: None, EPOCHS_LOG: None}
         self.progress.sessions += 1
+        self.progress.session_commits.append({**source_commit(), "from_step": self.progress.step})
         self.learning_rate = float(self.optimizer.param_groups[0]["lr"])  # kept here: reading a device tensor waits
         self.steps = self.training_steps()
         self.pending: list[PendingStep] = []
@@ -442,6 +443,7 @@ class Trainer:
                 "best_valid_loss": progress.best_valid_loss,
                 "training_seconds": progress.elapsed_seconds,
                 "sessions": progress.sessions,
+                "session_commits": progress.session_commits,  # which code took the run from which step
                 "bf16": self.bf16,
                 "step_path": self.step_path,
                 "device": str(self.device),
