@@ -16,7 +16,6 @@ seeded generator, so the same seed and windows give the same weights on one mach
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from musicvae_lib.model import LstmDecoder, ModelConfig, shifted_inputs
 from musicvae_lib.representation import TOKEN_DTYPE, check_windows
+from musicvae_lib.training.schedules import cosine_learning_rate
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,7 @@ class LanguageModelConfig:
 
     def learning_rate_at(self, step: int) -> float:
         """Half a cosine from ``learning_rate`` at step 0 to ``min_learning_rate`` at the last step."""
-        spent = min(step / max(self.steps - 1, 1), 1.0)
-        return self.min_learning_rate + (self.learning_rate - self.min_learning_rate) * 0.5 * (
-            1 + math.cos(math.pi * spent)
-        )
+        return cosine_learning_rate(self, step / max(self.steps - 1, 1))
 
 
 class MelodyLanguageModel(nn.Module):

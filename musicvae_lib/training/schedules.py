@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Protocol
 
 import torch
 from torch import nn
@@ -30,7 +30,14 @@ def exponential_learning_rate(config: TrainConfig, step: int) -> float:
     return (config.learning_rate - config.min_learning_rate) * config.decay_rate**step + config.min_learning_rate
 
 
-def cosine_learning_rate(config: TrainConfig, budget_spent: float) -> float:
+class LearningRates(Protocol):
+    """What the cosine schedule reads: a ``TrainConfig``, or any config with the two rates."""
+
+    learning_rate: float
+    min_learning_rate: float
+
+
+def cosine_learning_rate(config: LearningRates, budget_spent: float) -> float:
     """Half a cosine from ``learning_rate`` (nothing spent) to ``min_learning_rate`` (the whole budget spent).
 
     Spending the budget this way ends a time-boxed run at a low rate, where the plateau rule may
