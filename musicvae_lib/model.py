@@ -104,6 +104,14 @@ def shifted_inputs(tokens: Tensor, n_classes: int) -> Tensor:
     return F.pad(one_hot[:, :-1], (0, 0, 1, 0))
 
 
+def dropped_inputs(inputs: Tensor, probability: float, generator: torch.Generator | None) -> Tensor:
+    """Decoder inputs [B, T, C] with each step's one-hot set to zeros with ``probability`` (Bowman et al. 2016's word
+    dropout, the blank being the first step's no-previous-token input): the decoder then has only z and its state
+    to go on there. One uniform draw per step from ``generator``."""
+    keep = torch.rand(inputs.shape[:2], device=inputs.device, generator=generator) >= probability
+    return inputs * keep[..., None].to(inputs.dtype)
+
+
 def sample_tokens(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
     """One token per row from logits [B, C]: argmax if temperature is 0, else a softmax sample."""
     if temperature == 0:
@@ -214,26 +222,40 @@ class MusicVAE(nn.Module):
         return self.encoder(tokens)
 
     def forward(
-        self, tokens: Tensor, generator: torch.Generator | None = None, teacher_probability: float = 1.0
+        self,
+        tokens: Tensor,
+        generator: torch.Generator | None = None,
+        teacher_probability: float = 1.0,
+        input_dropout: float = 0.0,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Training pass: (logits [B, T, C], mu, sigma [B, z_size]) with z drawn from q(z|x).
 
         ``teacher_probability`` 1: teacher forcing, one fused LSTM call. Below 1: scheduled sampling,
         each decoder input the true token with that probability, else a T = 1 sample of the model's
-        own (Magenta's ScheduledOutputTrainingHelper).
+        own (Magenta's ScheduledOutputTrainingHelper). ``input_dropout`` (teacher forcing only): each
+        decoder input blanked with that probability (``dropped_inputs``).
         """
         mu, sigma = self.encode(tokens)
         # float32 noise: the same draws with or without bf16 autocast, and not rounded to 8 bits
         noise = torch.randn(mu.shape, device=mu.device, dtype=torch.float32, generator=generator)
         z = mu + sigma * noise
         if teacher_probability >= 1.0:
-            return self.decode_teacher_forced(z, tokens), mu, sigma
+            return self.decode_teacher_forced(z, tokens, input_dropout, generator), mu, sigma
+        if input_dropout:
+            raise ValueError(
+                "input_dropout blanks teacher-forced inputs; scheduled sampling (teacher_probability < 1) "
+                "feeds the model's own samples instead"
+            )
         _, logits = self.decode(z, 1.0, tokens, teacher_probability, generator)
         return logits, mu, sigma
 
-    def decode_teacher_forced(self, z: Tensor, tokens: Tensor) -> Tensor:
-        """Logits [B, T, C] of p(x|z) given the true previous tokens."""
+    def decode_teacher_forced(
+        self, z: Tensor, tokens: Tensor, input_dropout: float = 0.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Logits [B, T, C] of p(x|z) given the true previous tokens, each blanked with ``input_dropout``."""
         inputs = shifted_inputs(tokens, self.config.n_classes)  # shifted over the whole sequence, then split
+        if input_dropout:
+            inputs = dropped_inputs(inputs, input_dropout, generator)
         if self.conductor is None:
             return self.decoder.teacher_forced(z, inputs)
         batch, bars = tokens.shape[0], self.config.bars

@@ -153,6 +153,7 @@ class TrainingNotebookDefaults:
     lr_schedule: str = TRAIN_DEFAULTS.lr_schedule
     early_stopping_patience: int = TRAIN_DEFAULTS.early_stopping_patience
     transpose_semitones: int = TRAIN_DEFAULTS.transpose_semitones
+    decoder_input_dropout: float = TRAIN_DEFAULTS.decoder_input_dropout
     bf16: str = TRAIN_DEFAULTS.bf16
     prior: str = "neighbours"  # prior.PRIORS: the neighbour blend, the mixture fitted to the mu, or "normal", N(0, I)
     prior_components: int = 32

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from musicvae_lib.model import PRESETS, ModelConfig, MusicVAE, initial_state, preset, shifted_inputs
+from musicvae_lib.model import PRESETS, ModelConfig, MusicVAE, dropped_inputs, initial_state, preset, shifted_inputs
 
 TINY = preset("tiny")
 TINY_HIER = preset("tiny", steps=64, conductor_size=24, conductor_layers=1)
@@ -33,6 +33,35 @@ def test_fused_teacher_forcing_equals_the_step_loop_fed_the_truth(config):
     fused = model.decode_teacher_forced(z, x)
     _, stepped = model.decode(z, targets=x, teacher_probability=1.0)
     torch.testing.assert_close(fused, stepped, rtol=1e-5, atol=1e-5)
+
+
+def test_input_dropout_blanks_whole_steps_at_its_rate_and_the_generator_fixes_which():
+    inputs = shifted_inputs(tokens(64, 32, seed=4), 90)
+    dropped = dropped_inputs(inputs, 0.25, torch.Generator().manual_seed(0))
+    kept = dropped.sum(-1)  # 1 where the step's one-hot stayed, 0 where it was blanked (and at step 0)
+    assert set(kept.unique().tolist()) == {0.0, 1.0}
+    torch.testing.assert_close(dropped[kept == 1], inputs[kept == 1])  # a kept step is the true token's one-hot
+    assert 0.2 < (kept[:, 1:] == 0).float().mean() < 0.3
+    torch.testing.assert_close(dropped, dropped_inputs(inputs, 0.25, torch.Generator().manual_seed(0)))
+    assert not torch.equal(dropped, dropped_inputs(inputs, 0.25, torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("config", [TINY, TINY_HIER], ids=["flat", "hierarchical"])
+def test_input_dropout_changes_the_training_pass_only_where_asked(config):
+    torch.manual_seed(6)
+    model = MusicVAE(config)
+    x = tokens(4, config.steps, seed=6)
+
+    def training_pass(**options):
+        return model(x, torch.Generator().manual_seed(0), **options)[0]
+
+    torch.testing.assert_close(training_pass(), training_pass(input_dropout=0.0))
+    dropped = training_pass(input_dropout=0.5)
+    assert not torch.allclose(training_pass(), dropped)
+    torch.testing.assert_close(dropped, training_pass(input_dropout=0.5))  # the same generator, the same blanks
+    torch.testing.assert_close(training_pass()[:, 0], dropped[:, 0])  # the first step has no input to blank
+    with pytest.raises(ValueError, match="scheduled sampling"):
+        training_pass(input_dropout=0.5, teacher_probability=0.5)
 
 
 def test_flat_decoder_is_causal():

@@ -256,6 +256,35 @@ def test_transposition_only_touches_the_training_batches(tmp_path):
     assert not state_dicts_equal(plain.model.state_dict(), moved.model.state_dict())
 
 
+def test_decoder_input_dropout_changes_training_and_repeats_with_its_seed(tmp_path):
+    plain = run(tmp_path / "plain", scale_windows(64, 0), scale_windows(16, 1), max_epochs=1)
+    dropped = [
+        run(
+            tmp_path / f"dropped{i}",
+            scale_windows(64, 0),
+            scale_windows(16, 1),
+            max_epochs=1,
+            decoder_input_dropout=0.5,
+        )
+        for i in range(2)
+    ]
+    assert not state_dicts_equal(plain.model.state_dict(), dropped[0].model.state_dict())
+    assert state_dicts_equal(dropped[0].model.state_dict(), dropped[1].model.state_dict())
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"decoder_input_dropout": 1.0}, r"`decoder_input_dropout` must be in \[0, 1\), got 1.0"),
+        ({"decoder_input_dropout": -0.1}, r"must be in \[0, 1\)"),
+        ({"decoder_input_dropout": 0.2, "sampling_rate": 100.0}, "set one of them to 0"),
+    ],
+)
+def test_decoder_input_dropout_settings_are_checked(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**changes)
+
+
 def test_bf16_auto_resolves_to_a_bool():
     cpu = torch.device("cpu")
     assert training.resolve_bf16("auto", cpu) is training.bf16_supported(cpu)
@@ -275,6 +304,7 @@ def test_step_path_captures_teacher_forced_single_process_cuda_steps_only_when_a
     assert training.step_path(cuda, auto) == "cuda_graph"
     assert training.step_path(cpu, auto) == "eager"
     assert training.step_path(cuda, replace(auto, sampling_rate=20.0)) == "eager"
+    assert training.step_path(cuda, replace(auto, decoder_input_dropout=0.25)) == "eager"
     assert training.step_path(cuda, auto, world_size=2) == "eager"
     assert training.step_path(cuda, TrainConfig(cuda_graphs=False)) == "eager"
     assert training.step_path(cuda, TrainConfig(cuda_graphs=True, lr_schedule="cosine", bf16=True)) == "cuda_graph"

@@ -38,6 +38,9 @@ class TrainConfig:
     max_minutes: float = 0.0
     transpose_semitones: int = 0  # augmentation: shift each window by up to +-N semitones; 0 = off
     sampling_rate: float = 0.0  # scheduled sampling, Magenta's inverse-sigmoid rate k; 0 = teacher forcing
+    # Bowman et al. 2016's word dropout: each teacher-forced decoder input (the previous token's one-hot) is blanked
+    # with this probability, so the decoder must lean on z; training only; 0 = off
+    decoder_input_dropout: float = 0.0
     # autocast to bfloat16; "auto": where the device has native bf16 kernels and, on CUDA, a timing of a few
     # steps each way at the start finds it faster (``resolve_bf16``); a resumed run keeps its first choice
     bf16: str | bool = "auto"
@@ -72,6 +75,13 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.decoder_input_dropout < 1:
+            raise ValueError(f"`decoder_input_dropout` must be in [0, 1), got {self.decoder_input_dropout}")
+        if self.decoder_input_dropout and self.sampling_rate:
+            raise ValueError(
+                "`decoder_input_dropout` blanks teacher-forced inputs; with scheduled sampling (`sampling_rate` > 0) "
+                "the inputs are partly the model's own samples: set one of them to 0"
+            )
         if not 0 < self.plateau_factor < 1 or not 0 < self.decay_rate <= 1 or self.grad_clip <= 0:
             raise ValueError(
                 "need 0 < plateau_factor < 1, 0 < decay_rate <= 1 and grad_clip > 0, got "

@@ -59,6 +59,8 @@ def cuda_graph_obstacles(device: torch.device, config: TrainConfig, world_size: 
         obstacles.append(
             "scheduled sampling (`sampling_rate` > 0) decodes step by step with a new probability each step"
         )
+    if config.decoder_input_dropout > 0:
+        obstacles.append("decoder input dropout (`decoder_input_dropout` > 0) has not yet been captured on a GPU")
     if world_size > 1:
         obstacles.append(f"{world_size} DDP processes all-reduce their gradients between the step's kernels")
     return obstacles

@@ -59,9 +59,10 @@ class TrainingStep:
         bf16: bool,
         noise: torch.Generator,
         training_pass: nn.Module | None = None,
+        input_dropout: float = 0.0,
     ):
         self.vae, self.optimizer, self.loss_config, self.grad_clip = vae, optimizer, loss_config, grad_clip
-        self.bf16, self.noise = bf16, noise
+        self.bf16, self.noise, self.input_dropout = bf16, noise, input_dropout
         self.training_pass = vae if training_pass is None else training_pass
 
     def __call__(self, tokens: Tensor, step: int, teacher_probability: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -75,7 +76,7 @@ class TrainingStep:
         with torch.autocast(
             tokens.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=self.autocast_cache
         ):
-            logits, mu, sigma = self.training_pass(tokens, self.noise, teacher_probability)
+            logits, mu, sigma = self.training_pass(tokens, self.noise, teacher_probability, self.input_dropout)
         parts = vae_loss(logits, tokens, mu, sigma, self.loss_config, beta=beta)
         parts.loss.backward()
         global_norm = nn.utils.clip_grad_norm_(self.vae.parameters(), self.grad_clip)

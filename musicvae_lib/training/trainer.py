@@ -172,7 +172,14 @@ class Trainer:
     def training_steps(self) -> TrainingStep:
         """The step of this run's ``step_path``, on its model, Adam, loss, precision and noise."""
         return STEP_CLASSES[self.step_path](
-            self.vae, self.optimizer, self.loss_config, self.config.grad_clip, self.bf16, self.noise, self.training_pass
+            self.vae,
+            self.optimizer,
+            self.loss_config,
+            self.config.grad_clip,
+            self.bf16,
+            self.noise,
+            self.training_pass,
+            self.config.decoder_input_dropout,
         )
 
     def choose_bf16(self, checkpoint: dict[str, Any] | None) -> bool:
