@@ -272,6 +272,19 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", type=Path, default=None)
 
 
+def show_table(table: pd.DataFrame, csv: Path | None) -> None:
+    """Print a benchmark's table (three decimals, wide) and write it to ``csv`` when given."""
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(table.to_string(float_format=lambda value: f"{value:.3f}"))
+    if csv:
+        table.to_csv(csv)
+
+
+def machine(args: argparse.Namespace) -> str:
+    """This machine's CPU, torch and its threads, and the run folder: the head of every benchmark's printout."""
+    return f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {args.run_dir}"
+
+
 def load_splits(args: argparse.Namespace) -> dict[str, np.ndarray]:
     """The run folder's train, valid and test windows, after setting torch's threads from ``args``."""
     torch.set_num_threads(args.threads)
@@ -294,7 +307,7 @@ def main() -> None:
     config = ConstraintConfig(critic_steps=args.critic_steps, actor_steps=args.actor_steps)
     context = Context(model, codes, prior.load_latent_mixture(args.run_dir / PRIOR_MIXTURE), config, args.seed)
     print(
-        f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {args.run_dir}: "
+        f"{machine(args)}: "
         f"{len(splits['train'])} training windows encoded (or read from prior/codes.npz) in {encoding_s:.0f} s "
         f"(sigma_bar {codes.sigma_bar:.3f}); "
         f"{args.samples} melodies a set at T = {TEMPERATURE:g}; {config}",
@@ -323,8 +336,7 @@ def main() -> None:
             flush=True,
         )
     table = pd.DataFrame(rows, columns=["variant", *COLUMNS]).set_index("variant")
-    with pd.option_context("display.width", 250, "display.max_columns", 30):
-        print(table.to_string(float_format=lambda value: f"{value:.3f}"))
+    show_table(table, args.csv)
     name, qualified = chosen(table, args.variants)
     row = table.loc[name]
     print(
@@ -334,8 +346,6 @@ def main() -> None:
         f"copies {row['test_copies_exact']:.1%} exact, {row['test_copies_transposed']:.1%} up to transposition, "
         f"closer_than_test {row['test_closer']:.3f}"
     )
-    if args.csv:
-        table.to_csv(args.csv)
 
 
 if __name__ == "__main__":

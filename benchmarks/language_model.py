@@ -18,10 +18,17 @@ import argparse
 import time
 
 import pandas as pd
-import torch
-from generator import COLUMNS, TEMPERATURE, Scorer, add_scoring_options, load_splits  # benchmarks/, beside this
+from generator import (
+    COLUMNS,
+    TEMPERATURE,
+    Scorer,
+    add_scoring_options,
+    load_splits,
+    machine,
+    show_table,
+)  # benchmarks/, beside this
 
-from musicvae_lib import language_model, runner
+from musicvae_lib import language_model
 from musicvae_lib.language_model import LanguageModelConfig, MelodyLanguageModel
 
 DEFAULT_STEPS = 13_203  # profiles/default.toml: the VAE's max_steps
@@ -36,7 +43,7 @@ def main() -> None:
     splits = load_splits(args)
     config = LanguageModelConfig(steps=args.steps)
     print(
-        f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {args.run_dir}: "
+        f"{machine(args)}: "
         f"{len(splits['train'])} training windows; {config}; {args.samples} melodies a set at T = {TEMPERATURE:g}",
         flush=True,
     )
@@ -74,10 +81,7 @@ def main() -> None:
     language_model.train_language_model(splits["train"], config, args.seed, show_progress=False, after_step=score)
     table = pd.DataFrame(rows, columns=["variant", "valid_nll", *COLUMNS]).drop(columns=["fit_cpu_s"])
     table = table.set_index("variant")
-    with pd.option_context("display.width", 250, "display.max_columns", 30):
-        print(table.to_string(float_format=lambda value: f"{value:.3f}"))
-    if args.csv:
-        table.to_csv(args.csv)
+    show_table(table, args.csv)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
-from generator import COLUMNS, Scorer, add_scoring_options, draw_sets, load_splits  # benchmarks/, beside this
+from generator import (
+    COLUMNS,
+    Scorer,
+    add_scoring_options,
+    draw_sets,
+    load_splits,
+    machine,
+    show_table,
+)  # benchmarks/, beside this
 
-from musicvae_lib import evaluate, prior, prior_choice, runner, train_study
+from musicvae_lib import evaluate, prior, prior_choice, train_study
 from musicvae_lib.training import train_or_load
 
 LEVERS = {  # variant name pattern -> the notebook 03 parameter it sets (parsed from the number in the name)
@@ -119,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     splits = load_splits(args)
     print(
-        f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {args.run_dir}: "
+        f"{machine(args)}: "
         f"{len(splits['train'])} training windows; profile {args.profile}, {args.steps} steps a variant; "
         f"{args.samples} melodies a set at T = 1",
         flush=True,
@@ -129,10 +136,7 @@ def main() -> None:
     rows += [score_variant(args, name, splits, scorer) for name in args.variants]
     columns = ["variant", "steps", "greedy", "magenta_eval", "kl_bits", "generator", *COLUMNS[2:]]
     table = pd.DataFrame(rows, columns=columns).set_index("variant")
-    with pd.option_context("display.width", 250, "display.max_columns", 30):
-        print(table.to_string(float_format=lambda value: f"{value:.3f}"))
-    if args.csv:
-        table.to_csv(args.csv)
+    show_table(table, args.csv)
 
 
 if __name__ == "__main__":
