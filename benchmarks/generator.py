@@ -280,9 +280,12 @@ def show_table(table: pd.DataFrame, csv: Path | None) -> None:
         table.to_csv(csv)
 
 
-def machine(args: argparse.Namespace) -> str:
-    """This machine's CPU, torch and its threads, and the run folder: the head of every benchmark's printout."""
-    return f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {args.run_dir}"
+def machine(args: argparse.Namespace, splits: dict[str, np.ndarray]) -> str:
+    """This machine's CPU, torch and its threads, the run folder and its training windows: every benchmark's head."""
+    return (
+        f"{runner.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {args.run_dir}: "
+        f"{len(splits['train'])} training windows"
+    )
 
 
 def load_splits(args: argparse.Namespace) -> dict[str, np.ndarray]:
@@ -307,8 +310,7 @@ def main() -> None:
     config = ConstraintConfig(critic_steps=args.critic_steps, actor_steps=args.actor_steps)
     context = Context(model, codes, prior.load_latent_mixture(args.run_dir / PRIOR_MIXTURE), config, args.seed)
     print(
-        f"{machine(args)}: "
-        f"{len(splits['train'])} training windows encoded (or read from prior/codes.npz) in {encoding_s:.0f} s "
+        f"{machine(args, splits)} encoded (or read from prior/codes.npz) in {encoding_s:.0f} s "
         f"(sigma_bar {codes.sigma_bar:.3f}); "
         f"{args.samples} melodies a set at T = {TEMPERATURE:g}; {config}",
         flush=True,

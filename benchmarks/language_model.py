@@ -43,8 +43,7 @@ def main() -> None:
     splits = load_splits(args)
     config = LanguageModelConfig(steps=args.steps)
     print(
-        f"{machine(args)}: "
-        f"{len(splits['train'])} training windows; {config}; {args.samples} melodies a set at T = {TEMPERATURE:g}",
+        f"{machine(args, splits)}; {config}; {args.samples} melodies a set at T = {TEMPERATURE:g}",
         flush=True,
     )
     scorer = Scorer(splits, args.samples, args.seed, args.max_reference)

@@ -126,8 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     splits = load_splits(args)
     print(
-        f"{machine(args)}: "
-        f"{len(splits['train'])} training windows; profile {args.profile}, {args.steps} steps a variant; "
+        f"{machine(args, splits)}; profile {args.profile}, {args.steps} steps a variant; "
         f"{args.samples} melodies a set at T = 1",
         flush=True,
     )
