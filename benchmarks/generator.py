@@ -13,6 +13,9 @@ Variants:
   z ~ q(z|x) of a random training window; it is known to copy); ``_cap1``: no sigma widened beyond 1;
 - ``pca64_gmm16``: a 16-component full-covariance mixture over the first 64 principal components
   of posterior SAMPLES of the training windows (one each), independent Gaussians over the rest;
+- ``flow_pca64``: a normalizing flow (Real NVP, ``musicvae_lib.latent_flow``) fitted to posterior samples of the
+  training windows in their first 64 principal components, independent Gaussians over the rest; ``_t0.8``: its
+  noise times 0.8 (a lower temperature of the density, not of the decoder);
 - ``between_k<k>_t<t>_s<s>``: the posterior of a random training window, its sigma times s, moved a
   share t of the way towards one of its k nearest other training windows (the study's ``prior.neighbour_blend``);
 - ``lc_<base>_l<lambda>``: latent constraints (``musicvae_lib.latent_constraints``): a critic
@@ -49,7 +52,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
-from musicvae_lib import data, inference, latent_constraints, prior, runner, two_sample
+from musicvae_lib import data, inference, latent_constraints, latent_flow, prior, runner, two_sample
 from musicvae_lib.inference import LatentDensity
 from musicvae_lib.latent_constraints import AggregatePosterior, ConstraintConfig, PosteriorCodes
 from musicvae_lib.model import MusicVAE
@@ -147,6 +150,24 @@ def pca_mixture(dims: int, components: int) -> Callable[[Context, str], LatentDe
     return fit
 
 
+def flow(dims: int, temperature: float) -> Callable[[Context, str], LatentDensity]:
+    """A variant factory: ``latent_flow.fit_flow``, a Real NVP over the first ``dims`` principal components of the
+    training windows' posterior samples, drawn with its noise times ``temperature``."""
+
+    def fit(context: Context, name: str) -> LatentDensity:
+        fitted = latent_flow.fit_flow(
+            context.codes.mu, context.codes.sigma, latent_flow.FlowConfig(dims=dims), context.seed
+        )
+        h = fitted.history
+        context.notes[name] = (
+            f"held-out NLL {h.held_out_nll:.3f} nats a dimension against {h.gaussian_nll:.3f} for the whitened "
+            f"Gaussian (training {h.train_nll_end:.3f})"
+        )
+        return dataclasses.replace(fitted, temperature=temperature)
+
+    return fit
+
+
 def neighbour_blend(k: int, t: float, sigma_scale: float) -> Callable[[Context, str], LatentDensity]:
     """A variant factory: the study's ``prior.neighbour_blend`` with one pair per training window (notebook 03 keeps
     ``blend_pairs`` of them)."""
@@ -169,6 +190,8 @@ VARIANTS: dict[str, Callable[[Context, str], LatentDensity]] = {
     "qz_s2": lambda context, name: AggregatePosterior(context.codes, 2.0),
     "qz_s2_cap1": lambda context, name: AggregatePosterior(context.codes, 2.0, max_sigma=1.0),
     "pca64_gmm16": pca_mixture(64, 16),
+    "flow_pca64": flow(64, 1.0),
+    "flow_pca64_t0.8": flow(64, 0.8),
     "between_k3_t0.5_s1": neighbour_blend(3, 0.5, 1.0),
     "between_k1_t0.5_s1": neighbour_blend(1, 0.5, 1.0),
     "between_k1_t0.5_s1.25": neighbour_blend(1, 0.5, 1.25),
