@@ -3,13 +3,18 @@
     .venv/bin/python benchmarks/levers.py [--run-dir results/default] [--steps 3000] [--variants study transpose5 ...]
 
 Every variant is notebook 03's training as ``--profile`` sets it (sizes, recipe, schedule: ``train_study``), from the
-same seed on the run folder's training split, with ``max_steps = --steps`` for all (equal budgets; the default
+same seed (the profile's, or ``--training-seed``: a second seed measures the training's own noise) on the run
+folder's training split, with ``max_steps = --steps`` for all (equal budgets; the default
 profile's own budget is 13,203) and the variant's lever on top:
 
 - ``study``: none; ``transpose<N>``: every training batch shifted by up to +-N semitones (``transpose_semitones``);
 - ``input_dropout<p>``: Bowman et al. 2016's word dropout, each decoder input blanked with probability p
   (``decoder_input_dropout``): the decoder has to lean on z;
-- ``beta<b>``: Magenta's annealed KL weight ending at b instead of 0.2: the KL / accuracy trade-off itself.
+- ``beta<b>``: Magenta's annealed KL weight ending at b instead of 0.2 (annealed as (1 - 0.99999^step) * b, so it
+  reaches only 3% of b by step 3,000 and 12% by the default budget's end);
+- ``fixedbeta<b>``: Magenta's form with the KL weight b from the first step (no annealing);
+- ``thesis<n>``: the thesis' form, beta 1 * max(KL, lambda) with lambda = n bits per window: the KL held near n bits.
+  These three are the KL / accuracy trade-off itself.
 
 Trained variants are kept in ``--out/<variant>`` (resumable; a finished one is loaded). Each is then scored:
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +50,20 @@ from generator import (
 )  # benchmarks/, beside this
 
 from musicvae_lib import evaluate, prior, prior_choice, train_study
+from musicvae_lib.loss_config import NATS_PER_BIT
 from musicvae_lib.training import train_or_load
 
-LEVERS = {  # variant name pattern -> the notebook 03 parameter it sets (parsed from the number in the name)
-    r"transpose(\d+)": ("transpose_semitones", int),
-    r"input_dropout([\d.]+)": ("decoder_input_dropout", float),
-    r"beta([\d.]+)": ("beta", float),
+LEVERS: dict[str, Callable[[str], dict[str, Any]]] = {  # name pattern -> notebook 03 parameters from its number
+    r"transpose(\d+)": lambda n: {"transpose_semitones": int(n)},
+    r"input_dropout([\d.]+)": lambda p: {"decoder_input_dropout": float(p)},
+    r"beta([\d.]+)": lambda b: {"beta": float(b)},
+    r"fixedbeta([\d.]+)": lambda b: {"beta": float(b), "beta_rate": 0.0},
+    r"thesis([\d.]+)": lambda bits: {
+        "recipe": "thesis",
+        "beta": 1.0,
+        "free_nats": float(bits) * NATS_PER_BIT,
+        "kl_form": "thesis",
+    },
 }
 DEFAULT_VARIANTS = ["study", "transpose5", "input_dropout0.25"]
 
@@ -58,9 +72,9 @@ def lever(name: str) -> dict[str, Any]:
     """The notebook 03 parameters variant ``name`` sets over the profile's; ValueError for a name of no lever."""
     if name == "study":
         return {}
-    for pattern, (parameter, kind) in LEVERS.items():
+    for pattern, parameters in LEVERS.items():
         if match := re.fullmatch(pattern, name):
-            return {parameter: kind(match.group(1))}
+            return parameters(match.group(1))
     raise argparse.ArgumentTypeError(f"{name!r} is no variant: 'study', or one of {', '.join(LEVERS)}")
 
 
@@ -73,6 +87,8 @@ def variant_name(name: str) -> str:
 def variant_parameters(args: argparse.Namespace, name: str) -> dict[str, Any]:
     """Notebook 03's parameters for variant ``name``: the profile's, the equal step budget, the lever."""
     overrides = [f"max_steps={args.steps}", "max_minutes=0.0"]
+    if args.training_seed is not None:
+        overrides.append(f"seed={args.training_seed}")
     overrides += [f"{key}={value!r}" for key, value in lever(name).items()]
     parameters = train_study.profile_parameters(args.profile, overrides, Path("notebooks"), Path("results/local"))
     return parameters | {"run_dir": str(args.run_dir)}  # the configs read the run folder's dataset (window length)
@@ -121,12 +137,16 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, type=variant_name)
     parser.add_argument("--eval-windows", type=int, default=2000, help="test windows reconstructed")
     parser.add_argument("--choice-melodies", type=int, default=1000, help="validation melodies the blend is chosen on")
+    parser.add_argument(
+        "--training-seed", type=int, default=None, help="notebook 03's seed (weights, batches); default the profile's"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/local/levers"))
     add_scoring_options(parser)
     args = parser.parse_args()
     splits = load_splits(args)
     print(
-        f"{machine(args, splits)}; profile {args.profile}, {args.steps} steps a variant; "
+        f"{machine(args, splits)}; profile {args.profile}, {args.steps} steps a variant, training seed "
+        f"{variant_parameters(args, 'study')['seed']}; "
         f"{args.samples} melodies a set at T = 1",
         flush=True,
     )
