@@ -154,10 +154,14 @@ class FlowDensity:
     flow: RealNVP
     mean: np.ndarray  # [z_size]
     components: np.ndarray  # [z_size, z_size], rows the principal axes
-    head_scale: np.ndarray  # [dims], the standard deviations the head was whitened by
+    head_scale: np.ndarray  # [dims], the standard deviations the head was whitened by (> 0 where fitted)
     tail_variances: np.ndarray  # [z_size - dims]
     history: FlowHistory
     temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.temperature >= 0:  # also refuses NaN
+            raise ValueError(f"`temperature` must be >= 0, got {self.temperature}")
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         dims = len(self.head_scale)
@@ -177,18 +181,24 @@ def _posterior_samples(mu: np.ndarray, sigma: np.ndarray, rng: np.random.Generat
 def fit_flow(mu: np.ndarray, sigma: np.ndarray, config: FlowConfig = FlowConfig(), seed: int = 0) -> FlowDensity:
     """The flow density of q(z) for training windows' posteriors ``mu`` and ``sigma`` [n, z_size] (module docstring).
 
-    The principal axes come from one posterior sample of each window; a share ``held_out`` of the windows only
-    measures the fit (``FlowHistory``). ValueError when ``dims`` exceeds z's size or too few windows are given.
+    A share ``held_out`` of the windows (at least one) only measures the fit (``FlowHistory``); the principal axes
+    come from one posterior sample of each of the others. ValueError when ``dims`` exceeds z's size or no more
+    windows than ``dims`` are left to fit (their principal variances would not all be defined).
     """
     mu = latent_array(mu, "mu").astype(np.float64)
     sigma = latent_array(sigma, "sigma").astype(np.float64)
     if mu.shape != sigma.shape:
         raise ValueError(f"need mu and sigma of one shape, got {mu.shape} and {sigma.shape}")
+    if (sigma <= 0).any():
+        raise ValueError("every posterior `sigma` must be > 0")
     if config.dims > mu.shape[1]:
         raise ValueError(f"`dims` ({config.dims}) must be at most z's size ({mu.shape[1]})")
-    held = int(round(config.held_out * len(mu)))
-    if held < 1 or len(mu) - held < 2:
-        raise ValueError(f"need at least 3 windows to fit and measure a flow, got {len(mu)}")
+    held = max(int(round(config.held_out * len(mu))), 1)
+    if len(mu) - held <= config.dims:
+        raise ValueError(
+            f"need more than {config.dims} windows to fit a flow over {config.dims} principal components (and a "
+            f"share {config.held_out:g} more to measure it), got {len(mu)}"
+        )
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     order = rng.permutation(len(mu))
@@ -196,16 +206,16 @@ def fit_flow(mu: np.ndarray, sigma: np.ndarray, config: FlowConfig = FlowConfig(
 
     samples = _posterior_samples(mu[fit_rows], sigma[fit_rows], rng, len(fit_rows))
     mean = samples.mean(axis=0)
-    _, singular, components = np.linalg.svd(samples - mean, full_matrices=True)
-    variances = np.zeros(mu.shape[1])
-    variances[: len(singular)] = singular**2 / max(len(samples) - 1, 1)
-    head_scale = np.sqrt(np.maximum(variances[: config.dims], 1e-12))
+    # principal axes from the [z, z] covariance (not an SVD of the [n, z] samples, whose n x n factor is gigabytes)
+    variances, axes = np.linalg.eigh(np.cov(samples, rowvar=False))
+    variances, components = np.maximum(variances[::-1], 0.0), axes[:, ::-1].T  # largest first, rows the axes
+    head_scale = np.sqrt(variances[: config.dims])
 
     def whitened(z: np.ndarray) -> Tensor:
         return torch.from_numpy(((z - mean) @ components[: config.dims].T / head_scale).astype(np.float32))
 
     with torch.random.fork_rng(devices=[]):  # the layers' initial weights from the seed, the global state untouched
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # (torch.manual_seed would reseed CUDA's too, unrestored)
         flow = RealNVP(config, generator)
     optimiser = torch.optim.Adam(flow.parameters(), lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.steps, 1))

@@ -36,9 +36,10 @@ def fitted():
 
 def test_flow_inverts_and_its_log_determinant_is_the_jacobians() -> None:
     flow = RealNVP(FlowConfig(dims=4, couplings=4, hidden_size=16), torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
     for parameter in flow.parameters():  # away from the identity start
-        torch.nn.init.normal_(parameter, std=0.3)
-    x = torch.randn(5, 4, dtype=torch.float32)
+        torch.nn.init.normal_(parameter, std=0.3, generator=generator)
+    x = torch.randn(5, 4, generator=generator)
     u, log_det = flow(x)
     assert not torch.allclose(u, x)
     torch.testing.assert_close(flow.inverse(u), x, atol=1e-5, rtol=1e-5)
@@ -97,5 +98,24 @@ def test_bad_codes_are_refused() -> None:
         fit_flow(mu, sigma, FlowConfig(dims=Z_SIZE + 1, steps=1))
     with pytest.raises(ValueError, match="one shape"):
         fit_flow(mu, sigma[:, :3], FlowConfig(dims=2, steps=1))
-    with pytest.raises(ValueError, match="at least 3 windows"):
-        fit_flow(mu[:2], sigma[:2], FlowConfig(dims=2, steps=1))
+    with pytest.raises(ValueError, match="more than 4 windows"):
+        fit_flow(mu[:5], sigma[:5], FlowConfig(dims=4, steps=1))  # one held out, 4 left: too few for 4 axes
+    with pytest.raises(ValueError, match="sigma"):
+        fit_flow(mu, np.zeros_like(sigma), FlowConfig(dims=2, steps=1))
+
+
+def test_bad_temperature_is_refused(fitted) -> None:
+    for temperature in (-0.5, float("nan")):
+        with pytest.raises(ValueError, match="temperature"):
+            dataclasses.replace(fitted, temperature=temperature)
+
+
+def test_a_flow_over_every_dimension_and_the_global_random_state_kept() -> None:
+    mu, sigma = two_mode_codes(300)
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+    density = fit_flow(mu, sigma, FlowConfig(dims=Z_SIZE, couplings=2, hidden_size=8, steps=20, batch_size=32))
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
+    assert density.tail_variances.shape == (0,)
+    z = density.sample(50, np.random.default_rng(0))
+    assert z.shape == (50, Z_SIZE) and np.isfinite(z).all()
