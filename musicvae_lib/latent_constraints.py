@@ -242,7 +242,7 @@ def fit_latent_constraint(
     """
     rng = np.random.default_rng(seed)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # torch.manual_seed would reseed CUDA's too, unrestored
         critic = Critic(codes.z_size, config)
         actor = Actor(codes.z_size, config)
     critic_optimizer = torch.optim.Adam(critic.parameters(), lr=config.learning_rate)
