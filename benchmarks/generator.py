@@ -155,9 +155,7 @@ def flow(dims: int, temperature: float) -> Callable[[Context, str], LatentDensit
     training windows' posterior samples, drawn with its noise times ``temperature``."""
 
     def fit(context: Context, name: str) -> LatentDensity:
-        fitted = latent_flow.fit_flow(
-            context.codes.mu, context.codes.sigma, latent_flow.FlowConfig(dims=dims), context.seed
-        )
+        fitted = latent_flow.fit_flow(context.codes, latent_flow.FlowConfig(dims=dims), context.seed)
         h = fitted.history
         context.notes[name] = (
             f"held-out NLL {h.held_out_nll:.3f} nats a dimension against {h.gaussian_nll:.3f} for the whitened "

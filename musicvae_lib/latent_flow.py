@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from musicvae_lib.inference import latent_array
+from musicvae_lib.latent_constraints import PosteriorCodes
 
 
 @dataclass(frozen=True)
@@ -172,27 +172,16 @@ class FlowDensity:
         return (self.mean + np.concatenate([head, tail], axis=1) @ self.components).astype(np.float32)
 
 
-def _posterior_samples(mu: np.ndarray, sigma: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` samples z = mu_i + sigma_i * eps of windows i drawn uniformly, float64."""
-    rows = rng.integers(0, len(mu), size=n)
-    return mu[rows] + sigma[rows] * rng.standard_normal((n, mu.shape[1]))
-
-
-def fit_flow(mu: np.ndarray, sigma: np.ndarray, config: FlowConfig = FlowConfig(), seed: int = 0) -> FlowDensity:
-    """The flow density of q(z) for training windows' posteriors ``mu`` and ``sigma`` [n, z_size] (module docstring).
+def fit_flow(codes: PosteriorCodes, config: FlowConfig = FlowConfig(), seed: int = 0) -> FlowDensity:
+    """The flow density of q(z) for the training windows' posteriors ``codes`` (module docstring).
 
     A share ``held_out`` of the windows (at least one) only measures the fit (``FlowHistory``); the principal axes
     come from one posterior sample of each of the others. ValueError when ``dims`` exceeds z's size or no more
     windows than ``dims`` are left to fit (their principal variances would not all be defined).
     """
-    mu = latent_array(mu, "mu").astype(np.float64)
-    sigma = latent_array(sigma, "sigma").astype(np.float64)
-    if mu.shape != sigma.shape:
-        raise ValueError(f"need mu and sigma of one shape, got {mu.shape} and {sigma.shape}")
-    if (sigma <= 0).any():
-        raise ValueError("every posterior `sigma` must be > 0")
-    if config.dims > mu.shape[1]:
-        raise ValueError(f"`dims` ({config.dims}) must be at most z's size ({mu.shape[1]})")
+    if config.dims > codes.z_size:
+        raise ValueError(f"`dims` ({config.dims}) must be at most z's size ({codes.z_size})")
+    mu, sigma = codes.mu, codes.sigma
     held = max(int(round(config.held_out * len(mu))), 1)
     if len(mu) - held <= config.dims:
         raise ValueError(
@@ -202,9 +191,9 @@ def fit_flow(mu: np.ndarray, sigma: np.ndarray, config: FlowConfig = FlowConfig(
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     order = rng.permutation(len(mu))
-    fit_rows, held_rows = order[held:], order[:held]
+    fitted, held_out_codes = (PosteriorCodes(mu[rows], sigma[rows]) for rows in (order[held:], order[:held]))
 
-    samples = _posterior_samples(mu[fit_rows], sigma[fit_rows], rng, len(fit_rows))
+    samples = fitted.sample(len(order) - held, rng).astype(np.float64)
     mean = samples.mean(axis=0)
     # principal axes from the [z, z] covariance (not an SVD of the [n, z] samples, whose n x n factor is gigabytes)
     variances, axes = np.linalg.eigh(np.cov(samples, rowvar=False))
@@ -221,7 +210,7 @@ def fit_flow(mu: np.ndarray, sigma: np.ndarray, config: FlowConfig = FlowConfig(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.steps, 1))
     losses = []
     for _ in range(config.steps):
-        batch = whitened(_posterior_samples(mu[fit_rows], sigma[fit_rows], rng, config.batch_size))
+        batch = whitened(fitted.sample(config.batch_size, rng))
         loss = -flow.log_prob(batch).mean() / config.dims
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -230,7 +219,7 @@ def fit_flow(mu: np.ndarray, sigma: np.ndarray, config: FlowConfig = FlowConfig(
         losses.append(loss.item())
     flow.eval()
     with torch.no_grad():
-        held_out = whitened(_posterior_samples(mu[held_rows], sigma[held_rows], rng, max(len(held_rows), 1000)))
+        held_out = whitened(held_out_codes.sample(max(held, 1000), rng))
         held_out_nll = float(-flow.log_prob(held_out).mean() / config.dims)
         gaussian_nll = float(0.5 * (held_out**2).sum(dim=1).mean() / config.dims + 0.5 * math.log(2 * math.pi))
     history = FlowHistory(held_out_nll, gaussian_nll, float(np.mean(losses[-100:])) if losses else math.nan)

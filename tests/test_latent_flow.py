@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from musicvae_lib.latent_constraints import PosteriorCodes
 from musicvae_lib.latent_flow import FlowConfig, RealNVP, fit_flow
 
 Z_SIZE = 6
 SMALL = FlowConfig(dims=4, couplings=6, hidden_size=32, steps=800, batch_size=128, learning_rate=3e-3)
 
 
-def two_mode_codes(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def two_mode_codes(n: int = 2000, seed: int = 0) -> PosteriorCodes:
     """Posteriors whose first coordinate sits near -2 or +2 (sigma 0.15) and whose second follows the first's sign;
     the rest N(0, 1) as a VAE's inactive dimensions."""
     rng = np.random.default_rng(seed)
@@ -25,13 +26,12 @@ def two_mode_codes(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     mu[:, 0] = 2 * side + 0.1 * rng.standard_normal(n)
     mu[:, 1] = side + 0.1 * rng.standard_normal(n)
     sigma[:, :2] = 0.15
-    return mu, sigma
+    return PosteriorCodes(mu, sigma)
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    mu, sigma = two_mode_codes()
-    return fit_flow(mu, sigma, SMALL, seed=0)
+    return fit_flow(two_mode_codes(), SMALL, seed=0)
 
 
 def test_flow_inverts_and_its_log_determinant_is_the_jacobians() -> None:
@@ -74,11 +74,11 @@ def test_temperature_scales_the_flows_noise(fitted) -> None:
 
 
 def test_same_seed_same_flow_and_draws() -> None:
-    mu, sigma = two_mode_codes(400)
+    codes = two_mode_codes(400)
     config = FlowConfig(dims=4, couplings=2, hidden_size=16, steps=50, batch_size=64)
-    first = fit_flow(mu, sigma, config, seed=3).sample(100, np.random.default_rng(0))
-    again = fit_flow(mu, sigma, config, seed=3).sample(100, np.random.default_rng(0))
-    other = fit_flow(mu, sigma, config, seed=4).sample(100, np.random.default_rng(0))
+    first = fit_flow(codes, config, seed=3).sample(100, np.random.default_rng(0))
+    again = fit_flow(codes, config, seed=3).sample(100, np.random.default_rng(0))
+    other = fit_flow(codes, config, seed=4).sample(100, np.random.default_rng(0))
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
 
@@ -93,15 +93,11 @@ def test_bad_settings_are_refused(settings: dict) -> None:
 
 
 def test_bad_codes_are_refused() -> None:
-    mu, sigma = two_mode_codes(100)
+    codes = two_mode_codes(100)
     with pytest.raises(ValueError, match="at most z's size"):
-        fit_flow(mu, sigma, FlowConfig(dims=Z_SIZE + 1, steps=1))
-    with pytest.raises(ValueError, match="one shape"):
-        fit_flow(mu, sigma[:, :3], FlowConfig(dims=2, steps=1))
-    with pytest.raises(ValueError, match="more than 4 windows"):
-        fit_flow(mu[:5], sigma[:5], FlowConfig(dims=4, steps=1))  # one held out, 4 left: too few for 4 axes
-    with pytest.raises(ValueError, match="sigma"):
-        fit_flow(mu, np.zeros_like(sigma), FlowConfig(dims=2, steps=1))
+        fit_flow(codes, FlowConfig(dims=Z_SIZE + 1, steps=1))
+    with pytest.raises(ValueError, match="more than 4 windows"):  # one held out, 4 left: too few for 4 axes
+        fit_flow(PosteriorCodes(codes.mu[:5], codes.sigma[:5]), FlowConfig(dims=4, steps=1))
 
 
 def test_bad_temperature_is_refused(fitted) -> None:
@@ -111,9 +107,9 @@ def test_bad_temperature_is_refused(fitted) -> None:
 
 
 def test_a_flow_over_every_dimension_and_the_global_random_state_kept() -> None:
-    mu, sigma = two_mode_codes(300)
+    codes = two_mode_codes(300)
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
-    density = fit_flow(mu, sigma, FlowConfig(dims=Z_SIZE, couplings=2, hidden_size=8, steps=20, batch_size=32))
+    density = fit_flow(codes, FlowConfig(dims=Z_SIZE, couplings=2, hidden_size=8, steps=20, batch_size=32))
     assert torch.equal(torch.random.get_rng_state(), torch_state)
     assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
     assert density.tail_variances.shape == (0,)
