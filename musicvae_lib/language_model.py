@@ -110,9 +110,11 @@ def train_language_model(
     benchmark scores it part-way); training goes on in train mode after it returns.
     """
     windows = check_windows(windows, allow_empty=False)
-    torch.manual_seed(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = MelodyLanguageModel(windows.shape[1], config.size, config.layers).to(device)
+    with torch.random.fork_rng(devices=[]):  # initial weights from the seed, the caller's generators untouched
+        torch.default_generator.manual_seed(seed)
+        model = MelodyLanguageModel(windows.shape[1], config.size, config.layers)
+    model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     data = torch.as_tensor(windows.astype(np.int64), device=device)
     generator = torch.Generator(device="cpu").manual_seed(seed)

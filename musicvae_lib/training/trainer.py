@@ -122,7 +122,7 @@ class Trainer:
         self.fingerprint = data_fingerprint(self.train_windows, self.valid_windows)
 
         with torch.random.fork_rng(devices=[]):  # initial weights from the seed, the caller's generator untouched
-            torch.manual_seed(config.seed)
+            torch.default_generator.manual_seed(config.seed)  # (torch.manual_seed would reseed CUDA's too, unrestored)
             self.vae = MusicVAE(model_config)
         self.vae.to(device)
         training_pass: nn.Module = self.vae
