@@ -666,6 +666,27 @@ def compare_latent_spaces(
     return LatentSpaces(pd.DataFrame(rows), views)
 
 
+def describe_well_formed(table: pd.DataFrame) -> str:
+    """``compare_latent_spaces``'s table in a sentence: how often each model's prior draws lie inside every training
+    range (the most and the least realistic model; one model alone when there is one), beside the test melodies."""
+    if table.empty:
+        raise ValueError("no model to describe: the table of compare_latent_spaces is empty")
+
+    def model(row: pd.Series) -> str:
+        return (
+            f"{row['prior draws like training']:.0%} of draws with the {row['model']} (aggregate KL "
+            f"{row['aggregate KL to prior (nats)']:.0f} nats, {row['active units']} active units)"
+        )
+
+    best = table.loc[table["prior draws like training"].idxmax()]
+    worst = table.loc[table["prior draws like training"].idxmin()]
+    models = model(best) if len(table) == 1 else f"{model(best)}, against {model(worst)}"
+    return (
+        f"Prior draws (N(0, I)) decode to melodies within the training ranges of every feature for {models}; "
+        f"held-out test melodies reach {table['test melodies like training'].iloc[0]:.0%}."
+    )
+
+
 def own_attribute_moves(effects: pd.DataFrame, scales: Mapping[str, float]) -> pd.DataFrame:
     """At the largest k of ``attribute_effects``, every attribute's change in training standard deviations.
 

@@ -302,6 +302,23 @@ def test_compare_latent_spaces_gives_one_row_and_one_view_per_model():
     )
 
 
+def test_well_formed_sentence_names_one_model_once_and_two_as_most_and_least_realistic():
+    row = {"aggregate KL to prior (nats)": 32.3, "active units": 255, "test melodies like training": 0.91}
+    one = pd.DataFrame([{"model": "chapter 03 model", "prior draws like training": 0.43, **row}])
+    assert latent.describe_well_formed(one) == (
+        "Prior draws (N(0, I)) decode to melodies within the training ranges of every feature for 43% of draws with "
+        "the chapter 03 model (aggregate KL 32 nats, 255 active units); held-out test melodies reach 91%."
+    )
+    two = pd.concat(
+        [one, pd.DataFrame([{**row, "model": "least KL", "prior draws like training": 0.71, "active units": 4}])]
+    )
+    text = latent.describe_well_formed(two.reset_index(drop=True))
+    assert text.index("71% of draws with the least KL") < text.index("against 43% of draws with the chapter 03")
+    assert text.count("chapter 03 model") == 1
+    with pytest.raises(ValueError, match="empty"):
+        latent.describe_well_formed(one.iloc[:0])
+
+
 def test_mutual_information_above_log_n_is_explained_by_its_monte_carlo_noise():
     below = latent.describe_mutual_information(2.0, 100, 16)
     assert below == "I(x; z) is about 2.0 nats (at most log n = 4.6 for 100 windows)."
