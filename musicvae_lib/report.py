@@ -116,7 +116,14 @@ def grid_verdict(choice: dict) -> str:
     if choice.get("seed_noise") is None:
         return point
     verdict = "separated from the runner-up" if choice["separated"] else "not separated from the runner-up"
-    return f"{point}; {verdict} (lead {choice['lead']:.3f}, seed noise {choice['seed_noise']:.3f})"
+    if "margin" not in choice:  # written before the choice recorded its margin
+        return f"{point}; {verdict} (lead {choice['lead']:.3f}, seed noise {choice['seed_noise']:.3f})"
+    margin = f"{choice['margin']:.3f}"
+    return (
+        f"{point}: the lowest negative ELBO among the {choice['eligible_points']} of {choice['last_rung_points']} "
+        f"points within {margin} of the best sampling accuracy; {verdict} (lead {choice['lead']:.3f}, margin {margin}: "
+        f"the larger of the seed noise {choice['seed_noise']:.3f} and {choice['margin_set']:g})"
+    )
 
 
 def ordered_sets(columns: list[str]) -> list[str]:

@@ -175,6 +175,13 @@ def test_the_grid_row_says_whether_the_choice_stands_out_of_the_seed_noise(run_d
         "1, 64 nats (92.3 bits); not separated from the runner-up (lead 0.004, seed noise 0.012)"
         in report.key_results(run_dir)
     )
+    choice |= {"margin": 0.012, "margin_set": 0.01, "eligible_points": 2, "last_rung_points": 3}
+    (run_dir / "grid_search" / "choice.json").write_text(json.dumps(choice))
+    assert (
+        "1, 64 nats (92.3 bits): the lowest negative ELBO among the 2 of 3 points within 0.012 of the best sampling "
+        "accuracy; not separated from the runner-up (lead 0.004, margin 0.012: the larger of the seed noise 0.012 "
+        "and 0.01)" in report.key_results(run_dir)
+    )
 
 
 def test_the_training_loss_is_read_from_the_finished_runs_identity(run_dir):
