@@ -135,7 +135,9 @@ def set_rows(run_dir: Path) -> pd.DataFrame | None:
     rows: dict[str, dict[str, str]] = {}
     levels = read_csv(run_dir, "05_onset_levels.csv")
     if levels is not None:
-        rows["onsets on odd 16ths"] = {k: f"{v:.1%}" for k, v in levels.set_index("level").loc["sixteenth"].items()}
+        rows["onsets on odd 16ths (share of all the set's onsets)"] = {
+            k: f"{v:.1%}" for k, v in levels.set_index("level").loc["sixteenth"].items()
+        }
     comparison = read_csv(run_dir, "06_set_comparison.csv")
     if comparison is not None:
         interval = comparison[comparison["feature"] == "mean_abs_interval"].set_index("set")["mean"]
@@ -164,7 +166,8 @@ def set_rows(run_dir: Path) -> pd.DataFrame | None:
     originality = read_csv(run_dir, "06_originality.csv")
     if originality is not None:
         copies = originality.set_index("set")["copy_rate"]
-        rows["copies of a training window (up to transposition)"] = {k: f"{v:.1%}" for k, v in copies.items()}
+        n = f", {originality['n_windows'].max():,} melodies a set" if "n_windows" in originality else ""
+        rows[f"copies of a training window (up to transposition{n})"] = {k: f"{v:.1%}" for k, v in copies.items()}
     if not rows:
         return None
     table = pd.DataFrame(rows).T.fillna("")

@@ -45,7 +45,7 @@ def test_key_results_come_from_the_tables_and_the_manifest(run_dir):
     assert "| grid search over the thesis' form: beta, lambda | 0.5, 64 nats (92.3 bits) |" in text
     assert "| greedy free-running accuracy, z = mu (A2; target >= 0.95) | 0.877 |" in text
     assert "| measure | train | test | T=1 |" in text  # real sets first
-    assert "| onsets on odd 16ths | 9.3% | 9.2% | 10.0% |" in text
+    assert "| onsets on odd 16ths (share of all the set's onsets) | 9.3% | 9.2% | 10.0% |" in text
     assert "| 03_training | 0.5 | failed | abcdef1+dirty |" in text
     assert "NLL" not in text
 
