@@ -100,14 +100,13 @@ SHOWN = {  # unit -> how the README's table shows a number in it
     "notes per bar": "{:.2f}",
     "semitones": "{:.2f}",
     "R^2": "{:.2f}",
-    "dimensions": "{:.0f}",
-    "vectors": "{:.0f}",
 }
+COUNTED = ("dimensions", "vectors")  # whole numbers per seed: one decimal where the mean over seeds has one
 
 
 @dataclass(frozen=True)
 class Headline:
-    """A headline number of a run: ``read`` from ``tables/<table>`` of its run folder, in ``unit`` (a key of SHOWN)."""
+    """A headline number of a run: ``read`` from ``tables/<table>`` of its run folder, in ``unit`` (SHOWN, COUNTED)."""
 
     label: str
     table: str
@@ -116,6 +115,8 @@ class Headline:
 
     def shown(self, value: float) -> str:
         """``value`` as the README's table shows a number in this unit."""
+        if self.unit in COUNTED:
+            return f"{round(value, 1):g}"  # a seed's 255, a mean's 255.7
         return SHOWN[self.unit].format(value)
 
 

@@ -190,7 +190,14 @@ def test_every_finding_compares_headline_numbers_and_every_unit_has_its_format()
     for finding in spread.FINDINGS:
         assert finding.left in labels and finding.relation in spread.RELATIONS, finding
         assert isinstance(finding.right, float) or finding.right in labels, finding
-    assert {headline.unit for headline in spread.HEADLINES} == set(spread.SHOWN)
+    assert {headline.unit for headline in spread.HEADLINES} == set(spread.SHOWN) | set(spread.COUNTED)
+    assert not set(spread.SHOWN) & set(spread.COUNTED)
+
+
+def test_counts_show_a_seeds_whole_number_and_a_means_decimal():
+    units = spread.Headline("active units (test mu)", "07_well_formed.csv", lambda table: 0.0, "dimensions")
+    assert [units.shown(value) for value in (255.0, 256.0, 767 / 3)] == ["255", "256", "255.7"]
+    assert spread.Headline("x", "t.csv", lambda table: 0.0, "share of melodies").shown(0.9078) == "90.8%"
 
 
 def test_the_generated_set_is_notebook_04s_at_temperature_1():
