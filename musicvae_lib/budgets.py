@@ -13,17 +13,18 @@ STOP_REASONS = ("early_stopping", "max_steps", "max_epochs", "max_minutes")
 
 
 def describe_stop(stopped: str, steps: int, budget: int | None, max_minutes: float) -> str:
-    """Why a run ended, in words, e.g. "the time guard (25 minutes) at step 9,120 of 13,203".
+    """Why a run ended, in words, e.g. "the time guard (25 minutes) at step 9,120 of 13,203". Every caller gives the
+    step count beside it, so a run that used its whole budget is not told its steps twice ("its step budget").
 
     ``budget``: done.json's ``budget_steps``; None for a run made before budgets were steps, whose
     ``max_minutes`` was its budget rather than a guard.
     """
     if stopped == "max_minutes":
         if budget is None:
-            return f"its {f'{max_minutes:g}-minute' if max_minutes else 'time'} budget at step {steps:,}"
+            return f"its {f'{max_minutes:g}-minute' if max_minutes else 'time'} budget"
         return f"the time guard ({max_minutes:g} minutes) at step {steps:,} of {budget:,}"
     if stopped == "max_steps":
-        return f"its step budget ({steps:,} steps)"
+        return "its step budget"
     return stopped.replace("_", " ")
 
 

@@ -41,28 +41,27 @@ class Run:
     tables: Path
     model: MusicVAE | None  # notebook 03's model, when ``open_run`` was asked to load it
 
-    def figure(self, fig: Figure, name: str, show: bool = True) -> Path:
-        """Save ``fig`` as figures/<name>.png (``plots.save_figure``), show it here unless ``show=False``; the path.
+    def figure(self, fig: Figure, name: str, show: bool = True) -> None:
+        """Save ``fig`` as figures/<name>.png (``plots.save_figure``) and show it here unless ``show=False``.
 
         Shown in a notebook, the figure appears where the call is, before what the cell displays
         next (as ``plt.show()`` does); ``show=False`` only saves it (a chapter showing notation
-        instead). Either way the figure is closed: the cell's end does not show it a second time.
+        instead). Either way the figure is closed: the cell's end does not show it a second time. Nothing is
+        returned, so a cell that ends with the call shows no path under its figure.
         """
         if not name or Path(name).name != name or name.endswith(".png"):
             raise ValueError(f"`name` must be a file name without folder or suffix (as in '07_pca'), got {name!r}")
-        path = plots.save_figure(fig, self.figures / f"{name}.png")
+        plots.save_figure(fig, self.figures / f"{name}.png")
         if show and IPython.get_ipython() is not None:
             display(fig)
         plt.close(fig)
-        return path
 
-    def table(self, frame: pd.DataFrame, name: str, **to_csv: Any) -> Path:
-        """Write ``frame`` as tables/<name>.csv with ``to_csv``'s arguments (``index=False``, ...); the path."""
+    def table(self, frame: pd.DataFrame, name: str, **to_csv: Any) -> None:
+        """Write ``frame`` as tables/<name>.csv with ``to_csv``'s arguments (``index=False``, ...); returns nothing,
+        so a cell that ends with the call shows no path."""
         if not name or Path(name).name != name or name.endswith(".csv"):
             raise ValueError(f"`name` must be a file name without folder or suffix (as in '07_probe_r2'), got {name!r}")
-        path = self.tables / f"{name}.csv"
-        frame.to_csv(path, **to_csv)
-        return path
+        frame.to_csv(self.tables / f"{name}.csv", **to_csv)
 
 
 def open_run(run_dir: str | Path, needs: Sequence[str], load_trained_model: bool = False) -> Run:

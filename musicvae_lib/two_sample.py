@@ -493,5 +493,6 @@ def describe_realism(table: pd.DataFrame, name: str, floor: str) -> str:
         f"({floor}: {base['precision']:.2f} and {base['recall']:.2f}). {row['copy_rate']:.1%} copy a training "
         f"window up to transposition ({test['copy_rate']:.1%} of the test melodies do); the median distance to the "
         f"nearest training window is {row['nn_distance_median']:.2f} ({test['nn_distance_median']:.2f} for test), and "
-        f"a {name} melody lies closer to training than a test melody with probability {row['closer_than_test']:.2f}."
+        f"one of these melodies lies closer to training than a test melody with probability "
+        f"{row['closer_than_test']:.2f}."
     )

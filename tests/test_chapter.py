@@ -70,13 +70,14 @@ def test_a_run_saves_figures_as_save_figure_does_and_tables_with_the_arguments_g
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1, 4])
     expected = plots.compact_png(fig)
-    path = run.figure(fig, "07_example")
-    assert path == tmp_path / "figures" / "07_example.png" and path.read_bytes() == expected
+    assert run.figure(fig, "07_example") is None  # a cell ending with the call shows no path
+    assert (tmp_path / "figures" / "07_example.png").read_bytes() == expected
     assert not plt.fignum_exists(fig.number)  # closed: a notebook shows it once, where the call is
     fig, ax = plt.subplots()
-    assert run.figure(fig, "07_hidden", show=False).is_file() and not plt.fignum_exists(fig.number)
+    run.figure(fig, "07_hidden", show=False)
+    assert (tmp_path / "figures" / "07_hidden.png").is_file() and not plt.fignum_exists(fig.number)
     frame = pd.DataFrame({"a": [1, 2]}, index=pd.Index(["x", "y"]))
-    assert run.table(frame, "07_example", index=False) == tmp_path / "tables" / "07_example.csv"
+    assert run.table(frame, "07_example", index=False) is None
     assert (tmp_path / "tables" / "07_example.csv").read_text() == "a\n1\n2\n"
     run.table(frame, "07_labelled", index_label="name")
     assert (tmp_path / "tables" / "07_labelled.csv").read_text() == "name,a\nx,1\ny,2\n"

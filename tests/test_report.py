@@ -83,7 +83,7 @@ def test_a_re_execution_that_loaded_its_model_says_the_minutes_are_not_the_study
     [
         ({"git_commit": "262bf34" + "0" * 33, "git_dirty": False}, ", at commit 262bf34 |"),
         ({"git_commit": "262bf34" + "0" * 33 + "-dirty"}, ", at commit 262bf34+dirty |"),
-        ({}, "stopped by its time budget at step 7,214 |"),  # a done.json from before training recorded its commit
+        ({}, "stopped by its time budget |"),  # a done.json from before training recorded its commit
     ],
 )
 def test_the_training_row_names_the_commit_that_trained_the_model(run_dir, recorded, shown):

@@ -204,8 +204,8 @@ def test_describe_stop_names_the_guard_and_the_budget():
         training.describe_stop("max_minutes", 9120, 13203, 25.0)
         == "the time guard (25 minutes) at step 9,120 of 13,203"
     )
-    assert training.describe_stop("max_minutes", 13203, None, 25.0) == "its 25-minute budget at step 13,203"
-    assert training.describe_stop("max_steps", 13203, 13203, 120.0) == "its step budget (13,203 steps)"
+    assert training.describe_stop("max_minutes", 13203, None, 25.0) == "its 25-minute budget"
+    assert training.describe_stop("max_steps", 13203, 13203, 120.0) == "its step budget"
     assert training.describe_stop("early_stopping", 800, 13203, 0.0) == "early stopping"
 
 
@@ -674,6 +674,11 @@ def test_loss_spikes_finds_the_jumps_and_nothing_else():
     assert "on 0% of steps" in text and "12.5x the typical one" in text
     assert training.describe_spikes(steps.iloc[:100], spikes.iloc[:0], 0.1).startswith("No loss spikes in 100 steps")
     assert "caps every update" in training.describe_spikes(steps, spikes, grad_clip=0.1)
+    assert text.endswith("Spikes fall across the whole range of learning rates the run used (0.001..0.001).")
+    decaying = steps.assign(learning_rate=np.linspace(1e-3, 1e-4, 600))
+    assert training.describe_spikes(decaying, spikes.assign(learning_rate=[8.5e-4, 4.3e-4]), 1.0).endswith(
+        "Spikes fall at learning rates 0.00043..0.00085 (the run used 0.0001..0.001)."
+    )
 
 
 def test_the_fast_fall_at_the_start_is_no_spike():

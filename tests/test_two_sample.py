@@ -182,3 +182,4 @@ def test_realism_table_sets_each_set_beside_the_floor_and_the_test_melodies():
     assert set(separating) == {"train", "unreal"}
     sentence = two_sample.describe_realism(table.reset_index(), "unreal", "train")
     assert "ROC AUC 1.00" in sentence and "against" in sentence and "0.0% copy" in sentence
+    assert sentence.count("unreal") == 1  # a prior's long name is said once

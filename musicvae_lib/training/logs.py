@@ -226,8 +226,14 @@ def describe_spikes(steps: pd.DataFrame, spikes: pd.DataFrame, grad_clip: float)
             else "the loss stays up for more than one step. "
         )
         + f"At spikes the gradient norm is {spikes['global_norm'].median() / steps['global_norm'].median():.1f}x the "
-        f"typical one. "
-        + clipping
-        + f"Spikes fall at learning rates {spikes['learning_rate'].min():.2g}..{spikes['learning_rate'].max():.2g} "
-        f"(the run used {steps['learning_rate'].min():.2g}..{steps['learning_rate'].max():.2g})."
+        f"typical one. " + clipping + spike_rates(spikes["learning_rate"], steps["learning_rate"])
     )
+
+
+def spike_rates(at_spikes: pd.Series, all_steps: pd.Series) -> str:
+    """Which learning rates the spikes fell at, beside the run's own range when they do not span it."""
+    spiked = f"{at_spikes.min():.2g}..{at_spikes.max():.2g}"
+    used = f"{all_steps.min():.2g}..{all_steps.max():.2g}"
+    if spiked == used:
+        return f"Spikes fall across the whole range of learning rates the run used ({used})."
+    return f"Spikes fall at learning rates {spiked} (the run used {used})."
